@@ -1,0 +1,30 @@
+# The README's two set-up commands: `make demo` and `make test`.
+# Both install what is missing into .venv (idempotent), then run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# torch first, pinned: this exact version is a CPU build on local disk here;
+	@# any range would pull several GB of CUDA packages. Skipped if torch is there.
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/byol demo --out runs/demo
+
+test: install
+	$(BIN)/python -m pytest -q -ra tests
+
+bench: install
+	$(BIN)/byol bench throughput
+
+clean:
+	rm -rf runs data/demo .pytest_cache

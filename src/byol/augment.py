@@ -1,0 +1,290 @@
+"""The paper's image augmentations, every parameter in one place.
+
+BYOL (Grill et al. 2020, arXiv 2006.07733), Appendix B, Table 6: two *asymmetric* views.
+
+    parameter                      view 1   view 2
+    random crop probability         1.0      1.0
+    flip probability                0.5      0.5
+    colour jitter probability       0.8      0.8
+    brightness adjustment max       0.4      0.4
+    contrast adjustment max         0.4      0.4
+    saturation adjustment max       0.2      0.2
+    hue adjustment max              0.1      0.1
+    colour dropping probability     0.2      0.2
+    Gaussian blurring probability   1.0      0.1
+    solarization probability        0.0      0.2
+
+Random resized crop: area scale 0.08-1, aspect ratio 3/4-4/3, bicubic resize (as in the
+official code). Blur: sigma uniform in [0.1, 2.0], kernel about 10 % of the image side.
+Solarize: x -> 1 - x where x >= 0.5 on [0, 1] images. Colour jitter applies its four
+adjustments in a random order, clipping to [0, 1] after each (official code).
+Brightness is *additive* (x + delta, delta ~ U[-0.4, 0.4]) as in the paper's TensorFlow
+code, not torchvision's multiplicative factor.
+
+Every random parameter is drawn per image, never one draw for the whole batch (PITFALLS.md).
+
+There is one implementation and two placements:
+- `BatchAugment`: a uint8 batch (B, C, H, W) on any device -> two float views; the fast path.
+- `TwoViewTransform`: one image (PIL or uint8 tensor) -> two float views, for Dataset
+  workers on the CPU (the DLAS way); it runs the same code on a batch of one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from kornia.color import hsv_to_rgb, rgb_to_hsv
+from kornia.filters import gaussian_blur2d
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL and torchvision
+
+
+@dataclass
+class ViewConfig:
+    """Parameters of one view. Defaults are the paper's view 1 (Table 6)."""
+
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.2
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+    blur_p: float = 1.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel_frac: float = 0.1
+    solarize_p: float = 0.0
+    solarize_threshold: float = 0.5
+
+
+def paper_view1() -> ViewConfig:
+    return ViewConfig(blur_p=1.0, solarize_p=0.0)
+
+
+def paper_view2() -> ViewConfig:
+    return ViewConfig(blur_p=0.1, solarize_p=0.2)
+
+
+@dataclass
+class AugmentConfig:
+    """Both views plus output size and normalisation."""
+
+    size: int = 224
+    view1: ViewConfig = field(default_factory=paper_view1)
+    view2: ViewConfig = field(default_factory=paper_view2)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bicubic"
+
+
+# ---------------------------------------------------------------------------
+# Per-image parameter draws and the operations, on float batches in [0, 1].
+
+
+def _uniform(n: int, low: float, high: float, device) -> torch.Tensor:
+    return torch.rand(n, device=device) * (high - low) + low
+
+
+def _bernoulli(n: int, p: float, device) -> torch.Tensor:
+    return torch.rand(n, device=device) < p
+
+
+def crop_boxes(n: int, height: int, width: int, scale, ratio, device, trials: int = 10):
+    """Random-resized-crop boxes (x0, y0, w, h) in pixels, one per image.
+
+    torchvision's rule, vectorised: up to `trials` draws of area and log-ratio, the first
+    that fits wins; if none fits, a centre crop with the ratio clamped to the range.
+    """
+    area = height * width
+    s = torch.rand(n, trials, device=device) * (scale[1] - scale[0]) + scale[0]
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    r = torch.exp(torch.rand(n, trials, device=device) * (hi - lo) + lo)
+    w = torch.sqrt(s * area * r)
+    h = torch.sqrt(s * area / r)
+    fits = (w <= width) & (h <= height)
+    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)
+    w = w.gather(1, first).squeeze(1)
+    h = h.gather(1, first).squeeze(1)
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        fw, fh = float(width), width / ratio[0]
+    elif in_ratio > ratio[1]:
+        fw, fh = height * ratio[1], float(height)
+    else:
+        fw, fh = float(width), float(height)
+    any_fit = fits.any(dim=1)
+    w = torch.where(any_fit, w, torch.full_like(w, fw))
+    h = torch.where(any_fit, h, torch.full_like(h, fh))
+    x0 = torch.rand(n, device=device) * (width - w)
+    y0 = torch.rand(n, device=device) * (height - h)
+    return x0, y0, w, h
+
+
+def resized_crop(x: torch.Tensor, boxes, size: int, flip: torch.Tensor, mode: str = "bicubic"):
+    """Crop each image to its box, resize to size x size, mirror where `flip`; one grid_sample."""
+    n, _, height, width = x.shape
+    x0, y0, w, h = boxes
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    sign = 1.0 - 2.0 * flip.to(x.dtype)
+    theta[:, 0, 0] = w / width * sign
+    theta[:, 0, 2] = (2 * x0 + w) / width - 1
+    theta[:, 1, 1] = h / height
+    theta[:, 1, 2] = (2 * y0 + h) / height - 1
+    grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
+    out = F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
+    return out.clamp_(0.0, 1.0)
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    w = torch.tensor(GRAY_WEIGHTS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
+def _per_image(v: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, 1, 1, 1)
+
+
+def adjust_brightness(x, delta):
+    """Additive, as the paper's TF code (tf.image.adjust_brightness)."""
+    return (x + _per_image(delta)).clamp_(0.0, 1.0)
+
+
+def adjust_contrast(x, factor):
+    """(x - mean) * factor + mean with the per-channel image mean (tf.image.adjust_contrast)."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    return ((x - mean) * _per_image(factor) + mean).clamp_(0.0, 1.0)
+
+
+def adjust_saturation(x, factor):
+    gray = grayscale(x)
+    return ((x - gray) * _per_image(factor) + gray).clamp_(0.0, 1.0)
+
+
+def adjust_hue(x, delta):
+    """Rotate hue by delta (a fraction of the full turn, in [-0.5, 0.5])."""
+    hsv = rgb_to_hsv(x)
+    h = torch.remainder(hsv[:, :1] + _per_image(delta) * (2 * math.pi), 2 * math.pi)
+    return hsv_to_rgb(torch.cat([h, hsv[:, 1:]], dim=1)).clamp_(0.0, 1.0)
+
+
+def color_jitter(x: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
+    """The four adjustments in a random order per image, applied with probability jitter_p.
+
+    Each adjustment's value is identity +- strength: brightness 0 +- 0.4, contrast
+    1 +- 0.4, saturation 1 +- 0.2, hue 0 +- 0.1. Each image draws its own values and its
+    own order; an image not jittered gets the identity, so the batch stays one tensor
+    (no data-dependent indexing, hence no host-device synchronisation).
+    """
+    n, dev = x.shape[0], x.device
+    on = _bernoulli(n, cfg.jitter_p, dev)
+    ops = [(adjust_brightness, 0.0, cfg.brightness), (adjust_contrast, 1.0, cfg.contrast),
+           (adjust_saturation, 1.0, cfg.saturation), (adjust_hue, 0.0, cfg.hue)]
+    values = [torch.where(on, _uniform(n, identity - s, identity + s, dev), identity)
+              for _, identity, s in ops]
+    order = torch.rand(n, 4, device=dev).argsort(dim=1)
+    for position in range(4):
+        for index, (op, identity, strength) in enumerate(ops):
+            colour_only = op in (adjust_saturation, adjust_hue)
+            if strength > 0 and cfg.jitter_p > 0 and not (colour_only and x.shape[1] != 3):
+                x = op(x, torch.where(order[:, position] == index, values[index], identity))
+    return x
+
+
+def blur_kernel_size(size: int, frac: float) -> int:
+    """Odd kernel of about `frac` of the side: the official code's radius = int(size*frac/2)."""
+    return 2 * int(int(size * frac) / 2) + 1
+
+
+def random_gaussian_blur(x: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
+    n, dev = x.shape[0], x.device
+    k = blur_kernel_size(x.shape[-1], cfg.blur_kernel_frac)
+    if cfg.blur_p == 0 or k < 3:
+        return x
+    sigma = _uniform(n, *cfg.blur_sigma, dev)
+    blurred = gaussian_blur2d(x, (k, k), sigma[:, None].expand(n, 2).contiguous(), border_type="reflect")
+    return torch.where(_per_image(_bernoulli(n, cfg.blur_p, dev)), blurred, x)
+
+
+def random_solarize(x: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
+    if cfg.solarize_p == 0:
+        return x
+    on = _per_image(_bernoulli(x.shape[0], cfg.solarize_p, x.device))
+    return torch.where(on & (x >= cfg.solarize_threshold), 1.0 - x, x)
+
+
+def augment_view(x: torch.Tensor, cfg: ViewConfig, size: int, interpolation: str = "bicubic") -> torch.Tensor:
+    """One view of a float batch in [0, 1], every parameter drawn per image. Returns [0, 1]."""
+    n, c, height, width = x.shape
+    boxes = crop_boxes(n, height, width, cfg.crop_scale, cfg.crop_ratio, x.device)
+    x = resized_crop(x, boxes, size, _bernoulli(n, cfg.flip_p, x.device), interpolation)
+    x = color_jitter(x, cfg)  # one-channel images: brightness and contrast only
+    if c == 3:
+        gray = _per_image(_bernoulli(n, cfg.grayscale_p, x.device))
+        x = torch.where(gray, grayscale(x).expand_as(x), x)
+    x = random_gaussian_blur(x, cfg)
+    return random_solarize(x, cfg)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) in [0, 255] -> float32 in [0, 1]; float input is taken as [0, 1]."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    return images.float()
+
+
+def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    c = x.shape[1]
+    m = torch.tensor(mean[:c], device=x.device, dtype=x.dtype).view(1, c, 1, 1)
+    s = torch.tensor(std[:c], device=x.device, dtype=x.dtype).view(1, c, 1, 1)
+    return (x - m) / s
+
+
+class BatchAugment(torch.nn.Module):
+    """uint8 batch -> (view1, view2), normalised, on the batch's device. The fast path."""
+
+    def __init__(self, cfg: AugmentConfig | None = None, channels_last: bool = False):
+        super().__init__()
+        self.cfg = cfg or AugmentConfig()
+        self.channels_last = channels_last
+
+    def view(self, x: torch.Tensor, view_cfg: ViewConfig) -> torch.Tensor:
+        out = normalize(augment_view(x, view_cfg, self.cfg.size, self.cfg.interpolation), self.cfg.mean, self.cfg.std)
+        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_float(images)
+        return self.view(x, self.cfg.view1), self.view(x, self.cfg.view2)
+
+
+class TwoViewTransform:
+    """Per-image transform for a Dataset: image -> (view1, view2) float tensors (C, S, S).
+
+    Same code as `BatchAugment`, on a batch of one, so both placements agree exactly.
+    """
+
+    def __init__(self, cfg: AugmentConfig | None = None):
+        self.batch = BatchAugment(cfg)
+
+    def __call__(self, image) -> tuple[torch.Tensor, torch.Tensor]:
+        x = image_to_tensor(image).unsqueeze(0)
+        v1, v2 = self.batch(x)
+        return v1[0], v2[0]
+
+
+def image_to_tensor(image) -> torch.Tensor:
+    """PIL image, HWC numpy array or CHW tensor -> uint8 CHW tensor."""
+    if isinstance(image, torch.Tensor):
+        return image
+    import numpy as np
+
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))

@@ -1,0 +1,154 @@
+"""Backbones: a small ResNet registry, and any user class by import path.
+
+    build_backbone("resnet18", stem="cifar", width=0.25)
+    build_backbone("my_pkg.models:MyNet", channels=64)      # user code, imported on request
+
+The ResNets (He et al. 2016) use torchvision's layer names (conv1, bn1, layer1..4,
+avgpool, fc), so torchvision checkpoints and code that expects those names work. With
+num_classes=0 (the default) `fc` is the identity and the output is the pooled feature.
+"""
+from __future__ import annotations
+
+import importlib
+
+import torch
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_ch: int, ch: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, ch, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(ch)
+        self.conv2 = nn.Conv2d(ch, ch, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _downsample(in_ch, ch * self.expansion, stride)
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_ch: int, ch: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, ch, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(ch)
+        self.conv2 = nn.Conv2d(ch, ch, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(ch)
+        self.conv3 = nn.Conv2d(ch, ch * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(ch * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _downsample(in_ch, ch * self.expansion, stride)
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+def _downsample(in_ch: int, out_ch: int, stride: int):
+    if stride == 1 and in_ch == out_ch:
+        return None
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+
+
+class ResNet(nn.Module):
+    """ResNet with a CIFAR stem (3x3 stride 1, no max-pool) or the ImageNet one (7x7/2 + pool).
+
+    width scales every stage's channels (0.25 gives 16-32-64-128 for ResNet-18).
+    """
+
+    def __init__(self, block, layers, stem: str = "imagenet", width: float = 1.0,
+                 in_channels: int = 3, num_classes: int = 0):
+        super().__init__()
+        if stem not in ("cifar", "imagenet"):
+            raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
+        chans = [max(1, int(round(c * width))) for c in (64, 128, 256, 512)]
+        if stem == "cifar":
+            self.conv1 = nn.Conv2d(in_channels, chans[0], 3, 1, 1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(in_channels, chans[0], 7, 2, 3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.bn1 = nn.BatchNorm2d(chans[0])
+        self.relu = nn.ReLU(inplace=True)
+        in_ch = chans[0]
+        stages = []
+        for i, (ch, n) in enumerate(zip(chans, layers)):
+            blocks = []
+            for j in range(n):
+                blocks.append(block(in_ch, ch, 2 if (i > 0 and j == 0) else 1))
+                in_ch = ch * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.feature_dim = in_ch
+        self.fc = nn.Linear(in_ch, num_classes) if num_classes else nn.Identity()
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+def resnet18(**kw) -> ResNet:
+    return ResNet(BasicBlock, [2, 2, 2, 2], **kw)
+
+
+def resnet34(**kw) -> ResNet:
+    return ResNet(BasicBlock, [3, 4, 6, 3], **kw)
+
+
+def resnet50(**kw) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 6, 3], **kw)
+
+
+REGISTRY = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50}
+
+
+def import_object(path: str):
+    """'package.module:Name' -> the object. Only called for a path the user named."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"backbone {path!r} is neither a built-in ({', '.join(REGISTRY)}) "
+                         "nor an import path of the form 'package.module:ClassName'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import {module_name!r} for backbone {path!r}: {e}") from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{module_name!r} has no attribute {attr!r} (backbone {path!r})")
+        obj = getattr(obj, part)
+    return obj
+
+
+def build_backbone(name: str, **kwargs) -> nn.Module:
+    """A built-in ResNet by name, or `module:Class` called with kwargs."""
+    if name in REGISTRY:
+        return REGISTRY[name](**kwargs)
+    factory = import_object(name)
+    try:
+        net = factory(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"backbone {name!r} rejected its arguments {kwargs}: {e}") from None
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"backbone {name!r} returned {type(net).__name__}, not a torch.nn.Module")
+    return net

@@ -1,0 +1,124 @@
+"""`byol bench throughput`: B1 of ../shared/docs/BENCHMARKS.md.
+
+One full BYOL step from a uint8 batch in memory to updated weights (augment both views,
+online forward and backward on both, target forward, symmetric loss, optimiser step, EMA
+update) on resnet18-cifar with the paper's heads. Each variant runs in its own process so
+that its peak memory (CPU RSS, or GPU max allocated) is its own. One JSON object per
+variant, with the settings that produced it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+# name -> (channels_last, precision, concat_views)
+VARIANTS = {
+    "default": (True, "auto", False),
+    "fp32": (False, "32", False),
+    "fp32_channels_last": (True, "32", False),
+    "bf16": (False, "bf16", False),
+    "bf16_channels_last": (True, "bf16", False),
+    "concat_views": (True, "auto", True),
+}
+
+
+def _commit() -> str:
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        return subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_variant(variant: str, batch_size: int, width: float, steps: int, warmup: int, device: str) -> dict:
+    from .augment import AugmentConfig, BatchAugment
+    from .backbones import resnet18
+    from .model import BYOL
+    from .optim import build_optimizer, scaled_lr
+    from .train import resolve_precision
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    channels_last, precision, concat = VARIANTS[variant]
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    precision = resolve_precision(precision, "gpu" if dev.type == "cuda" else "cpu")
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    torch.manual_seed(0)
+    model = BYOL(resnet18(stem="cifar", width=width), image_size=32, concat_views=concat).to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    augment = BatchAugment(AugmentConfig(size=32), channels_last=channels_last)
+    opt = build_optimizer(torch.nn.ModuleList([model.online, model.predictor]), "lars",
+                          scaled_lr(1.0, batch_size), 1e-5)
+    images = torch.randint(0, 256, (batch_size, 3, 32, 32), dtype=torch.uint8, device=dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    def step(k: int):
+        v1, v2 = augment(images)
+        with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = model(v1, v2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        model.update_target(k, 1000)
+        return loss
+
+    times = []
+    for k in range(warmup + steps):
+        t0 = time.perf_counter()
+        loss = step(k)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        else:
+            loss.item()
+        if k >= warmup:
+            times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+    peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {
+        "benchmark": "B1", "variant": variant, "backbone": f"resnet18-cifar@{width:g}", "batch": batch_size,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "precision": precision, "channels_last": channels_last, "concat_views": concat,
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": _commit(),
+        "steps_timed": steps, "warmup": warmup,
+        "images_per_sec": round(batch_size / sec, 2), "ms_per_step": round(1000 * sec, 1),
+        "ms_per_step_all": [round(1000 * t, 1) for t in times],
+        "peak_memory_mb": round(peak / 2**20, 1),
+        "peak_memory_kind": "gpu_max_allocated" if dev.type == "cuda" else "cpu_max_rss",
+    }
+
+
+def throughput(batch_size=128, width=1.0, steps=5, warmup=2, variants="default", device="auto", repeats=1):
+    """Run each variant (comma-separated) `repeats` times, each time in a fresh process."""
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    if names == ["all"]:
+        names = list(VARIANTS)
+    for rep in range(repeats):
+        for name in names:
+            if name not in VARIANTS:
+                raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)} or all")
+            cmd = [sys.executable, "-m", "byol.bench", name, str(batch_size), str(width), str(steps),
+                   str(warmup), device]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                yield {"benchmark": "B1", "variant": name, "error": proc.stderr.strip().splitlines()[-1:]}
+                continue
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            result["repeat"] = rep
+            yield result
+
+
+if __name__ == "__main__":
+    v, b, w, s, wu, d = sys.argv[1:7]
+    print(json.dumps(run_variant(v, int(b), float(w), int(s), int(wu), d)))

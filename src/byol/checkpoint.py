@@ -1,0 +1,153 @@
+"""Checkpoints: atomic writes, safe loading, and the backbone's weights in the user's key names.
+
+A pretraining checkpoint is Lightning's: `state_dict` (keys `model.online.net.*` hold the
+user's network), optimiser and scheduler states, loop progress, `hyper_parameters`
+(the run's config) and our `byol` entry (library version, RNG states). It is loaded with
+`torch.load(weights_only=True)`: no arbitrary object is unpickled.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .backbones import REGISTRY, build_backbone
+
+BACKBONE_PREFIX = "model.online.net."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or weights file that cannot be used, with its path."""
+
+
+def atomic_replace(tmp: str | Path, final: str | Path) -> None:
+    """Flush `tmp` to disk and rename it over `final`: a crash leaves the old file or the new."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save through a temporary file in the same folder, then an atomic rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(obj, tmp)
+        atomic_replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds here
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {str(e).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{str(path)!r} is not a byol pretraining checkpoint (no state_dict)")
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict) -> dict:
+    try:
+        return ckpt["hyper_parameters"]["config"]
+    except (KeyError, TypeError):
+        raise CheckpointError("checkpoint has no byol config (hyper_parameters.config)") from None
+
+
+def backbone_state(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The online backbone's weights, keys as in the user's own module."""
+    state = {k[len(BACKBONE_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(BACKBONE_PREFIX)}
+    if not state:
+        raise CheckpointError("checkpoint holds no backbone weights (no 'model.online.net.*' keys)")
+    return state
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(tmp),
+                  metadata={k: str(v) for k, v in (metadata or {}).items()})
+        atomic_replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def export_backbone(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write the online backbone of a pretraining checkpoint to .safetensors (user's key names)."""
+    ckpt = load_checkpoint(checkpoint)
+    model = checkpoint_config(ckpt).get("model", {})
+    save_safetensors(backbone_state(ckpt), out, {"backbone": model.get("backbone", ""),
+                                                 "backbone_args": model.get("backbone_args", {})})
+    return Path(out)
+
+
+def load_into(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """load_state_dict with a one-line error naming what does not match."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+        raise CheckpointError(f"{source} does not fit {type(net).__name__}: keys {'; '.join(parts)}. "
+                              "Was it made with another backbone or other backbone_args?")
+    net.load_state_dict(state)
+    return net
+
+
+def load_backbone(path: str | Path, backbone: str | None = None, backbone_args: dict | None = None) -> nn.Module:
+    """A backbone with weights from a pretraining checkpoint (.ckpt) or exported .safetensors.
+
+    A checkpoint names its backbone; a user class given by import path is only imported
+    when the caller names it too (`backbone`), never just because a file says so.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise CheckpointError(f"weights file {str(path)!r} does not exist")
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        name = backbone or meta.get("backbone")
+        if not name:
+            raise CheckpointError(f"{str(path)!r} does not name its backbone; pass --backbone")
+        args = backbone_args if backbone_args is not None else _literal(meta.get("backbone_args", "{}"))
+        if name not in REGISTRY and name != backbone:
+            raise CheckpointError(f"{str(path)!r} was made with backbone {name!r}; pass --backbone {name} to import it")
+        return load_into(build_backbone(name, **args), load_file(str(path)), str(path))
+    ckpt = load_checkpoint(path)
+    model = checkpoint_config(ckpt)["model"]
+    name = model["backbone"]
+    if name not in REGISTRY and backbone != name:
+        raise CheckpointError(f"{str(path)!r} was made with backbone {name!r}; pass --backbone {name} to import it")
+    args = backbone_args if backbone_args is not None else model.get("backbone_args", {})
+    return load_into(build_backbone(backbone or name, **args), backbone_state(ckpt), str(path))
+
+
+def _literal(text: str):
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return {}

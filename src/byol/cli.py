@@ -1,0 +1,261 @@
+"""The `byol` command line.
+
+    byol pretrain --config configs/cifar10.yaml [--train.epochs 10 ...] [--resume]
+    byol demo                                   generate the demo data, pretrain, compare kNN
+    byol preview DATA -o views.png              what the network sees: original / view 1 / view 2
+    byol layers resnet18 [--args '{...}']       layer names for model.hidden_layer
+    byol evaluate knn|linear --checkpoint C --train DATA --test DATA
+    byol export CHECKPOINT -o backbone.safetensors
+    byol embed CHECKPOINT DATA -o embeddings.npy
+    byol bench throughput                       B1 of BENCHMARKS.md, JSON on stdout
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from .checkpoint import CheckpointError
+from .config import ConfigError
+from .data import DataError
+from .model import HiddenLayerError
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError, HiddenLayerError)
+
+
+def _json_arg(text: str) -> dict:
+    try:
+        value = yaml.safe_load(text) if text else {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--args: not valid YAML/JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--args must be a mapping like '{{stem: cifar}}', got {text!r}")
+    return value
+
+
+def cmd_pretrain(args, extra) -> int:
+    from .config import load_config
+    from .train import pretrain
+
+    cfg = load_config(args.config, extra)
+    summary = pretrain(cfg, resume=args.resume)
+    print(json.dumps({k: v for k, v in summary.items() if k != "knn"}))
+    return 0
+
+
+def cmd_demo(args, extra) -> int:
+    from .config import load_config
+    from .demo import generate_shapes
+    from .train import pretrain
+
+    data = generate_shapes(args.data)
+    config = Path(args.config)
+    overrides = ["--data.path", str(data / "train"), "--data.val_path", str(data / "test"),
+                 "--train.out_dir", args.out, *extra]
+    cfg = load_config(config, overrides)
+    resume = (Path(args.out) / "checkpoints" / "last.ckpt").exists()
+    if resume:
+        print(f"{args.out} has a finished or interrupted demo run; continuing it (delete the folder to start over)")
+    summary = pretrain(cfg, resume=resume)
+    untrained, final = summary.get("knn_untrained_top1"), summary.get("knn_final_top1")
+    print(f"\nDemo: {summary['train_images']} generated images, {cfg.train.epochs} epochs, "
+          f"{summary['wall_seconds']:.0f} s")
+    if untrained is not None and final is not None:
+        print(f"kNN top-1 on held-out shapes: untrained {100 * untrained:.1f}%  ->  BYOL {100 * final:.1f}%")
+    print(f"Run folder: {args.out}  (export: byol export {summary['checkpoint']} -o backbone.safetensors)")
+    return 0
+
+
+def cmd_preview(args, extra) -> int:
+    from .config import load_config
+    from .preview import write_preview
+
+    cfg = load_config(args.config, extra)
+    path = write_preview(args.data, args.output, cfg, n=args.n, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_layers(args, extra) -> int:
+    from .backbones import build_backbone
+    from .model import describe_layers
+
+    net = build_backbone(args.backbone, **_json_arg(args.args))
+    for name, kind, shape in describe_layers(net, args.image_size, args.channels):
+        print(f"{name:40s} {kind:24s} {shape}")
+    return 0
+
+
+def _backbone(args):
+    from .checkpoint import load_backbone
+
+    return load_backbone(args.checkpoint, args.backbone, _json_arg(args.args) if args.args else None)
+
+
+def cmd_evaluate(args, extra) -> int:
+    from .augment import IMAGENET_MEAN, IMAGENET_STD
+    from .checkpoint import checkpoint_config, load_checkpoint
+    from .data import decode_to_memory, list_images
+    from .evaluate import extract_features, knn_accuracy, linear_probe
+
+    net = _backbone(args)
+    mean, std, size = IMAGENET_MEAN, IMAGENET_STD, args.image_size
+    if str(args.checkpoint).endswith(".ckpt"):
+        saved = checkpoint_config(load_checkpoint(args.checkpoint))
+        mean, std = saved["augment"]["mean"], saved["augment"]["std"]
+        size = size or saved["data"]["image_size"]
+    size = size or 224
+    channels = 1 if args.channels == 1 else 3
+    train = decode_to_memory(list_images(args.train), size, channels)
+    test = decode_to_memory(list_images(args.test), size, channels)
+    if not train.classes:
+        raise DataError(f"{args.train!r} has no class sub-folders: evaluation needs labels")
+    ftr = extract_features(net, train.images, mean, std, size)
+    fte = extract_features(net, test.images, mean, std, size)
+    if args.protocol == "knn":
+        result = knn_accuracy(ftr, train.labels, fte, test.labels, args.k, args.temperature)
+    else:
+        result = linear_probe(ftr, train.labels, fte, test.labels, epochs=args.epochs, lr=args.lr)
+    result = {"protocol": args.protocol, "checkpoint": str(args.checkpoint), "train": args.train,
+              "test": args.test, "train_images": len(train), "test_images": len(test), **result}
+    print(json.dumps(result))
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_export(args, extra) -> int:
+    from .checkpoint import export_backbone
+
+    path = export_backbone(args.checkpoint, args.output)
+    print(f"wrote {path} (load with net.load_state_dict(safetensors.torch.load_file({str(path)!r})))")
+    return 0
+
+
+def cmd_embed(args, extra) -> int:
+    import numpy as np
+
+    from .augment import IMAGENET_MEAN, IMAGENET_STD
+    from .checkpoint import checkpoint_config, load_checkpoint
+    from .data import decode_to_memory, list_images
+    from .evaluate import extract_features
+
+    net = _backbone(args)
+    mean, std, size = IMAGENET_MEAN, IMAGENET_STD, args.image_size
+    if str(args.checkpoint).endswith(".ckpt"):
+        saved = checkpoint_config(load_checkpoint(args.checkpoint))
+        mean, std = saved["augment"]["mean"], saved["augment"]["std"]
+        size = size or saved["data"]["image_size"]
+    images = list_images(args.data)
+    mem = decode_to_memory(images, size or 224, args.channels)
+    feats = extract_features(net, mem.images, mean, std, size)
+    np.save(args.output, feats.numpy())
+    print(f"wrote {args.output}: {tuple(feats.shape)} embeddings of {args.data}")
+    return 0
+
+
+def cmd_bench(args, extra) -> int:
+    from .bench import throughput
+
+    for result in throughput(batch_size=args.batch_size, width=args.width, steps=args.steps,
+                             warmup=args.warmup, variants=args.variants, device=args.device,
+                             repeats=args.repeats):
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="byol", description="BYOL self-supervised pretraining for any PyTorch network")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("pretrain", help="pretrain a network with BYOL (overrides: --section.key value)")
+    s.add_argument("--config", help="YAML config (configs/*.yaml)")
+    s.add_argument("--resume", action="store_true", help="continue from train.out_dir/checkpoints/last.ckpt")
+    s.set_defaults(func=cmd_pretrain)
+
+    s = sub.add_parser("demo", help="generate the shapes demo data, pretrain on it, report kNN")
+    s.add_argument("--data", default="data/demo")
+    s.add_argument("--out", default="runs/demo")
+    s.add_argument("--config", default=str(Path(__file__).resolve().parent / "configs" / "demo.yaml"))
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("preview", help="write a PNG grid: original / view 1 / view 2")
+    s.add_argument("data")
+    s.add_argument("-o", "--output", default="views.png")
+    s.add_argument("--config")
+    s.add_argument("-n", type=int, default=8)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_preview)
+
+    s = sub.add_parser("layers", help="list a backbone's layers (names for model.hidden_layer)")
+    s.add_argument("backbone")
+    s.add_argument("--args", default="", help="backbone keyword arguments, YAML/JSON mapping")
+    s.add_argument("--image-size", type=int, default=32)
+    s.add_argument("--channels", type=int, default=3)
+    s.set_defaults(func=cmd_layers)
+
+    def weights_args(s):
+        s.add_argument("--backbone", help="backbone name or import path (needed for .safetensors "
+                                          "and for checkpoints made with a user class)")
+        s.add_argument("--args", default="", help="backbone keyword arguments")
+        s.add_argument("--image-size", type=int)
+        s.add_argument("--channels", type=int, default=3)
+
+    s = sub.add_parser("evaluate", help="evaluate a pretrained backbone on labeled data")
+    s.add_argument("protocol", choices=["knn", "linear"])
+    s.add_argument("--checkpoint", required=True, help=".ckpt from pretrain or exported .safetensors")
+    s.add_argument("--train", required=True, help="labeled training images (folder or tar)")
+    s.add_argument("--test", required=True, help="labeled test images (folder or tar)")
+    s.add_argument("-k", type=int, default=200)
+    s.add_argument("--temperature", type=float, default=0.1)
+    s.add_argument("--epochs", type=int, default=100)
+    s.add_argument("--lr", type=float, default=0.1)
+    s.add_argument("-o", "--output", help="also write the result JSON here")
+    weights_args(s)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("export", help="write the online backbone's weights as .safetensors")
+    s.add_argument("checkpoint")
+    s.add_argument("-o", "--output", default="backbone.safetensors")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("embed", help="write embeddings of a folder of images to .npy")
+    s.add_argument("checkpoint")
+    s.add_argument("data")
+    s.add_argument("-o", "--output", default="embeddings.npy")
+    weights_args(s)
+    s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("bench", help="benchmarks of ../shared/docs/BENCHMARKS.md, JSON lines on stdout")
+    s.add_argument("name", choices=["throughput"])
+    s.add_argument("--batch-size", type=int, default=128)
+    s.add_argument("--width", type=float, default=1.0)
+    s.add_argument("--steps", type=int, default=5)
+    s.add_argument("--warmup", type=int, default=2)
+    s.add_argument("--repeats", type=int, default=1)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--variants", default="default", help="comma list: default,fp32,bf16,channels_last,...")
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in ("pretrain", "demo", "preview"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.func(args, extra)
+    except USER_ERRORS as e:
+        print(f"byol {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"byol {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

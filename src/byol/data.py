@@ -1,0 +1,297 @@
+"""Image data: ImageFolder directories and tar archives, in memory or streamed.
+
+Layouts read (the same as torchvision's ImageFolder):
+    root/<class>/.../<image>           labeled; class = first folder level under root
+    root/<image>                       unlabeled (label -1) when root has no sub-folders
+    archive.tar[.gz] with that layout  (the format of the CIFAR-10 copy in ../shared/data)
+
+Two ways to feed training:
+- `MemoryImages`: every image decoded once into one uint8 tensor (N, C, S, S). The fast
+  path for small sets (CIFAR, STL-10, the demo): a batch is one slice, augmented on the
+  training device by `byol.augment.BatchAugment`.
+- `StreamImages`: decoded per item by DataLoader workers, for sets that do not fit.
+  Items are uint8 (C, S, S) (augmented later, on the device) or, with a `TwoViewTransform`,
+  the two views already augmented in the worker (the DLAS way).
+
+Unreadable image files are skipped, counted and reported once each with their path.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
+class DataError(ValueError):
+    """Data that cannot be used, with a message that names the file or folder."""
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def is_tar(path: str | Path) -> bool:
+    return str(path).lower().endswith(TAR_SUFFIXES)
+
+
+@dataclass
+class ImageList:
+    """Where the images are, their labels (-1 when unlabeled) and the class names."""
+
+    root: str
+    items: list[str]
+    labels: list[int]
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def labeled(self) -> bool:
+        return bool(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _label_items(root: str, relpaths: list[str]) -> ImageList:
+    """Class = first path component when every image sits in a sub-folder; else unlabeled."""
+    relpaths = sorted(relpaths)
+    parts = [p.split("/") for p in relpaths]
+    if parts and all(len(p) >= 2 for p in parts):
+        classes = sorted({p[0] for p in parts})
+        index = {c: i for i, c in enumerate(classes)}
+        return ImageList(root, relpaths, [index[p[0]] for p in parts], classes)
+    return ImageList(root, relpaths, [-1] * len(relpaths), [])
+
+
+def _strip_common_prefix(names: list[str]) -> list[str]:
+    """Tar members often sit under one top folder (train/airplane/1.jpg): drop it."""
+    while names and all("/" in n for n in names):
+        first = names[0].split("/", 1)[0]
+        if all(n.split("/", 1)[0] == first for n in names) and all(n.count("/") >= 2 for n in names):
+            names = [n.split("/", 1)[1] for n in names]
+        else:
+            break
+    return names
+
+
+def list_images(path: str | Path) -> ImageList:
+    """Scan a folder (recursively) or a tar archive for images."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data path {str(path)!r} does not exist")
+    if path.is_file():
+        if not is_tar(path):
+            raise DataError(f"data path {str(path)!r} is a file but not a .tar/.tar.gz archive")
+        try:
+            with tarfile.open(path) as tar:
+                names = [m.name.lstrip("./") for m in tar.getmembers() if m.isfile() and is_image_name(m.name)]
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise DataError(f"cannot read archive {str(path)!r}: {e}") from None
+        if not names:
+            raise DataError(f"archive {str(path)!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        stripped = _strip_common_prefix(names)
+        images = _label_items(str(path), stripped)
+        prefix = {s: n for s, n in zip(stripped, names)}
+        images.items = [prefix[s] for s in images.items]
+        return images
+    rel = []
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in filenames:
+            if is_image_name(f) and not f.startswith("."):
+                rel.append(os.path.relpath(os.path.join(dirpath, f), path).replace(os.sep, "/"))
+    if not rel:
+        what = "is empty" if not any(path.iterdir()) else f"has no image files ({', '.join(IMAGE_EXTENSIONS)})"
+        raise DataError(f"data folder {str(path)!r} {what}")
+    return _label_items(str(path), rel)
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+
+
+def fit_image(img: Image.Image, size: int | None, mode: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """PIL image -> uint8 (C, size, size) array.
+
+    mode 'resize': shorter side to `size` (bicubic, antialiased), then a centre square.
+    mode 'crop': a random size x size crop without resizing (large images such as DIV2K,
+    as DLAS does); images smaller than `size` are resized up first.
+    size None keeps the image as it is.
+    """
+    if size is not None:
+        w, h = img.size
+        if mode == "crop" and min(w, h) >= size:
+            rng = rng or np.random.default_rng()
+            x0 = int(rng.integers(0, w - size + 1))
+            y0 = int(rng.integers(0, h - size + 1))
+            img = img.crop((x0, y0, x0 + size, y0 + size))
+        else:
+            if min(w, h) != size:
+                scale = size / min(w, h)
+                img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+            w, h = img.size
+            left, top = (w - size) // 2, (h - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def open_image(data: bytes | str, channels: int) -> Image.Image:
+    """Decode fully (so truncation shows here) and convert to RGB (3) or L (1)."""
+    img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+    img.load()
+    return img.convert("RGB" if channels == 3 else "L")
+
+
+class BadImages:
+    """Counts unreadable files and warns once per file, with its path."""
+
+    def __init__(self):
+        self.paths: list[str] = []
+
+    def report(self, path: str, error: Exception) -> None:
+        if path not in self.paths:
+            self.paths.append(path)
+            warnings.warn(f"skipping unreadable image {path}: {error}", stacklevel=3)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def _read_all_bytes(images: ImageList) -> list[bytes]:
+    if is_tar(images.root) and Path(images.root).is_file():
+        wanted = set(images.items)
+        found: dict[str, bytes] = {}
+        with tarfile.open(images.root) as tar:
+            for m in tar:
+                name = m.name.lstrip("./")
+                if name in wanted:
+                    found[name] = tar.extractfile(m).read()
+        return [found[i] for i in images.items]
+    return [Path(images.root, i).read_bytes() for i in images.items]
+
+
+def decode_to_memory(images: ImageList, size: int, channels: int = 3, threads: int | None = None,
+                     limit: int | None = None) -> "MemoryImages":
+    """Decode every image once into a uint8 tensor (N, C, size, size); skip unreadable ones."""
+    if limit is not None:
+        images = ImageList(images.root, images.items[:limit], images.labels[:limit], images.classes)
+    blobs = _read_all_bytes(images)
+    bad = BadImages()
+
+    def decode(i: int):
+        try:
+            return fit_image(open_image(blobs[i], channels), size, "resize")
+        except _DECODE_ERRORS as e:
+            bad.report(f"{images.root}/{images.items[i]}", e)
+            return None
+
+    with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
+        arrays = list(pool.map(decode, range(len(blobs))))
+    keep = [i for i, a in enumerate(arrays) if a is not None]
+    if not keep:
+        raise DataError(f"no readable image in {images.root!r} ({len(bad)} unreadable)")
+    x = torch.from_numpy(np.stack([arrays[i] for i in keep]))
+    y = torch.tensor([images.labels[i] for i in keep], dtype=torch.long)
+    return MemoryImages(x, y, images.classes, skipped=len(bad))
+
+
+class MemoryImages(torch.utils.data.Dataset):
+    """uint8 images (N, C, S, S) and labels (N,) in memory; batches are slices.
+
+    `__getitems__` lets a DataLoader fetch a whole batch with one indexing op.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: list[str] | None = None,
+                 skipped: int = 0):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise DataError(f"MemoryImages expects uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        self.images, self.labels = images, labels
+        self.classes = classes or []
+        self.skipped = skipped
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+    def __getitems__(self, indices):
+        idx = torch.as_tensor(indices)
+        return self.images[idx], self.labels[idx]
+
+
+def collate_batch(batch):
+    """Collate for MemoryImages: `__getitems__` already returned the batch."""
+    return batch
+
+
+class StreamImages(torch.utils.data.Dataset):
+    """Images decoded per item (in DataLoader workers): uint8 (C, S, S), or two views.
+
+    A file that is missing or unreadable is reported and replaced by the next readable one,
+    so a file that disappears between epochs costs a warning, not the run.
+    """
+
+    def __init__(self, images: ImageList, size: int, channels: int = 3, mode: str = "resize",
+                 transform=None):
+        if is_tar(images.root) and Path(images.root).is_file():
+            raise DataError(f"{images.root!r}: a tar archive is read whole; use in_memory: true, "
+                            "or unpack it, or write WebDataset shards for streaming")
+        self.images, self.size, self.channels, self.mode = images, size, channels, mode
+        self.transform = transform
+        self.classes = images.classes
+        self.bad = BadImages()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, i: int) -> np.ndarray:
+        path = os.path.join(self.images.root, self.images.items[i])
+        return fit_image(open_image(path, self.channels), self.size, self.mode)
+
+    def __getitem__(self, i: int):
+        for attempt in range(min(len(self), 100)):
+            j = (i + attempt) % len(self)
+            try:
+                x = torch.from_numpy(self.load(j))
+            except (*_DECODE_ERRORS, FileNotFoundError) as e:
+                self.bad.report(os.path.join(self.images.root, self.images.items[j]), e)
+                continue
+            label = self.images.labels[j]
+            if self.transform is not None:
+                v1, v2 = self.transform(x)
+                return v1, v2, label
+            return x, label
+        raise DataError(f"no readable image found near index {i} in {self.images.root!r}")
+
+
+def split_labels(dataset: MemoryImages, fraction: float, seed: int = 0) -> tuple[MemoryImages, MemoryImages]:
+    """A held-out part of a labeled in-memory set, drawn with a fixed seed (per class balanced)."""
+    g = torch.Generator().manual_seed(seed)
+    held = []
+    for c in dataset.labels.unique():
+        idx = (dataset.labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        held.append(idx[: max(1, int(round(len(idx) * fraction)))])
+    held_idx = torch.cat(held).sort().values
+    mask = torch.ones(len(dataset), dtype=torch.bool)
+    mask[held_idx] = False
+    def part(m):
+        return MemoryImages(dataset.images[m], dataset.labels[m], dataset.classes)
+    return part(mask), part(held_idx)

@@ -1,0 +1,101 @@
+"""Evaluation of a frozen backbone: features, weighted kNN, a linear classifier on features.
+
+kNN follows ../shared/docs/BENCHMARKS.md (and Wu et al. 2018, as in lightly and
+solo-learn): L2-normalised features, the k = 200 most cosine-similar training features,
+votes weighted by exp(similarity / 0.1), top-1 accuracy.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import normalize, to_float
+from .model import pool_features
+
+
+@torch.no_grad()
+def extract_features(net: nn.Module, images: torch.Tensor, mean, std, image_size: int | None = None,
+                     batch_size: int = 512, device: str | torch.device = "cpu",
+                     channels_last: bool = False) -> torch.Tensor:
+    """Features of uint8 images (N, C, H, W) through `net` in eval mode, (N, D) float32 on the CPU.
+
+    Images are resized to `image_size` when they differ; no augmentation.
+    """
+    was_training = net.training
+    net.eval()
+    out = []
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            x = to_float(images[start:start + batch_size].to(device, non_blocking=True))
+            if image_size is not None and x.shape[-1] != image_size:
+                x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", antialias=True,
+                                  align_corners=False).clamp_(0, 1)
+            x = normalize(x, mean, std)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out.append(pool_features(net(x)).float().cpu())
+    finally:
+        net.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                num_classes: int, k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> torch.Tensor:
+    """Class scores (N_test, num_classes) by similarity-weighted votes of the k nearest neighbours."""
+    bank = F.normalize(train_features.float(), dim=1)
+    k = min(k, bank.shape[0])
+    scores = []
+    for start in range(0, test_features.shape[0], chunk):
+        q = F.normalize(test_features[start:start + chunk].float(), dim=1)
+        sim, idx = (q @ bank.T).topk(k, dim=1)
+        weights = (sim / temperature).exp()
+        votes = torch.zeros(q.shape[0], num_classes, device=q.device)
+        votes.scatter_add_(1, train_labels[idx], weights)
+        scores.append(votes)
+    return torch.cat(scores)
+
+
+def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
+    k = min(k, scores.shape[1])
+    hits = (scores.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
+    return hits.float().mean().item()
+
+
+def knn_accuracy(train_features, train_labels, test_features, test_labels, k: int = 200,
+                 temperature: float = 0.1) -> dict:
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    scores = knn_predict(train_features, train_labels, test_features, num_classes, k, temperature)
+    return {"top1": topk_accuracy(scores, test_labels, 1), "top5": topk_accuracy(scores, test_labels, 5),
+            "k": k, "temperature": temperature}
+
+
+def linear_probe(train_features, train_labels, test_features, test_labels, epochs: int = 100,
+                 lr: float = 0.1, weight_decay: float = 0.0, batch_size: int = 256, seed: int = 0) -> dict:
+    """A linear classifier on frozen, precomputed features (the fast linear evaluation).
+
+    Features are standardised with the training set's statistics; SGD with Nesterov
+    momentum 0.9 and a cosine schedule, as the paper's linear evaluation (Appendix C.1).
+    """
+    g = torch.Generator().manual_seed(seed)
+    mean, std = train_features.mean(0), train_features.std(0) + 1e-6
+    xtr, xte = (train_features - mean) / std, (test_features - mean) / std
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    clf = nn.Linear(xtr.shape[1], num_classes)
+    opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    steps_per_epoch = max(1, (xtr.shape[0] + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
+    for _ in range(epochs):
+        perm = torch.randperm(xtr.shape[0], generator=g)
+        for start in range(0, xtr.shape[0], batch_size):
+            idx = perm[start:start + batch_size]
+            loss = F.cross_entropy(clf(xtr[idx]), train_labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    with torch.no_grad():
+        scores = clf(xte)
+    return {"top1": topk_accuracy(scores, test_labels, 1), "top5": topk_accuracy(scores, test_labels, 5),
+            "epochs": epochs, "lr": lr, "weight_decay": weight_decay}

@@ -1,0 +1,20 @@
+"""Projector and predictor MLPs (BYOL paper, Section 3.3)."""
+from __future__ import annotations
+
+from torch import nn
+
+
+class MLP(nn.Sequential):
+    """Linear(in, hidden) - BatchNorm1d - ReLU - Linear(hidden, out).
+
+    The paper's projector and predictor both have this shape, hidden 4096 and output 256.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int = 4096, out_dim: int = 256):
+        super().__init__(
+            nn.Linear(in_dim, hidden_dim),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, out_dim),
+        )
+        self.in_dim, self.hidden_dim, self.out_dim = in_dim, hidden_dim, out_dim

@@ -1,0 +1,207 @@
+"""BYOL as a LightningModule, and the callbacks the trainer uses.
+
+    module = BYOLModule(net, config)          # config: byol.config.Config or a dict
+    pl.Trainer(max_epochs=...).fit(module, loader)
+    net.load_state_dict(module.backbone.state_dict())
+
+Batches are either (uint8 images, labels), augmented here on the training device, or
+(view1, view2, labels) already augmented by Dataset workers.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .augment import BatchAugment
+from .backbones import build_backbone
+from .checkpoint import atomic_replace
+from .config import Config, from_dict, to_dict
+from .evaluate import extract_features, knn_accuracy
+from .model import BYOL
+from .optim import build_optimizer, build_scheduler, scaled_lr
+
+
+class BYOLModule(L.LightningModule):
+    def __init__(self, net: nn.Module | None = None, config: Config | dict | None = None):
+        super().__init__()
+        cfg = config if isinstance(config, Config) else from_dict(config)
+        self.cfg = cfg
+        self.save_hyperparameters({"config": to_dict(cfg)})
+        if net is None:
+            net = build_backbone(cfg.model.backbone, **cfg.model.backbone_args)
+        m = cfg.model
+        self.model = BYOL(net, hidden_layer=m.hidden_layer, image_size=cfg.data.image_size,
+                          in_channels=cfg.data.channels, projection_dim=m.projection_dim,
+                          projection_hidden_dim=m.projection_hidden_dim,
+                          prediction_hidden_dim=m.prediction_hidden_dim, tau_base=m.tau_base,
+                          concat_views=m.concat_views)
+        if cfg.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.augment = BatchAugment(cfg.augment, channels_last=cfg.train.channels_last)
+        self._last_time: float | None = None
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.model.backbone
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(images)
+
+    # -- training -----------------------------------------------------------------
+    def views(self, batch):
+        if len(batch) == 3:
+            return batch[0], batch[1]
+        return self.augment(batch[0])
+
+    def training_step(self, batch, batch_idx):
+        view1, view2 = self.views(batch)
+        loss = self.model(view1, view2)
+        now = time.perf_counter()
+        if self._last_time is not None and batch_idx % self.cfg.train.log_every == 0:
+            ips = view1.shape[0] * self.trainer.world_size / (now - self._last_time)
+            self.log("train/images_per_sec", ips, prog_bar=True, on_step=True, on_epoch=False)
+        self._last_time = now
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        return loss
+
+    def on_train_epoch_start(self):
+        self._last_time = None
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        # after the optimizer step, and only on steps that really stepped (accumulation)
+        tau = self.model.update_target(self.trainer.global_step, self.total_steps)
+        if self.trainer.global_step % self.cfg.train.log_every == 0:
+            self.log("train/tau", tau, on_step=True, on_epoch=False)
+            self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.trainer.estimated_stepping_batches)
+
+    def global_batch(self) -> int:
+        return self.cfg.train.batch_size * self.trainer.world_size * self.trainer.accumulate_grad_batches
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        lr = scaled_lr(o.base_lr, self.global_batch())
+        trainable = nn.ModuleList([self.model.online, self.model.predictor])
+        optimizer = build_optimizer(trainable, o.name, lr, o.weight_decay, o.momentum, o.trust_coefficient)
+        steps_per_epoch = max(1, self.total_steps // max(1, self.trainer.max_epochs))
+        scheduler = build_scheduler(optimizer, int(o.warmup_epochs * steps_per_epoch), self.total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoint extras ----------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        np_state = np.random.get_state()
+        checkpoint["byol"] = {
+            "version": __version__,
+            "rng_torch": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng_python": random.getstate(),
+            "rng_numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        extra = checkpoint.get("byol")
+        if not extra:
+            return
+        torch.set_rng_state(extra["rng_torch"])
+        if extra["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(extra["rng_cuda"])
+        random.setstate(_tuples(extra["rng_python"]))
+        n = extra["rng_numpy"]
+        np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+
+
+def _tuples(x):
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+class AtomicCheckpoint(L.Callback):
+    """Saves `last.ckpt` every N epochs and at the end: written to a temporary file, then
+    renamed, so a crash mid-write leaves the previous checkpoint intact."""
+
+    def __init__(self, dirpath: str | Path, every_n_epochs: int = 1):
+        self.dirpath = Path(dirpath)
+        self.every = every_n_epochs
+
+    @property
+    def last(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        epoch = trainer.current_epoch + 1
+        if epoch % self.every == 0 or epoch == trainer.max_epochs:
+            self.save(trainer)
+
+    def save(self, trainer) -> None:
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        tmp = self.dirpath / ".last.ckpt.tmp"
+        try:
+            trainer.save_checkpoint(tmp, weights_only=False)
+            if trainer.is_global_zero:
+                atomic_replace(tmp, self.last)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"could not write checkpoint {self.last} ({e}); "
+                               "the previous checkpoint, if any, is intact") from None
+
+
+class KNNMonitor(L.Callback):
+    """kNN accuracy of the online backbone on held-out labeled images, every N epochs.
+
+    Also runs once before the first step, which gives the untrained network's accuracy
+    with the same initialisation. Results go to the loggers and `history`.
+    """
+
+    def __init__(self, bank, test, every_n_epochs: int, k: int = 200, temperature: float = 0.1,
+                 out_file: str | Path | None = None):
+        self.bank, self.test = bank, test
+        self.every, self.k, self.temperature = every_n_epochs, k, temperature
+        self.history: list[dict] = []
+        self.out_file = Path(out_file) if out_file else None
+
+    def evaluate(self, pl_module: BYOLModule) -> dict:
+        cfg = pl_module.cfg
+        kw = dict(mean=cfg.augment.mean, std=cfg.augment.std, image_size=cfg.data.image_size,
+                  device=pl_module.device, channels_last=cfg.train.channels_last)
+        dtype = torch.bfloat16 if "bf16" in str(pl_module.trainer.precision) else None
+        with torch.autocast(pl_module.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            bank = extract_features(pl_module.backbone, self.bank.images, **kw)
+            test = extract_features(pl_module.backbone, self.test.images, **kw)
+        return knn_accuracy(bank, self.bank.labels, test, self.test.labels, self.k, self.temperature)
+
+    def record(self, trainer, pl_module, epoch: int) -> None:
+        result = self.evaluate(pl_module)
+        entry = {"epoch": epoch, "step": trainer.global_step, **result}
+        self.history.append(entry)
+        for logger in trainer.loggers:
+            logger.log_metrics({"knn/top1": result["top1"], "knn/top5": result["top5"]}, step=trainer.global_step)
+        if trainer.is_global_zero:
+            print(f"kNN after {epoch} epochs: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%")
+            if self.out_file:
+                self.out_file.write_text(json.dumps(self.history, indent=1))
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.global_step == 0:
+            self.record(trainer, pl_module, 0)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        epoch = trainer.current_epoch + 1
+        if epoch % self.every == 0 or epoch == trainer.max_epochs:
+            self.record(trainer, pl_module, epoch)
+
+    def state_dict(self):
+        return {"history": self.history}
+
+    def load_state_dict(self, state):
+        self.history = list(state.get("history", []))

@@ -1,0 +1,250 @@
+"""BYOL around any network: online and target networks, predictor, loss, EMA.
+
+    model = BYOL(net, hidden_layer="avgpool", image_size=32)
+    loss = model(view1, view2)           # one call per step
+    loss.backward(); optimizer.step()
+    model.update_target(step, total_steps)
+    features = model.embed(images)
+
+Paper: Grill et al. 2020, "Bootstrap Your Own Latent", arXiv 2006.07733, Section 3.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+
+import torch
+from torch import nn
+
+from .ema import cosine_tau, ema_update
+from .heads import MLP
+from .loss import byol_loss
+
+
+class HiddenLayerError(ValueError):
+    """The requested hidden layer does not exist, or the network never calls it."""
+
+
+class _LayerReached(Exception):
+    """Raised by the capture hook to stop the forward pass once the representation exists."""
+
+
+def layer_names(net: nn.Module) -> list[str]:
+    """Names accepted as `hidden_layer` (every named sub-module)."""
+    return [name for name, _ in net.named_modules() if name]
+
+
+def resolve_hidden_layer(net: nn.Module, hidden_layer: str | int | None) -> str | None:
+    """A layer name, an index into the network's direct children, or None (the output)."""
+    if hidden_layer is None:
+        return None
+    if isinstance(hidden_layer, int):
+        children = [name for name, _ in net.named_children()]
+        try:
+            return children[hidden_layer]
+        except IndexError:
+            raise HiddenLayerError(
+                f"hidden_layer index {hidden_layer} is out of range: the network has "
+                f"{len(children)} direct children ({', '.join(children)})"
+            ) from None
+    names = layer_names(net)
+    if hidden_layer not in names:
+        shown = ", ".join(names[:60]) + (" ..." if len(names) > 60 else "")
+        raise HiddenLayerError(
+            f"hidden_layer {hidden_layer!r} is not a layer of {type(net).__name__}; "
+            f"layers are: {shown} (run `byol layers` to list them)"
+        )
+    return hidden_layer
+
+
+def pool_features(out: torch.Tensor) -> torch.Tensor:
+    """A representation as (B, D): feature maps are global-average-pooled, then flattened.
+
+    byol-pytorch flattens (B, C, H, W) maps; pooling keeps D = C whatever the image size,
+    which also makes hidden layers of image-to-image networks usable (DLAS).
+    """
+    if out.dim() > 2:
+        out = out.flatten(2).mean(dim=2)
+    return out
+
+
+class Encoder(nn.Module):
+    """Backbone (the user's network, untouched) and projector: f then g in the paper."""
+
+    def __init__(self, net: nn.Module, hidden_layer: str | None, projector: nn.Module):
+        super().__init__()
+        self.net = net
+        self.projector = projector
+        self.hidden_layer = hidden_layer
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """y = f(x): the output of `hidden_layer` (or of the network), pooled to (B, D).
+
+        The capture hook is registered for this call only and keeps the tensor in a local,
+        so replicas under DataParallel never share it (byol-pytorch issues #9, #50, #58).
+        It stops the forward pass at the layer: later layers are neither run nor trained.
+        """
+        if self.hidden_layer is None:
+            return pool_features(self.net(x))
+        captured: list[torch.Tensor] = []
+        layer = self.net.get_submodule(self.hidden_layer)
+        caller = threading.get_ident()
+
+        def hook(module, _inputs, output):
+            # replicas share hook tables: act only for this call's layer, in this thread
+            if module is layer and threading.get_ident() == caller and not captured:
+                captured.append(output)
+                raise _LayerReached
+
+        handle = layer.register_forward_hook(hook)
+        try:
+            self.net(x)
+        except _LayerReached:
+            pass
+        finally:
+            handle.remove()
+        if not captured:
+            raise HiddenLayerError(f"hidden_layer {self.hidden_layer!r} was never called in the forward pass")
+        out = captured[0]
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return pool_features(out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.representation(x))
+
+
+@torch.no_grad()
+def infer_feature_dim(net: nn.Module, hidden_layer: str | None, image_size: int, in_channels: int) -> int:
+    """Size of the representation, from one forward pass of two images in eval mode."""
+    was_training = net.training
+    net.eval()
+    try:
+        param = next(net.parameters(), None)
+        device = param.device if param is not None else "cpu"
+        probe = Encoder(net, hidden_layer, nn.Identity())
+        dim = probe.representation(torch.zeros(2, in_channels, image_size, image_size, device=device)).shape[1]
+    finally:
+        net.train(was_training)
+    return int(dim)
+
+
+class BYOL(nn.Module):
+    """Bootstrap Your Own Latent around `net`.
+
+    Args:
+        net: any nn.Module taking images (B, C, H, W).
+        hidden_layer: where the representation is taken: a layer name (see `layer_names`),
+            an index into `net`'s direct children (-2 is usually the pooling before the
+            classifier), or None for the network's output.
+        image_size, in_channels: shape of one probe forward that measures the representation
+            size; pass `feature_dim` to skip it.
+        projection_dim, projection_hidden_dim, prediction_hidden_dim: MLP sizes, paper
+            defaults 256, 4096, 4096 (Section 3.3).
+        tau_base: EMA rate at step 0, 0.996 in the paper (Section 3.3); goes to 1 on a cosine.
+        concat_views: run both views through each network as one batch of 2B images. Faster
+            on some hardware, but batch-norm statistics then mix the views; the paper's
+            setting (and the default) is one batch per view.
+
+    The target network is a deep copy of backbone+projector: its own tensors, no
+    gradients, updated only by `update_target`. It runs in training mode (batch statistics,
+    as the paper's code); its batch-norm momentum is 0 so that its running statistics
+    change only by the same EMA that moves its weights (they follow the online ones).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        hidden_layer: str | int | None = None,
+        image_size: int = 224,
+        in_channels: int = 3,
+        feature_dim: int | None = None,
+        projection_dim: int = 256,
+        projection_hidden_dim: int = 4096,
+        prediction_hidden_dim: int = 4096,
+        tau_base: float = 0.996,
+        concat_views: bool = False,
+    ):
+        super().__init__()
+        if not 0.0 <= tau_base <= 1.0:
+            raise ValueError(f"tau_base must be in [0, 1], got {tau_base}")
+        layer = resolve_hidden_layer(net, hidden_layer)
+        if feature_dim is None:
+            feature_dim = infer_feature_dim(net, layer, image_size, in_channels)
+        self.feature_dim = feature_dim
+        self.tau_base = tau_base
+        self.tau = tau_base
+        self.concat_views = concat_views
+        self.online = Encoder(net, layer, MLP(feature_dim, projection_hidden_dim, projection_dim))
+        self.predictor = MLP(projection_dim, prediction_hidden_dim, projection_dim)
+        self.target = copy.deepcopy(self.online)
+        self.target.requires_grad_(False)
+        for m in self.target.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = 0.0  # running stats move by the EMA only
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The user's network, online copy: what to export after pretraining."""
+        return self.online.net
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.target.train(True)  # the target always uses batch statistics, as the online net
+        return self
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        """The symmetric BYOL loss of two augmented views of the same images."""
+        q1, q2 = self._online_predictions(view1, view2)
+        with torch.no_grad():
+            z1, z2 = self._two_views(self.target, view1, view2)
+        return byol_loss(q1, q2, z1, z2)
+
+    def _online_predictions(self, view1, view2):
+        if self.concat_views:
+            return self.predictor(self.online(torch.cat([view1, view2]))).chunk(2)
+        return self.predictor(self.online(view1)), self.predictor(self.online(view2))
+
+    def _two_views(self, network: nn.Module, view1, view2):
+        if self.concat_views:
+            return network(torch.cat([view1, view2])).chunk(2)
+        return network(view1), network(view2)
+
+    @torch.no_grad()
+    def update_target(self, step: int, total_steps: int) -> float:
+        """EMA step after the optimizer step; tau from the cosine schedule at `step`."""
+        self.tau = cosine_tau(step, total_steps, self.tau_base)
+        ema_update(self.target, self.online, self.tau)
+        return self.tau
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Representation y of the online backbone, in eval mode (running BN statistics)."""
+        was_training = self.online.training
+        self.online.eval()
+        try:
+            return self.online.representation(images)
+        finally:
+            self.online.train(was_training)
+
+
+@torch.no_grad()
+def describe_layers(net: nn.Module, image_size: int = 32, in_channels: int = 3) -> list[tuple[str, str, str]]:
+    """(name, type, output shape) of every layer for one probe image: to pick `hidden_layer`."""
+    shapes: dict[str, str] = {}
+    handles = []
+    for name, module in net.named_modules():
+        if name:
+            def hook(_m, _i, out, name=name):
+                t = out[0] if isinstance(out, (tuple, list)) else out
+                shapes.setdefault(name, str(tuple(t.shape)) if torch.is_tensor(t) else type(t).__name__)
+            handles.append(module.register_forward_hook(hook))
+    was_training = net.training
+    net.eval()
+    try:
+        net(torch.zeros(1, in_channels, image_size, image_size))
+    finally:
+        for h in handles:
+            h.remove()
+        net.train(was_training)
+    return [(n, type(m).__name__, shapes.get(n, "not called")) for n, m in net.named_modules() if n]

@@ -1,0 +1,42 @@
+"""`byol preview`: a PNG grid of original images and their two augmented views."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .augment import BatchAugment, to_float
+from .config import Config
+from .data import decode_to_memory, list_images
+from .train import _subset
+
+
+def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    c = x.shape[1]
+    m = torch.tensor(mean[:c]).view(1, c, 1, 1)
+    s = torch.tensor(std[:c]).view(1, c, 1, 1)
+    return (x * s + m).clamp(0, 1)
+
+
+def write_preview(data: str, output: str, cfg: Config, n: int = 8, seed: int = 0, scale: int = 0) -> Path:
+    """Rows: originals, view 1, view 2 (as the network sees them, before normalisation)."""
+    torch.manual_seed(seed)
+    load = cfg.data.load_size or cfg.data.image_size
+    mem = decode_to_memory(_subset(list_images(data), n, seed), load, cfg.data.channels)
+    images = mem.images[:n]
+    v1, v2 = BatchAugment(cfg.augment)(images)
+    size = cfg.data.image_size
+    orig = torch.nn.functional.interpolate(to_float(images), size=(size, size), mode="bilinear", antialias=True)
+    rows = [orig, denormalize(v1, cfg.augment.mean, cfg.augment.std), denormalize(v2, cfg.augment.mean, cfg.augment.std)]
+    grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)  # (C, 3*S, n*S)
+    arr = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    img = Image.fromarray(arr)
+    scale = scale or max(1, 96 // size)
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    img.save(output)
+    return Path(output)

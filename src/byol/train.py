@@ -1,0 +1,199 @@
+"""`byol pretrain`: data, module, callbacks and a Lightning Trainer, from one Config.
+
+Run folder (train.out_dir):
+    config.yaml            the full config of the run
+    checkpoints/last.ckpt  written atomically every train.checkpoint_every epochs
+    csv/metrics.csv, tensorboard/   logs (MLflow too with log.mlflow_uri)
+    knn.json, summary.json          kNN history and final figures
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import yaml
+
+from .config import Config, ConfigError, to_dict
+from .data import (DataError, ImageList, MemoryImages, StreamImages, collate_batch, decode_to_memory,
+                   list_images, split_labels)
+from .augment import TwoViewTransform
+
+MEMORY_LIMIT_IMAGES = 300_000
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """'auto': bf16 mixed precision where the hardware runs it fast, else fp32."""
+    if precision == "32":
+        return "32-true"
+    if precision in ("bf16", "16"):
+        return f"{precision}-mixed"
+    cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if cuda:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    cpu_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return "bf16-mixed" if cpu_bf16 else "32-true"
+
+
+def _subset(images: ImageList, n: int, seed: int) -> ImageList:
+    if n >= len(images):
+        return images
+    g = torch.Generator().manual_seed(seed)
+    idx = sorted(torch.randperm(len(images), generator=g)[:n].tolist())
+    return ImageList(images.root, [images.items[i] for i in idx], [images.labels[i] for i in idx], images.classes)
+
+
+def build_data(cfg: Config):
+    """(train loader, kNN bank or None, kNN test set or None, number of training images)."""
+    d, t = cfg.data, cfg.train
+    if not d.path:
+        raise ConfigError("data.path is not set: give the folder or .tar of training images")
+    images = list_images(d.path)
+    if d.limit:
+        images = _subset(images, d.limit, t.seed)
+    load = d.load_size or d.image_size
+    in_memory = d.in_memory if d.in_memory is not None else len(images) <= MEMORY_LIMIT_IMAGES
+    monitor = t.knn_every > 0 and (images.labeled or d.val_path)
+    bank = test = None
+    if in_memory:
+        train = decode_to_memory(images, load, d.channels)
+        if monitor and images.labeled and not d.val_path and d.val_fraction > 0:
+            train, test = split_labels(train, d.val_fraction, t.seed)
+        if monitor and images.labeled:
+            bank = train
+    else:
+        transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
+        train = StreamImages(images, load, d.channels, d.large_images, transform)
+        if monitor and images.labeled:
+            bank = decode_to_memory(_subset(images, 10_000, t.seed), load, d.channels)
+    if monitor and d.val_path:
+        test = decode_to_memory(list_images(d.val_path), load, d.channels)
+        if not test.classes:
+            raise DataError(f"data.val_path {d.val_path!r} has no class sub-folders; the kNN monitor needs labels")
+    if bank is not None and test is not None and bank.classes != test.classes:
+        raise DataError(f"classes differ between {d.path!r} ({len(bank.classes)}) and the kNN test set "
+                        f"({len(test.classes)})")
+    if len(train) < t.batch_size:
+        raise DataError(f"{d.path!r} has {len(train)} usable images, fewer than one batch "
+                        f"(train.batch_size = {t.batch_size})")
+    memory = isinstance(train, MemoryImages)
+    loader = torch.utils.data.DataLoader(
+        train, batch_size=t.batch_size, shuffle=True, drop_last=True,
+        collate_fn=collate_batch if memory else None,
+        num_workers=0 if memory else d.num_workers,
+        persistent_workers=(not memory and d.num_workers > 0),
+        pin_memory=torch.cuda.is_available() and not memory,
+    )
+    if bank is None or test is None:
+        bank = test = None
+    return loader, bank, test, len(train)
+
+
+def pretrain(cfg: Config, resume: bool = False, net=None) -> dict:
+    """Pretrain with BYOL as `cfg` says; returns the summary that is also saved as summary.json."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from .lightning import AtomicCheckpoint, BYOLModule, KNNMonitor
+
+    t = cfg.train
+    out = Path(t.out_dir)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if last.exists() and not resume:
+        raise ConfigError(f"{out} already holds a checkpoint ({last}); pass --resume to continue it, "
+                          "or choose another train.out_dir")
+    if resume and not last.exists():
+        raise ConfigError(f"--resume: no checkpoint at {last}")
+    if resume:
+        check_resume_config(last, cfg)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    L.seed_everything(t.seed, workers=True, verbose=False)
+    loader, bank, test, n_train = build_data(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+    module = BYOLModule(net, cfg)
+    callbacks = []
+    monitor = None
+    if bank is not None:
+        monitor = KNNMonitor(bank, test, t.knn_every, t.knn_k, t.knn_temperature, out / "knn.json")
+        callbacks.append(monitor)
+    callbacks.append(AtomicCheckpoint(ckpt_dir, t.checkpoint_every))
+    loggers = []
+    if cfg.log.csv:
+        loggers.append(CSVLogger(str(out), name="", version="csv"))
+    if cfg.log.tensorboard:
+        loggers.append(TensorBoardLogger(str(out), name="", version="tensorboard", default_hp_metric=False))
+    if cfg.log.mlflow_uri:
+        loggers.append(mlflow_logger(cfg))
+    precision = resolve_precision(t.precision, t.accelerator)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        trainer = L.Trainer(
+            max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, precision=precision,
+            accumulate_grad_batches=t.accumulate, callbacks=callbacks, logger=loggers or False,
+            log_every_n_steps=t.log_every, enable_checkpointing=False, enable_model_summary=False,
+            enable_progress_bar=cfg.log.progress, num_sanity_val_steps=0, default_root_dir=str(out),
+        )
+        start = time.time()
+        trainer.fit(module, loader, ckpt_path=str(last) if resume else None, weights_only=True)
+    wall = time.time() - start
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    summary = {
+        "out_dir": str(out), "checkpoint": str(last), "epochs": t.epochs, "steps": trainer.global_step,
+        "train_images": n_train, "precision": precision, "wall_seconds": round(wall, 2),
+        "final_loss": metrics.get("train/loss_epoch"),
+        "knn": monitor.history if monitor else [],
+    }
+    if monitor and monitor.history:
+        summary["knn_untrained_top1"] = monitor.history[0]["top1"] if monitor.history[0]["epoch"] == 0 else None
+        summary["knn_final_top1"] = monitor.history[-1]["top1"]
+    if trainer.is_global_zero:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def mlflow_logger(cfg: Config):
+    try:
+        from lightning.pytorch.loggers import MLFlowLogger
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise ConfigError("log.mlflow_uri is set but mlflow is not installed: pip install 'byol[mlflow]'") from None
+    return MLFlowLogger(experiment_name=cfg.log.mlflow_experiment, tracking_uri=cfg.log.mlflow_uri,
+                        run_id=cfg.log.mlflow_run_id, log_model=False)
+
+
+def check_resume_config(last: Path, cfg: Config) -> None:
+    """Resuming with settings that change the run (model shape, data, schedule) is refused,
+    naming the keys that differ. Keys that only affect logging or speed may change."""
+    from .checkpoint import checkpoint_config, load_checkpoint
+
+    saved = checkpoint_config(load_checkpoint(last))
+    now = to_dict(cfg)
+    free = {"log", "train.out_dir", "train.knn_every", "train.log_every", "train.threads", "data.num_workers",
+            "train.checkpoint_every", "train.compile", "train.devices", "train.accelerator"}
+    diffs = []
+    for section, values in now.items():
+        if section in free:
+            continue
+        for key, value in values.items():
+            name = f"{section}.{key}"
+            if name in free:
+                continue
+            old = saved.get(section, {}).get(key)
+            if old != value:
+                diffs.append(f"{name}: {old!r} -> {value!r}")
+    if diffs:
+        raise ConfigError(f"cannot resume {last}: the config differs from the checkpoint's in "
+                          f"{'; '.join(diffs)}")
+
+
+def env_info() -> dict:
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}

@@ -1,0 +1,40 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def cifar_dir() -> Path:
+    if not (CIFAR / "train.tar.gz").exists():
+        pytest.skip(f"CIFAR-10 copy not found at {CIFAR} (see ../shared/data/cifar10/README.md)")
+    return CIFAR
+
+
+def write_folder(root: Path, classes=("a", "b"), per_class=4, size=(20, 16), mode="RGB", seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(root / c / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return write_folder(tmp_path / "imgs")
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    from byol.demo import generate_shapes
+
+    return generate_shapes(tmp_path_factory.mktemp("demo"), train_per_class=30, test_per_class=10)

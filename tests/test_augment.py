@@ -1,0 +1,113 @@
+import math
+
+import pytest
+import torch
+
+from byol.augment import (AugmentConfig, BatchAugment, TwoViewTransform, ViewConfig, adjust_brightness,
+                          augment_view, blur_kernel_size, crop_boxes, paper_view1, paper_view2, random_solarize)
+
+
+def test_paper_views_are_asymmetric():
+    v1, v2 = paper_view1(), paper_view2()
+    assert (v1.blur_p, v1.solarize_p) == (1.0, 0.0)
+    assert (v2.blur_p, v2.solarize_p) == (0.1, 0.2)
+    for v in (v1, v2):
+        assert v.crop_scale == (0.08, 1.0) and v.flip_p == 0.5 and v.jitter_p == 0.8
+        assert (v.brightness, v.contrast, v.saturation, v.hue) == (0.4, 0.4, 0.2, 0.1)
+        assert v.grayscale_p == 0.2 and v.blur_sigma == (0.1, 2.0)
+
+
+def test_parameters_are_drawn_per_image():
+    torch.manual_seed(0)
+    one = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    batch = one.expand(16, -1, -1, -1).contiguous()
+    v1, v2 = BatchAugment(AugmentConfig(size=24))(batch)
+    assert v1.shape == (16, 3, 24, 24) and v2.shape == (16, 3, 24, 24)
+    # identical inputs, but every image gets its own crop/flip/jitter: all outputs differ
+    flat = v1.flatten(1)
+    dist = torch.cdist(flat, flat)
+    assert (dist + torch.eye(16) * 1e9).min() > 1e-3
+
+
+def test_crop_boxes_respect_ranges():
+    torch.manual_seed(0)
+    x0, y0, w, h = crop_boxes(5000, 40, 30, (0.08, 1.0), (3 / 4, 4 / 3), "cpu")
+    assert (x0 >= 0).all() and (y0 >= 0).all()
+    assert (x0 + w <= 30 + 1e-4).all() and (y0 + h <= 40 + 1e-4).all()
+    area = w * h / (40 * 30)
+    fallback = (w == 30) & (h == 40)  # centre crop fallback (aspect 0.75 fits)
+    assert ((area >= 0.08 - 1e-4) & (area <= 1 + 1e-4)).all()
+    ratio = (w / h)[~fallback]
+    assert (ratio >= 3 / 4 - 1e-4).all() and (ratio <= 4 / 3 + 1e-4).all()
+    assert area.std() > 0.1  # really random, per image
+
+
+def test_flip_only_mirrors():
+    x = torch.rand(4, 3, 8, 8)
+    cfg = ViewConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=1.0, jitter_p=0.0, grayscale_p=0.0,
+                     blur_p=0.0, solarize_p=0.0)
+    out = augment_view(x, cfg, 8, "bilinear")
+    assert torch.allclose(out, x.flip(-1), atol=1e-5)
+
+
+def test_solarize_threshold_is_half_on_unit_range():
+    # uint8 128 = 0.502 is inverted, 127 = 0.498 is not (PITFALLS: 0.5 out of 255 inverts all)
+    x = torch.tensor([[127, 128, 255, 0]], dtype=torch.uint8).float().div(255).view(1, 1, 1, 4)
+    out = random_solarize(x, ViewConfig(solarize_p=1.0))
+    assert torch.allclose(out.flatten(), torch.tensor([127 / 255, 1 - 128 / 255, 0.0, 0.0]))
+
+
+def test_brightness_is_additive():
+    x = torch.full((2, 3, 2, 2), 0.5)
+    out = adjust_brightness(x, torch.tensor([0.2, -0.6]))
+    assert torch.allclose(out[0], torch.full((3, 2, 2), 0.7)) and torch.allclose(out[1], torch.zeros(3, 2, 2))
+
+
+def test_blur_kernel_is_about_ten_percent():
+    assert blur_kernel_size(224, 0.1) == 23  # the official code's 23 for 224
+    assert blur_kernel_size(32, 0.1) == 3
+    assert blur_kernel_size(96, 0.1) % 2 == 1
+
+
+def test_jitter_probability_per_image():
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, 16, 16).expand(2000, -1, -1, -1).contiguous()
+    cfg = ViewConfig(crop_scale=(1, 1), crop_ratio=(1, 1), flip_p=0, jitter_p=0.8, grayscale_p=0,
+                     blur_p=0, solarize_p=0)
+    out = augment_view(x, cfg, 16, "bilinear")
+    changed = ((out - x).abs().flatten(1).max(1).values > 1e-4).float().mean().item()
+    assert abs(changed - 0.8) < 0.04
+
+
+def test_grayscale_probability():
+    torch.manual_seed(2)
+    x = torch.rand(1, 3, 8, 8).expand(2000, -1, -1, -1).contiguous()
+    cfg = ViewConfig(crop_scale=(1, 1), crop_ratio=(1, 1), flip_p=0, jitter_p=0, grayscale_p=0.2, blur_p=0,
+                     solarize_p=0)
+    out = augment_view(x, cfg, 8, "bilinear")
+    gray = ((out[:, 0] - out[:, 1]).abs().flatten(1).max(1).values < 1e-6).float().mean().item()
+    assert abs(gray - 0.2) < 0.03
+
+
+def test_two_view_transform_matches_batch_shapes_and_accepts_pil():
+    from PIL import Image
+    import numpy as np
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    v1, v2 = TwoViewTransform(AugmentConfig(size=32))(img)
+    assert v1.shape == (3, 32, 32) and v2.shape == (3, 32, 32) and v1.dtype == torch.float32
+    assert not torch.allclose(v1, v2)
+
+
+def test_one_channel_images():
+    x = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    v1, v2 = BatchAugment(AugmentConfig(size=28, mean=(0.5,), std=(0.5,)))(x)
+    assert v1.shape == (4, 1, 28, 28) and torch.isfinite(v2).all()
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_views_stay_in_range(p):
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8).float() / 255
+    cfg = ViewConfig(solarize_p=p, blur_p=p)
+    out = augment_view(x, cfg, 32)
+    assert out.min() >= 0 and out.max() <= 1 and not math.isnan(out.sum().item())

@@ -1,0 +1,104 @@
+"""End to end through the command line, on small generated data (demo shapes)."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from byol.backbones import resnet18
+from byol.cli import main
+
+TINY = ["--model.backbone_args", "{stem: cifar, width: 0.125}", "--model.projection_hidden_dim", "64",
+        "--model.prediction_hidden_dim", "64", "--model.projection_dim", "32", "--train.batch_size", "32",
+        "--train.knn_k", "10", "--log.progress", "false", "--log.tensorboard", "false", "--data.image_size", "32"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "demo"
+    rc = main(["demo", "--data", str(demo_data), "--out", str(out), "--train.epochs", "2",
+               "--train.knn_every", "1", *TINY])
+    assert rc == 0
+    return out
+
+
+def test_demo_writes_run_folder(demo_run):
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["steps"] == 2 * (270 // 32)
+    assert [e["epoch"] for e in summary["knn"]] == [0, 1, 2]
+    assert (demo_run / "checkpoints" / "last.ckpt").exists()
+    assert (demo_run / "csv" / "metrics.csv").read_text().startswith("epoch") or \
+        "train/loss" in (demo_run / "csv" / "metrics.csv").read_text()
+    assert (demo_run / "config.yaml").exists()
+
+
+def test_export_loads_into_a_fresh_network(demo_run, tmp_path):
+    out = tmp_path / "backbone.safetensors"
+    assert main(["export", str(demo_run / "checkpoints" / "last.ckpt"), "-o", str(out)]) == 0
+    net = resnet18(stem="cifar", width=0.125)
+    net.load_state_dict(load_file(str(out)))  # the user's own key names, strict
+    ckpt = torch.load(demo_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert torch.equal(net.conv1.weight, ckpt["state_dict"]["model.online.net.conv1.weight"])
+
+
+def test_evaluate_embed_and_preview(demo_run, demo_data, tmp_path, capsys):
+    ckpt = str(demo_run / "checkpoints" / "last.ckpt")
+    train, test = str(demo_data / "train"), str(demo_data / "test")
+    assert main(["evaluate", "knn", "--checkpoint", ckpt, "--train", train, "--test", test, "-k", "10",
+                 "-o", str(tmp_path / "knn.json")]) == 0
+    knn = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert knn["protocol"] == "knn" and 0 <= knn["top1"] <= 1 and knn["test_images"] == 100
+    assert main(["evaluate", "linear", "--checkpoint", ckpt, "--train", train, "--test", test,
+                 "--epochs", "5"]) == 0
+    lin = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert lin["protocol"] == "linear" and lin["top1"] > 0.1
+    emb = tmp_path / "e.npy"
+    assert main(["embed", ckpt, test, "-o", str(emb)]) == 0
+    import numpy as np
+
+    assert np.load(emb).shape == (100, 64)  # width 0.125: 512/8 channels
+    png = tmp_path / "views.png"
+    assert main(["preview", test, "-o", str(png), "-n", "4"]) == 0 and png.stat().st_size > 0
+
+
+def test_refuses_to_overwrite_and_resumes(demo_run, demo_data, capsys):
+    args = ["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(demo_run),
+            "--train.epochs", "2", "--train.knn_every", "1", *TINY]
+    assert main(args) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    assert main(args + ["--train.epochs", "3"]) == 2  # without --resume: refused
+    assert main(args + ["--resume", "--train.epochs", "3"]) == 2
+    assert "train.epochs: 2 -> 3" in capsys.readouterr().err
+
+
+def test_bad_input_gives_one_line_errors(tmp_path, capsys):
+    assert main(["pretrain", "--data.path", str(tmp_path / "missing"), *TINY]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "c.yaml"
+    bad.write_text("train:\n  epochz: 3\n")
+    assert main(["pretrain", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'train.epochz'" in err and "epochs" in err
+    assert main(["pretrain", "--data.path", str(tmp_path), "--model.hidden_layer", "layer9", *TINY]) == 2
+    assert main(["export", str(tmp_path / "none.ckpt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_hidden_layer_error_lists_layers(demo_data, tmp_path, capsys):
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--model.hidden_layer", "layer9",
+                 "--train.out_dir", str(tmp_path / "r"), *TINY]) == 2
+    assert "layers are: conv1" in capsys.readouterr().err
+
+
+def test_layers_command(capsys):
+    assert main(["layers", "resnet18", "--args", "{stem: cifar, width: 0.25}"]) == 0
+    out = capsys.readouterr().out
+    assert "layer4.1.bn2" in out and "(1, 128, 4, 4)" in out
+
+
+def test_bench_throughput_prints_json(capsys):
+    assert main(["bench", "throughput", "--batch-size", "8", "--width", "0.125", "--steps", "1",
+                 "--warmup", "1", "--variants", "default,fp32"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert [r["variant"] for r in lines] == ["default", "fp32"]
+    assert all(r["images_per_sec"] > 0 and r["peak_memory_mb"] > 0 for r in lines)

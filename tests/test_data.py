@@ -1,0 +1,94 @@
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from byol.data import (DataError, MemoryImages, StreamImages, decode_to_memory, fit_image, list_images,
+                       split_labels)
+
+from conftest import write_folder
+
+
+def test_folder_scan_is_recursive_and_labeled(tmp_path):
+    root = write_folder(tmp_path / "d", classes=("cat", "dog"), per_class=3)
+    (root / "dog" / "nested").mkdir()
+    Image.new("RGB", (8, 8)).save(root / "dog" / "nested" / "x.JPG")
+    (root / "dog" / "notes.txt").write_text("not an image")
+    images = list_images(root)
+    assert images.classes == ["cat", "dog"] and len(images) == 7
+    assert images.labels.count(1) == 4
+
+
+def test_unlabeled_folder(tmp_path):
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+    images = list_images(tmp_path)
+    assert not images.labeled and images.labels == [-1, -1, -1]
+
+
+def test_missing_empty_and_imageless_folders(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        list_images(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="'.*empty' is empty"):
+        list_images(tmp_path / "empty")
+    (tmp_path / "txt").mkdir()
+    (tmp_path / "txt" / "a.txt").write_text("x")
+    with pytest.raises(DataError, match="has no image files"):
+        list_images(tmp_path / "txt")
+
+
+def test_tar_archive_in_imagefolder_layout(tmp_path):
+    root = write_folder(tmp_path / "train", classes=("airplane", "bird"), per_class=2, size=(32, 32))
+    archive = tmp_path / "train.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="train")
+    images = list_images(archive)
+    assert images.classes == ["airplane", "bird"] and len(images) == 4
+    mem = decode_to_memory(images, 32)
+    assert mem.images.shape == (4, 3, 32, 32) and mem.labels.tolist() == [0, 0, 1, 1]
+
+
+def test_corrupt_and_truncated_images_are_skipped_with_a_warning(tmp_path):
+    root = write_folder(tmp_path / "d", per_class=3)
+    (root / "a" / "bad.png").write_bytes(b"not a png at all")
+    good = (root / "b" / "0.png").read_bytes()
+    (root / "b" / "trunc.png").write_bytes(good[: len(good) // 2])
+    with pytest.warns(UserWarning, match=r"skipping unreadable image .*bad.png"):
+        mem = decode_to_memory(list_images(root), 16)
+    assert len(mem) == 6 and mem.skipped == 2
+
+
+def test_grayscale_images_become_three_channels_or_stay_one(tmp_path):
+    root = write_folder(tmp_path / "g", mode="L", per_class=2)
+    assert decode_to_memory(list_images(root), 16, channels=3).images.shape == (4, 3, 16, 16)
+    assert decode_to_memory(list_images(root), 16, channels=1).images.shape == (4, 1, 16, 16)
+
+
+def test_large_images_random_crop_or_resize():
+    img = Image.fromarray(np.arange(200 * 300 * 3, dtype=np.uint32).reshape(200, 300, 3).astype(np.uint8))
+    crop = fit_image(img, 64, "crop", np.random.default_rng(0))
+    assert crop.shape == (3, 64, 64)
+    resized = fit_image(img, 64, "resize")
+    assert resized.shape == (3, 64, 64)
+
+
+def test_stream_dataset_skips_a_file_that_disappears(tmp_path):
+    root = write_folder(tmp_path / "s", per_class=3)
+    ds = StreamImages(list_images(root), 16)
+    (root / "a" / "1.png").unlink()
+    with pytest.warns(UserWarning, match="1.png"):
+        x, label = ds[1]
+    assert x.shape == (3, 16, 16) and len(ds.bad) == 1
+
+
+def test_memory_dataset_batches_and_split():
+    images = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(40) % 4
+    ds = MemoryImages(images, labels, ["a", "b", "c", "d"])
+    x, y = ds.__getitems__([3, 5])
+    assert x.shape == (2, 3, 8, 8) and y.tolist() == [3, 1]
+    train, held = split_labels(ds, 0.25, seed=0)
+    assert len(train) == 32 and len(held) == 8 and sorted(held.labels.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]

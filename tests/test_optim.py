@@ -1,0 +1,76 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from byol import BYOL
+from byol.backbones import resnet18
+from byol.optim import LARS, WarmupCosine, build_optimizer, is_excluded, param_groups, scaled_lr
+
+
+def test_lars_exclusions_by_what_a_parameter_is():
+    m = BYOL(resnet18(stem="cifar", width=0.125), image_size=16, projection_hidden_dim=32,
+             prediction_hidden_dim=32)
+    trainable = nn.ModuleList([m.online, m.predictor])
+    groups = param_groups(trainable, 1e-5)
+    excluded = {id(p) for p in groups[1]["params"]}
+    names = {n for n, p in trainable.named_parameters() if id(p) in excluded}
+    # names that a substring rule (".bn", ".bias") would miss
+    assert "0.projector.1.weight" in names  # the projector's BatchNorm1d
+    assert "0.net.layer2.0.downsample.1.weight" in names  # ResNet downsample BN
+    assert "0.net.bn1.weight" in names and "1.0.bias" in names
+    assert all(p.ndim > 1 for p in groups[0]["params"])
+    assert groups[1]["weight_decay"] == 0.0 and groups[1]["lars_exclude"] is True
+    # the target is not optimised
+    assert not any(p is q for p in m.target.parameters() for g in groups for q in g["params"])
+
+
+def test_lars_step_matches_formula():
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(4, 3))
+    b = nn.Parameter(torch.randn(4))
+    w.grad, b.grad = torch.randn(4, 3), torch.randn(4)
+    w0, b0, gw, gb = w.detach().clone(), b.detach().clone(), w.grad.clone(), b.grad.clone()
+    opt = LARS([{"params": [w], "weight_decay": 0.1, "lars_exclude": False},
+                {"params": [b], "weight_decay": 0.0, "lars_exclude": True}], lr=0.5, trust_coefficient=0.01)
+    opt.step()
+    d = gw + 0.1 * w0
+    d = d * 0.01 * w0.norm() / d.norm()
+    assert torch.allclose(w.detach(), w0 - 0.5 * d, atol=1e-6)
+    assert torch.allclose(b.detach(), b0 - 0.5 * gb, atol=1e-6)  # no decay, no trust ratio
+    # momentum: second step adds 0.9 * previous
+    w.grad = gw.clone()
+    b.grad = gb.clone()
+    opt.step()
+    assert torch.allclose(b.detach(), b0 - 0.5 * gb - 0.5 * (0.9 * gb + gb), atol=1e-6)
+
+
+def test_zero_norm_weights_use_ratio_one():
+    w = nn.Parameter(torch.zeros(2, 2))
+    w.grad = torch.ones(2, 2)
+    LARS([w], lr=1.0, momentum=0.0).step()
+    assert torch.allclose(w.detach(), -torch.ones(2, 2))
+
+
+def test_warmup_cosine_has_its_half_factor():
+    f = WarmupCosine(10, 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0)  # not 2.0: the 0.5 factor is there
+    assert f(60) == pytest.approx(0.5)
+    assert f(110) == pytest.approx(0.0, abs=1e-9)
+    assert max(f(k) for k in range(200)) <= 1.0
+
+
+def test_lr_scales_with_global_batch():
+    assert scaled_lr(0.2, 4096) == pytest.approx(3.2)
+    assert scaled_lr(1.0, 128) == pytest.approx(0.5)
+
+
+def test_adam_with_lars_rate_warns_and_unknown_name_fails():
+    m = nn.Linear(3, 3)
+    with pytest.warns(UserWarning, match="collapse"):
+        build_optimizer(m, "adam", 1.0, 0.0)
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        build_optimizer(m, "rmsprop", 0.1, 0.0)
+    assert is_excluded(m.bias) and not is_excluded(m.weight)

@@ -35,6 +35,6 @@ def image_folder(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> Path:
-    from byol.demo import generate_shapes
+    from byol.demo import generate_textures
 
-    return generate_shapes(tmp_path_factory.mktemp("demo"), train_per_class=30, test_per_class=10)
+    return generate_textures(tmp_path_factory.mktemp("demo"), train_per_class=30, test_per_class=10)

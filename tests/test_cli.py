@@ -24,7 +24,7 @@ def demo_run(demo_data, tmp_path_factory):
 
 def test_demo_writes_run_folder(demo_run):
     summary = json.loads((demo_run / "summary.json").read_text())
-    assert summary["epochs"] == 2 and summary["steps"] == 2 * (270 // 32)
+    assert summary["epochs"] == 2 and summary["steps"] == 2 * (300 // 32)
     assert [e["epoch"] for e in summary["knn"]] == [0, 1, 2]
     assert (demo_run / "checkpoints" / "last.ckpt").exists()
     assert (demo_run / "csv" / "metrics.csv").read_text().startswith("epoch") or \
@@ -102,3 +102,51 @@ def test_bench_throughput_prints_json(capsys):
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     assert [r["variant"] for r in lines] == ["default", "fp32"]
     assert all(r["images_per_sec"] > 0 and r["peak_memory_mb"] > 0 for r in lines)
+
+
+def test_user_network_by_import_path_and_hidden_layer(demo_data, tmp_path):
+    out = tmp_path / "gen"
+    args = ["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
+            "--model.backbone", "user_nets:TinyGenerator", "--model.backbone_args", "{channels: 8}",
+            "--model.hidden_layer", "body", "--train.epochs", "1", "--train.knn_every", "0", *TINY[2:]]
+    assert main(args) == 0
+    weights = tmp_path / "gen.safetensors"
+    assert main(["export", str(out / "checkpoints" / "last.ckpt"), "-o", str(weights)]) == 0
+    from user_nets import TinyGenerator
+
+    net = TinyGenerator(channels=8)
+    net.load_state_dict(load_file(str(weights)))
+    # the layers after the hidden layer were neither run nor trained
+    fresh_tail = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert "model.online.net.tail.weight" in fresh_tail
+
+
+def test_import_path_backbone_from_checkpoint_needs_to_be_named(demo_data, tmp_path, capsys):
+    out = tmp_path / "gen"
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
+                 "--model.backbone", "user_nets:TinyGenerator", "--model.hidden_layer", "body",
+                 "--train.epochs", "1", "--train.knn_every", "0", *TINY[2:]]) == 0
+    ckpt = str(out / "checkpoints" / "last.ckpt")
+    test = str(demo_data / "test")
+    assert main(["embed", ckpt, test, "-o", str(tmp_path / "e.npy")]) == 2
+    assert "pass --backbone user_nets:TinyGenerator" in capsys.readouterr().err
+    assert main(["embed", ckpt, test, "-o", str(tmp_path / "e.npy"), "--backbone", "user_nets:TinyGenerator"]) == 0
+
+
+def test_mlflow_without_mlflow_installed_says_what_to_do(demo_data, tmp_path, capsys):
+    pytest.importorskip("lightning")
+    try:
+        import mlflow  # noqa: F401
+        pytest.skip("mlflow is installed")
+    except ImportError:
+        pass
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(tmp_path / "m"),
+                 "--mlflow-uri", str(tmp_path / "mlruns"), "--train.epochs", "1", *TINY]) == 2
+    assert "pip install 'byol[mlflow]'" in capsys.readouterr().err
+
+
+def test_backbone_errors_are_one_line(tmp_path, capsys):
+    assert main(["layers", "resnet18", "--args", "{stem: nope}"]) == 2
+    assert "stem must be 'cifar' or 'imagenet'" in capsys.readouterr().err
+    assert main(["layers", "user_nets:TinyGenerator", "--args", "{depth: 3}"]) == 2
+    assert "rejected its arguments" in capsys.readouterr().err

@@ -15,6 +15,10 @@ import torch
 from torch import nn
 
 
+class BackboneError(ValueError):
+    """A backbone that cannot be built, with the name and what went wrong."""
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -72,7 +76,7 @@ class ResNet(nn.Module):
                  in_channels: int = 3, num_classes: int = 0):
         super().__init__()
         if stem not in ("cifar", "imagenet"):
-            raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
+            raise BackboneError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
         chans = [max(1, int(round(c * width))) for c in (64, 128, 256, 512)]
         if stem == "cifar":
             self.conv1 = nn.Conv2d(in_channels, chans[0], 3, 1, 1, bias=False)
@@ -126,16 +130,16 @@ def import_object(path: str):
     """'package.module:Name' -> the object. Only called for a path the user named."""
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"backbone {path!r} is neither a built-in ({', '.join(REGISTRY)}) "
+        raise BackboneError(f"backbone {path!r} is neither a built-in ({', '.join(REGISTRY)}) "
                          "nor an import path of the form 'package.module:ClassName'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"cannot import {module_name!r} for backbone {path!r}: {e}") from None
+        raise BackboneError(f"cannot import {module_name!r} for backbone {path!r}: {e}") from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"{module_name!r} has no attribute {attr!r} (backbone {path!r})")
+            raise BackboneError(f"{module_name!r} has no attribute {attr!r} (backbone {path!r})")
         obj = getattr(obj, part)
     return obj
 
@@ -143,12 +147,15 @@ def import_object(path: str):
 def build_backbone(name: str, **kwargs) -> nn.Module:
     """A built-in ResNet by name, or `module:Class` called with kwargs."""
     if name in REGISTRY:
-        return REGISTRY[name](**kwargs)
+        try:
+            return REGISTRY[name](**kwargs)
+        except TypeError as e:
+            raise BackboneError(f"backbone {name!r} rejected its arguments {kwargs}: {e}") from None
     factory = import_object(name)
     try:
         net = factory(**kwargs)
     except TypeError as e:
-        raise ValueError(f"backbone {name!r} rejected its arguments {kwargs}: {e}") from None
+        raise BackboneError(f"backbone {name!r} rejected its arguments {kwargs}: {e}") from None
     if not isinstance(net, nn.Module):
-        raise ValueError(f"backbone {name!r} returned {type(net).__name__}, not a torch.nn.Module")
+        raise BackboneError(f"backbone {name!r} returned {type(net).__name__}, not a torch.nn.Module")
     return net

@@ -122,3 +122,42 @@ def throughput(batch_size=128, width=1.0, steps=5, warmup=2, variants="default",
 if __name__ == "__main__":
     v, b, w, s, wu, d = sys.argv[1:7]
     print(json.dumps(run_variant(v, int(b), float(w), int(s), int(wu), d)))
+
+
+def default_cifar_dir() -> str:
+    """../shared/data/cifar10 next to the checkout, where this workplace keeps the copy."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.normpath(os.path.join(here, "..", "..", "..", "shared", "data", "cifar10"))
+
+
+def b2(epochs: int = 10, cifar_dir: str | None = None, out_dir: str = "runs/bench-b2",
+       overrides: list[str] | None = None) -> dict:
+    """B2: resnet18-cifar width 0.25 on the first 1,000 training images of each class, batch 256,
+    the recommended CIFAR settings (configs/cifar10.yaml); kNN before and after, wall time."""
+    import shutil
+
+    from .config import load_config
+    from .train import pretrain
+
+    cifar_dir = cifar_dir or default_cifar_dir()
+    train, test = os.path.join(cifar_dir, "train.tar.gz"), os.path.join(cifar_dir, "test.tar.gz")
+    for f in (train, test):
+        if not os.path.exists(f):
+            raise FileNotFoundError(f"B2 needs the CIFAR-10 copy: {f} not found (--cifar DIR)")
+    config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "cifar10.yaml")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    cfg = load_config(config, [
+        "--data.path", train, "--data.val_path", test, "--data.limit_per_class", "1000",
+        "--model.backbone_args", "{stem: cifar, width: 0.25}", "--train.batch_size", "256",
+        "--train.epochs", str(epochs), "--train.knn_every", str(epochs), "--train.out_dir", out_dir,
+        "--log.progress", "false", "--log.tensorboard", "false", *(overrides or [])])
+    summary = pretrain(cfg)
+    return {
+        "benchmark": "B2", "backbone": "resnet18-cifar@0.25", "epochs": epochs, "batch": 256,
+        "train_images": summary["train_images"], "test_images": 10000,
+        "knn_untrained_top1": summary.get("knn_untrained_top1"), "knn_top1": summary.get("knn_final_top1"),
+        "knn_k": cfg.train.knn_k, "knn_temperature": cfg.train.knn_temperature,
+        "optimizer": cfg.optim.name, "base_lr": cfg.optim.base_lr, "precision": summary["precision"],
+        "wall_seconds": summary["wall_seconds"], "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "commit": _commit(), "overrides": overrides or [],
+    }

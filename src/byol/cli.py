@@ -18,12 +18,13 @@ from pathlib import Path
 
 import yaml
 
+from .backbones import BackboneError
 from .checkpoint import CheckpointError
 from .config import ConfigError
 from .data import DataError
 from .model import HiddenLayerError
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, HiddenLayerError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, HiddenLayerError, BackboneError)
 
 
 def _json_arg(text: str) -> dict:
@@ -40,6 +41,10 @@ def cmd_pretrain(args, extra) -> int:
     from .config import load_config
     from .train import pretrain
 
+    for flag, key in (("mlflow_uri", "log.mlflow_uri"), ("mlflow_experiment_name", "log.mlflow_experiment"),
+                      ("mlflow_run_id", "log.mlflow_run_id")):
+        if getattr(args, flag):
+            extra = [*extra, f"--{key}", getattr(args, flag)]
     cfg = load_config(args.config, extra)
     summary = pretrain(cfg, resume=args.resume)
     print(json.dumps({k: v for k, v in summary.items() if k != "knn"}))
@@ -48,10 +53,12 @@ def cmd_pretrain(args, extra) -> int:
 
 def cmd_demo(args, extra) -> int:
     from .config import load_config
-    from .demo import generate_shapes
+    from .demo import generate_textures
     from .train import pretrain
 
-    data = generate_shapes(args.data)
+    data = Path(args.data)
+    if not (data / ".complete").exists():  # generated once; an existing set is reused as it is
+        generate_textures(data)
     config = Path(args.config)
     overrides = ["--data.path", str(data / "train"), "--data.val_path", str(data / "test"),
                  "--train.out_dir", args.out, *extra]
@@ -64,7 +71,7 @@ def cmd_demo(args, extra) -> int:
     print(f"\nDemo: {summary['train_images']} generated images, {cfg.train.epochs} epochs, "
           f"{summary['wall_seconds']:.0f} s")
     if untrained is not None and final is not None:
-        print(f"kNN top-1 on held-out shapes: untrained {100 * untrained:.1f}%  ->  BYOL {100 * final:.1f}%")
+        print(f"kNN top-1 on held-out textures: untrained {100 * untrained:.1f}%  ->  BYOL {100 * final:.1f}%")
     print(f"Run folder: {args.out}  (export: byol export {summary['checkpoint']} -o backbone.safetensors)")
     return 0
 
@@ -89,25 +96,29 @@ def cmd_layers(args, extra) -> int:
     return 0
 
 
-def _backbone(args):
-    from .checkpoint import load_backbone
-
-    return load_backbone(args.checkpoint, args.backbone, _json_arg(args.args) if args.args else None)
-
-
-def cmd_evaluate(args, extra) -> int:
+def _features(args):
+    """(feature extractor, mean, std, image size) from a .ckpt or a .safetensors file."""
     from .augment import IMAGENET_MEAN, IMAGENET_STD
-    from .checkpoint import checkpoint_config, load_checkpoint
-    from .data import decode_to_memory, list_images
-    from .evaluate import extract_features, knn_accuracy, linear_probe
+    from .checkpoint import checkpoint_config, load_backbone, load_checkpoint
+    from .model import feature_extractor
 
-    net = _backbone(args)
-    mean, std, size = IMAGENET_MEAN, IMAGENET_STD, args.image_size
+    net = load_backbone(args.checkpoint, args.backbone, _json_arg(args.args) if args.args else None)
+    mean, std, size, layer = IMAGENET_MEAN, IMAGENET_STD, args.image_size, args.hidden_layer
     if str(args.checkpoint).endswith(".ckpt"):
         saved = checkpoint_config(load_checkpoint(args.checkpoint))
         mean, std = saved["augment"]["mean"], saved["augment"]["std"]
         size = size or saved["data"]["image_size"]
-    size = size or 224
+        layer = layer if layer is not None else saved["model"]["hidden_layer"]
+    if isinstance(layer, str) and layer.lstrip("-").isdigit():
+        layer = int(layer)
+    return feature_extractor(net, layer), mean, std, size or 224
+
+
+def cmd_evaluate(args, extra) -> int:
+    from .data import decode_to_memory, list_images
+    from .evaluate import extract_features, knn_accuracy, linear_probe
+
+    net, mean, std, size = _features(args)
     channels = 1 if args.channels == 1 else 3
     train = decode_to_memory(list_images(args.train), size, channels)
     test = decode_to_memory(list_images(args.test), size, channels)
@@ -138,19 +149,11 @@ def cmd_export(args, extra) -> int:
 def cmd_embed(args, extra) -> int:
     import numpy as np
 
-    from .augment import IMAGENET_MEAN, IMAGENET_STD
-    from .checkpoint import checkpoint_config, load_checkpoint
     from .data import decode_to_memory, list_images
     from .evaluate import extract_features
 
-    net = _backbone(args)
-    mean, std, size = IMAGENET_MEAN, IMAGENET_STD, args.image_size
-    if str(args.checkpoint).endswith(".ckpt"):
-        saved = checkpoint_config(load_checkpoint(args.checkpoint))
-        mean, std = saved["augment"]["mean"], saved["augment"]["std"]
-        size = size or saved["data"]["image_size"]
-    images = list_images(args.data)
-    mem = decode_to_memory(images, size or 224, args.channels)
+    net, mean, std, size = _features(args)
+    mem = decode_to_memory(list_images(args.data), size, args.channels)
     feats = extract_features(net, mem.images, mean, std, size)
     np.save(args.output, feats.numpy())
     print(f"wrote {args.output}: {tuple(feats.shape)} embeddings of {args.data}")
@@ -158,8 +161,11 @@ def cmd_embed(args, extra) -> int:
 
 
 def cmd_bench(args, extra) -> int:
-    from .bench import throughput
+    from .bench import b2, throughput
 
+    if args.name == "b2":
+        print(json.dumps(b2(args.epochs, args.cifar, args.out, extra)), flush=True)
+        return 0
     for result in throughput(batch_size=args.batch_size, width=args.width, steps=args.steps,
                              warmup=args.warmup, variants=args.variants, device=args.device,
                              repeats=args.repeats):
@@ -174,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pretrain", help="pretrain a network with BYOL (overrides: --section.key value)")
     s.add_argument("--config", help="YAML config (configs/*.yaml)")
     s.add_argument("--resume", action="store_true", help="continue from train.out_dir/checkpoints/last.ckpt")
+    s.add_argument("--mlflow-uri", help="log to MLflow at this tracking URI (same as --log.mlflow_uri)")
+    s.add_argument("--mlflow-experiment-name", help="MLflow experiment (default byol_experiment)")
+    s.add_argument("--mlflow-run-id", help="MLflow run to log into")
     s.set_defaults(func=cmd_pretrain)
 
     s = sub.add_parser("demo", help="generate the shapes demo data, pretrain on it, report kNN")
@@ -201,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--backbone", help="backbone name or import path (needed for .safetensors "
                                           "and for checkpoints made with a user class)")
         s.add_argument("--args", default="", help="backbone keyword arguments")
+        s.add_argument("--hidden-layer", help="layer whose output is the feature (default: the checkpoint's)")
         s.add_argument("--image-size", type=int)
         s.add_argument("--channels", type=int, default=3)
 
@@ -230,7 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("bench", help="benchmarks of ../shared/docs/BENCHMARKS.md, JSON lines on stdout")
-    s.add_argument("name", choices=["throughput"])
+    s.add_argument("name", choices=["throughput", "b2"])
+    s.add_argument("--epochs", type=int, default=10, help="b2: pretraining epochs")
+    s.add_argument("--cifar", help="b2: folder with CIFAR-10 train.tar.gz and test.tar.gz")
+    s.add_argument("--out", default="runs/bench-b2", help="b2: run folder")
     s.add_argument("--batch-size", type=int, default=128)
     s.add_argument("--width", type=float, default=1.0)
     s.add_argument("--steps", type=int, default=5)
@@ -245,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("pretrain", "demo", "preview"):
+    if extra and args.command not in ("pretrain", "demo", "preview", "bench"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args, extra)

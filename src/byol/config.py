@@ -35,13 +35,14 @@ class DataConfig:
     large_images: str = "resize"  # resize | crop (random load_size crops, e.g. DIV2K)
     augment_on: str = "device"  # device (batched, fast) | workers (per image in the Dataset)
     num_workers: int = 2
-    limit: Union[int, None] = None  # use only the first N images
+    limit: Union[int, None] = None  # use only N images (a random subset, fixed by train.seed)
+    limit_per_class: Union[int, None] = None  # use only the first N images of each class
 
 
 @dataclass
 class ModelConfig:
     backbone: str = "resnet18"  # resnet18/34/50, or 'package.module:Class'
-    backbone_args: dict = field(default_factory=lambda: {"stem": "cifar"})
+    backbone_args: dict = field(default_factory=dict)  # e.g. {stem: cifar, width: 0.5}
     hidden_layer: Union[str, int, None] = None  # None: the network's output
     projection_dim: int = 256
     projection_hidden_dim: int = 4096
@@ -257,6 +258,8 @@ def validate(cfg: Config, source: str = "config") -> None:
     need(0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "must be in [0, 1)")
     need(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")
     need(d.limit is None or d.limit > 0, "data.limit", d.limit, "must be positive")
+    need(d.limit_per_class is None or d.limit_per_class > 0, "data.limit_per_class", d.limit_per_class,
+         "must be positive")
     need(0.0 <= m.tau_base <= 1.0, "model.tau_base", m.tau_base, "must be in [0, 1]")
     for k in ("projection_dim", "projection_hidden_dim", "prediction_hidden_dim"):
         need(getattr(m, k) > 0, f"model.{k}", getattr(m, k), "must be positive")

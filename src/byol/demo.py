@@ -1,9 +1,15 @@
-"""Built-in demo data, generated (no download): ten classes of shapes.
+"""Built-in demo data, generated (no download): ten classes of textures.
 
-Each image is one shape on a background. The class is the shape; its colour, the
-background colour and gradient, the position, scale and a small rotation are random
-nuisances. Colour carries no information about the class, so a network that separates
-the classes must have learnt shape, which is what BYOL's colour augmentations push for.
+The class is the pattern (stripes of an orientation, checkers, dots, rings, waves, ...).
+Its two grey levels (brightness and contrast), its period, phase, a small rotation and
+pixel noise are random nuisances. A texture is present in every random crop of its image,
+so the two views of an image share its class, and an untrained network's features, led by
+brightness and contrast, separate the classes poorly.
+
+Why grey: with a random colour pair per image, the pair is an identity that colour jitter
+keeps (a hue rotation keeps hue differences), and BYOL learns it first: measured here,
+400 steps moved kNN from 20.9 % to 22.9 % with colour pairs, from 39.4 % to 55.6 % in grey
+(SGD, resnet18-cifar at width 0.25, batch 128).
 """
 from __future__ import annotations
 
@@ -12,65 +18,66 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CLASSES = ("circle", "ring", "square", "frame", "triangle", "cross", "star", "bars", "crescent", "diamond")
+CLASSES = ("horizontal_stripes", "vertical_stripes", "diagonal_stripes", "checkers", "diamond_checkers",
+           "dots", "rings", "grid", "waves", "blobs")
 
 
-def _shape_mask(name: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    r = np.hypot(u, v)
-    if name == "circle":
-        return r < 0.9
-    if name == "ring":
-        return (r < 0.95) & (r > 0.6)
-    if name == "square":
-        return np.maximum(abs(u), abs(v)) < 0.75
-    if name == "frame":
-        m = np.maximum(abs(u), abs(v))
-        return (m < 0.85) & (m > 0.55)
-    if name == "triangle":
-        return (v < 0.6) & (v > -0.9 + 1.73 * abs(u) * 0.87)
-    if name == "cross":
-        return ((abs(u) < 0.25) & (abs(v) < 0.9)) | ((abs(v) < 0.25) & (abs(u) < 0.9))
-    if name == "star":
-        theta = np.arctan2(v, u)
-        return r < 0.45 + 0.45 * np.cos(5 * theta) ** 2 * (np.cos(5 * theta) > 0)
-    if name == "bars":
-        return (abs(u) < 0.85) & ((abs(v - 0.45) < 0.2) | (abs(v + 0.45) < 0.2))
-    if name == "crescent":
-        return (r < 0.9) & (np.hypot(u - 0.45, v) > 0.7)
-    if name == "diamond":
-        return abs(u) / 0.6 + abs(v) < 0.95
+def _pattern(name: str, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A mask in {0, 1} on coordinates measured in periods."""
+    if name == "horizontal_stripes":
+        return np.sin(2 * np.pi * v) > 0
+    if name == "vertical_stripes":
+        return np.sin(2 * np.pi * u) > 0
+    if name == "diagonal_stripes":
+        sign = rng.choice([-1.0, 1.0])  # both directions: a mirror image stays in the class
+        return np.sin(2 * np.pi * (u + sign * v) / np.sqrt(2)) > 0
+    if name == "checkers":
+        return (np.sin(2 * np.pi * u) > 0) ^ (np.sin(2 * np.pi * v) > 0)
+    if name == "diamond_checkers":
+        return (np.sin(np.pi * (u + v)) > 0) ^ (np.sin(np.pi * (u - v)) > 0)
+    if name == "dots":
+        return np.hypot(u - np.round(u), v - np.round(v)) < 0.28
+    if name == "rings":
+        cu, cv = rng.uniform(u.min(), u.max()), rng.uniform(v.min(), v.max())
+        return np.sin(2 * np.pi * np.hypot(u - cu, v - cv)) > 0
+    if name == "grid":
+        return (np.abs(u - np.round(u)) < 0.12) | (np.abs(v - np.round(v)) < 0.12)
+    if name == "waves":
+        return np.sin(2 * np.pi * (v + 0.25 * np.sin(2 * np.pi * u / 2.0))) > 0
+    if name == "blobs":
+        field = np.zeros_like(u)
+        for _ in range(6):
+            f = rng.uniform(0.3, 0.7, 2)
+            field += np.sin(2 * np.pi * (f[0] * u + rng.uniform())) * np.sin(2 * np.pi * (f[1] * v + rng.uniform()))
+        return field > 0
     raise ValueError(name)
 
 
 def render(label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
     """One (size, size, 3) uint8 image of class `label`, drawn at 2x and box-downsampled."""
     s = 2 * size
-    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s * 2 - 1  # [-1, 1]
-    cx, cy = rng.uniform(-0.35, 0.35, 2)
-    scale = rng.uniform(0.45, 0.85)
-    angle = rng.uniform(-0.35, 0.35)
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float64) / 2  # pixels of the final image
+    period = rng.uniform(4.0, 8.0)
+    angle = rng.uniform(-0.2, 0.2)
     ca, sa = np.cos(angle), np.sin(angle)
-    u = ((xx - cx) * ca + (yy - cy) * sa) / scale
-    v = (-(xx - cx) * sa + (yy - cy) * ca) / scale
-    mask = _shape_mask(CLASSES[label], u, v)[..., None]
-    bg1, bg2 = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
-    direction = rng.uniform(-1, 1, 2)
-    t = ((xx * direction[0] + yy * direction[1]) / 2 + 0.5)[..., None]
-    background = bg1 * (1 - t) + bg2 * t
-    fg = rng.uniform(0, 1, 3)
-    while np.abs(fg - background.mean(axis=(0, 1))).sum() < 0.6:  # keep the shape visible
-        fg = rng.uniform(0, 1, 3)
-    img = np.where(mask, fg, background) + rng.normal(0, 0.03, (s, s, 3))
+    u = (xx * ca + yy * sa) / period + rng.uniform()
+    v = (-xx * sa + yy * ca) / period + rng.uniform()
+    mask = _pattern(CLASSES[label], u, v, rng)[..., None]
+    l1, l2 = rng.uniform(0, 1, 2)
+    while abs(l1 - l2) < 0.3:  # keep the pattern visible
+        l2 = rng.uniform(0, 1)
+    img = np.where(mask, l1, l2) + rng.normal(0, 0.03, (s, s, 1))
+    img = np.repeat(img, 3, axis=2)  # stored as RGB, as a user's photos would be
     img = img.reshape(size, 2, size, 2, 3).mean(axis=(1, 3))
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def generate_shapes(out: str | Path, train_per_class: int = 300, test_per_class: int = 100,
+def generate_textures(out: str | Path, train_per_class: int = 300, test_per_class: int = 100,
                     size: int = 32, seed: int = 0) -> Path:
     """Write out/train/<class>/NNNN.png and out/test/<class>/NNNN.png; skip if already complete."""
     out = Path(out)
     marker = out / ".complete"
-    stamp = f"{train_per_class} {test_per_class} {size} {seed}"
+    stamp = f"grey-textures {train_per_class} {test_per_class} {size} {seed}"
     if marker.exists() and marker.read_text() == stamp:
         return out
     rng = np.random.default_rng(seed)

@@ -25,7 +25,7 @@ from .backbones import build_backbone
 from .checkpoint import atomic_replace
 from .config import Config, from_dict, to_dict
 from .evaluate import extract_features, knn_accuracy
-from .model import BYOL
+from .model import BYOL, feature_extractor
 from .optim import build_optimizer, build_scheduler, scaled_lr
 
 
@@ -175,9 +175,10 @@ class KNNMonitor(L.Callback):
         kw = dict(mean=cfg.augment.mean, std=cfg.augment.std, image_size=cfg.data.image_size,
                   device=pl_module.device, channels_last=cfg.train.channels_last)
         dtype = torch.bfloat16 if "bf16" in str(pl_module.trainer.precision) else None
+        net = feature_extractor(pl_module.backbone, pl_module.model.online.hidden_layer)
         with torch.autocast(pl_module.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            bank = extract_features(pl_module.backbone, self.bank.images, **kw)
-            test = extract_features(pl_module.backbone, self.test.images, **kw)
+            bank = extract_features(net, self.bank.images, **kw)
+            test = extract_features(net, self.test.images, **kw)
         return knn_accuracy(bank, self.bank.labels, test, self.test.labels, self.k, self.temperature)
 
     def record(self, trainer, pl_module, epoch: int) -> None:

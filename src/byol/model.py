@@ -114,6 +114,11 @@ class Encoder(nn.Module):
         return self.projector(self.representation(x))
 
 
+def feature_extractor(net: nn.Module, hidden_layer: str | int | None = None) -> nn.Module:
+    """`net` up to its representation (the hidden layer's output, pooled), as a module."""
+    return Encoder(net, resolve_hidden_layer(net, hidden_layer), nn.Identity())
+
+
 @torch.no_grad()
 def infer_feature_dim(net: nn.Module, hidden_layer: str | None, image_size: int, in_channels: int) -> int:
     """Size of the representation, from one forward pass of two images in eval mode."""
@@ -122,8 +127,7 @@ def infer_feature_dim(net: nn.Module, hidden_layer: str | None, image_size: int,
     try:
         param = next(net.parameters(), None)
         device = param.device if param is not None else "cpu"
-        probe = Encoder(net, hidden_layer, nn.Identity())
-        dim = probe.representation(torch.zeros(2, in_channels, image_size, image_size, device=device)).shape[1]
+        dim = feature_extractor(net, hidden_layer).representation(torch.zeros(2, in_channels, image_size, image_size, device=device)).shape[1]
     finally:
         net.train(was_training)
     return int(dim)

@@ -47,12 +47,25 @@ def _subset(images: ImageList, n: int, seed: int) -> ImageList:
     return ImageList(images.root, [images.items[i] for i in idx], [images.labels[i] for i in idx], images.classes)
 
 
+def first_per_class(images: ImageList, n: int) -> ImageList:
+    """The first n images of each class, in sorted path order."""
+    counts: dict[int, int] = {}
+    keep = []
+    for i, label in enumerate(images.labels):
+        if counts.get(label, 0) < n:
+            counts[label] = counts.get(label, 0) + 1
+            keep.append(i)
+    return ImageList(images.root, [images.items[i] for i in keep], [images.labels[i] for i in keep], images.classes)
+
+
 def build_data(cfg: Config):
     """(train loader, kNN bank or None, kNN test set or None, number of training images)."""
     d, t = cfg.data, cfg.train
     if not d.path:
         raise ConfigError("data.path is not set: give the folder or .tar of training images")
     images = list_images(d.path)
+    if d.limit_per_class:
+        images = first_per_class(images, d.limit_per_class)
     if d.limit:
         images = _subset(images, d.limit, t.seed)
     load = d.load_size or d.image_size
@@ -93,8 +106,11 @@ def build_data(cfg: Config):
     return loader, bank, test, len(train)
 
 
-def pretrain(cfg: Config, resume: bool = False, net=None) -> dict:
-    """Pretrain with BYOL as `cfg` says; returns the summary that is also saved as summary.json."""
+def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None = None) -> dict:
+    """Pretrain with BYOL as `cfg` says; returns the summary that is also saved as summary.json.
+
+    net: your own nn.Module (else cfg.model.backbone is built); callbacks: extra Lightning callbacks.
+    """
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -119,12 +135,13 @@ def pretrain(cfg: Config, resume: bool = False, net=None) -> dict:
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
     module = BYOLModule(net, cfg)
-    callbacks = []
+    extra_callbacks, callbacks = list(callbacks or []), []
     monitor = None
     if bank is not None:
         monitor = KNNMonitor(bank, test, t.knn_every, t.knn_k, t.knn_temperature, out / "knn.json")
         callbacks.append(monitor)
     callbacks.append(AtomicCheckpoint(ckpt_dir, t.checkpoint_every))
+    callbacks += extra_callbacks
     loggers = []
     if cfg.log.csv:
         loggers.append(CSVLogger(str(out), name="", version="csv"))

@@ -24,7 +24,6 @@ VARIANTS = {
     "fp32": (False, "32", False),
     "fp32_channels_last": (True, "32", False),
     "bf16": (False, "bf16", False),
-    "bf16_channels_last": (True, "bf16", False),
     "concat_views": (True, "auto", True),
 }
 

@@ -150,3 +150,14 @@ def test_backbone_errors_are_one_line(tmp_path, capsys):
     assert "stem must be 'cifar' or 'imagenet'" in capsys.readouterr().err
     assert main(["layers", "user_nets:TinyGenerator", "--args", "{depth: 3}"]) == 2
     assert "rejected its arguments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("augment_on", ["device", "workers"])
+def test_streaming_data_path(demo_data, tmp_path, augment_on):
+    """Images decoded per item (not in memory), augmented on the device or in the workers."""
+    out = tmp_path / augment_on
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
+                 "--data.in_memory", "false", "--data.num_workers", "0", "--data.augment_on", augment_on,
+                 "--train.epochs", "1", "--train.knn_every", "1", *TINY]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 300 // 32 and len(summary["knn"]) == 2

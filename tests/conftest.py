@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
+CIFAR = Path(os.environ.get("BYOL_CIFAR10_DIR") or
+             Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10")
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -14,7 +15,8 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def cifar_dir() -> Path:
     if not (CIFAR / "train.tar.gz").exists():
-        pytest.skip(f"CIFAR-10 copy not found at {CIFAR} (see ../shared/data/cifar10/README.md)")
+        pytest.skip(f"CIFAR-10 copy not found at {CIFAR} (set BYOL_CIFAR10_DIR, or see "
+                    "../shared/data/cifar10/README.md)")
     return CIFAR
 
 

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from byol.data import (DataError, MemoryImages, StreamImages, decode_to_memory, fit_image, list_images,
-                       split_labels)
+                       split_held_out)
 
 from conftest import write_folder
 
@@ -84,11 +84,15 @@ def test_stream_dataset_skips_a_file_that_disappears(tmp_path):
     assert x.shape == (3, 16, 16) and len(ds.bad) == 1
 
 
-def test_memory_dataset_batches_and_split():
+def test_memory_dataset_batches_and_held_out_split():
     images = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8)
     labels = torch.arange(40) % 4
     ds = MemoryImages(images, labels, ["a", "b", "c", "d"])
     x, y = ds.__getitems__([3, 5])
     assert x.shape == (2, 3, 8, 8) and y.tolist() == [3, 1]
-    train, held = split_labels(ds, 0.25, seed=0)
-    assert len(train) == 32 and len(held) == 8 and sorted(held.labels.tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]
+    from byol.data import ImageList
+
+    listing = ImageList("r", [f"{i}.png" for i in range(40)], labels.tolist(), ["a", "b", "c", "d"])
+    rest, held = split_held_out(listing, 0.25, seed=0)
+    assert len(rest) == 32 and len(held) == 8 and not set(rest.items) & set(held.items)
+    assert sorted(held.labels) == [0, 0, 1, 1, 2, 2, 3, 3]  # class-balanced

@@ -281,17 +281,19 @@ class StreamImages(torch.utils.data.Dataset):
         raise DataError(f"no readable image found near index {i} in {self.images.root!r}")
 
 
-def split_labels(dataset: MemoryImages, fraction: float, seed: int = 0) -> tuple[MemoryImages, MemoryImages]:
-    """A held-out part of a labeled in-memory set, drawn with a fixed seed (per class balanced)."""
+def split_held_out(images: ImageList, fraction: float, seed: int = 0) -> tuple[ImageList, ImageList]:
+    """(rest, held out): `fraction` of each class held out, drawn with a fixed seed."""
     g = torch.Generator().manual_seed(seed)
+    labels = torch.tensor(images.labels)
     held = []
-    for c in dataset.labels.unique():
-        idx = (dataset.labels == c).nonzero().flatten()
+    for c in labels.unique():
+        idx = (labels == c).nonzero().flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
-        held.append(idx[: max(1, int(round(len(idx) * fraction)))])
-    held_idx = torch.cat(held).sort().values
-    mask = torch.ones(len(dataset), dtype=torch.bool)
-    mask[held_idx] = False
-    def part(m):
-        return MemoryImages(dataset.images[m], dataset.labels[m], dataset.classes)
-    return part(mask), part(held_idx)
+        held += idx[: max(1, int(round(len(idx) * fraction)))].tolist()
+    held_set = set(held)
+
+    def part(keep):
+        idx = [i for i in range(len(images)) if (i in held_set) == keep]
+        return ImageList(images.root, [images.items[i] for i in idx], [images.labels[i] for i in idx],
+                         images.classes)
+    return part(False), part(True)

@@ -19,7 +19,7 @@ import yaml
 
 from .config import Config, ConfigError, to_dict
 from .data import (DataError, ImageList, MemoryImages, StreamImages, collate_batch, decode_to_memory,
-                   list_images, split_labels)
+                   list_images, split_held_out)
 from .augment import TwoViewTransform
 
 MEMORY_LIMIT_IMAGES = 300_000
@@ -70,23 +70,23 @@ def build_data(cfg: Config):
         images = _subset(images, d.limit, t.seed)
     load = d.load_size or d.image_size
     in_memory = d.in_memory if d.in_memory is not None else len(images) <= MEMORY_LIMIT_IMAGES
-    monitor = t.knn_every > 0 and (images.labeled or d.val_path)
+    monitor = t.knn_every > 0 and images.labeled
     bank = test = None
-    if in_memory:
-        train = decode_to_memory(images, load, d.channels)
-        if monitor and images.labeled and not d.val_path and d.val_fraction > 0:
-            train, test = split_labels(train, d.val_fraction, t.seed)
-        if monitor and images.labeled:
-            bank = train
-    else:
-        transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
-        train = StreamImages(images, load, d.channels, d.large_images, transform)
-        if monitor and images.labeled:
-            bank = decode_to_memory(_subset(images, 10_000, t.seed), load, d.channels)
     if monitor and d.val_path:
         test = decode_to_memory(list_images(d.val_path), load, d.channels)
         if not test.classes:
             raise DataError(f"data.val_path {d.val_path!r} has no class sub-folders; the kNN monitor needs labels")
+    elif monitor and d.val_fraction > 0:
+        images, held = split_held_out(images, d.val_fraction, t.seed)  # held out of training too
+        test = decode_to_memory(held, load, d.channels)
+    if in_memory:
+        train = decode_to_memory(images, load, d.channels)
+        bank = train if monitor else None
+    else:
+        transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
+        train = StreamImages(images, load, d.channels, d.large_images, transform)
+        if monitor:
+            bank = decode_to_memory(_subset(images, 10_000, t.seed), load, d.channels)
     if bank is not None and test is not None and bank.classes != test.classes:
         raise DataError(f"classes differ between {d.path!r} ({len(bank.classes)}) and the kNN test set "
                         f"({len(test.classes)})")

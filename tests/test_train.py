@@ -50,6 +50,7 @@ def test_short_cifar_pretraining_lowers_loss_and_resumes(cifar_dir, tmp_path):
     assert torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
     resumed = pretrain(cifar_config(cifar_dir, part), resume=True)
     assert resumed["steps"] == summary["steps"]
+    assert len(epoch_losses(part)) == 2 and (part / "csv-resume1" / "metrics.csv").exists()  # first log kept
     a, b = backbone(full), backbone(part)
     assert a.keys() == b.keys()
     for k in a:

@@ -143,8 +143,9 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
     callbacks.append(AtomicCheckpoint(ckpt_dir, t.checkpoint_every))
     callbacks += extra_callbacks
     loggers = []
-    if cfg.log.csv:
-        loggers.append(CSVLogger(str(out), name="", version="csv"))
+    if cfg.log.csv:  # a resumed run writes next to the first one's log, never over it
+        n = len(list(out.glob("csv*")))
+        loggers.append(CSVLogger(str(out), name="", version="csv" if not resume or n == 0 else f"csv-resume{n}"))
     if cfg.log.tensorboard:
         loggers.append(TensorBoardLogger(str(out), name="", version="tensorboard", default_hp_metric=False))
     if cfg.log.mlflow_uri:

@@ -161,3 +161,36 @@ def test_streaming_data_path(demo_data, tmp_path, augment_on):
                  "--train.epochs", "1", "--train.knn_every", "1", *TINY]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 270 // 32 and len(summary["knn"]) == 2  # 10 % held out for kNN
+
+
+def test_images_resident_on_device_train_identically(demo_data, tmp_path):
+    """data_on_device moves only indices through the DataLoader: same batches, same weights."""
+    outs = []
+    for flag in ("false", "true"):
+        out = tmp_path / flag
+        assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
+                     "--train.data_on_device", flag, "--train.epochs", "1", "--train.knn_every", "0",
+                     *TINY]) == 0
+        outs.append(torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"])
+    for k in outs[0]:
+        assert torch.equal(outs[0][k], outs[1][k]), k
+
+
+def test_compile_failure_falls_back_to_eager(demo_data, tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(UserWarning, match="torch.compile failed .*no compiler here.*without compilation"):
+        assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(tmp_path / "c"),
+                     "--train.compile", "true", "--train.epochs", "1", "--train.knn_every", "0", *TINY]) == 0
+
+
+def test_bench_b3_tiny_on_cpu(cifar_dir, tmp_path, capsys):
+    assert main(["bench", "b3", "--epochs", "1", "--cifar", str(cifar_dir), "--out", str(tmp_path / "b3"),
+                 "--data.limit_per_class", "20", "--train.batch_size", "64", "--log.progress", "false",
+                 "--model.backbone_args", "{stem: cifar, width: 0.125}", "--model.projection_hidden_dim", "64",
+                 "--model.prediction_hidden_dim", "64"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["benchmark"] == "B3" and r["train_images"] == 200 and r["epochs"] == 1
+    assert 0 <= r["knn_top1"] <= 1 and 0 <= r["linear_top1"] <= 1 and r["seconds_per_epoch"] > 0

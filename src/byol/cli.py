@@ -7,7 +7,7 @@
     byol evaluate knn|linear --checkpoint C --train DATA --test DATA
     byol export CHECKPOINT -o backbone.safetensors
     byol embed CHECKPOINT DATA -o embeddings.npy
-    byol bench throughput                       B1 of BENCHMARKS.md, JSON on stdout
+    byol bench throughput | b2 | b3             B1, B2, B3 of BENCHMARKS.md, JSON on stdout
 """
 from __future__ import annotations
 
@@ -161,10 +161,12 @@ def cmd_embed(args, extra) -> int:
 
 
 def cmd_bench(args, extra) -> int:
-    from .bench import b2, throughput
+    from .bench import b2, b3, throughput
 
-    if args.name == "b2":
-        print(json.dumps(b2(args.epochs, args.cifar, args.out, extra)), flush=True)
+    if args.name in ("b2", "b3"):
+        run = b2 if args.name == "b2" else b3
+        epochs = args.epochs or (10 if args.name == "b2" else 200)
+        print(json.dumps(run(epochs, args.cifar, args.out or f"runs/bench-{args.name}", extra)), flush=True)
         return 0
     for result in throughput(batch_size=args.batch_size, width=args.width, steps=args.steps,
                              warmup=args.warmup, variants=args.variants, device=args.device,
@@ -240,10 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("bench", help="benchmarks of ../shared/docs/BENCHMARKS.md, JSON lines on stdout")
-    s.add_argument("name", choices=["throughput", "b2"])
-    s.add_argument("--epochs", type=int, default=10, help="b2: pretraining epochs")
-    s.add_argument("--cifar", help="b2: folder with CIFAR-10 train.tar.gz and test.tar.gz")
-    s.add_argument("--out", default="runs/bench-b2", help="b2: run folder")
+    s.add_argument("name", choices=["throughput", "b2", "b3"])
+    s.add_argument("--epochs", type=int, help="b2/b3: pretraining epochs (default 10 / 200)")
+    s.add_argument("--cifar", help="b2/b3: folder with CIFAR-10 train.tar.gz and test.tar.gz")
+    s.add_argument("--out", help="b2/b3: run folder (default runs/bench-NAME)")
     s.add_argument("--batch-size", type=int, default=128)
     s.add_argument("--width", type=float, default=1.0)
     s.add_argument("--steps", type=int, default=5)

@@ -68,7 +68,8 @@ class TrainConfig:
     accumulate: int = 1
     precision: str = "auto"  # auto | 32 | bf16 | 16 (auto: bf16 where the hardware has it)
     channels_last: bool = True
-    compile: bool = False
+    compile: bool = False  # torch.compile the BYOL forward; falls back to eager if it fails
+    data_on_device: Union[bool, None] = None  # in-memory images kept on the GPU; None: yes on a GPU
     seed: int = 0
     out_dir: str = "runs/byol"
     checkpoint_every: int = 1  # epochs

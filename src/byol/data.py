@@ -236,6 +236,23 @@ class MemoryImages(torch.utils.data.Dataset):
         return self.images[idx], self.labels[idx]
 
 
+class BatchIndices(torch.utils.data.Dataset):
+    """The indices of a MemoryImages, for images that live on the training device.
+
+    The DataLoader (and its DistributedSampler) then moves only indices; the module slices
+    its device-resident uint8 tensor (`BYOLModule.keep_on_device`).
+    """
+
+    def __init__(self, dataset: MemoryImages):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices):
+        return (torch.as_tensor(indices),)
+
+
 def collate_batch(batch):
     """Collate for MemoryImages: `__getitems__` already returned the batch."""
     return batch

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -46,7 +47,9 @@ class BYOLModule(L.LightningModule):
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.augment = BatchAugment(cfg.augment, channels_last=cfg.train.channels_last)
-        self._last_time: float | None = None
+        self._resident: torch.Tensor | None = None  # uint8 images kept on the device
+        self._compiled = None  # torch.compile'd forward, False once compilation failed
+        self._timer: tuple[float, int] | None = None
 
     @property
     def backbone(self) -> nn.Module:
@@ -56,24 +59,51 @@ class BYOLModule(L.LightningModule):
         return self.model.embed(images)
 
     # -- training -----------------------------------------------------------------
+    def keep_on_device(self, images: torch.Tensor) -> None:
+        """Hold every training image (uint8) on the training device; batches are then indices."""
+        self._resident = images
+
+    def on_fit_start(self):
+        if self._resident is not None:
+            self._resident = self._resident.to(self.device)
+
     def views(self, batch):
-        if len(batch) == 3:
+        if len(batch) == 3:  # augmented in the Dataset workers
             return batch[0], batch[1]
+        if len(batch) == 1:  # indices into the device-resident images
+            return self.augment(self._resident[batch[0].to(self._resident.device)])
         return self.augment(batch[0])
+
+    def loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        """The BYOL loss, through torch.compile when train.compile is set (eager if that fails)."""
+        if self.cfg.train.compile and self._compiled is None:
+            try:
+                self._compiled = torch.compile(self.model.forward)
+                return self._compiled(view1, view2)
+            except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
+                warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                              "training continues without compilation", stacklevel=2)
+                self._compiled = False
+        if self._compiled:
+            return self._compiled(view1, view2)
+        return self.model(view1, view2)
 
     def training_step(self, batch, batch_idx):
         view1, view2 = self.views(batch)
-        loss = self.model(view1, view2)
-        now = time.perf_counter()
-        if self._last_time is not None and batch_idx % self.cfg.train.log_every == 0:
-            ips = view1.shape[0] * self.trainer.world_size / (now - self._last_time)
-            self.log("train/images_per_sec", ips, prog_bar=True, on_step=True, on_epoch=False)
-        self._last_time = now
+        loss = self.loss(view1, view2)
+        every = self.cfg.train.log_every
+        if batch_idx % every == 0:  # images/s over the last `every` steps; no per-step sync
+            now = time.perf_counter()
+            if self._timer is not None:
+                ips = self._timer[1] * view1.shape[0] * self.trainer.world_size / (now - self._timer[0])
+                self.log("train/images_per_sec", ips, prog_bar=True, on_step=True, on_epoch=False)
+            self._timer = (now, 0)
+        self._timer = (self._timer[0], self._timer[1] + 1) if self._timer else None
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         return loss
 
     def on_train_epoch_start(self):
-        self._last_time = None
+        self._timer = None
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)

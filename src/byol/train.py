@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from .config import Config, ConfigError, to_dict
-from .data import (DataError, ImageList, MemoryImages, StreamImages, collate_batch, decode_to_memory,
+from .data import (BatchIndices, DataError, ImageList, MemoryImages, StreamImages, collate_batch, decode_to_memory,
                    list_images, split_held_out)
 from .augment import TwoViewTransform
 
@@ -59,7 +59,8 @@ def first_per_class(images: ImageList, n: int) -> ImageList:
 
 
 def build_data(cfg: Config):
-    """(train loader, kNN bank or None, kNN test set or None, number of training images)."""
+    """(train loader, kNN bank or None, kNN test set or None, number of training images,
+    uint8 images to keep on the device or None)."""
     d, t = cfg.data, cfg.train
     if not d.path:
         raise ConfigError("data.path is not set: give the folder or .tar of training images")
@@ -94,6 +95,9 @@ def build_data(cfg: Config):
         raise DataError(f"{d.path!r} has {len(train)} usable images, fewer than one batch "
                         f"(train.batch_size = {t.batch_size})")
     memory = isinstance(train, MemoryImages)
+    resident = None
+    if memory and on_device(cfg):
+        resident, train = train.images, BatchIndices(train)
     loader = torch.utils.data.DataLoader(
         train, batch_size=t.batch_size, shuffle=True, drop_last=True,
         collate_fn=collate_batch if memory else None,
@@ -103,7 +107,14 @@ def build_data(cfg: Config):
     )
     if bank is None or test is None:
         bank = test = None
-    return loader, bank, test, len(train)
+    return loader, bank, test, len(train), resident
+
+
+def on_device(cfg: Config) -> bool:
+    """Keep in-memory images on the training device: yes on a GPU unless the config says no."""
+    if cfg.train.data_on_device is not None:
+        return cfg.train.data_on_device
+    return cfg.train.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
 
 
 def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None = None) -> dict:
@@ -130,17 +141,25 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
     if t.threads:
         torch.set_num_threads(t.threads)
     L.seed_everything(t.seed, workers=True, verbose=False)
-    loader, bank, test, n_train = build_data(cfg)
+    loader, bank, test, n_train, resident = build_data(cfg)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
     module = BYOLModule(net, cfg)
+    if resident is not None:
+        module.keep_on_device(resident)
     extra_callbacks, callbacks = list(callbacks or []), []
     monitor = None
     if bank is not None:
         monitor = KNNMonitor(bank, test, t.knn_every, t.knn_k, t.knn_temperature, out / "knn.json")
         callbacks.append(monitor)
     callbacks.append(AtomicCheckpoint(ckpt_dir, t.checkpoint_every))
+    if cfg.log.progress:  # refreshing reads the loss: once per log interval, not every step
+        from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+        try:
+            callbacks.append(RichProgressBar(refresh_rate=t.log_every))
+        except ModuleNotFoundError:
+            callbacks.append(TQDMProgressBar(refresh_rate=t.log_every))
     callbacks += extra_callbacks
     loggers = []
     if cfg.log.csv:  # a resumed run writes next to the first one's log, never over it

@@ -17,9 +17,10 @@ from .model import pool_features
 @torch.no_grad()
 def extract_features(net: nn.Module, images: torch.Tensor, mean, std, image_size: int | None = None,
                      batch_size: int = 512, device: str | torch.device = "cpu",
-                     channels_last: bool = False) -> torch.Tensor:
-    """Features of uint8 images (N, C, H, W) through `net` in eval mode, (N, D) float32 on the CPU.
+                     channels_last: bool = False, keep_on_device: bool = False) -> torch.Tensor:
+    """Features of uint8 images (N, C, H, W) through `net` in eval mode, (N, D) float32.
 
+    On the CPU, or left on `device` with keep_on_device (the kNN monitor on a GPU).
     Images are resized to `image_size` when they differ; no augmentation.
     """
     was_training = net.training
@@ -34,7 +35,8 @@ def extract_features(net: nn.Module, images: torch.Tensor, mean, std, image_size
             x = normalize(x, mean, std)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            out.append(pool_features(net(x)).float().cpu())
+            f = pool_features(net(x)).float()
+            out.append(f if keep_on_device else f.cpu())
     finally:
         net.train(was_training)
     return torch.cat(out)
@@ -51,7 +53,7 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
         q = F.normalize(test_features[start:start + chunk].float(), dim=1)
         sim, idx = (q @ bank.T).topk(k, dim=1)
         weights = (sim / temperature).exp()
-        votes = torch.zeros(q.shape[0], num_classes, device=q.device)
+        votes = torch.zeros(q.shape[0], num_classes, device=q.device, dtype=weights.dtype)
         votes.scatter_add_(1, train_labels[idx], weights)
         scores.append(votes)
     return torch.cat(scores)

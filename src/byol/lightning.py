@@ -203,13 +203,14 @@ class KNNMonitor(L.Callback):
     def evaluate(self, pl_module: BYOLModule) -> dict:
         cfg = pl_module.cfg
         kw = dict(mean=cfg.augment.mean, std=cfg.augment.std, image_size=cfg.data.image_size,
-                  device=pl_module.device, channels_last=cfg.train.channels_last)
+                  device=pl_module.device, channels_last=cfg.train.channels_last, keep_on_device=True)
         dtype = torch.bfloat16 if "bf16" in str(pl_module.trainer.precision) else None
         net = feature_extractor(pl_module.backbone, pl_module.model.online.hidden_layer)
         with torch.autocast(pl_module.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             bank = extract_features(net, self.bank.images, **kw)
             test = extract_features(net, self.test.images, **kw)
-        return knn_accuracy(bank, self.bank.labels, test, self.test.labels, self.k, self.temperature)
+        dev = bank.device
+        return knn_accuracy(bank, self.bank.labels.to(dev), test, self.test.labels.to(dev), self.k, self.temperature)
 
     def record(self, trainer, pl_module, epoch: int) -> None:
         result = self.evaluate(pl_module)

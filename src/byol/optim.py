@@ -99,14 +99,15 @@ def build_optimizer(module: nn.Module, name: str, lr: float, weight_decay: float
     groups = param_groups(module, weight_decay)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, trust_coefficient=trust_coefficient)
+    fused = {"fused": True} if all(p.is_cuda for g in groups for p in g["params"]) else {}
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, **fused)
     if name in ("adam", "adamw"):
         if lr > 0.01:
             warnings.warn(f"learning rate {lr} with {name}: LARS-scale rates make Adam collapse "
                           "(byol-pytorch issues #39, #44); 3e-4 is usual", stacklevel=2)
         cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return cls(groups, lr=lr)
+        return cls(groups, lr=lr, **fused)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 

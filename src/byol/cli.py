@@ -7,6 +7,7 @@
     byol evaluate knn|linear --checkpoint C --train DATA --test DATA
     byol export CHECKPOINT -o backbone.safetensors
     byol embed CHECKPOINT DATA -o embeddings.npy
+    byol download cifar10 --root data           official files, MD5 checked (needs internet)
     byol bench throughput | b2 | b3             B1, B2, B3 of BENCHMARKS.md, JSON on stdout
 """
 from __future__ import annotations
@@ -160,6 +161,13 @@ def cmd_embed(args, extra) -> int:
     return 0
 
 
+def cmd_download(args, extra) -> int:
+    from .datasets import download
+
+    print(f"downloaded {args.name} into {download(args.name, args.root)} (MD5 checked)")
+    return 0
+
+
 def cmd_bench(args, extra) -> int:
     from .bench import b2, b3, throughput
 
@@ -240,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="embeddings.npy")
     weights_args(s)
     s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("download", help="fetch a standard data set's official files (MD5 checked)")
+    s.add_argument("name", help="cifar10, cifar100, stl10, mnist or emnist")
+    s.add_argument("--root", default="data")
+    s.set_defaults(func=cmd_download)
 
     s = sub.add_parser("bench", help="benchmarks of ../shared/docs/BENCHMARKS.md, JSON lines on stdout")
     s.add_argument("name", choices=["throughput", "b2", "b3"])

@@ -64,6 +64,9 @@ def build_data(cfg: Config):
     d, t = cfg.data, cfg.train
     if not d.path:
         raise ConfigError("data.path is not set: give the folder or .tar of training images")
+    if d.dataset != "folder":
+        train, bank, test = named_dataset(cfg)
+        return _loader(cfg, train, bank, test)
     images = list_images(d.path)
     if d.limit_per_class:
         images = first_per_class(images, d.limit_per_class)
@@ -91,8 +94,31 @@ def build_data(cfg: Config):
     if bank is not None and test is not None and bank.classes != test.classes:
         raise DataError(f"classes differ between {d.path!r} ({len(bank.classes)}) and the kNN test set "
                         f"({len(test.classes)})")
+    return _loader(cfg, train, bank, test)
+
+
+def named_dataset(cfg: Config):
+    """(train, kNN bank or None, kNN test set or None) of a standard data set (byol.datasets)."""
+    from .datasets import load_dataset, match_channels
+
+    d, t = cfg.data, cfg.train
+    split = d.split or ("train+unlabeled" if d.dataset == "stl10" else "train")
+    train = match_channels(load_dataset(d.dataset, d.path, split), d.channels)
+    if d.limit and d.limit < len(train):
+        keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(t.seed))[:d.limit].sort().values
+        train = MemoryImages(train.images[keep], train.labels[keep], train.classes)
+    bank = test = None
+    if t.knn_every > 0:
+        test = match_channels(load_dataset(d.dataset, d.val_path or d.path, "test"), d.channels)
+        labeled = train.labels >= 0
+        bank = train if labeled.all() else MemoryImages(train.images[labeled], train.labels[labeled], train.classes)
+    return train, bank, test
+
+
+def _loader(cfg: Config, train, bank, test):
+    t = cfg.train
     if len(train) < t.batch_size:
-        raise DataError(f"{d.path!r} has {len(train)} usable images, fewer than one batch "
+        raise DataError(f"{cfg.data.path!r} has {len(train)} usable images, fewer than one batch "
                         f"(train.batch_size = {t.batch_size})")
     memory = isinstance(train, MemoryImages)
     resident = None
@@ -101,8 +127,8 @@ def build_data(cfg: Config):
     loader = torch.utils.data.DataLoader(
         train, batch_size=t.batch_size, shuffle=True, drop_last=True,
         collate_fn=collate_batch if memory else None,
-        num_workers=0 if memory else d.num_workers,
-        persistent_workers=(not memory and d.num_workers > 0),
+        num_workers=0 if memory else cfg.data.num_workers,
+        persistent_workers=(not memory and cfg.data.num_workers > 0),
         pin_memory=torch.cuda.is_available() and not memory,
     )
     if bank is None or test is None:

@@ -121,3 +121,44 @@ def test_pretrain_on_a_named_dataset(tmp_path):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["train_images"] == 200 and len(summary["knn"]) == 2
+
+
+def test_video_frame_pairs(tmp_path):
+    from PIL import Image
+
+    from byol.augment import AugmentConfig, TwoViewTransform
+    from byol.data import VideoFramePairs
+
+    for clip, n in (("clipA", 5), ("clipB", 3), ("single", 1)):
+        (tmp_path / clip).mkdir()
+        for k in range(n):  # each frame's grey level encodes (clip, frame index)
+            level = (0 if clip == "clipA" else 100) + 10 * k
+            Image.new("RGB", (20, 20), (level, level, level)).save(tmp_path / clip / f"{k:03d}.png")
+    ds = VideoFramePairs(tmp_path, 16, max_frame_gap=2)
+    assert len(ds) == 8  # the one-frame clip is skipped
+    for i in range(len(ds)):
+        for _ in range(10):
+            a, b, label = ds[i]
+            la, lb = int(a[0, 0, 0]), int(b[0, 0, 0])
+            assert a.shape == (3, 16, 16) and label == -1
+            assert la != lb and (la < 100) == (lb < 100) and abs(la - lb) <= 20  # same clip, <= 2 apart
+    v1, v2, _ = VideoFramePairs(tmp_path, 16, transform=TwoViewTransform(AugmentConfig(size=16)))[0]
+    assert v1.dtype == torch.float32 and v1.shape == (3, 16, 16)
+    with pytest.raises(DataError, match="no clip sub-folder"):
+        VideoFramePairs(tmp_path / "single", 16)
+
+
+def test_pretrain_on_video_frames(tmp_path):
+    from PIL import Image
+
+    from byol.cli import main
+    from test_cli import TINY
+
+    for c in range(4):
+        (tmp_path / "v" / f"c{c}").mkdir(parents=True)
+        for k in range(10):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "v" / f"c{c}" / f"{k}.png")
+    assert main(["pretrain", "--data.dataset", "video", "--data.path", str(tmp_path / "v"), "--data.max_frame_gap", "3",
+                 "--data.num_workers", "0", "--train.out_dir", str(tmp_path / "run"), "--train.epochs", "1",
+                 "--train.knn_every", "0", *TINY]) == 0
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()

@@ -258,9 +258,12 @@ class BatchAugment(torch.nn.Module):
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, partners: torch.Tensor | None = None):
+        """View 1 and view 2 of `images`; with `partners` (e.g. nearby video frames), view 2
+        is drawn from the partner image instead."""
         x = to_float(images)
-        return self.view(x, self.cfg.view1), self.view(x, self.cfg.view2)
+        y = x if partners is None else to_float(partners)
+        return self.view(x, self.cfg.view1), self.view(y, self.cfg.view2)
 
 
 class TwoViewTransform:
@@ -273,8 +276,11 @@ class TwoViewTransform:
         self.batch = BatchAugment(cfg)
 
     def __call__(self, image) -> tuple[torch.Tensor, torch.Tensor]:
-        x = image_to_tensor(image).unsqueeze(0)
-        v1, v2 = self.batch(x)
+        return self.pair(image, image)
+
+    def pair(self, image, partner) -> tuple[torch.Tensor, torch.Tensor]:
+        """View 1 of `image` and view 2 of `partner` (the same image, or a nearby frame)."""
+        v1, v2 = self.batch(image_to_tensor(image).unsqueeze(0), image_to_tensor(partner).unsqueeze(0))
         return v1[0], v2[0]
 
 

@@ -298,6 +298,64 @@ class StreamImages(torch.utils.data.Dataset):
         raise DataError(f"no readable image found near index {i} in {self.images.root!r}")
 
 
+class VideoFramePairs(torch.utils.data.Dataset):
+    """Two similar video frames as the two views of a sample (as DL-Art-School offers).
+
+    root/<clip>/<frame files, in name order>. Item i is frame i of all frames; its partner
+    is another frame of the same clip at most `max_frame_gap` frames away. Items are
+    (frame, partner, -1) as uint8 (C, S, S), augmented later with view 1 and view 2 each;
+    with a `TwoViewTransform` the worker augments them ((view1, view2, -1), floats).
+    """
+
+    def __init__(self, root: str | Path, size: int, max_frame_gap: int = 1, channels: int = 3,
+                 mode: str = "resize", transform=None, seed: int = 0):
+        if max_frame_gap < 1:
+            raise DataError(f"max_frame_gap must be >= 1, got {max_frame_gap}")
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"video folder {str(root)!r} does not exist")
+        self.frames: list[str] = []
+        self.clip_range: list[tuple[int, int]] = []
+        for clip in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            names = sorted(f.name for f in clip.iterdir() if is_image_name(f.name))
+            if len(names) < 2:
+                continue
+            start = len(self.frames)
+            self.frames += [str(clip / n) for n in names]
+            self.clip_range += [(start, len(self.frames))] * len(names)
+        if not self.frames:
+            raise DataError(f"video folder {str(root)!r} has no clip sub-folder with two or more frames")
+        self.size, self.gap, self.channels, self.mode = size, max_frame_gap, channels, mode
+        self.transform = transform
+        self.seed = seed
+        self._rng: tuple[int, np.random.Generator] | None = None
+        self.classes: list[str] = []
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """One generator per process, seeded from torch's per-worker seed: workers differ."""
+        if self._rng is None or self._rng[0] != os.getpid():
+            self._rng = (os.getpid(), np.random.default_rng([self.seed, torch.initial_seed() % 2**32]))
+        return self._rng[1]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def partner(self, i: int) -> int:
+        lo, hi = self.clip_range[i]
+        choices = [j for j in range(max(lo, i - self.gap), min(hi, i + self.gap + 1)) if j != i]
+        return int(self.rng.choice(choices))
+
+    def load(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(fit_image(open_image(self.frames[i], self.channels), self.size, self.mode, self.rng))
+
+    def __getitem__(self, i: int):
+        a, b = self.load(i), self.load(self.partner(i))
+        if self.transform is not None:
+            return *self.transform.pair(a, b), -1
+        return a, b, -1
+
+
 def split_held_out(images: ImageList, fraction: float, seed: int = 0) -> tuple[ImageList, ImageList]:
     """(rest, held out): `fraction` of each class held out, drawn with a fixed seed."""
     g = torch.Generator().manual_seed(seed)

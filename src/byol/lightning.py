@@ -68,6 +68,8 @@ class BYOLModule(L.LightningModule):
             self._resident = self._resident.to(self.device)
 
     def views(self, batch):
+        if len(batch) == 3 and batch[0].dtype == torch.uint8:  # raw pairs (video frames)
+            return self.augment(batch[0], batch[1])
         if len(batch) == 3:  # augmented in the Dataset workers
             return batch[0], batch[1]
         if len(batch) == 1:  # indices into the device-resident images

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from .config import Config, ConfigError, to_dict
-from .data import (BatchIndices, DataError, ImageList, MemoryImages, StreamImages, collate_batch, decode_to_memory,
+from .data import (BatchIndices, DataError, ImageList, MemoryImages, VideoFramePairs, StreamImages, collate_batch, decode_to_memory,
                    list_images, split_held_out)
 from .augment import TwoViewTransform
 
@@ -64,6 +64,11 @@ def build_data(cfg: Config):
     d, t = cfg.data, cfg.train
     if not d.path:
         raise ConfigError("data.path is not set: give the folder or .tar of training images")
+    if d.dataset == "video":
+        transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
+        frames = VideoFramePairs(d.path, d.load_size or d.image_size, d.max_frame_gap, d.channels,
+                                 d.large_images, transform, t.seed)
+        return _loader(cfg, frames, None, None)
     if d.dataset != "folder":
         train, bank, test = named_dataset(cfg)
         return _loader(cfg, train, bank, test)

@@ -52,6 +52,15 @@ def test_evaluate_embed_and_preview(demo_run, demo_data, tmp_path, capsys):
                  "--epochs", "5"]) == 0
     lin = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert lin["protocol"] == "linear" and lin["top1"] > 0.1
+    saved = json.loads((demo_run / "checkpoints" / "eval-linear.json").read_text())
+    assert saved["top1"] == lin["top1"] and saved["split"] == "test" and saved["settings"]["epochs"] == 5
+    for protocol in ("logistic", "linear-aug", "finetune"):
+        assert main(["evaluate", protocol, "--checkpoint", ckpt, "--train", train, "--test", test,
+                     "--epochs", "1", "--batch-size", "64", "--label-fraction", "0.1", "--seed", "3",
+                     "--bn-momentum", "0.01"]) == 0
+        r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert r["train_images"] == 30 and r["settings"]["subset_seed"] == 3 and 0 <= r["top1"] <= 1, r
+    assert (demo_run / "checkpoints" / "eval-finetune-0.1.json").exists()
     emb = tmp_path / "e.npy"
     assert main(["embed", ckpt, test, "-o", str(emb)]) == 0
     import numpy as np

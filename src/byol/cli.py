@@ -115,27 +115,69 @@ def _features(args):
     return feature_extractor(net, layer), mean, std, size or 224
 
 
-def cmd_evaluate(args, extra) -> int:
+def _labeled_sets(args, size: int):
+    """(train, test) MemoryImages from --train/--test folders or --dataset NAME --data PATH."""
     from .data import decode_to_memory, list_images
-    from .evaluate import extract_features, knn_accuracy, linear_probe
+    from .datasets import load_dataset, match_channels
 
-    net, mean, std, size = _features(args)
     channels = 1 if args.channels == 1 else 3
+    if args.dataset and args.dataset != "folder":
+        if not args.data:
+            raise ConfigError(f"--dataset {args.dataset} needs --data PATH (where its files are)")
+        return (match_channels(load_dataset(args.dataset, args.data, "train"), channels),
+                match_channels(load_dataset(args.dataset, args.data, "test"), channels))
+    if not (args.train and args.test):
+        raise ConfigError("give --train and --test (labeled folders or tars), or --dataset NAME --data PATH")
     train = decode_to_memory(list_images(args.train), size, channels)
     test = decode_to_memory(list_images(args.test), size, channels)
     if not train.classes:
         raise DataError(f"{args.train!r} has no class sub-folders: evaluation needs labels")
-    ftr = extract_features(net, train.images, mean, std, size)
-    fte = extract_features(net, test.images, mean, std, size)
-    if args.protocol == "knn":
-        result = knn_accuracy(ftr, train.labels, fte, test.labels, args.k, args.temperature)
+    return train, test
+
+
+def cmd_evaluate(args, extra) -> int:
+    """Evaluate a frozen (or fine-tuned) backbone; prints the result JSON and saves it
+    next to the checkpoint (eval-PROTOCOL.json) or to -o."""
+    import torch
+
+    from .data import MemoryImages, balanced_split
+    from .evaluate import (extract_features, knn_accuracy, linear_probe, logistic_regression,
+                           train_classifier)
+
+    net, mean, std, size = _features(args)
+    train, test = _labeled_sets(args, size)
+    settings: dict = {"image_size": size}
+    if args.label_fraction < 1.0:  # semi-supervised: a class-balanced subset, seed recorded
+        _, keep = balanced_split(train.labels, args.label_fraction, args.seed)
+        train = MemoryImages(train.images[keep], train.labels[keep], train.classes)
+        settings.update(label_fraction=args.label_fraction, subset_seed=args.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.protocol in ("knn", "linear", "logistic"):
+        ftr = extract_features(net, train.images, mean, std, size, device=device)
+        fte = extract_features(net, test.images, mean, std, size, device=device)
+        if args.protocol == "knn":
+            result = knn_accuracy(ftr, train.labels, fte, test.labels, args.k, args.temperature)
+        elif args.protocol == "linear":
+            result = linear_probe(ftr, train.labels, fte, test.labels, epochs=args.epochs, lr=args.lr)
+        else:
+            result = logistic_regression(ftr, train.labels, fte, test.labels, seed=args.seed)
     else:
-        result = linear_probe(ftr, train.labels, fte, test.labels, epochs=args.epochs, lr=args.lr)
-    result = {"protocol": args.protocol, "checkpoint": str(args.checkpoint), "train": args.train,
-              "test": args.test, "train_images": len(train), "test_images": len(test), **result}
-    print(json.dumps(result))
-    if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=1))
+        feature_dim = extract_features(net, train.images[:2], mean, std, size).shape[1]
+        num_classes = max(len(train.classes), int(train.labels.max()) + 1)
+        result = train_classifier(net, feature_dim, num_classes, train.images, train.labels, test.images,
+                                  test.labels, mean, std, size, epochs=args.epochs, lr=args.lr,
+                                  fine_tune=args.protocol == "finetune", bn_momentum=args.bn_momentum,
+                                  batch_size=args.batch_size, seed=args.seed, device=device)
+    top1, top5 = result.pop("top1"), result.pop("top5")
+    settings.update(result)
+    record = {"protocol": args.protocol, "checkpoint": str(args.checkpoint),
+              "dataset": args.dataset if args.dataset and args.dataset != "folder" else args.train,
+              "split": "test", "test_data": args.test or args.data, "train_images": len(train),
+              "test_images": len(test), "settings": settings, "top1": top1, "top5": top5}
+    print(json.dumps(record))
+    out = Path(args.output) if args.output else Path(args.checkpoint).parent / (
+        f"eval-{args.protocol}" + (f"-{args.label_fraction:g}" if args.label_fraction < 1 else "") + ".json")
+    out.write_text(json.dumps(record, indent=1))
     return 0
 
 
@@ -225,15 +267,23 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--channels", type=int, default=3)
 
     s = sub.add_parser("evaluate", help="evaluate a pretrained backbone on labeled data")
-    s.add_argument("protocol", choices=["knn", "linear"])
+    s.add_argument("protocol", choices=["knn", "linear", "linear-aug", "logistic", "finetune"],
+                   help="knn; linear (on features computed once); linear-aug (the paper's: frozen "
+                        "backbone, crop+flip images); logistic (L-BFGS, L2 swept); finetune (whole network)")
     s.add_argument("--checkpoint", required=True, help=".ckpt from pretrain or exported .safetensors")
-    s.add_argument("--train", required=True, help="labeled training images (folder or tar)")
-    s.add_argument("--test", required=True, help="labeled test images (folder or tar)")
+    s.add_argument("--train", help="labeled training images (folder or tar)")
+    s.add_argument("--test", help="labeled test images (folder or tar)")
+    s.add_argument("--dataset", help="a standard data set instead: cifar10, stl10, emnist-letters, ...")
+    s.add_argument("--data", help="with --dataset: where its files are")
     s.add_argument("-k", type=int, default=200)
     s.add_argument("--temperature", type=float, default=0.1)
     s.add_argument("--epochs", type=int, default=100)
     s.add_argument("--lr", type=float, default=0.1)
-    s.add_argument("-o", "--output", help="also write the result JSON here")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--label-fraction", type=float, default=1.0, help="semi-supervised: 0.01 or 0.1 of the labels")
+    s.add_argument("--bn-momentum", type=float, help="finetune: batch-norm momentum of the backbone")
+    s.add_argument("--seed", type=int, default=0, help="seed of the label subset and of training")
+    s.add_argument("-o", "--output", help="write the result JSON here (default: next to the checkpoint)")
     weights_args(s)
     s.set_defaults(func=cmd_evaluate)
 

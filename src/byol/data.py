@@ -356,19 +356,25 @@ class VideoFramePairs(torch.utils.data.Dataset):
         return a, b, -1
 
 
-def split_held_out(images: ImageList, fraction: float, seed: int = 0) -> tuple[ImageList, ImageList]:
-    """(rest, held out): `fraction` of each class held out, drawn with a fixed seed."""
+def balanced_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rest, chosen) indices: `fraction` of every class (at least one), chosen with `seed`."""
     g = torch.Generator().manual_seed(seed)
-    labels = torch.tensor(images.labels)
-    held = []
+    chosen = []
     for c in labels.unique():
         idx = (labels == c).nonzero().flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
-        held += idx[: max(1, int(round(len(idx) * fraction)))].tolist()
-    held_set = set(held)
+        chosen.append(idx[: max(1, int(len(idx) * fraction + 0.5))])  # half rounds up
+    chosen_idx = torch.cat(chosen).sort().values
+    mask = torch.ones(len(labels), dtype=torch.bool)
+    mask[chosen_idx] = False
+    return mask.nonzero().flatten(), chosen_idx
 
-    def part(keep):
-        idx = [i for i in range(len(images)) if (i in held_set) == keep]
-        return ImageList(images.root, [images.items[i] for i in idx], [images.labels[i] for i in idx],
-                         images.classes)
-    return part(False), part(True)
+
+def split_held_out(images: ImageList, fraction: float, seed: int = 0) -> tuple[ImageList, ImageList]:
+    """(rest, held out): `fraction` of each class held out, drawn with a fixed seed."""
+    rest, held = balanced_split(torch.tensor(images.labels), fraction, seed)
+
+    def part(idx):
+        return ImageList(images.root, [images.items[i] for i in idx.tolist()],
+                         [images.labels[i] for i in idx.tolist()], images.classes)
+    return part(rest), part(held)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import normalize, to_float
+from .data import balanced_split
 from .model import pool_features
 
 
@@ -73,6 +74,11 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, k: in
             "k": k, "temperature": temperature}
 
 
+def _standardise(train_features, test_features):
+    mean, std = train_features.mean(0), train_features.std(0) + 1e-6
+    return (train_features - mean) / std, (test_features - mean) / std
+
+
 def linear_probe(train_features, train_labels, test_features, test_labels, epochs: int = 100,
                  lr: float = 0.1, weight_decay: float = 0.0, batch_size: int = 256, seed: int = 0) -> dict:
     """A linear classifier on frozen, precomputed features (the fast linear evaluation).
@@ -81,8 +87,7 @@ def linear_probe(train_features, train_labels, test_features, test_labels, epoch
     momentum 0.9 and a cosine schedule, as the paper's linear evaluation (Appendix C.1).
     """
     g = torch.Generator().manual_seed(seed)
-    mean, std = train_features.mean(0), train_features.std(0) + 1e-6
-    xtr, xte = (train_features - mean) / std, (test_features - mean) / std
+    xtr, xte = _standardise(train_features.float(), test_features.float())
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     clf = nn.Linear(xtr.shape[1], num_classes)
     opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
@@ -101,3 +106,98 @@ def linear_probe(train_features, train_labels, test_features, test_labels, epoch
         scores = clf(xte)
     return {"top1": topk_accuracy(scores, test_labels, 1), "top5": topk_accuracy(scores, test_labels, 5),
             "epochs": epochs, "lr": lr, "weight_decay": weight_decay}
+
+
+def logistic_regression(train_features, train_labels, test_features, test_labels,
+                        l2_grid=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1), val_fraction: float = 0.2,
+                        max_iter: int = 100, seed: int = 0) -> dict:
+    """Multinomial logistic regression on frozen features (seed 003's "logistic regression").
+
+    Full-batch L-BFGS; the L2 penalty is chosen on a class-balanced validation split of
+    the training features, then the model is refitted on all of them.
+    """
+    xtr, xte = _standardise(train_features.float(), test_features.float())
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    fit_idx, val_idx = balanced_split(train_labels, val_fraction, seed)
+
+    def fit(x, y, l2):
+        torch.manual_seed(seed)
+        clf = nn.Linear(x.shape[1], num_classes)
+        opt = torch.optim.LBFGS(clf.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(clf(x), y) + l2 * clf.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return clf
+
+    scores = {}
+    for l2 in l2_grid:
+        clf = fit(xtr[fit_idx], train_labels[fit_idx], l2)
+        with torch.no_grad():
+            scores[l2] = topk_accuracy(clf(xtr[val_idx]), train_labels[val_idx], 1)
+    best = max(scores, key=lambda k: (scores[k], k))
+    clf = fit(xtr, train_labels, best)
+    with torch.no_grad():
+        out = clf(xte)
+    return {"top1": topk_accuracy(out, test_labels, 1), "top5": topk_accuracy(out, test_labels, 5),
+            "l2": best, "validation_top1": scores, "val_fraction": val_fraction}
+
+
+def crop_flip():
+    """Random resized crop (0.08-1) + horizontal flip, the paper's training augmentation for
+    linear evaluation and fine-tuning (Appendix C); no colour changes."""
+    from .augment import ViewConfig
+
+    return ViewConfig(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
+
+
+def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_images, train_labels,
+                     test_images, test_labels, mean, std, image_size: int, epochs: int = 30, lr: float = 0.1,
+                     weight_decay: float = 0.0, batch_size: int = 256, fine_tune: bool = False,
+                     bn_momentum: float | None = None, seed: int = 0, device="cpu") -> dict:
+    """A linear head on `net`, trained on augmented images (crop + flip): the paper's linear
+    evaluation with a frozen backbone, or fine-tuning of the whole network (fine_tune=True).
+
+    SGD with Nesterov momentum 0.9 and a cosine schedule (Appendix C). bn_momentum, when
+    given, replaces the backbone's batch-norm momentum while fine-tuning (seed 003's setup;
+    PyTorch convention: the weight of the new batch statistics).
+    """
+    from .augment import augment_view, normalize, to_float
+
+    torch.manual_seed(seed)
+    net = net.to(device)
+    head = nn.Linear(feature_dim, num_classes).to(device)
+    if fine_tune and bn_momentum is not None:
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = bn_momentum
+    params = list(head.parameters()) + (list(net.parameters()) if fine_tune else [])
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    steps = epochs * max(1, len(train_images) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+    view = crop_flip()
+    n = len(train_images)
+    for _ in range(epochs):
+        net.train(fine_tune)
+        perm = torch.randperm(n)
+        for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            idx = perm[start:start + batch_size]
+            x = to_float(train_images[idx].to(device))
+            x = normalize(augment_view(x, view, image_size), mean, std)
+            with torch.set_grad_enabled(fine_tune):
+                f = pool_features(net(x))
+            loss = F.cross_entropy(head(f.float()), train_labels[idx].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    test_f = extract_features(net, test_images, mean, std, image_size, device=device)
+    with torch.no_grad():
+        scores = head.cpu()(test_f)
+    return {"top1": topk_accuracy(scores, test_labels, 1), "top5": topk_accuracy(scores, test_labels, 5),
+            "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
+            "fine_tune": fine_tune, "bn_momentum": bn_momentum, "seed": seed}

@@ -28,6 +28,12 @@ from .model import HiddenLayerError
 USER_ERRORS = (ConfigError, DataError, CheckpointError, HiddenLayerError, BackboneError)
 
 
+def _user_errors():
+    from .lightning import NonFiniteLossError
+
+    return (*USER_ERRORS, NonFiniteLossError)
+
+
 def _json_arg(text: str) -> dict:
     try:
         value = yaml.safe_load(text) if text else {}
@@ -327,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args, extra)
-    except USER_ERRORS as e:
+    except _user_errors() as e:
         print(f"byol {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -30,6 +30,10 @@ from .model import BYOL, feature_extractor
 from .optim import build_optimizer, build_scheduler, scaled_lr
 
 
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stops and its last checkpoint is kept."""
+
+
 class BYOLModule(L.LightningModule):
     def __init__(self, net: nn.Module | None = None, config: Config | dict | None = None):
         super().__init__()
@@ -94,12 +98,23 @@ class BYOLModule(L.LightningModule):
         view1, view2 = self.views(batch)
         loss = self.loss(view1, view2)
         every = self.cfg.train.log_every
+        # on the CPU every step (free); on a GPU at log steps only, to keep the step sync-free
+        if (self.device.type == "cpu" or batch_idx % every == 0) and not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the loss is {loss.item()} at step {self.trainer.global_step} (epoch {self.current_epoch}); "
+                f"stopped. The last checkpoint in {self.cfg.train.out_dir}/checkpoints is from before it. "
+                "Lower optim.base_lr, or check the data.")
         if batch_idx % every == 0:  # images/s over the last `every` steps; no per-step sync
             now = time.perf_counter()
             if self._timer is not None:
                 ips = self._timer[1] * view1.shape[0] * self.trainer.world_size / (now - self._timer[0])
                 self.log("train/images_per_sec", ips, prog_bar=True, on_step=True, on_epoch=False)
             self._timer = (now, 0)
+            d = self.model.projection_std
+            if d is not None:
+                self.log("train/projection_std", d, on_step=True, on_epoch=False)
+                self.log("train/projection_std_healthy", 1.0 / self.model.online.projector.out_dim ** 0.5,
+                         on_step=True, on_epoch=False)
         self._timer = (self._timer[0], self._timer[1] + 1) if self._timer else None
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         return loss

@@ -133,6 +133,15 @@ def infer_feature_dim(net: nn.Module, hidden_layer: str | None, image_size: int,
     return int(dim)
 
 
+def projection_std(z: torch.Tensor) -> torch.Tensor:
+    """Collapse monitor: mean over dimensions of the batch std of L2-normalised projections.
+
+    About 1/sqrt(d) while the projections spread over the sphere; 0 when they collapse to
+    one point. A tensor on the device: reading it is the only synchronisation.
+    """
+    return torch.nn.functional.normalize(z.float(), dim=1).std(dim=0).mean()
+
+
 class BYOL(nn.Module):
     """Bootstrap Your Own Latent around `net`.
 
@@ -179,6 +188,7 @@ class BYOL(nn.Module):
         self.tau_base = tau_base
         self.tau = tau_base
         self.concat_views = concat_views
+        self.projection_std: torch.Tensor | None = None  # set by each forward, see projection_std
         self.online = Encoder(net, layer, MLP(feature_dim, projection_hidden_dim, projection_dim))
         self.predictor = MLP(projection_dim, prediction_hidden_dim, projection_dim)
         self.target = copy.deepcopy(self.online)
@@ -202,6 +212,7 @@ class BYOL(nn.Module):
         q1, q2 = self._online_predictions(view1, view2)
         with torch.no_grad():
             z1, z2 = self._two_views(self.target, view1, view2)
+            self.projection_std = projection_std(z1)
         return byol_loss(q1, q2, z1, z2)
 
     def _online_predictions(self, view1, view2):

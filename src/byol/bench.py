@@ -18,6 +18,8 @@ import time
 
 import torch
 
+from .data import DataError
+
 # name -> (channels_last, precision, concat_views)
 VARIANTS = {
     "default": (True, "auto", False),
@@ -142,7 +144,7 @@ def b2(epochs: int = 10, cifar_dir: str | None = None, out_dir: str = "runs/benc
     train, test = os.path.join(cifar_dir, "train.tar.gz"), os.path.join(cifar_dir, "test.tar.gz")
     for f in (train, test):
         if not os.path.exists(f):
-            raise FileNotFoundError(f"B2 needs the CIFAR-10 copy: {f} not found (--cifar DIR)")
+            raise DataError(f"B2 needs the CIFAR-10 copy: {f} not found (--cifar DIR)")
     config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "cifar10.yaml")
     shutil.rmtree(out_dir, ignore_errors=True)
     cfg = load_config(config, [
@@ -175,13 +177,13 @@ def b3(epochs: int = 200, cifar_dir: str | None = None, out_dir: str = "runs/ben
     from .data import decode_to_memory, list_images
     from .evaluate import extract_features, linear_probe
     from .model import feature_extractor
-    from .train import pretrain
+    from .train import first_per_class, pretrain
 
     cifar_dir = cifar_dir or default_cifar_dir()
     train, test = os.path.join(cifar_dir, "train.tar.gz"), os.path.join(cifar_dir, "test.tar.gz")
     for f in (train, test):
         if not os.path.exists(f):
-            raise FileNotFoundError(f"B3 needs the CIFAR-10 copy: {f} not found (--cifar DIR)")
+            raise DataError(f"B3 needs the CIFAR-10 copy: {f} not found (--cifar DIR)")
     gpu = torch.cuda.is_available()
     config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "cifar10.yaml")
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -195,11 +197,10 @@ def b3(epochs: int = 200, cifar_dir: str | None = None, out_dir: str = "runs/ben
     device = "cuda" if gpu else "cpu"
     net = feature_extractor(load_backbone(summary["checkpoint"]), cfg.model.hidden_layer).to(device)
     size = cfg.data.image_size
-    tr = decode_to_memory(list_images(train), size) if not cfg.data.limit_per_class else None
-    if tr is None:
-        from .train import first_per_class
-        tr = decode_to_memory(first_per_class(list_images(train), cfg.data.limit_per_class), size)
-    te = decode_to_memory(list_images(test), size)
+    train_list = list_images(train)
+    if cfg.data.limit_per_class:  # the images that were pretrained on
+        train_list = first_per_class(train_list, cfg.data.limit_per_class)
+    tr, te = decode_to_memory(train_list, size), decode_to_memory(list_images(test), size)
     kw = dict(mean=cfg.augment.mean, std=cfg.augment.std, image_size=size, device=device)
     with torch.autocast(device, dtype=torch.bfloat16, enabled="bf16" in summary["precision"]):
         ftr, fte = extract_features(net, tr.images, **kw), extract_features(net, te.images, **kw)

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install chromium demo test bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ install: $(STAMP)
 demo: install
 	$(BIN)/byol demo --out runs/demo
 
-test: install
+# The report test opens report.html in headless Chromium (Debian's package); installed here
+# when this runs as root with apt, else that test skips and says why.
+chromium:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) || \
+	  echo "could not install chromium; the report test will skip"
+
+test: install chromium
 	$(BIN)/python -m pytest -q -ra tests
 
 bench: install

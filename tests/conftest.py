@@ -40,3 +40,20 @@ def demo_data(tmp_path_factory) -> Path:
     from byol.demo import generate_textures
 
     return generate_textures(tmp_path_factory.mktemp("demo"), train_per_class=30, test_per_class=10)
+
+
+TINY = ["--model.backbone_args", "{stem: cifar, width: 0.125}", "--model.projection_hidden_dim", "64",
+        "--model.prediction_hidden_dim", "64", "--model.projection_dim", "32", "--train.batch_size", "32",
+        "--train.knn_k", "10", "--log.progress", "false", "--log.tensorboard", "false", "--data.image_size", "32"]
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_data, tmp_path_factory):
+    """A 2-epoch demo run through the CLI, shared by the tests that read a run folder."""
+    from byol.cli import main
+
+    out = tmp_path_factory.mktemp("run") / "demo"
+    rc = main(["demo", "--data", str(demo_data), "--out", str(out), "--train.epochs", "2",
+               "--train.knn_every", "1", *TINY])
+    assert rc == 0
+    return out

@@ -9,18 +9,7 @@ from safetensors.torch import load_file
 from byol.backbones import resnet18
 from byol.cli import main
 
-TINY = ["--model.backbone_args", "{stem: cifar, width: 0.125}", "--model.projection_hidden_dim", "64",
-        "--model.prediction_hidden_dim", "64", "--model.projection_dim", "32", "--train.batch_size", "32",
-        "--train.knn_k", "10", "--log.progress", "false", "--log.tensorboard", "false", "--data.image_size", "32"]
-
-
-@pytest.fixture(scope="module")
-def demo_run(demo_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "demo"
-    rc = main(["demo", "--data", str(demo_data), "--out", str(out), "--train.epochs", "2",
-               "--train.knn_every", "1", *TINY])
-    assert rc == 0
-    return out
+from conftest import TINY
 
 
 def test_demo_writes_run_folder(demo_run):

@@ -5,6 +5,7 @@
     byol preview DATA -o views.png              what the network sees: original / view 1 / view 2
     byol layers resnet18 [--args '{...}']       layer names for model.hidden_layer
     byol evaluate knn|linear --checkpoint C --train DATA --test DATA
+    byol report RUN_DIR                         plots and report.html of a pretraining run
     byol export CHECKPOINT -o backbone.safetensors
     byol embed CHECKPOINT DATA -o embeddings.npy
     byol download cifar10 --root data           official files, MD5 checked (needs internet)
@@ -187,6 +188,17 @@ def cmd_evaluate(args, extra) -> int:
     return 0
 
 
+def cmd_report(args, extra) -> int:
+    from .report import write_report
+
+    try:
+        path = write_report(args.run_dir)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_export(args, extra) -> int:
     from .checkpoint import export_backbone
 
@@ -292,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="write the result JSON here (default: next to the checkpoint)")
     weights_args(s)
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("report", help="(re)build a run folder's plots and report.html")
+    s.add_argument("run_dir")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("export", help="write the online backbone's weights as .safetensors")
     s.add_argument("checkpoint")

@@ -93,6 +93,7 @@ class LogConfig:
     mlflow_uri: Union[str, None] = None
     mlflow_experiment: str = "byol_experiment"
     mlflow_run_id: Union[str, None] = None
+    report: bool = True  # plots and report.html in the run folder at the end (byol report RUN_DIR)
 
 
 @dataclass

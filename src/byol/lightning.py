@@ -27,6 +27,7 @@ from .checkpoint import atomic_replace
 from .config import Config, from_dict, to_dict
 from .evaluate import extract_features, knn_accuracy
 from .model import BYOL, feature_extractor
+from .report import save_embeddings
 from .optim import build_optimizer, build_scheduler, scaled_lr
 
 
@@ -226,6 +227,7 @@ class KNNMonitor(L.Callback):
         with torch.autocast(pl_module.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             bank = extract_features(net, self.bank.images, **kw)
             test = extract_features(net, self.test.images, **kw)
+        self.test_features = test
         dev = bank.device
         return knn_accuracy(bank, self.bank.labels.to(dev), test, self.test.labels.to(dev), self.k, self.temperature)
 
@@ -239,6 +241,8 @@ class KNNMonitor(L.Callback):
             print(f"kNN after {epoch} epochs: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%")
             if self.out_file:
                 self.out_file.write_text(json.dumps(self.history, indent=1))
+                save_embeddings(self.test_features, self.test.labels, self.test.classes,
+                                self.out_file.parent / "embeddings.npz")
 
     def on_train_start(self, trainer, pl_module):
         if trainer.global_step == 0:

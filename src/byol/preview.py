@@ -20,12 +20,15 @@ def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x * s + m).clamp(0, 1)
 
 
-def write_preview(data: str, output: str, cfg: Config, n: int = 8, seed: int = 0, scale: int = 0) -> Path:
-    """Rows: originals, view 1, view 2 (as the network sees them, before normalisation)."""
+def write_preview(data: str | None, output: str, cfg: Config, n: int = 8, seed: int = 0, scale: int = 0,
+                  images: torch.Tensor | None = None) -> Path:
+    """Rows: originals, view 1, view 2 (as the network sees them, before normalisation).
+    The originals are n images of the folder or tar `data`, or the first n of uint8 `images`."""
     torch.manual_seed(seed)
-    load = cfg.data.load_size or cfg.data.image_size
-    mem = decode_to_memory(_subset(list_images(data), n, seed), load, cfg.data.channels)
-    images = mem.images[:n]
+    if images is None:
+        load = cfg.data.load_size or cfg.data.image_size
+        images = decode_to_memory(_subset(list_images(data), n, seed), load, cfg.data.channels).images
+    images = images[:n]
     v1, v2 = BatchAugment(cfg.augment)(images)
     size = cfg.data.image_size
     orig = torch.nn.functional.interpolate(to_float(images), size=(size, size), mode="bilinear", antialias=True)

@@ -5,6 +5,7 @@ Run folder (train.out_dir):
     checkpoints/last.ckpt  written atomically every train.checkpoint_every epochs
     csv/metrics.csv, tensorboard/   logs (MLflow too with log.mlflow_uri)
     knn.json, summary.json          kNN history and final figures
+    report.html, *.png              plots of the run (byol report RUN_DIR rebuilds them)
 """
 from __future__ import annotations
 
@@ -225,6 +226,10 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
         summary["knn_final_top1"] = monitor.history[-1]["top1"]
     if trainer.is_global_zero:
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        if cfg.log.report:
+            from .report import write_report
+
+            summary["report"] = str(write_report(out))
     return summary
 
 

@@ -1,0 +1,216 @@
+"""The run report: PNG plots and one `report.html` in a pretraining run's folder.
+
+    byol report RUN_DIR        (pretrain writes it at the end of every run; log.report)
+
+Reads only what the run left on disk: config.yaml, summary.json, knn.json, csv*/metrics.csv
+(a resumed run's logs in order) and embeddings.npz (features of held-out labeled images from
+the final backbone, written by the kNN monitor). Plots: loss, learning rate, tau, kNN
+accuracy, the projection-std collapse monitor, a t-SNE map of the embeddings coloured by
+class, and the augmentation preview.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+PLOTS = {  # file: (title, CSV column, y label)
+    "loss.png": ("BYOL loss", "train/loss_step", "loss (sum of both directions, 0..8)"),
+    "lr.png": ("Learning rate", "train/lr", "learning rate"),
+    "tau.png": ("Target EMA tau (cosine schedule, paper eq. 3.2)", "train/tau", "tau"),
+    "projection_std.png": ("Collapse monitor: std of normalised projections", "train/projection_std", "std"),
+}
+
+
+def read_metrics(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """{column: [(step, value)]} from csv/metrics.csv and any csv-resumeN/metrics.csv after it;
+    a later file wins where steps repeat (a resumed run redoes the steps after its checkpoint)."""
+    files = sorted(run.glob("csv*/metrics.csv"), key=lambda p: (p.parent.name != "csv", len(p.parent.name),
+                                                               p.parent.name))
+    series: dict[str, dict[int, float]] = {}
+    for f in files:
+        with open(f, newline="") as fh:
+            for row in csv.DictReader(fh):
+                step = int(float(row.get("step") or 0))
+                for key, value in row.items():
+                    if key in ("step", "epoch") or value in ("", None):
+                        continue
+                    series.setdefault(key, {})[step] = float(value)
+    return {k: sorted(v.items()) for k, v in series.items()}
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    ax.grid(alpha=0.3)
+    return plt, fig, ax
+
+
+def plot_series(points: list[tuple[int, float]], title: str, ylabel: str, out: Path,
+                reference: float | None = None) -> Path:
+    plt, fig, ax = _figure()
+    steps, values = zip(*points)
+    ax.plot(steps, values, lw=1.2)
+    if reference is not None:
+        ax.axhline(reference, color="grey", ls="--", lw=1, label=f"healthy 1/sqrt(d) = {reference:.3f}")
+        ax.legend()
+    ax.set(title=title, xlabel="step", ylabel=ylabel)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_knn(history: list[dict], out: Path) -> Path:
+    plt, fig, ax = _figure()
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [100 * h["top1"] for h in history], "o-", label="top-1")
+    ax.plot(epochs, [100 * h["top5"] for h in history], "s--", label="top-5")
+    ax.set(title="kNN accuracy on held-out images (epoch 0: untrained)", xlabel="epoch", ylabel="accuracy %")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_embedding_map(features: np.ndarray, labels: np.ndarray, classes: list[str], out: Path,
+                       seed: int = 0) -> Path:
+    """t-SNE (van der Maaten & Hinton 2008, scikit-learn) of the features, coloured by class."""
+    from sklearn.manifold import TSNE
+
+    x = features.astype(np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
+    xy = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x)
+    plt, fig, ax = _figure()
+    fig.set_size_inches(6, 5)
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for c in np.unique(labels):
+        m = labels == c
+        name = classes[c] if c < len(classes) else str(c)
+        ax.scatter(xy[m, 0], xy[m, 1], s=6, color=cmap(int(c) % cmap.N), label=name)
+    if len(classes) <= 20:
+        ax.legend(markerscale=3, fontsize=7, loc="best")
+    ax.set(title=f"t-SNE of {len(x)} held-out embeddings", xticks=[], yticks=[])
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def save_embeddings(features, labels, classes: list[str], out: Path, limit: int = 2000, seed: int = 0) -> None:
+    """Keep up to `limit` held-out embeddings (a fixed random subset) for the report's map."""
+    import torch
+
+    n = features.shape[0]
+    keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    np.savez_compressed(out, features=features[keep.to(features.device)].float().cpu().numpy(),
+                        labels=labels[keep.to(labels.device)].cpu().numpy(), classes=np.array(classes))
+
+
+def write_preview_for(run: Path, cfg) -> Path | None:
+    """The augmentation preview of the run's own training images (None for video clips)."""
+    from .preview import write_preview
+
+    d = cfg.data
+    if d.dataset == "video" or not d.path or not Path(d.path).exists():
+        return None
+    if d.dataset == "folder":
+        return write_preview(d.path, str(run / "preview.png"), cfg)
+    from .datasets import load_dataset, match_channels
+
+    images = match_channels(load_dataset(d.dataset, d.path, "test"), d.channels).images
+    return write_preview(None, str(run / "preview.png"), cfg, images=images)
+
+
+def _flatten(cfg: dict) -> list[tuple[str, str]]:
+    return [(f"{s}.{k}", json.dumps(v)) for s, values in cfg.items() for k, v in values.items()]
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Draw every plot the run's files allow and write report.html; returns its path."""
+    from .config import from_dict
+
+    run = Path(run_dir)
+    if not (run / "config.yaml").exists():
+        raise FileNotFoundError(f"{run} is not a run folder: it has no config.yaml (byol pretrain writes one)")
+    cfg_dict = yaml.safe_load((run / "config.yaml").read_text())
+    cfg = from_dict(cfg_dict)
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+    knn = json.loads((run / "knn.json").read_text()) if (run / "knn.json").exists() else []
+    metrics = read_metrics(run)
+    figures: list[tuple[str, str]] = []  # (file name, caption)
+    healthy = 1.0 / cfg.model.projection_dim ** 0.5
+    for name, (title, column, ylabel) in PLOTS.items():
+        if metrics.get(column):
+            plot_series(metrics[column], title, ylabel, run / name,
+                        reference=healthy if column == "train/projection_std" else None)
+            figures.append((name, title))
+    if knn:
+        figures.append((plot_knn(knn, run / "knn.png").name, "kNN accuracy"))
+    if (run / "embeddings.npz").exists():
+        e = np.load(run / "embeddings.npz")
+        plot_embedding_map(e["features"], e["labels"], [str(c) for c in e["classes"]], run / "embedding_map.png",
+                           cfg.train.seed)
+        figures.append(("embedding_map.png", "t-SNE map of held-out embeddings, coloured by class"))
+    preview = write_preview_for(run, cfg)
+    if preview:
+        figures.append((preview.name, "Augmentation preview: originals, view 1, view 2"))
+
+    figures_rows = [("epochs", summary.get("epochs")), ("steps", summary.get("steps")),
+                    ("training images", summary.get("train_images")), ("precision", summary.get("precision")),
+                    ("wall time (s)", summary.get("wall_seconds")), ("final loss (epoch mean)", summary.get("final_loss"))]
+    if knn:
+        untrained = knn[0]["top1"] if knn[0]["epoch"] == 0 else None
+        figures_rows += [("kNN top-1 untrained", untrained), ("kNN top-1 final", knn[-1]["top1"]),
+                         ("kNN top-5 final", knn[-1]["top5"])]
+    for f in sorted(run.glob("checkpoints/eval-*.json")):
+        r = json.loads(f.read_text())
+        figures_rows.append((f"{r['protocol']} top-1 ({f.name})", r["top1"]))
+
+    def cell(key, v):
+        if v is None:
+            return "-"
+        if "top-" in key:
+            return f"{100 * v:.2f}%"
+        return html.escape(f"{v:.4g}" if isinstance(v, float) else str(v))
+
+    body = [f"<h1>BYOL run: {html.escape(str(run))}</h1>",
+            "<p id='broken' hidden style='color:#b00'></p>",
+            "<h2>Figures</h2><table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{cell(k, v)}</td></tr>"
+                                                for k, v in figures_rows) + "</table>"]
+    body += [f"<figure><img src='{html.escape(name)}' alt='{html.escape(cap)}'><figcaption>{html.escape(cap)}"
+             "</figcaption></figure>" for name, cap in figures]
+    body.append("<h2>Settings</h2><table>" + "".join(
+        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>"
+        for k, v in _flatten(cfg_dict)) + "</table>")
+    # After load, the page states how many of its images decoded (and names the broken ones).
+    script = """<script>
+window.addEventListener('load', () => {
+  const imgs = [...document.images], bad = imgs.filter(i => !(i.complete && i.naturalWidth > 0));
+  document.body.dataset.imagesLoaded = (imgs.length - bad.length) + '/' + imgs.length;
+  if (bad.length) { const p = document.getElementById('broken'); p.hidden = false;
+    p.textContent = 'Missing images: ' + bad.map(i => i.getAttribute('src')).join(', '); }
+});
+</script>"""
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>BYOL report: {html.escape(run.name)}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}} figure{{display:inline-block;margin:8px}}
+img{{max-width:480px}} th{{text-align:left;padding-right:1em;font-weight:normal;color:#555}}</style></head>
+<body>
+{chr(10).join(body)}
+{script}
+</body></html>
+"""
+    out = run / "report.html"
+    out.write_text(page)
+    return out

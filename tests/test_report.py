@@ -1,0 +1,63 @@
+"""The run report: plots and report.html, checked in headless Chromium."""
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from byol.cli import main
+from byol.report import read_metrics
+
+PLOTS = ["loss.png", "lr.png", "tau.png", "projection_std.png", "knn.png", "embedding_map.png", "preview.png"]
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("no Chromium here (Debian: apt-get install chromium; `make test` installs it when run as root)")
+
+
+def images_loaded_in_chromium(page) -> str:
+    """The page's own count of decoded images after Chromium has loaded it, e.g. '7/7'."""
+    dom = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r'data-images-loaded="(\d+/\d+)"', dom)
+    assert m, f"Chromium did not run the page's load handler; DOM starts: {dom[:300]!r}"
+    return m.group(1)
+
+
+def test_pretraining_writes_the_report(demo_run):
+    page = demo_run / "report.html"
+    text = page.read_text()
+    sources = re.findall(r"<img src='([^']+)'", text)
+    assert sorted(sources) == sorted(PLOTS)
+    for src in sources:  # every image the page names exists and is a PNG
+        assert (demo_run / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "kNN top-1 final" in text and "model.hidden_layer" in text
+    assert images_loaded_in_chromium(page) == f"{len(PLOTS)}/{len(PLOTS)}"
+
+
+def test_report_rebuilds_and_chromium_sees_a_missing_image(demo_run, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(demo_run, run)
+    for png in run.glob("*.png"):
+        png.unlink()
+    (run / "report.html").unlink()
+    assert main(["report", str(run)]) == 0
+    assert all((run / p).exists() for p in PLOTS)
+    (run / "tau.png").unlink()  # the check really looks at the images
+    assert images_loaded_in_chromium(run / "report.html") == f"{len(PLOTS) - 1}/{len(PLOTS)}"
+
+
+def test_report_of_a_non_run_folder_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_resumed_logs_are_read_in_order(tmp_path):
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "metrics.csv").write_text("epoch,step,train/loss_step\n0,0,4.0\n0,10,3.0\n1,20,2.5\n")
+    (tmp_path / "csv-resume1").mkdir()
+    (tmp_path / "csv-resume1" / "metrics.csv").write_text("epoch,step,train/loss_step\n1,20,2.4\n1,30,2.0\n")
+    assert read_metrics(tmp_path)["train/loss_step"] == [(0, 4.0), (10, 3.0), (20, 2.4), (30, 2.0)]

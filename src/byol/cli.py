@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -174,7 +175,10 @@ def cmd_evaluate(args, extra) -> int:
         result = train_classifier(net, feature_dim, num_classes, train.images, train.labels, test.images,
                                   test.labels, mean, std, size, epochs=args.epochs, lr=args.lr,
                                   fine_tune=args.protocol == "finetune", bn_momentum=args.bn_momentum,
-                                  batch_size=args.batch_size, seed=args.seed, device=device)
+                                  batch_size=args.batch_size, seed=args.seed, device=device,
+                                  save_to=args.save_model)
+        if args.save_model:
+            settings["saved_model"] = args.save_model
     top1, top5 = result.pop("top1"), result.pop("top5")
     settings.update(result)
     record = {"protocol": args.protocol, "checkpoint": str(args.checkpoint),
@@ -182,10 +186,31 @@ def cmd_evaluate(args, extra) -> int:
               "split": "test", "test_data": args.test or args.data, "train_images": len(train),
               "test_images": len(test), "settings": settings, "top1": top1, "top5": top5}
     print(json.dumps(record))
+    if args.mlflow_uri:
+        log_evaluation_to_mlflow(record, args.mlflow_uri, args.mlflow_experiment_name, args.mlflow_run_id)
     out = Path(args.output) if args.output else Path(args.checkpoint).parent / (
         f"eval-{args.protocol}" + (f"-{args.label_fraction:g}" if args.label_fraction < 1 else "") + ".json")
     out.write_text(json.dumps(record, indent=1))
     return 0
+
+
+def log_evaluation_to_mlflow(record: dict, uri: str, experiment: str, parent_run_id: str | None) -> None:
+    """An evaluation as an MLflow run, nested under the pretraining run when its id is given."""
+    try:
+        import mlflow
+    except ImportError:
+        raise ConfigError("--mlflow-uri is set but mlflow is not installed: pip install 'byol[mlflow]'") from None
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    name = f"evaluate-{record['protocol']}"
+    params = {k: v for k, v in record["settings"].items() if not isinstance(v, dict)}
+    params.update(protocol=record["protocol"], checkpoint=record["checkpoint"], dataset=record["dataset"])
+    with contextlib.ExitStack() as runs:
+        if parent_run_id:
+            runs.enter_context(mlflow.start_run(run_id=parent_run_id))
+        runs.enter_context(mlflow.start_run(run_name=name, nested=bool(parent_run_id)))
+        mlflow.log_params(params)
+        mlflow.log_metrics({"top1": record["top1"], "top5": record["top5"]})
 
 
 def cmd_report(args, extra) -> int:
@@ -248,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("pretrain", help="pretrain a network with BYOL (overrides: --section.key value)")
-    s.add_argument("--config", help="YAML config (configs/*.yaml)")
+    s.add_argument("--config", action="append", help="YAML config (configs/*.yaml); repeat to layer files")
     s.add_argument("--resume", action="store_true", help="continue from train.out_dir/checkpoints/last.ckpt")
     s.add_argument("--mlflow-uri", help="log to MLflow at this tracking URI (same as --log.mlflow_uri)")
     s.add_argument("--mlflow-experiment-name", help="MLflow experiment (default byol_experiment)")
@@ -302,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bn-momentum", type=float, help="finetune: batch-norm momentum of the backbone")
     s.add_argument("--seed", type=int, default=0, help="seed of the label subset and of training")
     s.add_argument("-o", "--output", help="write the result JSON here (default: next to the checkpoint)")
+    s.add_argument("--save-model", help="linear-aug/finetune: write the trained network + head here (.safetensors)")
+    s.add_argument("--mlflow-uri", help="also log the result to MLflow at this tracking URI")
+    s.add_argument("--mlflow-experiment-name", default="byol_experiment")
+    s.add_argument("--mlflow-run-id", help="nest the evaluation under this (pretraining) MLflow run")
     weights_args(s)
     s.set_defaults(func=cmd_evaluate)
 
@@ -343,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a == "--run-type" or a.startswith("--run-type=") for a in argv):  # seed 003's command line
+        from .compat import main as compat_main
+
+        return compat_main(argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("pretrain", "demo", "preview", "bench"):

@@ -227,20 +227,20 @@ def parse_overrides(args: list[str]) -> dict:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    values: dict = {}
-    source = "config"
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-        source = str(path)
+def load_config(path: str | Path | list | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then each YAML file in order (one path or a list), then the overrides."""
     cfg = Config()
-    _apply(cfg, values, "", source)
+    source = "config"
+    for p in ([] if path is None else path if isinstance(path, (list, tuple)) else [path]):
+        p = Path(p)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        try:
+            values = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        source = str(p)
+        _apply(cfg, values, "", source)
     if overrides:
         _apply(cfg, parse_overrides(overrides), "", "command line")
     validate(cfg, source)

@@ -158,13 +158,15 @@ def crop_flip():
 def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_images, train_labels,
                      test_images, test_labels, mean, std, image_size: int, epochs: int = 30, lr: float = 0.1,
                      weight_decay: float = 0.0, batch_size: int = 256, fine_tune: bool = False,
-                     bn_momentum: float | None = None, seed: int = 0, device="cpu") -> dict:
+                     bn_momentum: float | None = None, seed: int = 0, device="cpu",
+                     save_to: str | None = None) -> dict:
     """A linear head on `net`, trained on augmented images (crop + flip): the paper's linear
     evaluation with a frozen backbone, or fine-tuning of the whole network (fine_tune=True).
 
     SGD with Nesterov momentum 0.9 and a cosine schedule (Appendix C). bn_momentum, when
     given, replaces the backbone's batch-norm momentum while fine-tuning (seed 003's setup;
-    PyTorch convention: the weight of the new batch statistics).
+    PyTorch convention: the weight of the new batch statistics). save_to: write the trained
+    network and head as one .safetensors file (backbone.<the network's own keys>, head.*).
     """
     from .augment import augment_view, normalize, to_float
 
@@ -198,6 +200,13 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
     test_f = extract_features(net, test_images, mean, std, image_size, device=device)
     with torch.no_grad():
         scores = head.cpu()(test_f)
+    if save_to:
+        from safetensors.torch import save_file
+
+        backbone = getattr(net, "net", net)  # the user's network inside a feature_extractor
+        state = {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
+                 **{f"head.{k}": v for k, v in head.state_dict().items()}}
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, save_to)
     return {"top1": topk_accuracy(scores, test_labels, 1), "top5": topk_accuracy(scores, test_labels, 5),
             "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
             "fine_tune": fine_tune, "bn_momentum": bn_momentum, "seed": seed}

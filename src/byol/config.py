@@ -76,12 +76,17 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/byol"
     checkpoint_every: int = 1  # epochs
+    checkpoint_every_steps: int = 0  # also every N optimizer steps, mid-epoch (0: off)
+    keep_checkpoints: int = 0  # keep the last K as checkpoints/step-N.ckpt besides last.ckpt
+    skip_nonfinite: bool = False  # skip steps whose loss is NaN/inf instead of stopping
     knn_every: int = 5  # epochs; 0 turns the kNN monitor off
     knn_k: int = 200
     knn_temperature: float = 0.1
     log_every: int = 10  # steps
     accelerator: str = "auto"
-    devices: int = 1
+    devices: int = 1  # per node; >1 trains with DDP (torchrun and SLURM set ranks themselves)
+    num_nodes: int = 1
+    sync_batchnorm: bool = True  # SyncBatchNorm across ranks when more than one process trains
     threads: Union[int, None] = None
 
 
@@ -282,11 +287,14 @@ def validate(cfg: Config, source: str = "config") -> None:
     need(t.accumulate >= 1, "train.accumulate", t.accumulate, "must be >= 1")
     need(t.precision in ("auto", "32", "bf16", "16"), "train.precision", t.precision, "must be auto, 32, bf16 or 16")
     need(t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, "must be >= 1")
+    need(t.checkpoint_every_steps >= 0, "train.checkpoint_every_steps", t.checkpoint_every_steps, "must be >= 0")
+    need(t.keep_checkpoints >= 0, "train.keep_checkpoints", t.keep_checkpoints, "must be >= 0")
     need(t.knn_every >= 0, "train.knn_every", t.knn_every, "must be >= 0")
     need(t.knn_k >= 1, "train.knn_k", t.knn_k, "must be >= 1")
     need(t.knn_temperature > 0, "train.knn_temperature", t.knn_temperature, "must be positive")
     need(t.log_every >= 1, "train.log_every", t.log_every, "must be >= 1")
     need(t.devices >= 1, "train.devices", t.devices, "must be >= 1")
+    need(t.num_nodes >= 1, "train.num_nodes", t.num_nodes, "must be >= 1")
     need(a.size == d.image_size or a.size == AugmentConfig().size, "augment.size", a.size,
          "is set from data.image_size; leave it out")
     need(len(a.mean) == len(a.std) and len(a.mean) >= d.channels, "augment.mean/std", (a.mean, a.std),

@@ -10,7 +10,10 @@ Batches are either (uint8 images, labels), augmented here on the training device
 from __future__ import annotations
 
 import json
+import math
+import os
 import random
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -23,7 +26,7 @@ from torch import nn
 from . import __version__
 from .augment import BatchAugment
 from .backbones import build_backbone
-from .checkpoint import atomic_replace
+from .checkpoint import CheckpointError, atomic_replace
 from .config import Config, from_dict, to_dict
 from .evaluate import extract_features, knn_accuracy
 from .model import BYOL, feature_extractor
@@ -55,6 +58,12 @@ class BYOLModule(L.LightningModule):
         self._resident: torch.Tensor | None = None  # uint8 images kept on the device
         self._compiled = None  # torch.compile'd forward, False once compilation failed
         self._timer: tuple[float, int] | None = None
+        self.skipped_steps = 0  # train.skip_nonfinite
+        self._skipping = False
+        # The train loader, when the caller knows it (byol.train does): asking Lightning for
+        # estimated_stepping_batches in configure_optimizers would set up the data before a
+        # checkpoint's loader position is restored, and a mid-epoch resume would restart the epoch.
+        self.train_loader = None
 
     @property
     def backbone(self) -> nn.Module:
@@ -97,8 +106,20 @@ class BYOLModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         view1, view2 = self.views(batch)
+        skip_nonfinite = self.cfg.train.skip_nonfinite
+        if skip_nonfinite:  # batch-norm running statistics, to put back if this step is skipped
+            buffers = list(self.model.buffers())
+            saved = [b.clone() for b in buffers]
         loss = self.loss(view1, view2)
         every = self.cfg.train.log_every
+        if skip_nonfinite and not self.all_finite(loss):  # checked every step (one sync)
+            torch._foreach_copy_(buffers, saved)
+            self.skipped_steps += 1
+            warnings.warn(f"skipping step {self.trainer.global_step}: the loss is {loss.item()} "
+                          f"({self.skipped_steps} skipped so far)", stacklevel=2)
+            self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
+            self._skipping = True
+            return None  # Lightning skips backward; with no gradients the optimizer changes nothing
         # on the CPU every step (free); on a GPU at log steps only, to keep the step sync-free
         if (self.device.type == "cpu" or batch_idx % every == 0) and not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -123,8 +144,18 @@ class BYOLModule(L.LightningModule):
     def on_train_epoch_start(self):
         self._timer = None
 
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (all ranks must skip a step together)."""
+        ok = torch.isfinite(loss.detach()).float()
+        if self.trainer.world_size > 1:
+            torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+        return bool(ok.item())
+
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self._skipping:  # a skipped non-finite step: it counts, but the target stays as it is
+            self._skipping = False
+            return
         # after the optimizer step, and only on steps that really stepped (accumulation)
         tau = self.model.update_target(self.trainer.global_step, self.total_steps)
         if self.trainer.global_step % self.cfg.train.log_every == 0:
@@ -133,6 +164,10 @@ class BYOLModule(L.LightningModule):
 
     @property
     def total_steps(self) -> int:
+        """Optimizer steps of the whole run (the length of the tau and LR schedules)."""
+        if self.train_loader is not None:  # without asking Lightning to load data early (see below)
+            acc = self.trainer.accumulate_grad_batches
+            return self.trainer.max_epochs * math.ceil(len(self.train_loader) / acc)
         return int(self.trainer.estimated_stepping_batches)
 
     def global_batch(self) -> int:
@@ -174,34 +209,71 @@ def _tuples(x):
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-class AtomicCheckpoint(L.Callback):
-    """Saves `last.ckpt` every N epochs and at the end: written to a temporary file, then
-    renamed, so a crash mid-write leaves the previous checkpoint intact."""
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (full disk, permissions); the previous one is intact."""
 
-    def __init__(self, dirpath: str | Path, every_n_epochs: int = 1):
+
+class AtomicCheckpoint(L.Callback):
+    """Saves `last.ckpt` every N epochs, every M optimizer steps (mid-epoch) and at the end.
+
+    Each write goes to a temporary file that is then renamed over `last.ckpt`, so a crash or
+    a full disk mid-write leaves the previous checkpoint intact. With keep_last K > 0 the
+    last K checkpoints also stay as step-NNNNNNNN.ckpt (hard links: no extra space).
+    Before saving, the train loader's position is marked (ResumableLoader) so that a resumed
+    run continues with the very batch that comes next.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_epochs: int = 1, every_n_steps: int = 0, keep_last: int = 0):
         self.dirpath = Path(dirpath)
-        self.every = every_n_epochs
+        self.every, self.every_steps, self.keep_last = every_n_epochs, every_n_steps, keep_last
+        self._saved_step = -1
 
     @property
     def last(self) -> Path:
         return self.dirpath / "last.ckpt"
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        # at the start of the next batch the previous step is complete (scheduler stepped too)
+        step = trainer.global_step
+        accumulating = batch_idx % trainer.accumulate_grad_batches != 0
+        if self.every_steps and step and step % self.every_steps == 0 and step != self._saved_step \
+                and not accumulating:
+            self.save(trainer, batches_done=batch_idx)
+
     def on_train_epoch_end(self, trainer, pl_module):
         epoch = trainer.current_epoch + 1
         if epoch % self.every == 0 or epoch == trainer.max_epochs:
-            self.save(trainer)
+            self.save(trainer, batches_done=trainer.num_training_batches)
 
-    def save(self, trainer) -> None:
+    def save(self, trainer, batches_done: int) -> None:
+        loader = trainer.train_dataloader
+        if hasattr(loader, "mark"):
+            loader.mark(trainer.current_epoch, batches_done)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         tmp = self.dirpath / ".last.ckpt.tmp"
         try:
             trainer.save_checkpoint(tmp, weights_only=False)
             if trainer.is_global_zero:
                 atomic_replace(tmp, self.last)
+                self._keep(trainer.global_step)
         except OSError as e:
             tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"could not write checkpoint {self.last} ({e}); "
-                               "the previous checkpoint, if any, is intact") from None
+            raise CheckpointWriteError(
+                f"could not write checkpoint {self.last} at step {trainer.global_step} ({e}); training stopped. "
+                "The previous checkpoint, if any, is intact: free space and resume with --resume") from None
+        self._saved_step = trainer.global_step
+
+    def _keep(self, step: int) -> None:
+        if not self.keep_last:
+            return
+        copy = self.dirpath / f"step-{step:08d}.ckpt"
+        copy.unlink(missing_ok=True)
+        try:
+            os.link(self.last, copy)
+        except OSError:
+            shutil.copyfile(self.last, copy)
+        for old in sorted(self.dirpath.glob("step-*.ckpt"))[:-self.keep_last]:
+            old.unlink()
 
 
 class KNNMonitor(L.Callback):

@@ -22,8 +22,10 @@ from .config import Config, ConfigError, to_dict
 from .data import (BatchIndices, DataError, ImageList, MemoryImages, VideoFramePairs, StreamImages, collate_batch, decode_to_memory,
                    list_images, split_held_out)
 from .augment import TwoViewTransform
+from .loader import ResumableLoader, ShardedSampler
 
 MEMORY_LIMIT_IMAGES = 300_000
+WORKER_TIMEOUT_S = 600  # a data worker silent this long is reported, not waited on forever
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -130,12 +132,12 @@ def _loader(cfg: Config, train, bank, test):
     resident = None
     if memory and on_device(cfg):
         resident, train = train.images, BatchIndices(train)
-    loader = torch.utils.data.DataLoader(
-        train, batch_size=t.batch_size, shuffle=True, drop_last=True,
-        collate_fn=collate_batch if memory else None,
-        num_workers=0 if memory else cfg.data.num_workers,
-        persistent_workers=(not memory and cfg.data.num_workers > 0),
-        pin_memory=torch.cuda.is_available() and not memory,
+    workers = 0 if memory else cfg.data.num_workers
+    loader = ResumableLoader(
+        train, batch_size=t.batch_size, sampler=ShardedSampler(len(train), seed=t.seed),
+        collate_fn=collate_batch if memory else None, num_workers=workers,
+        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available() and not memory,
+        timeout=WORKER_TIMEOUT_S if workers > 0 else 0,
     )
     if bank is None or test is None:
         bank = test = None
@@ -178,6 +180,7 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
     module = BYOLModule(net, cfg)
+    module.train_loader = loader
     if resident is not None:
         module.keep_on_device(resident)
     extra_callbacks, callbacks = list(callbacks or []), []
@@ -185,7 +188,7 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
     if bank is not None:
         monitor = KNNMonitor(bank, test, t.knn_every, t.knn_k, t.knn_temperature, out / "knn.json")
         callbacks.append(monitor)
-    callbacks.append(AtomicCheckpoint(ckpt_dir, t.checkpoint_every))
+    callbacks.append(AtomicCheckpoint(ckpt_dir, t.checkpoint_every, t.checkpoint_every_steps, t.keep_checkpoints))
     if cfg.log.progress:  # refreshing reads the loss: once per log interval, not every step
         from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
         try:
@@ -206,19 +209,30 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         trainer = L.Trainer(
-            max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, precision=precision,
+            max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+            strategy=strategy(cfg), sync_batchnorm=t.sync_batchnorm and distributed(cfg),
+            use_distributed_sampler=False,  # ShardedSampler splits the data across ranks itself
+            precision=precision,
             accumulate_grad_batches=t.accumulate, callbacks=callbacks, logger=loggers or False,
             log_every_n_steps=t.log_every, enable_checkpointing=False, enable_model_summary=False,
             enable_progress_bar=cfg.log.progress, num_sanity_val_steps=0, default_root_dir=str(out),
         )
         start = time.time()
-        trainer.fit(module, loader, ckpt_path=str(last) if resume else None, weights_only=True)
+        try:
+            trainer.fit(module, loader, ckpt_path=str(last) if resume else None, weights_only=True)
+        except RuntimeError as e:
+            if "DataLoader worker" not in str(e):
+                raise
+            raise DataError(f"a data-loading worker failed ({str(e).splitlines()[0]}). Training stopped; the "
+                            f"last checkpoint in {ckpt_dir} is intact: fix the cause (memory? a bad file?) and "
+                            "resume with --resume, or set data.num_workers 0 to see the error in the "
+                            "main process") from None
     wall = time.time() - start
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary = {
         "out_dir": str(out), "checkpoint": str(last), "epochs": t.epochs, "steps": trainer.global_step,
         "train_images": n_train, "precision": precision, "wall_seconds": round(wall, 2),
-        "final_loss": metrics.get("train/loss_epoch"),
+        "final_loss": metrics.get("train/loss_epoch"), "skipped_steps": module.skipped_steps,
         "knn": monitor.history if monitor else [],
     }
     if monitor and monitor.history:
@@ -231,6 +245,22 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
 
             summary["report"] = str(write_report(out))
     return summary
+
+
+def distributed(cfg: Config) -> bool:
+    """More than one training process: devices x nodes, or a launcher's WORLD_SIZE (torchrun, SLURM)."""
+    t = cfg.train
+    return t.devices * t.num_nodes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def strategy(cfg: Config):
+    """DDP when distributed (gloo on CPUs, NCCL on GPUs: Lightning's choice). A hidden layer
+    stops the forward early, so layers after it get no gradient: DDP must be told."""
+    if not distributed(cfg):
+        return "auto"
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return DDPStrategy(find_unused_parameters=cfg.model.hidden_layer is not None)
 
 
 def mlflow_logger(cfg: Config):
@@ -251,7 +281,8 @@ def check_resume_config(last: Path, cfg: Config) -> None:
     saved = checkpoint_config(load_checkpoint(last))
     now = to_dict(cfg)
     free = {"log", "train.out_dir", "train.knn_every", "train.log_every", "train.threads", "data.num_workers",
-            "train.checkpoint_every", "train.compile", "train.devices", "train.accelerator"}
+            "train.checkpoint_every", "train.checkpoint_every_steps", "train.keep_checkpoints", "train.compile",
+            "train.skip_nonfinite", "train.devices", "train.num_nodes", "train.accelerator"}
     diffs = []
     for section, values in now.items():
         if section in free:

@@ -1,0 +1,147 @@
+"""A run that survives: SIGKILL mid-epoch and resume, full disk, NaN steps, dead data workers."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from byol.checkpoint import load_checkpoint
+from byol.cli import main
+from byol.config import load_config
+from byol.data import DataError, StreamImages
+from byol.lightning import CheckpointWriteError
+from byol.loader import ShardedSampler
+from byol.train import pretrain
+from conftest import TINY
+
+
+def run_args(data, out, *extra):
+    return ["pretrain", "--data.path", str(data / "train"), "--train.out_dir", str(out), "--train.epochs", "2",
+            "--train.knn_every", "0", "--train.threads", "2", "--log.report", "false", *TINY, *extra]
+
+
+def weights(out):
+    state = load_checkpoint(out / "checkpoints" / "last.ckpt")["state_dict"]
+    return {k: v for k, v in state.items() if k.startswith("model.")}
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(demo_data, tmp_path):
+    steps_per_epoch = 300 // 32  # 9
+    full = tmp_path / "full"
+    assert main(run_args(demo_data, full)) == 0
+
+    killed = tmp_path / "killed"
+    args = run_args(demo_data, killed, "--train.checkpoint_every_steps", "2", "--train.keep_checkpoints", "20")
+    proc = subprocess.Popen([sys.executable, "-m", "byol.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.time() + 300
+    while not (killed / "checkpoints" / "step-00000004.ckpt").exists():  # mid-epoch 0 (4 of 9 steps)
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its step-4 checkpoint"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = load_checkpoint(killed / "checkpoints" / "last.ckpt")["global_step"]
+    assert step % steps_per_epoch != 0, f"killed at an epoch boundary (step {step}); the test wants mid-epoch"
+
+    assert main(run_args(demo_data, killed, "--train.checkpoint_every_steps", "2", "--train.keep_checkpoints", "20",
+                         "--resume")) == 0
+    a, b = weights(full), weights(killed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # bit-identical on the CPU
+    kept = sorted(p.name for p in (killed / "checkpoints").glob("step-*.ckpt"))
+    assert "step-00000018.ckpt" in kept  # the resumed run keeps writing them
+
+
+def test_keep_last_k_step_checkpoints(demo_data, tmp_path):
+    out = tmp_path / "k"
+    assert main(run_args(demo_data, out, "--train.checkpoint_every_steps", "4", "--train.keep_checkpoints", "2")) == 0
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.ckpt")) == [
+        "last.ckpt", "step-00000016.ckpt", "step-00000018.ckpt"]
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(demo_data, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "disk"
+    calls = []
+    real = L.Trainer.save_checkpoint
+
+    def full_disk_on_second_save(self, path, *a, **k):
+        calls.append(path)
+        if len(calls) == 2:
+            with open(path, "wb") as f:
+                f.write(b"partial")
+            raise OSError(28, "No space left on device")
+        return real(self, path, *a, **k)
+
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", full_disk_on_second_save)
+    assert main(run_args(demo_data, out)) == 2
+    err = capsys.readouterr().err
+    assert "could not write checkpoint" in err and "No space left" in err and "intact" in err
+    assert load_checkpoint(out / "checkpoints" / "last.ckpt")["epoch"] == 0  # the epoch-1 checkpoint
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt"]  # no temporary left
+    with pytest.raises(CheckpointWriteError):
+        raise CheckpointWriteError("is a CheckpointError: the CLI reports it as a user error")
+
+
+class NaNOnce(nn.Module):
+    """Online forwards 6 and 7 (call 1 is the probe at construction; then two per step, so these
+    are training step 2) give NaN features; all others are fine."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        y = self.conv(x).mean(dim=(2, 3))
+        return y * float("nan") if self.calls in (6, 7) else y
+
+
+def test_skip_nonfinite_skips_the_step_and_goes_on(demo_data, tmp_path):
+    cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--train.out_dir", str(tmp_path / "s"),
+                             "--train.epochs", "1", "--train.knn_every", "0", "--train.skip_nonfinite", "true",
+                             "--log.report", "false", *TINY[2:]])
+    with pytest.warns(UserWarning, match="skipping step 2: the loss is nan"):
+        summary = pretrain(cfg, net=NaNOnce())
+    assert summary["skipped_steps"] == 1 and summary["steps"] == 300 // 32  # counted, not applied
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path / "s").values() if v.is_floating_point())
+
+
+def test_a_dead_data_worker_is_a_message_not_a_hang(demo_data, tmp_path, monkeypatch, capsys):
+    real = StreamImages.load
+
+    def die_in_worker(self, i):
+        if torch.utils.data.get_worker_info() is not None and i % 7 == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, i)
+
+    monkeypatch.setattr(StreamImages, "load", die_in_worker)
+    rc = main(run_args(demo_data, tmp_path / "w", "--data.in_memory", "false", "--data.num_workers", "1"))
+    assert rc == 2
+    assert "a data-loading worker failed" in capsys.readouterr().err
+
+
+def test_sampler_shards_are_disjoint_and_cover_the_epoch(monkeypatch):
+    import byol.loader as loader
+
+    seen = []
+    for rank in range(3):
+        monkeypatch.setattr(loader, "world", lambda rank=rank: (rank, 3))
+        s = ShardedSampler(10, seed=5)
+        s.set_epoch(2)
+        assert len(s) == 3
+        seen.append(list(s))
+    flat = sum(seen, [])
+    assert len(set(flat)) == 9  # disjoint, equal shares (one image of 10 left out this epoch)
+    monkeypatch.setattr(loader, "world", lambda: (0, 1))
+    one = ShardedSampler(10, seed=5)
+    one.set_epoch(2)
+    order = list(one)
+    assert sorted(order[:9]) == sorted(flat)  # the same images as one process would see
+    assert order != list(ShardedSampler(10, seed=6))  # the order follows the seed

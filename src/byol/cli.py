@@ -56,7 +56,8 @@ def cmd_pretrain(args, extra) -> int:
             extra = [*extra, f"--{key}", getattr(args, flag)]
     cfg = load_config(args.config, extra)
     summary = pretrain(cfg, resume=args.resume)
-    print(json.dumps({k: v for k, v in summary.items() if k != "knn"}))
+    if summary["global_rank"] == 0:
+        print(json.dumps({k: v for k, v in summary.items() if k != "knn"}))
     return 0
 
 

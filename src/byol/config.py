@@ -52,6 +52,7 @@ class ModelConfig:
     prediction_hidden_dim: int = 4096
     tau_base: float = 0.996
     concat_views: bool = False
+    head_batchnorm: bool = True  # BatchNorm1d in projector and predictor (paper, Section 3.3)
 
 
 @dataclass

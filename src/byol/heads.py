@@ -8,12 +8,14 @@ class MLP(nn.Sequential):
     """Linear(in, hidden) - BatchNorm1d - ReLU - Linear(hidden, out).
 
     The paper's projector and predictor both have this shape, hidden 4096 and output 256.
+    batch_norm=False drops the BatchNorm1d (an ablation; also a head whose output does not
+    depend on how a batch is split across processes when SyncBatchNorm is unavailable).
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int = 4096, out_dim: int = 256):
+    def __init__(self, in_dim: int, hidden_dim: int = 4096, out_dim: int = 256, batch_norm: bool = True):
         super().__init__(
             nn.Linear(in_dim, hidden_dim),
-            nn.BatchNorm1d(hidden_dim),
+            nn.BatchNorm1d(hidden_dim) if batch_norm else nn.Identity(),
             nn.ReLU(inplace=True),
             nn.Linear(hidden_dim, out_dim),
         )

@@ -51,7 +51,7 @@ class BYOLModule(L.LightningModule):
                           in_channels=cfg.data.channels, projection_dim=m.projection_dim,
                           projection_hidden_dim=m.projection_hidden_dim,
                           prediction_hidden_dim=m.prediction_hidden_dim, tau_base=m.tau_base,
-                          concat_views=m.concat_views)
+                          concat_views=m.concat_views, head_batchnorm=m.head_batchnorm)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.augment = BatchAugment(cfg.augment, channels_last=cfg.train.channels_last)
@@ -60,6 +60,7 @@ class BYOLModule(L.LightningModule):
         self._timer: tuple[float, int] | None = None
         self.skipped_steps = 0  # train.skip_nonfinite
         self._skipping = False
+        self.targets_identical: bool | None = None  # checked across ranks at the end of a DDP run
         # The train loader, when the caller knows it (byol.train does): asking Lightning for
         # estimated_stepping_batches in configure_optimizers would set up the data before a
         # checkpoint's loader position is restored, and a mid-epoch resume would restart the epoch.
@@ -80,6 +81,10 @@ class BYOLModule(L.LightningModule):
     def on_fit_start(self):
         if self._resident is not None:
             self._resident = self._resident.to(self.device)
+        if self.trainer.world_size > 1 and self.trainer.ckpt_path is None:
+            # every rank starts from the same seed (identical initial weights); its augmentations
+            # must not repeat the other ranks' draws, so each rank's stream is reseeded here
+            torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.global_rank + 1)
 
     def views(self, batch):
         if len(batch) == 3 and batch[0].dtype == torch.uint8:  # raw pairs (video frames)
@@ -121,7 +126,7 @@ class BYOLModule(L.LightningModule):
             self._skipping = True
             return None  # Lightning skips backward; with no gradients the optimizer changes nothing
         # on the CPU every step (free); on a GPU at log steps only, to keep the step sync-free
-        if (self.device.type == "cpu" or batch_idx % every == 0) and not torch.isfinite(loss):
+        if (self.device.type == "cpu" or batch_idx % every == 0) and not self.all_finite(loss):
             raise NonFiniteLossError(
                 f"the loss is {loss.item()} at step {self.trainer.global_step} (epoch {self.current_epoch}); "
                 f"stopped. The last checkpoint in {self.cfg.train.out_dir}/checkpoints is from before it. "
@@ -138,7 +143,8 @@ class BYOLModule(L.LightningModule):
                 self.log("train/projection_std_healthy", 1.0 / self.model.online.projector.out_dim ** 0.5,
                          on_step=True, on_epoch=False)
         self._timer = (self._timer[0], self._timer[1] + 1) if self._timer else None
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        # the loss of the global batch (mean over ranks), as a one-process run would log it
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=self.trainer.world_size > 1)
         return loss
 
     def on_train_epoch_start(self):
@@ -162,6 +168,24 @@ class BYOLModule(L.LightningModule):
             self.log("train/tau", tau, on_step=True, on_epoch=False)
             self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
 
+    @torch.no_grad()
+    def target_fingerprint(self) -> torch.Tensor:
+        """Per tensor of the target: sum, sum of squares and a position-weighted sum (float64).
+        Equal on every rank iff the EMA targets agree (checked at the end of a DDP run)."""
+        rows = []
+        for t in [*self.model.target.parameters(), *self.model.target.buffers()]:
+            x = t.detach().double().flatten()
+            rows.append(torch.stack([x.sum(), x.square().sum(), (x * torch.arange(1, len(x) + 1, device=x.device,
+                                                                                 dtype=x.dtype)).sum()]))
+        return torch.stack(rows)
+
+    def on_train_end(self):
+        if self.trainer.world_size > 1:
+            prints = self.all_gather(self.target_fingerprint())
+            self.targets_identical = bool((prints == prints[0]).all())
+            if not self.targets_identical:
+                warnings.warn("the EMA target differs between ranks at the end of training", stacklevel=2)
+
     @property
     def total_steps(self) -> int:
         """Optimizer steps of the whole run (the length of the tau and LR schedules)."""
@@ -184,22 +208,38 @@ class BYOLModule(L.LightningModule):
 
     # -- checkpoint extras ----------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """RNG states go in the checkpoint: the augmentations of a resumed run continue exactly.
+        Under DDP every rank saves its own (gathered; only rank 0 writes the file)."""
         np_state = np.random.get_state()
+        cuda = self.device.type == "cuda"
         checkpoint["byol"] = {
             "version": __version__,
-            "rng_torch": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng_torch": self._per_rank(torch.get_rng_state()),
+            "rng_cuda": self._per_rank(torch.cuda.get_rng_state()) if cuda else [],
             "rng_python": random.getstate(),
             "rng_numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
         }
+
+    def _mine(self, states) -> torch.Tensor:
+        """This rank's saved state (rank 0's when the number of ranks changed, or an old checkpoint)."""
+        if isinstance(states, torch.Tensor):
+            return states
+        rank = self.global_rank if self._trainer is not None else 0
+        return states[rank] if len(states) == (self.trainer.world_size if self._trainer else 1) else states[0]
+
+    def _per_rank(self, state: torch.Tensor) -> list[torch.Tensor]:
+        if self.trainer.world_size == 1:
+            return [state]
+        return list(self.all_gather(state.to(self.device)).cpu().unbind())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         extra = checkpoint.get("byol")
         if not extra:
             return
-        torch.set_rng_state(extra["rng_torch"])
-        if extra["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(extra["rng_cuda"])
+        mine = self._mine
+        torch.set_rng_state(mine(extra["rng_torch"]))
+        if extra["rng_cuda"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(mine(extra["rng_cuda"]))
         random.setstate(_tuples(extra["rng_python"]))
         n = extra["rng_numpy"]
         np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
@@ -297,11 +337,25 @@ class KNNMonitor(L.Callback):
         dtype = torch.bfloat16 if "bf16" in str(pl_module.trainer.precision) else None
         net = feature_extractor(pl_module.backbone, pl_module.model.online.hidden_layer)
         with torch.autocast(pl_module.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            bank = extract_features(net, self.bank.images, **kw)
-            test = extract_features(net, self.test.images, **kw)
+            bank = self.features(pl_module, net, self.bank.images, kw)
+            test = self.features(pl_module, net, self.test.images, kw)
         self.test_features = test
         dev = bank.device
         return knn_accuracy(bank, self.bank.labels.to(dev), test, self.test.labels.to(dev), self.k, self.temperature)
+
+    @staticmethod
+    def features(pl_module, net, images: torch.Tensor, kw: dict) -> torch.Tensor:
+        """Features of all images; under DDP each rank computes a slice and they are gathered,
+        so every rank holds the same features as a one-process run."""
+        size, rank = pl_module.trainer.world_size, pl_module.global_rank
+        if size == 1:
+            return extract_features(net, images, **kw)
+        per = math.ceil(len(images) / size)
+        mine = images[rank * per:(rank + 1) * per]
+        f = extract_features(net, mine if len(mine) else images[:1], **kw)[:len(mine)]
+        padded = torch.zeros(per, f.shape[1], dtype=f.dtype, device=f.device)
+        padded[:len(f)] = f
+        return pl_module.all_gather(padded).reshape(size * per, -1)[:len(images)]
 
     def record(self, trainer, pl_module, epoch: int) -> None:
         result = self.evaluate(pl_module)

@@ -158,6 +158,7 @@ class BYOL(nn.Module):
         concat_views: run both views through each network as one batch of 2B images. Faster
             on some hardware, but batch-norm statistics then mix the views; the paper's
             setting (and the default) is one batch per view.
+        head_batchnorm: BatchNorm1d in the projector and predictor (paper: yes).
 
     The target network is a deep copy of backbone+projector: its own tensors, no
     gradients, updated only by `update_target`. It runs in training mode (batch statistics,
@@ -177,6 +178,7 @@ class BYOL(nn.Module):
         prediction_hidden_dim: int = 4096,
         tau_base: float = 0.996,
         concat_views: bool = False,
+        head_batchnorm: bool = True,
     ):
         super().__init__()
         if not 0.0 <= tau_base <= 1.0:
@@ -189,8 +191,8 @@ class BYOL(nn.Module):
         self.tau = tau_base
         self.concat_views = concat_views
         self.projection_std: torch.Tensor | None = None  # set by each forward, see projection_std
-        self.online = Encoder(net, layer, MLP(feature_dim, projection_hidden_dim, projection_dim))
-        self.predictor = MLP(projection_dim, prediction_hidden_dim, projection_dim)
+        self.online = Encoder(net, layer, MLP(feature_dim, projection_hidden_dim, projection_dim, head_batchnorm))
+        self.predictor = MLP(projection_dim, prediction_hidden_dim, projection_dim, head_batchnorm)
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)
         for m in self.target.modules():

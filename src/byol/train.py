@@ -210,7 +210,7 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         trainer = L.Trainer(
             max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-            strategy=strategy(cfg), sync_batchnorm=t.sync_batchnorm and distributed(cfg),
+            strategy=strategy(cfg), sync_batchnorm=sync_batchnorm(cfg),
             use_distributed_sampler=False,  # ShardedSampler splits the data across ranks itself
             precision=precision,
             accumulate_grad_batches=t.accumulate, callbacks=callbacks, logger=loggers or False,
@@ -233,6 +233,8 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
         "out_dir": str(out), "checkpoint": str(last), "epochs": t.epochs, "steps": trainer.global_step,
         "train_images": n_train, "precision": precision, "wall_seconds": round(wall, 2),
         "final_loss": metrics.get("train/loss_epoch"), "skipped_steps": module.skipped_steps,
+        "world_size": trainer.world_size, "global_rank": trainer.global_rank,
+        "targets_identical_across_ranks": module.targets_identical,
         "knn": monitor.history if monitor else [],
     }
     if monitor and monitor.history:
@@ -251,6 +253,18 @@ def distributed(cfg: Config) -> bool:
     """More than one training process: devices x nodes, or a launcher's WORLD_SIZE (torchrun, SLURM)."""
     t = cfg.train
     return t.devices * t.num_nodes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def sync_batchnorm(cfg: Config) -> bool:
+    """SyncBatchNorm when distributed on GPUs. PyTorch has none for CPUs: there each process
+    normalises its own batch (said once)."""
+    if not (cfg.train.sync_batchnorm and distributed(cfg)):
+        return False
+    if cfg.train.accelerator == "cpu" or not torch.cuda.is_available():
+        warnings.warn("train.sync_batchnorm: PyTorch's SyncBatchNorm runs on GPUs only; on CPUs each process "
+                      "normalises its own batch", stacklevel=2)
+        return False
+    return True
 
 
 def strategy(cfg: Config):

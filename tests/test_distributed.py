@@ -1,0 +1,82 @@
+"""DDP on the CPU (gloo), 2 processes: the same training as one process with the same global batch.
+
+Augmentation is switched off here (crop of the whole image, no flip/colour/blur/solarize):
+each rank draws its own augmentations, so only without them are the two runs' inputs the same.
+The network and heads have no batch norm because PyTorch's SyncBatchNorm runs on GPUs only;
+on GPUs `train.sync_batchnorm` (default on) makes batch statistics global instead.
+
+Tolerance: both runs compute the same fp32 sums in a different order (two half-batch
+gradients all-reduced vs one full batch), which changes results by a few ulps per operation;
+over 18 steps the loss differs by about 1e-6 relative. 1e-4 (~1000 fp32 epsilons) allows
+for other CPUs, while a wrong shard, a missing gradient average or a mis-scaled learning rate
+changes the loss at the first steps by percents.
+"""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from byol.checkpoint import load_checkpoint
+
+NO_AUGMENT = [a for v in ("view1", "view2") for a in (
+    f"--augment.{v}.crop_scale", "[1, 1]", f"--augment.{v}.crop_ratio", "[1, 1]", f"--augment.{v}.flip_p", "0",
+    f"--augment.{v}.jitter_p", "0", f"--augment.{v}.grayscale_p", "0", f"--augment.{v}.blur_p", "0",
+    f"--augment.{v}.solarize_p", "0")]
+GLOBAL_BATCH = 32
+
+
+def run(demo_data, out, processes: int, launcher: str = "lightning") -> dict:
+    args = ["pretrain", "--data.path", str(demo_data / "train"), "--data.val_path", str(demo_data / "test"),
+            "--train.out_dir", str(out), "--train.epochs", "2", "--train.knn_every", "1", "--train.knn_k", "10",
+            "--train.precision", "32", "--train.log_every", "1", "--train.threads", "1", "--train.accelerator", "cpu",
+            "--train.batch_size", str(GLOBAL_BATCH // processes), "--train.devices", str(processes),
+            "--model.backbone", "user_nets:NoBatchNorm", "--model.head_batchnorm", "false",
+            "--model.projection_hidden_dim", "64", "--model.prediction_hidden_dim", "64",
+            "--model.projection_dim", "32", "--log.report", "false", "--log.progress", "false",
+            "--log.tensorboard", "false", *NO_AUGMENT]
+    if launcher == "torchrun":
+        torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+        cmd = [torchrun, f"--nproc_per_node={processes}", "--master_port=29541", "-m", "byol.cli", *args]
+    else:
+        cmd = [sys.executable, "-m", "byol.cli", *args]
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, *sys.path])}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == 1, "only rank 0 prints the summary"
+    return json.loads((out / "summary.json").read_text())
+
+
+def step_losses(out):
+    rows = csv.DictReader(open(out / "csv" / "metrics.csv"))
+    return [(int(r["step"]), float(r["train/loss_step"])) for r in rows if r.get("train/loss_step")]
+
+
+@pytest.fixture(scope="module")
+def one_process(demo_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp") / "one"
+    return out, run(demo_data, out, 1)
+
+
+@pytest.mark.parametrize("launcher", ["lightning", "torchrun"])
+def test_two_processes_match_one_process(demo_data, tmp_path, one_process, launcher):
+    one, s1 = one_process
+    two = tmp_path / "two"
+    s2 = run(demo_data, two, 2, launcher)
+    assert s2["world_size"] == 2 and s2["targets_identical_across_ranks"] is True
+    assert s1["steps"] == s2["steps"] == 2 * (300 // GLOBAL_BATCH)
+    a, b = step_losses(one), step_losses(two)
+    assert [s for s, _ in a] == [s for s, _ in b] == list(range(s1["steps"]))
+    for (step, x), (_, y) in zip(a, b):
+        assert abs(x - y) <= 1e-4 * abs(x), f"step {step}: one process {x}, two processes {y}"
+    # the kNN monitor gathers features across ranks: the same accuracy as one process
+    assert [h["top1"] for h in s1["knn"]] == pytest.approx([h["top1"] for h in s2["knn"]], abs=0.011)
+    t1, t2 = (load_checkpoint(o / "checkpoints" / "last.ckpt")["state_dict"] for o in (one, two))
+    for k in (k for k in t1 if k.startswith("model.target.")):
+        torch.testing.assert_close(t1[k], t2[k], rtol=1e-4, atol=1e-6)

@@ -8,6 +8,7 @@
     byol report RUN_DIR                         plots and report.html of a pretraining run
     byol export CHECKPOINT -o backbone.safetensors
     byol embed CHECKPOINT DATA -o embeddings.npy
+    byol shards FOLDER OUT --shard-size 10000   WebDataset tar shards for streaming (data.dataset: shards)
     byol download cifar10 --root data           official files, MD5 checked (needs internet)
     byol bench throughput | b2 | b3             B1, B2, B3 of BENCHMARKS.md, JSON on stdout
 """
@@ -247,6 +248,16 @@ def cmd_embed(args, extra) -> int:
     return 0
 
 
+def cmd_shards(args, extra) -> int:
+    from .shards import write_shards
+
+    index = write_shards(args.folder, args.out, args.shard_size, args.seed)
+    shards = json.loads(index.read_text())["shards"]
+    print(f"wrote {len(shards)} shards, {sum(s['count'] for s in shards)} images, to {args.out} "
+          f"(train with --data.dataset shards --data.path {args.out})")
+    return 0
+
+
 def cmd_download(args, extra) -> int:
     from .datasets import download
 
@@ -350,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="embeddings.npy")
     weights_args(s)
     s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("shards", help="write an image folder as WebDataset tar shards for streaming")
+    s.add_argument("folder", help="ImageFolder (class sub-folders) or unlabeled folder, or a .tar of one")
+    s.add_argument("out")
+    s.add_argument("--shard-size", type=int, default=10000, help="images per shard")
+    s.add_argument("--seed", type=int, default=0, help="seed of the shuffle before sharding")
+    s.set_defaults(func=cmd_shards)
 
     s = sub.add_parser("download", help="fetch a standard data set's official files (MD5 checked)")
     s.add_argument("name", help="cifar10, cifar100, stl10, mnist or emnist")

@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    dataset: str = "folder"  # folder (ImageFolder dir or .tar), video, cifar10, cifar100, stl10, mnist, emnist-*
+    dataset: str = "folder"  # folder (ImageFolder dir or .tar), video, shards, cifar10, cifar100, stl10, mnist, emnist-*
     path: str = ""  # training images (folder/tar), or where the named data set's files are
     split: Union[str, None] = None  # named data sets: pretraining split (stl10: train+unlabeled)
     max_frame_gap: int = 1  # video: the two views are frames at most this far apart
@@ -262,8 +262,8 @@ def validate(cfg: Config, source: str = "config") -> None:
     d, m, o, t, a = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.augment
     from .datasets import DATASETS
 
-    need(d.dataset in ("folder", "video", *DATASETS), "data.dataset", d.dataset,
-         f"must be folder, video, {', '.join(DATASETS)}")
+    need(d.dataset in ("folder", "video", "shards", *DATASETS), "data.dataset", d.dataset,
+         f"must be folder, video, shards, {', '.join(DATASETS)}")
     need(d.max_frame_gap >= 1, "data.max_frame_gap", d.max_frame_gap, "must be >= 1")
     need(d.image_size >= 8, "data.image_size", d.image_size, "must be at least 8")
     need(d.load_size is None or d.load_size >= d.image_size // 2, "data.load_size", d.load_size,

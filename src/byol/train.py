@@ -72,6 +72,8 @@ def build_data(cfg: Config):
         frames = VideoFramePairs(d.path, d.load_size or d.image_size, d.max_frame_gap, d.channels,
                                  d.large_images, transform, t.seed)
         return _loader(cfg, frames, None, None)
+    if d.dataset == "shards":
+        return _loader(cfg, *shard_dataset(cfg))
     if d.dataset != "folder":
         train, bank, test = named_dataset(cfg)
         return _loader(cfg, train, bank, test)
@@ -105,6 +107,21 @@ def build_data(cfg: Config):
     return _loader(cfg, train, bank, test)
 
 
+def shard_dataset(cfg: Config):
+    """(train stream, kNN bank or None, kNN test set or None) for WebDataset-style tar shards."""
+    from .shards import ShardStream
+
+    d, t = cfg.data, cfg.train
+    load = d.load_size or d.image_size
+    transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
+    train = ShardStream(d.path, load, d.channels, d.large_images, transform, t.seed, t.batch_size)
+    bank = test = None
+    if t.knn_every > 0 and d.val_path:
+        test = decode_to_memory(list_images(d.val_path), load, d.channels)
+        bank = train.head(10_000)
+    return train, bank, test
+
+
 def named_dataset(cfg: Config):
     """(train, kNN bank or None, kNN test set or None) of a standard data set (byol.datasets)."""
     from .datasets import load_dataset, match_channels
@@ -133,6 +150,11 @@ def _loader(cfg: Config, train, bank, test):
     if memory and on_device(cfg):
         resident, train = train.images, BatchIndices(train)
     workers = 0 if memory else cfg.data.num_workers
+    if isinstance(train, torch.utils.data.IterableDataset):  # shards: the stream splits itself
+        loader = torch.utils.data.DataLoader(
+            train, batch_size=t.batch_size, drop_last=True, num_workers=workers, persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(), timeout=WORKER_TIMEOUT_S if workers > 0 else 0)
+        return loader, bank, test, train.total, resident
     loader = ResumableLoader(
         train, batch_size=t.batch_size, sampler=ShardedSampler(len(train), seed=t.seed),
         collate_fn=collate_batch if memory else None, num_workers=workers,

@@ -1,6 +1,5 @@
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from byol.backbones import build_backbone, resnet18
 from byol.checkpoint import CheckpointError, atomic_save, load_into

@@ -3,13 +3,13 @@ import json
 
 import pytest
 import torch
-from torch import nn
 from safetensors.torch import load_file
 
 from byol.backbones import resnet18
 from byol.cli import main
 
 from conftest import TINY
+from user_nets import NaNFeatures
 
 
 def test_demo_writes_run_folder(demo_run):
@@ -195,20 +195,6 @@ def test_bench_b3_tiny_on_cpu(cifar_dir, tmp_path, capsys):
     assert 0 <= r["knn_top1"] <= 1 and 0 <= r["linear_top1"] <= 1 and r["seconds_per_epoch"] > 0
 
 
-class NaNNet(nn.Module):
-    """Produces NaN features from the second training step on."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        y = self.conv(x).mean(dim=(2, 3))
-        return y * float("nan") if self.calls > 6 else y
-
-
 def test_nonfinite_loss_stops_and_keeps_the_checkpoint(demo_data, tmp_path):
     from byol.config import load_config
     from byol.lightning import NonFiniteLossError
@@ -217,7 +203,7 @@ def test_nonfinite_loss_stops_and_keeps_the_checkpoint(demo_data, tmp_path):
     cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--train.out_dir", str(tmp_path / "n"),
                              "--train.epochs", "2", "--train.knn_every", "0", *TINY[2:]])
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step \d+"):
-        pretrain(cfg, net=NaNNet())
+        pretrain(cfg, net=NaNFeatures(nan_after=6))  # NaN from the third step on
     assert not (tmp_path / "n" / "checkpoints" / "last.ckpt").exists()  # no bad checkpoint written
 
 

@@ -2,7 +2,6 @@
 import importlib.util
 from pathlib import Path
 
-import pytest
 from safetensors.torch import load_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -8,16 +8,16 @@ import time
 import lightning as L
 import pytest
 import torch
-from torch import nn
 
 from byol.checkpoint import load_checkpoint
 from byol.cli import main
 from byol.config import load_config
-from byol.data import DataError, StreamImages
+from byol.data import StreamImages
 from byol.lightning import CheckpointWriteError
 from byol.loader import ShardedSampler
 from byol.train import pretrain
 from conftest import TINY
+from user_nets import NaNFeatures
 
 
 def run_args(data, out, *extra):
@@ -88,27 +88,12 @@ def test_failed_checkpoint_write_keeps_the_previous_one(demo_data, tmp_path, mon
         raise CheckpointWriteError("is a CheckpointError: the CLI reports it as a user error")
 
 
-class NaNOnce(nn.Module):
-    """Online forwards 6 and 7 (call 1 is the probe at construction; then two per step, so these
-    are training step 2) give NaN features; all others are fine."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        y = self.conv(x).mean(dim=(2, 3))
-        return y * float("nan") if self.calls in (6, 7) else y
-
-
 def test_skip_nonfinite_skips_the_step_and_goes_on(demo_data, tmp_path):
     cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--train.out_dir", str(tmp_path / "s"),
                              "--train.epochs", "1", "--train.knn_every", "0", "--train.skip_nonfinite", "true",
                              "--log.report", "false", *TINY[2:]])
     with pytest.warns(UserWarning, match="skipping step 2: the loss is nan"):
-        summary = pretrain(cfg, net=NaNOnce())
+        summary = pretrain(cfg, net=NaNFeatures(nan_calls=(6, 7)))  # training step 2 only
     assert summary["skipped_steps"] == 1 and summary["steps"] == 300 // 32  # counted, not applied
     assert all(torch.isfinite(v).all() for v in weights(tmp_path / "s").values() if v.is_floating_point())
 

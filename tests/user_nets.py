@@ -26,3 +26,19 @@ class NoBatchNorm(nn.Module):
 
     def forward(self, x):
         return self.features(x)
+
+
+class NaNFeatures(nn.Module):
+    """Features that turn NaN on chosen forward calls (call 1 is BYOL's probe at construction,
+    then the online network runs twice per training step): `nan_calls` or every call after `nan_after`."""
+
+    def __init__(self, nan_calls=(), nan_after=None):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.calls, self.nan_calls, self.nan_after = 0, set(nan_calls), nan_after
+
+    def forward(self, x):
+        self.calls += 1
+        y = self.conv(x).mean(dim=(2, 3))
+        bad = self.calls in self.nan_calls or (self.nan_after is not None and self.calls > self.nan_after)
+        return y * float("nan") if bad else y

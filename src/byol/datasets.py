@@ -175,7 +175,7 @@ def load_idx_pair(root: Path, images: str, labels: str, dataset: str, transpose:
     if len(x) != len(y):
         raise DataError(f"{dataset}: {paths[0]} has {len(x)} images but {paths[1]} {len(y)} labels")
     classes = [str(c) for c in range(int(y.max()) + 1)]
-    return MemoryImages(torch.from_numpy(np.ascontiguousarray(x[:, None])), torch.from_numpy(y), classes)
+    return MemoryImages(torch.from_numpy(x[:, None].copy()), torch.from_numpy(y), classes)
 
 
 def load_dataset(name: str, root: str | Path, split: str) -> MemoryImages:

@@ -230,6 +230,8 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")  # ShardStream splits per worker
+        warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")  # skip_nonfinite says it itself
         trainer = L.Trainer(
             max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
             strategy=strategy(cfg), sync_batchnorm=sync_batchnorm(cfg),

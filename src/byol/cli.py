@@ -84,6 +84,8 @@ def cmd_demo(args, extra) -> int:
     if untrained is not None and final is not None:
         print(f"kNN top-1 on held-out textures: untrained {100 * untrained:.1f}%  ->  BYOL {100 * final:.1f}%")
     print(f"Run folder: {args.out}  (export: byol export {summary['checkpoint']} -o backbone.safetensors)")
+    if summary.get("report"):
+        print(f"Report: {summary['report']}  (plots of the run; open it in a browser)")
     return 0
 
 
@@ -281,7 +283,9 @@ def cmd_bench(args, extra) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="byol", description="BYOL self-supervised pretraining for any PyTorch network")
+    p = argparse.ArgumentParser(prog="byol", description="BYOL self-supervised pretraining for any PyTorch network",
+                                epilog="Seed 003's command line is accepted too: byol --run-type train|fine_tune|eval "
+                                       "--dataset-type ... --dataset-path ... (see README)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("pretrain", help="pretrain a network with BYOL (overrides: --section.key value)")

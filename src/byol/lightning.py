@@ -111,41 +111,51 @@ class BYOLModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         view1, view2 = self.views(batch)
-        skip_nonfinite = self.cfg.train.skip_nonfinite
-        if skip_nonfinite:  # batch-norm running statistics, to put back if this step is skipped
-            buffers = list(self.model.buffers())
-            saved = [b.clone() for b in buffers]
+        snapshot = [b.clone() for b in self.model.buffers()] if self.cfg.train.skip_nonfinite else None
         loss = self.loss(view1, view2)
-        every = self.cfg.train.log_every
-        if skip_nonfinite and not self.all_finite(loss):  # checked every step (one sync)
-            torch._foreach_copy_(buffers, saved)
+        if not self.check_finite(loss, batch_idx, snapshot):
+            return None  # Lightning skips backward; with no gradients the optimizer changes nothing
+        if batch_idx % self.cfg.train.log_every == 0:
+            self.log_progress(view1.shape[0])
+        self._timer = (self._timer[0], self._timer[1] + 1) if self._timer else None
+        # the loss of the global batch (mean over ranks), as a one-process run would log it
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=self.trainer.world_size > 1)
+        return loss
+
+    def check_finite(self, loss: torch.Tensor, batch_idx: int, snapshot: list | None) -> bool:
+        """A NaN/inf loss stops the run (NonFiniteLossError) — or, with train.skip_nonfinite
+        (`snapshot`: the buffers before the forward), skips the step: returns False after
+        putting back the batch-norm statistics that the bad forward changed."""
+        if snapshot is not None:  # checked every step (one sync)
+            if self.all_finite(loss):
+                return True
+            torch._foreach_copy_(list(self.model.buffers()), snapshot)
             self.skipped_steps += 1
             warnings.warn(f"skipping step {self.trainer.global_step}: the loss is {loss.item()} "
                           f"({self.skipped_steps} skipped so far)", stacklevel=2)
             self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
             self._skipping = True
-            return None  # Lightning skips backward; with no gradients the optimizer changes nothing
+            return False
         # on the CPU every step (free); on a GPU at log steps only, to keep the step sync-free
-        if (self.device.type == "cpu" or batch_idx % every == 0) and not self.all_finite(loss):
+        if (self.device.type == "cpu" or batch_idx % self.cfg.train.log_every == 0) and not self.all_finite(loss):
             raise NonFiniteLossError(
                 f"the loss is {loss.item()} at step {self.trainer.global_step} (epoch {self.current_epoch}); "
                 f"stopped. The last checkpoint in {self.cfg.train.out_dir}/checkpoints is from before it. "
-                "Lower optim.base_lr, or check the data.")
-        if batch_idx % every == 0:  # images/s over the last `every` steps; no per-step sync
-            now = time.perf_counter()
-            if self._timer is not None:
-                ips = self._timer[1] * view1.shape[0] * self.trainer.world_size / (now - self._timer[0])
-                self.log("train/images_per_sec", ips, prog_bar=True, on_step=True, on_epoch=False)
-            self._timer = (now, 0)
-            d = self.model.projection_std
-            if d is not None:
-                self.log("train/projection_std", d, on_step=True, on_epoch=False)
-                self.log("train/projection_std_healthy", 1.0 / self.model.online.projector.out_dim ** 0.5,
-                         on_step=True, on_epoch=False)
-        self._timer = (self._timer[0], self._timer[1] + 1) if self._timer else None
-        # the loss of the global batch (mean over ranks), as a one-process run would log it
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=self.trainer.world_size > 1)
-        return loss
+                "Lower optim.base_lr, or check the data (or pass --train.skip_nonfinite true).")
+        return True
+
+    def log_progress(self, batch_size: int) -> None:
+        """Every log_every steps: images/s over the interval and the collapse monitor."""
+        now = time.perf_counter()
+        if self._timer is not None:
+            ips = self._timer[1] * batch_size * self.trainer.world_size / (now - self._timer[0])
+            self.log("train/images_per_sec", ips, prog_bar=True, on_step=True, on_epoch=False)
+        self._timer = (now, 0)
+        d = self.model.projection_std
+        if d is not None:
+            self.log("train/projection_std", d, on_step=True, on_epoch=False)
+            self.log("train/projection_std_healthy", 1.0 / self.model.online.projector.out_dim ** 0.5,
+                     on_step=True, on_epoch=False)
 
     def on_train_epoch_start(self):
         self._timer = None

@@ -80,3 +80,20 @@ def test_two_processes_match_one_process(demo_data, tmp_path, one_process, launc
     t1, t2 = (load_checkpoint(o / "checkpoints" / "last.ckpt")["state_dict"] for o in (one, two))
     for k in (k for k in t1 if k.startswith("model.target.")):
         torch.testing.assert_close(t1[k], t2[k], rtol=1e-4, atol=1e-6)
+
+
+def test_sync_batchnorm_on_gpus_and_said_off_on_cpus(monkeypatch):
+    from byol.config import load_config
+    from byol.train import strategy, sync_batchnorm
+
+    two = load_config(None, ["--train.devices", "2"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert sync_batchnorm(two) is True
+    assert strategy(two).__class__.__name__ == "DDPStrategy"
+    assert sync_batchnorm(load_config(None, ["--train.devices", "2", "--train.sync_batchnorm", "false"])) is False
+    assert sync_batchnorm(load_config(None, [])) is False  # one process: nothing to synchronise
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="SyncBatchNorm runs on GPUs only"):
+        assert sync_batchnorm(two) is False
+    hidden = load_config(None, ["--train.devices", "2", "--model.hidden_layer", "layer4"])
+    assert strategy(hidden)._ddp_kwargs["find_unused_parameters"] is True  # layers after it get no gradient

@@ -234,8 +234,8 @@ class BYOLModule(L.LightningModule):
         """This rank's saved state (rank 0's when the number of ranks changed, or an old checkpoint)."""
         if isinstance(states, torch.Tensor):
             return states
-        rank = self.global_rank if self._trainer is not None else 0
-        return states[rank] if len(states) == (self.trainer.world_size if self._trainer else 1) else states[0]
+        size = self._trainer.world_size if self._trainer is not None else 1
+        return states[self.global_rank] if len(states) == size else states[0]
 
     def _per_rank(self, state: torch.Tensor) -> list[torch.Tensor]:
         if self.trainer.world_size == 1:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 
 from .data import _DECODE_ERRORS, BadImages, DataError, _read_all_bytes, fit_image, list_images, open_image
 from . import loader
+from .checkpoint import atomic_replace
 
 INDEX = "shards.json"
 
@@ -50,16 +50,22 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int = 10000, seed
         chunk = order[start:start + shard_size]
         name = f"shard-{len(shards):06d}.tar"
         tmp = out / f".{name}.tmp"
-        with tarfile.open(tmp, "w") as tar:
-            for i in chunk.tolist():
-                key = f"{i:09d}"
-                ext = Path(images.items[i]).suffix.lower().lstrip(".") or "jpg"
-                _add(tar, f"{key}.{ext}", blobs[i] if in_tar else Path(images.root, images.items[i]).read_bytes())
-                _add(tar, f"{key}.cls", str(images.labels[i]).encode())
-        os.replace(tmp, out / name)
+        try:  # a shard appears whole or not at all
+            with tarfile.open(tmp, "w") as tar:
+                for i in chunk.tolist():
+                    key = f"{i:09d}"
+                    ext = Path(images.items[i]).suffix.lower().lstrip(".") or "jpg"
+                    _add(tar, f"{key}.{ext}", blobs[i] if in_tar else Path(images.root, images.items[i]).read_bytes())
+                    _add(tar, f"{key}.cls", str(images.labels[i]).encode())
+            atomic_replace(tmp, out / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         shards.append({"name": name, "count": len(chunk)})
-    index = out / INDEX
-    index.write_text(json.dumps({"shards": shards, "classes": images.classes, "source": str(src)}, indent=1))
+    index = out / INDEX  # written last: a folder with an index holds every shard it lists
+    tmp = out / f".{INDEX}.tmp"
+    tmp.write_text(json.dumps({"shards": shards, "classes": images.classes, "source": str(src)}, indent=1))
+    atomic_replace(tmp, index)
     return index
 
 

@@ -111,3 +111,31 @@ def test_views_stay_in_range(p):
     cfg = ViewConfig(solarize_p=p, blur_p=p)
     out = augment_view(x, cfg, 32)
     assert out.min() >= 0 and out.max() <= 1 and not math.isnan(out.sum().item())
+
+
+def test_crop_sampling_rejection_and_clamp_have_their_references_mean_areas():
+    # torchvision's rejection sampling vs DeepMind's one draw + clamp (byol/utils/dataset.py)
+    torch.manual_seed(0)
+    for sampling, mean_area in (("rejection", 0.478), ("clamp", 0.534)):
+        x0, y0, w, h = crop_boxes(200_000, 32, 32, (0.08, 1.0), (3 / 4, 4 / 3), "cpu", sampling=sampling)
+        assert (w * h / 1024).mean().item() == pytest.approx(mean_area, abs=0.004)
+        assert (x0 >= 0).all() and (x0 + w <= 32 + 1e-4).all() and (y0 + h <= 32 + 1e-4).all()
+
+
+def test_crop_boxes_follow_the_original_aspect_of_squashed_images():
+    # a 2:1 image stored squashed to a square: a crop of area s and ratio r in the original
+    # spans sqrt(s r / 2) of its width and sqrt(2 s / r) (clamped to 1) of its height
+    torch.manual_seed(0)
+    x0, y0, w, h = crop_boxes(5000, 32, 32, (0.9, 1.0), (3 / 4, 4 / 3), "cpu", sampling="clamp",
+                              aspect=torch.full((5000,), 2.0))
+    assert (h == 32).all()
+    assert (w / 32 >= (0.9 * 0.75 / 2) ** 0.5 - 1e-4).all() and (w / 32 <= (4 / 3 / 2) ** 0.5 + 1e-4).all()
+    _, _, w_square, _ = crop_boxes(5000, 32, 32, (0.9, 1.0), (3 / 4, 4 / 3), "cpu", sampling="clamp")
+    assert (w_square / 32 >= (0.9 * 0.75) ** 0.5 - 1e-4).all()  # a square original: wider boxes
+
+
+def test_augmentation_runs_in_float32_inside_autocast():
+    x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        v1, v2 = BatchAugment(AugmentConfig(size=16))(x)
+    assert v1.dtype == torch.float32 and v2.dtype == torch.float32

@@ -161,3 +161,9 @@ def test_concat_views_matches_shapes_and_resnet_training_step_lowers_loss():
         m.update_target(k, 15)
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_tau_final_sets_the_end_of_the_cosine_or_keeps_it_constant():
+    assert cosine_tau(0, 100, 0.99) == pytest.approx(0.99) and cosine_tau(100, 100, 0.99) == pytest.approx(1.0)
+    assert cosine_tau(50, 100, 0.99, 0.999) == pytest.approx((0.99 + 0.999) / 2)
+    assert all(cosine_tau(k, 100, 0.99, 0.99) == pytest.approx(0.99) for k in (0, 37, 100))

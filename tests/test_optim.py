@@ -73,3 +73,31 @@ def test_adam_with_lars_rate_warns_and_unknown_name_fails():
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         build_optimizer(m, "rmsprop", 0.1, 0.0)
     assert is_excluded(m.bias) and not is_excluded(m.weight)
+
+
+def test_lars_clip_lr_caps_the_adaptive_rate_at_the_scheduled_one():
+    # solo-learn's clip_lr: effective rate min(eta ||w|| / ||d||, lr), momentum 0 to read it off
+    torch.manual_seed(0)
+    big = nn.Parameter(torch.randn(8, 8) * 10)  # large ||w||/||g||: eta * ratio > lr -> capped at lr
+    small = nn.Parameter(torch.randn(8, 8) * 0.01)  # small ratio: eta * ratio < lr -> adaptive
+    for p in (big, small):
+        p.grad = torch.randn(8, 8)
+    w_big, w_small, g_big, g_small = big.detach().clone(), small.detach().clone(), big.grad.clone(), small.grad.clone()
+    eta, lr = 0.02, 0.1
+    LARS([big, small], lr=lr, momentum=0.0, trust_coefficient=eta, clip_lr=True).step()
+    adaptive_big = eta * w_big.norm() / g_big.norm()
+    adaptive_small = eta * w_small.norm() / g_small.norm()
+    assert adaptive_big > lr and adaptive_small < lr
+    assert torch.allclose(big.detach(), w_big - lr * g_big, atol=1e-5)  # capped: plain SGD step
+    assert torch.allclose(small.detach(), w_small - adaptive_small * g_small, atol=1e-7)
+    # without clipping the same tensor moves lr * eta * ratio: far less than lr
+    unclipped = nn.Parameter(w_big.clone())
+    unclipped.grad = g_big.clone()
+    LARS([unclipped], lr=lr, momentum=0.0, trust_coefficient=eta).step()
+    assert torch.allclose(unclipped.detach(), w_big - lr * adaptive_big * g_big, atol=1e-5)
+
+
+def test_weight_decay_on_every_parameter_when_asked():
+    m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    groups = param_groups(m, 5e-4, exclude_bias_and_norm=False)
+    assert len(groups) == 1 and len(groups[0]["params"]) == 4 and groups[0]["weight_decay"] == 5e-4

@@ -81,6 +81,7 @@ class AugmentConfig:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bicubic"
+    crop_sampling: str = "rejection"  # or "clamp" (DeepMind's), see crop_boxes
 
 
 # ---------------------------------------------------------------------------
@@ -95,35 +96,43 @@ def _bernoulli(n: int, p: float, device) -> torch.Tensor:
     return torch.rand(n, device=device) < p
 
 
-def crop_boxes(n: int, height: int, width: int, scale, ratio, device, trials: int = 10):
-    """Random-resized-crop boxes (x0, y0, w, h) in pixels, one per image.
+def crop_boxes(n: int, height: int, width: int, scale, ratio, device, trials: int = 10,
+               sampling: str = "rejection", aspect: torch.Tensor | None = None):
+    """Random-resized-crop boxes (x0, y0, w, h) in pixels of the (height, width) images.
 
-    torchvision's rule, vectorised: up to `trials` draws of area and log-ratio, the first
-    that fits wins; if none fits, a centre crop with the ratio clamped to the range.
+    Area fraction s ~ U(scale), aspect ratio r log-uniform in `ratio`, both of the original
+    image. sampling:
+    - "rejection" (torchvision's RandomResizedCrop, vectorised): up to `trials` draws, the
+      first that fits wins; if none fits, a centre crop with the ratio clamped to the range.
+      Mean area 0.478 of the image for scale (0.08, 1).
+    - "clamp" (DeepMind's byol/utils/dataset.py `_decode_and_random_crop`): one draw, width
+      and height clamped to the image. Mean area 0.534 for scale (0.08, 1).
+    aspect: the original width/height of each image (N,), for images stored squashed to a
+    square (`data.crop_from: full`); the box is drawn in the original image's geometry.
     """
-    area = height * width
-    s = torch.rand(n, trials, device=device) * (scale[1] - scale[0]) + scale[0]
+    if sampling not in ("rejection", "clamp"):
+        raise ValueError(f"crop sampling must be 'rejection' or 'clamp', got {sampling!r}")
+    a = (torch.full((n,), width / height, device=device) if aspect is None
+         else aspect.to(device=device, dtype=torch.float32)).unsqueeze(1)
+    draws = 1 if sampling == "clamp" else trials
+    s = torch.rand(n, draws, device=device) * (scale[1] - scale[0]) + scale[0]
     lo, hi = math.log(ratio[0]), math.log(ratio[1])
-    r = torch.exp(torch.rand(n, trials, device=device) * (hi - lo) + lo)
-    w = torch.sqrt(s * area * r)
-    h = torch.sqrt(s * area / r)
-    fits = (w <= width) & (h <= height)
-    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)
-    w = w.gather(1, first).squeeze(1)
-    h = h.gather(1, first).squeeze(1)
-    in_ratio = width / height
-    if in_ratio < ratio[0]:
-        fw, fh = float(width), width / ratio[0]
-    elif in_ratio > ratio[1]:
-        fw, fh = height * ratio[1], float(height)
+    r = torch.exp(torch.rand(n, draws, device=device) * (hi - lo) + lo)
+    wn, hn = torch.sqrt(s * r / a), torch.sqrt(s * a / r)  # fractions of the image's width, height
+    if sampling == "clamp":
+        wn, hn = wn.clamp(max=1.0).squeeze(1), hn.clamp(max=1.0).squeeze(1)
     else:
-        fw, fh = float(width), float(height)
-    any_fit = fits.any(dim=1)
-    w = torch.where(any_fit, w, torch.full_like(w, fw))
-    h = torch.where(any_fit, h, torch.full_like(h, fh))
-    x0 = torch.rand(n, device=device) * (width - w)
-    y0 = torch.rand(n, device=device) * (height - h)
-    return x0, y0, w, h
+        fits = (wn <= 1) & (hn <= 1)
+        first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)
+        wn, hn = wn.gather(1, first).squeeze(1), hn.gather(1, first).squeeze(1)
+        a = a.squeeze(1)
+        fw = torch.where(a > ratio[1], ratio[1] / a, torch.ones_like(a))  # centre crop, ratio clamped
+        fh = torch.where(a < ratio[0], a / ratio[0], torch.ones_like(a))
+        any_fit = fits.any(dim=1)
+        wn, hn = torch.where(any_fit, wn, fw), torch.where(any_fit, hn, fh)
+    x0 = torch.rand(n, device=device) * (1 - wn) * width
+    y0 = torch.rand(n, device=device) * (1 - hn) * height
+    return x0, y0, wn * width, hn * height
 
 
 def resized_crop(x: torch.Tensor, boxes, size: int, flip: torch.Tensor, mode: str = "bicubic"):
@@ -218,10 +227,12 @@ def random_solarize(x: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
     return torch.where(on & (x >= cfg.solarize_threshold), 1.0 - x, x)
 
 
-def augment_view(x: torch.Tensor, cfg: ViewConfig, size: int, interpolation: str = "bicubic") -> torch.Tensor:
+def augment_view(x: torch.Tensor, cfg: ViewConfig, size: int, interpolation: str = "bicubic",
+                 crop_sampling: str = "rejection", aspect: torch.Tensor | None = None) -> torch.Tensor:
     """One view of a float batch in [0, 1], every parameter drawn per image. Returns [0, 1]."""
     n, c, height, width = x.shape
-    boxes = crop_boxes(n, height, width, cfg.crop_scale, cfg.crop_ratio, x.device)
+    boxes = crop_boxes(n, height, width, cfg.crop_scale, cfg.crop_ratio, x.device, sampling=crop_sampling,
+                       aspect=aspect)
     x = resized_crop(x, boxes, size, _bernoulli(n, cfg.flip_p, x.device), interpolation)
     x = color_jitter(x, cfg)  # one-channel images: brightness and contrast only
     if c == 3:
@@ -253,17 +264,25 @@ class BatchAugment(torch.nn.Module):
         self.cfg = cfg or AugmentConfig()
         self.channels_last = channels_last
 
-    def view(self, x: torch.Tensor, view_cfg: ViewConfig) -> torch.Tensor:
-        out = normalize(augment_view(x, view_cfg, self.cfg.size, self.cfg.interpolation), self.cfg.mean, self.cfg.std)
+    def view(self, x: torch.Tensor, view_cfg: ViewConfig, aspect: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.cfg
+        out = normalize(augment_view(x, view_cfg, c.size, c.interpolation, c.crop_sampling, aspect), c.mean, c.std)
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor, partners: torch.Tensor | None = None):
+    def forward(self, images: torch.Tensor, partners: torch.Tensor | None = None,
+                aspect: torch.Tensor | None = None):
         """View 1 and view 2 of `images`; with `partners` (e.g. nearby video frames), view 2
-        is drawn from the partner image instead."""
-        x = to_float(images)
-        y = x if partners is None else to_float(partners)
-        return self.view(x, self.cfg.view1), self.view(y, self.cfg.view2)
+        is drawn from the partner image instead. `aspect`: see `crop_boxes`.
+
+        Always computed in float32, also inside a mixed-precision region (as the reference
+        computes its augmentations in the fp32 input pipeline): the views are quantised
+        once, by the network's own autocast, not at every operation.
+        """
+        with torch.autocast(images.device.type, enabled=False):
+            x = to_float(images)
+            y = x if partners is None else to_float(partners)
+            return self.view(x, self.cfg.view1, aspect), self.view(y, self.cfg.view2, aspect)
 
 
 class TwoViewTransform:
@@ -278,9 +297,11 @@ class TwoViewTransform:
     def __call__(self, image) -> tuple[torch.Tensor, torch.Tensor]:
         return self.pair(image, image)
 
-    def pair(self, image, partner) -> tuple[torch.Tensor, torch.Tensor]:
-        """View 1 of `image` and view 2 of `partner` (the same image, or a nearby frame)."""
-        v1, v2 = self.batch(image_to_tensor(image).unsqueeze(0), image_to_tensor(partner).unsqueeze(0))
+    def pair(self, image, partner, aspect: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """View 1 of `image` and view 2 of `partner` (the same image, or a nearby frame);
+        `aspect`: the original width/height of an image stored squashed (see crop_boxes)."""
+        a = None if aspect is None else torch.tensor([aspect])
+        v1, v2 = self.batch(image_to_tensor(image).unsqueeze(0), image_to_tensor(partner).unsqueeze(0), a)
         return v1[0], v2[0]
 
 

@@ -7,15 +7,16 @@ import torch
 from torch import nn
 
 
-def cosine_tau(step: int, total_steps: int, tau_base: float = 0.996) -> float:
-    """tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2: tau_base at step 0, 1 at the end.
+def cosine_tau(step: int, total_steps: int, tau_base: float = 0.996, tau_final: float = 1.0) -> float:
+    """tau = tau_final - (tau_final - tau_base) (cos(pi k / K) + 1) / 2.
 
-    Updated per training step k of K, as in the paper (not per epoch).
+    tau_base at step 0, tau_final (the paper: 1) at the end; tau_final = tau_base keeps tau
+    constant. Updated per training step k of K, as in the paper (not per epoch).
     """
     if total_steps <= 0:
         return tau_base
     progress = min(max(step / total_steps, 0.0), 1.0)
-    return 1.0 - (1.0 - tau_base) * (math.cos(math.pi * progress) + 1.0) / 2.0
+    return tau_final - (tau_final - tau_base) * (math.cos(math.pi * progress) + 1.0) / 2.0
 
 
 def float_state(module: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

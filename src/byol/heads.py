@@ -5,9 +5,10 @@ from torch import nn
 
 
 class MLP(nn.Sequential):
-    """Linear(in, hidden) - BatchNorm1d - ReLU - Linear(hidden, out).
+    """Linear(in, hidden) - BatchNorm1d - ReLU - Linear(hidden, out, no bias).
 
-    The paper's projector and predictor both have this shape, hidden 4096 and output 256.
+    The paper's projector and predictor both have this shape, hidden 4096 and output 256;
+    the last layer has no bias, as in DeepMind's byol/utils/networks.py (`MLP`).
     batch_norm=False drops the BatchNorm1d (an ablation; also a head whose output does not
     depend on how a batch is split across processes when SyncBatchNorm is unavailable).
     """
@@ -17,6 +18,6 @@ class MLP(nn.Sequential):
             nn.Linear(in_dim, hidden_dim),
             nn.BatchNorm1d(hidden_dim) if batch_norm else nn.Identity(),
             nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, out_dim),
+            nn.Linear(hidden_dim, out_dim, bias=False),
         )
         self.in_dim, self.hidden_dim, self.out_dim = in_dim, hidden_dim, out_dim

@@ -154,7 +154,8 @@ class BYOL(nn.Module):
             size; pass `feature_dim` to skip it.
         projection_dim, projection_hidden_dim, prediction_hidden_dim: MLP sizes, paper
             defaults 256, 4096, 4096 (Section 3.3).
-        tau_base: EMA rate at step 0, 0.996 in the paper (Section 3.3); goes to 1 on a cosine.
+        tau_base: EMA rate at step 0, 0.996 in the paper (Section 3.3); goes to tau_final
+            (the paper: 1) on a cosine. tau_final = tau_base keeps it constant.
         concat_views: run both views through each network as one batch of 2B images. Faster
             on some hardware, but batch-norm statistics then mix the views; the paper's
             setting (and the default) is one batch per view.
@@ -177,17 +178,18 @@ class BYOL(nn.Module):
         projection_hidden_dim: int = 4096,
         prediction_hidden_dim: int = 4096,
         tau_base: float = 0.996,
+        tau_final: float = 1.0,
         concat_views: bool = False,
         head_batchnorm: bool = True,
     ):
         super().__init__()
-        if not 0.0 <= tau_base <= 1.0:
-            raise ValueError(f"tau_base must be in [0, 1], got {tau_base}")
+        if not 0.0 <= tau_base <= 1.0 or not 0.0 <= tau_final <= 1.0:
+            raise ValueError(f"tau_base and tau_final must be in [0, 1], got {tau_base}, {tau_final}")
         layer = resolve_hidden_layer(net, hidden_layer)
         if feature_dim is None:
             feature_dim = infer_feature_dim(net, layer, image_size, in_channels)
         self.feature_dim = feature_dim
-        self.tau_base = tau_base
+        self.tau_base, self.tau_final = tau_base, tau_final
         self.tau = tau_base
         self.concat_views = concat_views
         self.projection_std: torch.Tensor | None = None  # set by each forward, see projection_std
@@ -230,7 +232,7 @@ class BYOL(nn.Module):
     @torch.no_grad()
     def update_target(self, step: int, total_steps: int) -> float:
         """EMA step after the optimizer step; tau from the cosine schedule at `step`."""
-        self.tau = cosine_tau(step, total_steps, self.tau_base)
+        self.tau = cosine_tau(step, total_steps, self.tau_base, self.tau_final)
         ema_update(self.target, self.online, self.tau)
         return self.tau
 

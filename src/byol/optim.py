@@ -26,11 +26,15 @@ def is_excluded(param: torch.Tensor) -> bool:
     return param.ndim <= 1
 
 
-def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: decayed and LARS-adapted weights; excluded biases and norm parameters."""
+def param_groups(module: nn.Module, weight_decay: float, exclude_bias_and_norm: bool = True) -> list[dict]:
+    """Two groups: decayed and LARS-adapted weights; excluded biases and norm parameters.
+
+    exclude_bias_and_norm=False puts every parameter in the first group (weight decay on
+    biases and norm scales too, as plain `torch.optim.SGD(model.parameters(), ...)` does).
+    """
     params = [p for p in module.parameters() if p.requires_grad]
-    decay = [p for p in params if not is_excluded(p)]
-    excluded = [p for p in params if is_excluded(p)]
+    decay = [p for p in params if not (exclude_bias_and_norm and is_excluded(p))]
+    excluded = [p for p in params if exclude_bias_and_norm and is_excluded(p)]
     groups = [{"params": decay, "weight_decay": weight_decay, "lars_exclude": False}]
     if excluded:
         groups.append({"params": excluded, "weight_decay": 0.0, "lars_exclude": True})
@@ -40,19 +44,27 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
 class LARS(torch.optim.Optimizer):
     """Layer-wise Adaptive Rate Scaling (You et al. 2017) as used by BYOL.
 
-    For each tensor not excluded: d = g + wd * w; d <- eta * ||w|| / ||d|| * d (when both
-    norms are positive); then momentum v = m v + d and w <- w - lr v. Excluded tensors
-    (group option `lars_exclude`) get neither weight decay nor the trust ratio.
-    Every group is updated with fused `torch._foreach_*` calls.
+    For each tensor not excluded: d = g + wd * w; r = eta * ||w|| / ||d|| (1 when either
+    norm is 0); d <- r * d; then momentum v = m v + d and w <- w - lr v. The tensor's
+    effective rate is lr * r (DeepMind's byol/utils/optimizers.py).
+
+    clip_lr (LARC's clipping, solo-learn's `clip_lr: True`): r <- min(r / lr, 1), so the
+    effective rate is min(eta * ||w|| / ||d||, lr): the adaptive rate never exceeds the
+    scheduled one. solo-learn (solo/utils/lars.py) divides by ||g|| + wd ||w|| where this
+    class divides by ||g + wd w||; with BYOL's weight decays (1e-5, 1.5e-6) the two differ
+    by less than the decay itself.
+
+    Excluded tensors (group option `lars_exclude`) get neither weight decay nor the trust
+    ratio. Every group is updated with fused `torch._foreach_*` calls.
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust_coefficient: float = 1e-3, lars_exclude: bool = False):
+                 trust_coefficient: float = 1e-3, lars_exclude: bool = False, clip_lr: bool = False):
         if lr < 0 or momentum < 0 or weight_decay < 0 or trust_coefficient <= 0:
             raise ValueError(f"invalid LARS settings: lr={lr}, momentum={momentum}, "
                              f"weight_decay={weight_decay}, trust_coefficient={trust_coefficient}")
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                        trust_coefficient=trust_coefficient, lars_exclude=lars_exclude)
+                        trust_coefficient=trust_coefficient, lars_exclude=lars_exclude, clip_lr=clip_lr)
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -73,6 +85,8 @@ class LARS(torch.optim.Optimizer):
                 g_norm = torch.stack(torch._foreach_norm(grads))
                 ratio = torch.where((w_norm > 0) & (g_norm > 0),
                                     group["trust_coefficient"] * w_norm / g_norm, torch.ones_like(w_norm))
+                if group["clip_lr"]:
+                    ratio = (ratio / group["lr"]).clamp_(max=1.0) if group["lr"] > 0 else torch.ones_like(ratio)
                 grads = torch._foreach_mul(grads, list(ratio.unbind()))
             bufs = []
             for p, d in zip(params, grads):
@@ -93,12 +107,13 @@ def scaled_lr(base_lr: float, global_batch: int) -> float:
 
 
 def build_optimizer(module: nn.Module, name: str, lr: float, weight_decay: float,
-                    momentum: float = 0.9, trust_coefficient: float = 1e-3) -> torch.optim.Optimizer:
-    """LARS, SGD, Adam or AdamW over `param_groups(module)`."""
+                    momentum: float = 0.9, trust_coefficient: float = 1e-3, clip_lr: bool = False,
+                    exclude_bias_and_norm: bool = True) -> torch.optim.Optimizer:
+    """LARS, SGD, Adam or AdamW over `param_groups(module)`; clip_lr is LARS-only."""
     name = name.lower()
-    groups = param_groups(module, weight_decay)
+    groups = param_groups(module, weight_decay, exclude_bias_and_norm)
     if name == "lars":
-        return LARS(groups, lr=lr, momentum=momentum, trust_coefficient=trust_coefficient)
+        return LARS(groups, lr=lr, momentum=momentum, trust_coefficient=trust_coefficient, clip_lr=clip_lr)
     fused = {"fused": True} if all(p.is_cuda for g in groups for p in g["params"]) else {}
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, **fused)

@@ -70,10 +70,14 @@ class ResNet(nn.Module):
     """ResNet with a CIFAR stem (3x3 stride 1, no max-pool) or the ImageNet one (7x7/2 + pool).
 
     width scales every stage's channels (0.25 gives 16-32-64-128 for ResNet-18).
+    zero_init_residual starts the last batch-norm scale of every residual block at 0, so
+    each block begins as the identity (Goyal et al. 2017), as in the ResNets of DeepMind's
+    BYOL code (byol/utils/networks.py builds haiku's ResNet blocks, whose last BatchNorm has
+    `scale_init=jnp.zeros`); configs/imagenet.yaml turns it on for ResNet-50.
     """
 
     def __init__(self, block, layers, stem: str = "imagenet", width: float = 1.0,
-                 in_channels: int = 3, num_classes: int = 0):
+                 in_channels: int = 3, num_classes: int = 0, zero_init_residual: bool = False):
         super().__init__()
         if stem not in ("cifar", "imagenet"):
             raise BackboneError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
@@ -101,6 +105,8 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if zero_init_residual and isinstance(m, (BasicBlock, Bottleneck)):
+                nn.init.zeros_((m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

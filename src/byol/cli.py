@@ -110,25 +110,28 @@ def cmd_layers(args, extra) -> int:
 
 
 def _features(args):
-    """(feature extractor, mean, std, image size) from a .ckpt or a .safetensors file."""
+    """(feature extractor, mean, std, image size, evaluation centre crop) from a .ckpt or a
+    .safetensors file."""
     from .augment import IMAGENET_MEAN, IMAGENET_STD
     from .checkpoint import checkpoint_config, load_backbone, load_checkpoint
     from .model import feature_extractor
 
     net = load_backbone(args.checkpoint, args.backbone, _json_arg(args.args) if args.args else None)
-    mean, std, size, layer = IMAGENET_MEAN, IMAGENET_STD, args.image_size, args.hidden_layer
+    mean, std, size, layer, crop = IMAGENET_MEAN, IMAGENET_STD, args.image_size, args.hidden_layer, 1.0
     if str(args.checkpoint).endswith(".ckpt"):
         saved = checkpoint_config(load_checkpoint(args.checkpoint))
         mean, std = saved["augment"]["mean"], saved["augment"]["std"]
         size = size or saved["data"]["image_size"]
+        crop = saved["data"].get("eval_crop", 1.0)
         layer = layer if layer is not None else saved["model"]["hidden_layer"]
     if isinstance(layer, str) and layer.lstrip("-").isdigit():
         layer = int(layer)
-    return feature_extractor(net, layer), mean, std, size or 224
+    return feature_extractor(net, layer), mean, std, size or 224, crop
 
 
 def _labeled_sets(args, size: int):
-    """(train, test) MemoryImages from --train/--test folders or --dataset NAME --data PATH."""
+    """(train, test) MemoryImages from --train/--test folders or --dataset NAME --data PATH,
+    decoded at `size` (shorter side, centre square)."""
     from .data import decode_to_memory, list_images
     from .datasets import load_dataset, match_channels
 
@@ -156,17 +159,17 @@ def cmd_evaluate(args, extra) -> int:
     from .evaluate import (extract_features, knn_accuracy, linear_probe, logistic_regression,
                            train_classifier)
 
-    net, mean, std, size = _features(args)
-    train, test = _labeled_sets(args, size)
-    settings: dict = {"image_size": size}
+    net, mean, std, size, crop = _features(args)
+    train, test = _labeled_sets(args, round(size / crop))
+    settings: dict = {"image_size": size, "eval_crop": crop}
     if args.label_fraction < 1.0:  # semi-supervised: a class-balanced subset, seed recorded
         _, keep = balanced_split(train.labels, args.label_fraction, args.seed)
         train = MemoryImages(train.images[keep], train.labels[keep], train.classes)
         settings.update(label_fraction=args.label_fraction, subset_seed=args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.protocol in ("knn", "linear", "logistic"):
-        ftr = extract_features(net, train.images, mean, std, size, device=device)
-        fte = extract_features(net, test.images, mean, std, size, device=device)
+        ftr = extract_features(net, train.images, mean, std, size, device=device, crop=crop)
+        fte = extract_features(net, test.images, mean, std, size, device=device, crop=crop)
         if args.protocol == "knn":
             result = knn_accuracy(ftr, train.labels, fte, test.labels, args.k, args.temperature)
         elif args.protocol == "linear":
@@ -180,7 +183,7 @@ def cmd_evaluate(args, extra) -> int:
                                   test.labels, mean, std, size, epochs=args.epochs, lr=args.lr,
                                   fine_tune=args.protocol == "finetune", bn_momentum=args.bn_momentum,
                                   batch_size=args.batch_size, seed=args.seed, device=device,
-                                  save_to=args.save_model)
+                                  save_to=args.save_model, crop=crop)
         if args.save_model:
             settings["saved_model"] = args.save_model
     top1, top5 = result.pop("top1"), result.pop("top5")
@@ -242,9 +245,9 @@ def cmd_embed(args, extra) -> int:
     from .data import decode_to_memory, list_images
     from .evaluate import extract_features
 
-    net, mean, std, size = _features(args)
-    mem = decode_to_memory(list_images(args.data), size, args.channels)
-    feats = extract_features(net, mem.images, mean, std, size)
+    net, mean, std, size, crop = _features(args)
+    mem = decode_to_memory(list_images(args.data), round(size / crop), args.channels)
+    feats = extract_features(net, mem.images, mean, std, size, crop=crop)
     np.save(args.output, feats.numpy())
     print(f"wrote {args.output}: {tuple(feats.shape)} embeddings of {args.data}")
     return 0

@@ -8,6 +8,7 @@ listed, a wrong type or an out-of-range value is named with what is expected.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ class DataConfig:
     load_size: Union[int, None] = None  # images are decoded to this size (default image_size)
     channels: int = 3  # 3 (RGB) or 1 (grayscale networks)
     in_memory: Union[bool, None] = None  # decode all once into RAM; None: yes below 300k images
-    large_images: str = "resize"  # resize | crop (random load_size crops, e.g. DIV2K)
+    large_images: str = "resize"  # resize (centre square) | crop (random load_size crops, e.g. DIV2K) | full (whole image; streamed data)
+    eval_crop: float = 1.0  # evaluation: the centre eval_crop of the image (ImageNet: 0.875 = 224 of 256)
     augment_on: str = "device"  # device (batched, fast) | workers (per image in the Dataset)
     num_workers: int = 2
     limit: Union[int, None] = None  # use only N images (a random subset, fixed by train.seed)
@@ -50,7 +52,8 @@ class ModelConfig:
     projection_dim: int = 256
     projection_hidden_dim: int = 4096
     prediction_hidden_dim: int = 4096
-    tau_base: float = 0.996
+    tau_base: float = 0.996  # EMA rate at the first step (paper, Section 3.3)
+    tau_final: float = 1.0  # ... at the last, on a cosine; = tau_base keeps it constant
     concat_views: bool = False
     head_batchnorm: bool = True  # BatchNorm1d in projector and predictor (paper, Section 3.3)
 
@@ -62,6 +65,8 @@ class OptimConfig:
     weight_decay: float = 1.5e-6
     momentum: float = 0.9
     trust_coefficient: float = 1e-3
+    clip_lr: bool = False  # LARS: the adaptive rate never exceeds the scheduled one (LARC clipping)
+    exclude_bias_and_norm: bool = True  # no weight decay (nor LARS ratio) on biases and norm parameters
     warmup_epochs: float = 10.0
 
 
@@ -110,6 +115,34 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    # settings that depend on the run's length: {epochs: {"optim.base_lr": 0.3, ...}}; the
+    # entry for train.epochs (else the nearest on a log scale) is applied after the config
+    # files and before the command line (see apply_epoch_preset)
+    epoch_presets: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.given: set[str] = set()  # dotted keys set by a file, a preset or the command line
+        self.notes: list[str] = []  # what was decided for the user (presets, data-aware defaults)
+
+
+RECIPES_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def recipe_names() -> list[str]:
+    """The packaged recipes (configs/*.yaml), by name."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A config file path, or the name of a packaged recipe (`cifar10`, `imagenet`, ...)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    packaged = RECIPES_DIR / (p.name if p.suffix == ".yaml" else f"{p.name}.yaml")
+    if p.parent == Path(".") and packaged.is_file():
+        return packaged
+    raise ConfigError(f"config file {str(name)!r} does not exist, and it is not a packaged recipe "
+                      f"({', '.join(recipe_names())})")
 
 
 # ---------------------------------------------------------------------------
@@ -173,7 +206,8 @@ def _type_name(tp) -> str:
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
-def _apply(obj, values: dict, prefix: str, source: str):
+def _apply(obj, values: dict, prefix: str, source: str, given: set | None = None):
+    """Set the keys of `values` on the dataclass `obj`; the dotted names set go into `given`."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: {prefix or 'the top level'} must be a mapping, got {values!r}")
     hints = typing.get_type_hints(type(obj))
@@ -185,14 +219,46 @@ def _apply(obj, values: dict, prefix: str, source: str):
                               f"{' in ' + repr(prefix[:-1]) if prefix else ''}: {', '.join(names)}")
         current = getattr(obj, k)
         if dataclasses.is_dataclass(current):
-            _apply(current, v, f"{key}.", source)
+            _apply(current, v, f"{key}.", source, given)
         else:
             setattr(obj, k, _coerce(v, hints[k], f"{source}: {key}"))
+            if given is not None:
+                given.add(key)
+
+
+def _nested(dotted: dict) -> dict:
+    """{"optim.base_lr": 0.3} -> {"optim": {"base_lr": 0.3}}."""
+    out: dict = {}
+    for key, value in dotted.items():
+        node = out
+        parts = str(key).split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def apply_epoch_preset(cfg: Config, epochs: int, source: str, given: set | None = None) -> int | None:
+    """Apply the entry of cfg.epoch_presets for `epochs`, or for the nearest epoch count on a
+    log scale; returns the preset's epoch count (None without presets)."""
+    if not cfg.epoch_presets:
+        return None
+    try:
+        table = {int(k): v for k, v in cfg.epoch_presets.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: epoch_presets keys must be epoch counts, got "
+                          f"{list(cfg.epoch_presets)}") from None
+    if any(k <= 0 for k in table) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f"{source}: epoch_presets must map positive epoch counts to settings "
+                          "like {optim.base_lr: 0.3}")
+    chosen = min(table, key=lambda k: (abs(math.log(k / max(epochs, 1))), k))
+    _apply(cfg, _nested(table[chosen]), "", f"{source}: epoch_presets[{chosen}]", given)
+    return chosen
 
 
 def from_dict(values: dict | None, source: str = "config") -> Config:
     cfg = Config()
-    _apply(cfg, values or {}, "", source)
+    _apply(cfg, values or {}, "", source, cfg.given)
     validate(cfg, source)
     return cfg
 
@@ -234,23 +300,87 @@ def parse_overrides(args: list[str]) -> dict:
 
 
 def load_config(path: str | Path | list | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then each YAML file in order (one path or a list), then the overrides."""
+    """Defaults, then each YAML file in order (one path, a packaged recipe's name, or a list),
+    then the entry of `epoch_presets` for the run's epochs, then the overrides.
+
+    `cfg.given` holds the dotted keys that a file, a preset or the command line set (the
+    rest are defaults, which `adapt_to_data` may change); `cfg.notes` says which preset
+    was applied.
+    """
     cfg = Config()
+    given: set[str] = set()
     source = "config"
     for p in ([] if path is None else path if isinstance(path, (list, tuple)) else [path]):
-        p = Path(p)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
+        p = resolve_config_path(p)
         try:
             values = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML: {e}") from None
         source = str(p)
-        _apply(cfg, values, "", source)
-    if overrides:
-        _apply(cfg, parse_overrides(overrides), "", "command line")
+        _apply(cfg, values, "", source, given)
+    command_line = parse_overrides(overrides) if overrides else {}
+    epochs = command_line.get("train", {}).get("epochs", cfg.train.epochs)
+    notes = []
+    if isinstance(epochs, int) and not isinstance(epochs, bool):
+        chosen = apply_epoch_preset(cfg, epochs, source, given)
+        if chosen is not None:
+            notes.append(f"epoch_presets: the settings for {chosen} epochs"
+                         + ("" if chosen == epochs else f" (the nearest preset to {epochs})"))
+    if command_line:
+        _apply(cfg, command_line, "", "command line", given)
     validate(cfg, source)
+    cfg.given, cfg.notes = given, notes
     return cfg
+
+
+SMALL_DATA_IMAGES = 10_000
+
+
+def adapt_to_data(cfg: Config, n_images: int, grayscale: bool) -> list[str]:
+    """Data-aware defaults: change the augmentation keys that no file, preset or command-line
+    value set (cfg.given), where the data makes the paper's ImageNet default a poor fit.
+    Returns one line per change (and a note for small data sets), also kept in cfg.notes.
+
+    - Images below 40 px: no Gaussian blur. The blur kernel is about 10 % of the side
+      (paper, Appendix B), 3x3 at these sizes, so with sigma up to 2 it is a near-box
+      filter on every view-1 image; lightly's CIFAR-10 benchmark and solo-learn's CIFAR
+      recipe switch it off too. Measured at 32 px: BENCHMARKS.md, "Recipes".
+    - Grayscale images: saturation, hue and colour dropping do nothing to a grey image;
+      they are set to 0 so that config.yaml records what really happens.
+    """
+    notes = []
+
+    def default(key: str, value) -> None:
+        section, *path = key.split(".")
+        obj = getattr(cfg, section)
+        for part in path[:-1]:
+            obj = getattr(obj, part)
+        if key in cfg.given or getattr(obj, path[-1]) == value:
+            return
+        notes.append(f"{key}: {getattr(obj, path[-1])} -> {value}")
+        setattr(obj, path[-1], value)
+
+    if cfg.data.image_size < 40:
+        for view in ("view1", "view2"):
+            default(f"augment.{view}.blur_p", 0.0)
+    if grayscale:
+        for view in ("view1", "view2"):
+            for k in ("saturation", "hue", "grayscale_p"):
+                default(f"augment.{view}.{k}", 0.0)
+    if notes:
+        why = []
+        if cfg.data.image_size < 40:
+            why.append(f"{cfg.data.image_size}-px images")
+        if grayscale:
+            why.append("grayscale images")
+        notes = [f"data-aware defaults for {' and '.join(why)}: " + "; ".join(notes)]
+    if 0 < n_images < SMALL_DATA_IMAGES and cfg.train.epochs > 0:
+        steps = n_images // max(1, cfg.train.batch_size) * cfg.train.epochs
+        notes.append(f"{n_images} training images, {cfg.train.epochs} epochs ({steps} steps): BYOL usually needs "
+                     f"more images or more epochs (the paper: 1.28 million images, 300-1000 epochs; CIFAR-10 recipes: "
+                     f"50,000 images, 200-1000 epochs). Check the kNN verdict at the end of the run.")
+    cfg.notes = [*getattr(cfg, "notes", []), *notes]
+    return notes
 
 
 def validate(cfg: Config, source: str = "config") -> None:
@@ -269,7 +399,11 @@ def validate(cfg: Config, source: str = "config") -> None:
     need(d.load_size is None or d.load_size >= d.image_size // 2, "data.load_size", d.load_size,
          "must be at least half of data.image_size")
     need(d.channels in (1, 3), "data.channels", d.channels, "must be 1 or 3")
-    need(d.large_images in ("resize", "crop"), "data.large_images", d.large_images, "must be resize or crop")
+    need(d.large_images in ("resize", "crop", "full"), "data.large_images", d.large_images,
+         "must be resize, crop or full")
+    need(not (d.large_images == "full" and d.in_memory), "data.in_memory", d.in_memory,
+         "large_images: full streams the images; set data.in_memory: false")
+    need(0.0 < d.eval_crop <= 1.0, "data.eval_crop", d.eval_crop, "must be in (0, 1]")
     need(d.augment_on in ("device", "workers"), "data.augment_on", d.augment_on, "must be device or workers")
     need(0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "must be in [0, 1)")
     need(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")
@@ -277,13 +411,14 @@ def validate(cfg: Config, source: str = "config") -> None:
     need(d.limit_per_class is None or d.limit_per_class > 0, "data.limit_per_class", d.limit_per_class,
          "must be positive")
     need(0.0 <= m.tau_base <= 1.0, "model.tau_base", m.tau_base, "must be in [0, 1]")
+    need(m.tau_base <= m.tau_final <= 1.0, "model.tau_final", m.tau_final, "must be in [model.tau_base, 1]")
     for k in ("projection_dim", "projection_hidden_dim", "prediction_hidden_dim"):
         need(getattr(m, k) > 0, f"model.{k}", getattr(m, k), "must be positive")
     need(o.name in ("lars", "sgd", "adam", "adamw"), "optim.name", o.name, "must be lars, sgd, adam or adamw")
     need(o.base_lr > 0, "optim.base_lr", o.base_lr, "must be positive")
     need(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
     need(o.warmup_epochs >= 0, "optim.warmup_epochs", o.warmup_epochs, "must be >= 0")
-    need(t.epochs > 0, "train.epochs", t.epochs, "must be positive")
+    need(t.epochs >= 0, "train.epochs", t.epochs, "must be >= 0 (0: evaluate the untrained network only)")
     need(t.batch_size >= 2, "train.batch_size", t.batch_size, "must be at least 2 (batch norm)")
     need(t.accumulate >= 1, "train.accumulate", t.accumulate, "must be >= 1")
     need(t.precision in ("auto", "32", "bf16", "16"), "train.precision", t.precision, "must be auto, 32, bf16 or 16")
@@ -298,6 +433,8 @@ def validate(cfg: Config, source: str = "config") -> None:
     need(t.num_nodes >= 1, "train.num_nodes", t.num_nodes, "must be >= 1")
     need(a.size == d.image_size or a.size == AugmentConfig().size, "augment.size", a.size,
          "is set from data.image_size; leave it out")
+    need(a.crop_sampling in ("rejection", "clamp"), "augment.crop_sampling", a.crop_sampling,
+         "must be rejection or clamp")
     need(len(a.mean) == len(a.std) and len(a.mean) >= d.channels, "augment.mean/std", (a.mean, a.std),
          "need one value per channel")
     for name, view in (("view1", a.view1), ("view2", a.view2)):

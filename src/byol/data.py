@@ -148,6 +148,31 @@ def fit_image(img: Image.Image, size: int | None, mode: str, rng: np.random.Gene
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
+def fit_full(img: Image.Image, size: int) -> tuple[np.ndarray, float]:
+    """PIL image -> (uint8 (C, size, size) array of the whole image squashed to a square, its
+    width / height).
+
+    The random resized crop then draws its box in the original geometry (`crop_boxes`'
+    `aspect`), so crops can reach every part of a non-square image, as DeepMind's crops of
+    the full decoded JPEG do (byol/utils/dataset.py), while batches keep one shape.
+    """
+    w, h = img.size
+    if (w, h) != (size, size):
+        img = img.resize((size, size), Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return np.ascontiguousarray(arr.transpose(2, 0, 1)), w / h
+
+
+def decode_item(img: Image.Image, size: int, mode: str, rng: np.random.Generator | None = None):
+    """(uint8 tensor, aspect or None) for one training image, by `data.large_images` mode."""
+    if mode == "full":
+        arr, aspect = fit_full(img, size)
+        return torch.from_numpy(arr), aspect
+    return torch.from_numpy(fit_image(img, size, mode, rng)), None
+
+
 def open_image(data: bytes | str, channels: int) -> Image.Image:
     """Decode fully (so truncation shows here) and convert to RGB (3) or L (1)."""
     img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
@@ -253,6 +278,18 @@ class BatchIndices(torch.utils.data.Dataset):
         return (torch.as_tensor(indices),)
 
 
+def looks_grayscale(dataset, channels: int = 3, sample: int = 4096) -> bool:
+    """One-channel data, or in-memory RGB images whose three channels are equal (the first
+    `sample` images are checked); streamed RGB data is taken to be in colour."""
+    if channels == 1:
+        return True
+    images = getattr(getattr(dataset, "dataset", dataset), "images", None)
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        return False
+    x = images[:sample]
+    return bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
+
+
 def collate_batch(batch):
     """Collate for MemoryImages: `__getitems__` already returned the batch."""
     return batch
@@ -278,24 +315,30 @@ class StreamImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def load(self, i: int) -> np.ndarray:
+    def load(self, i: int):
+        """(uint8 (C, S, S) tensor, aspect or None): see decode_item."""
         path = os.path.join(self.images.root, self.images.items[i])
-        return fit_image(open_image(path, self.channels), self.size, self.mode)
+        return decode_item(open_image(path, self.channels), self.size, self.mode)
 
     def __getitem__(self, i: int):
         for attempt in range(min(len(self), 100)):
             j = (i + attempt) % len(self)
             try:
-                x = torch.from_numpy(self.load(j))
+                x, aspect = self.load(j)
             except (*_DECODE_ERRORS, FileNotFoundError) as e:
                 self.bad.report(os.path.join(self.images.root, self.images.items[j]), e)
                 continue
-            label = self.images.labels[j]
-            if self.transform is not None:
-                v1, v2 = self.transform(x)
-                return v1, v2, label
-            return x, label
+            return training_item(x, self.images.labels[j], aspect, self.transform)
         raise DataError(f"no readable image found near index {i} in {self.images.root!r}")
+
+
+def training_item(x: torch.Tensor, label: int, aspect: float | None, transform=None) -> tuple:
+    """What a streamed data set yields: (uint8 image, label), (uint8 image, label, aspect)
+    for whole squashed images, or (view1, view2, label) augmented by a worker `transform`."""
+    if transform is not None:
+        v1, v2 = transform.pair(x, x, aspect)
+        return v1, v2, label
+    return (x, label) if aspect is None else (x, label, aspect)
 
 
 class VideoFramePairs(torch.utils.data.Dataset):

@@ -18,11 +18,13 @@ from .model import pool_features
 @torch.no_grad()
 def extract_features(net: nn.Module, images: torch.Tensor, mean, std, image_size: int | None = None,
                      batch_size: int = 512, device: str | torch.device = "cpu",
-                     channels_last: bool = False, keep_on_device: bool = False) -> torch.Tensor:
+                     channels_last: bool = False, keep_on_device: bool = False,
+                     crop: float = 1.0) -> torch.Tensor:
     """Features of uint8 images (N, C, H, W) through `net` in eval mode, (N, D) float32.
 
     On the CPU, or left on `device` with keep_on_device (the kNN monitor on a GPU).
-    Images are resized to `image_size` when they differ; no augmentation.
+    The centre `crop` of each image (0.875: 224 of 256, the ImageNet evaluation) is resized
+    to `image_size` where the sizes differ; no augmentation.
     """
     was_training = net.training
     net.eval()
@@ -30,6 +32,10 @@ def extract_features(net: nn.Module, images: torch.Tensor, mean, std, image_size
     try:
         for start in range(0, images.shape[0], batch_size):
             x = to_float(images[start:start + batch_size].to(device, non_blocking=True))
+            if crop < 1.0:
+                h, w = x.shape[-2:]
+                ch, cw = max(1, round(h * crop)), max(1, round(w * crop))
+                x = x[..., (h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
             if image_size is not None and x.shape[-1] != image_size:
                 x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", antialias=True,
                                   align_corners=False).clamp_(0, 1)
@@ -159,7 +165,7 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
                      test_images, test_labels, mean, std, image_size: int, epochs: int = 30, lr: float = 0.1,
                      weight_decay: float = 0.0, batch_size: int = 256, fine_tune: bool = False,
                      bn_momentum: float | None = None, seed: int = 0, device="cpu",
-                     save_to: str | None = None) -> dict:
+                     save_to: str | None = None, crop: float = 1.0) -> dict:
     """A linear head on `net`, trained on augmented images (crop + flip): the paper's linear
     evaluation with a frozen backbone, or fine-tuning of the whole network (fine_tune=True).
 
@@ -167,6 +173,7 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
     given, replaces the backbone's batch-norm momentum while fine-tuning (seed 003's setup;
     PyTorch convention: the weight of the new batch statistics). save_to: write the trained
     network and head as one .safetensors file (backbone.<the network's own keys>, head.*).
+    crop: the centre fraction of the test images evaluated (see extract_features).
     """
     from .augment import augment_view, normalize, to_float
 
@@ -197,7 +204,7 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
             loss.backward()
             opt.step()
             sched.step()
-    test_f = extract_features(net, test_images, mean, std, image_size, device=device)
+    test_f = extract_features(net, test_images, mean, std, image_size, device=device, crop=crop)
     with torch.no_grad():
         scores = head.cpu()(test_f)
     if save_to:

@@ -4,8 +4,9 @@
     pl.Trainer(max_epochs=...).fit(module, loader)
     net.load_state_dict(module.backbone.state_dict())
 
-Batches are either (uint8 images, labels), augmented here on the training device, or
-(view1, view2, labels) already augmented by Dataset workers.
+Batches are (uint8 images, labels), (uint8 images, labels, aspect ratios) of whole images
+stored squashed, or (uint8 frames, uint8 partner frames, labels), augmented here on the
+training device; or (view1, view2, labels) already augmented by Dataset workers.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ class BYOLModule(L.LightningModule):
         self.model = BYOL(net, hidden_layer=m.hidden_layer, image_size=cfg.data.image_size,
                           in_channels=cfg.data.channels, projection_dim=m.projection_dim,
                           projection_hidden_dim=m.projection_hidden_dim,
-                          prediction_hidden_dim=m.prediction_hidden_dim, tau_base=m.tau_base,
+                          prediction_hidden_dim=m.prediction_hidden_dim, tau_base=m.tau_base, tau_final=m.tau_final,
                           concat_views=m.concat_views, head_batchnorm=m.head_batchnorm)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -87,6 +88,8 @@ class BYOLModule(L.LightningModule):
             torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.global_rank + 1)
 
     def views(self, batch):
+        if len(batch) == 3 and batch[2].is_floating_point():  # whole squashed images + aspect ratios
+            return self.augment(batch[0], aspect=batch[2])
         if len(batch) == 3 and batch[0].dtype == torch.uint8:  # raw pairs (video frames)
             return self.augment(batch[0], batch[1])
         if len(batch) == 3:  # augmented in the Dataset workers
@@ -211,7 +214,8 @@ class BYOLModule(L.LightningModule):
         o = self.cfg.optim
         lr = scaled_lr(o.base_lr, self.global_batch())
         trainable = nn.ModuleList([self.model.online, self.model.predictor])
-        optimizer = build_optimizer(trainable, o.name, lr, o.weight_decay, o.momentum, o.trust_coefficient)
+        optimizer = build_optimizer(trainable, o.name, lr, o.weight_decay, o.momentum, o.trust_coefficient,
+                                    o.clip_lr, o.exclude_bias_and_norm)
         steps_per_epoch = max(1, self.total_steps // max(1, self.trainer.max_epochs))
         scheduler = build_scheduler(optimizer, int(o.warmup_epochs * steps_per_epoch), self.total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -295,6 +299,10 @@ class AtomicCheckpoint(L.Callback):
         if epoch % self.every == 0 or epoch == trainer.max_epochs:
             self.save(trainer, batches_done=trainer.num_training_batches)
 
+    def on_fit_end(self, trainer, pl_module):
+        if trainer.max_epochs == 0 and not self.last.exists():  # train.epochs 0: the initial weights
+            self.save(trainer, batches_done=0)
+
     def save(self, trainer, batches_done: int) -> None:
         loader = trainer.train_dataloader
         if hasattr(loader, "mark"):
@@ -343,7 +351,8 @@ class KNNMonitor(L.Callback):
     def evaluate(self, pl_module: BYOLModule) -> dict:
         cfg = pl_module.cfg
         kw = dict(mean=cfg.augment.mean, std=cfg.augment.std, image_size=cfg.data.image_size,
-                  device=pl_module.device, channels_last=cfg.train.channels_last, keep_on_device=True)
+                  device=pl_module.device, channels_last=cfg.train.channels_last, keep_on_device=True,
+                  crop=cfg.data.eval_crop)
         dtype = torch.bfloat16 if "bf16" in str(pl_module.trainer.precision) else None
         net = feature_extractor(pl_module.backbone, pl_module.model.online.hidden_layer)
         with torch.autocast(pl_module.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -382,6 +391,10 @@ class KNNMonitor(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         if trainer.global_step == 0:
+            self.record(trainer, pl_module, 0)
+
+    def on_fit_end(self, trainer, pl_module):
+        if trainer.max_epochs == 0 and not self.history:  # train.epochs 0: the untrained network only
             self.record(trainer, pl_module, 0)
 
     def on_train_epoch_end(self, trainer, pl_module):

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import _DECODE_ERRORS, BadImages, DataError, _read_all_bytes, fit_image, list_images, open_image
+from .data import (_DECODE_ERRORS, BadImages, DataError, _read_all_bytes, decode_item, list_images, open_image,
+                   training_item)
 from . import loader
 from .checkpoint import atomic_replace
 
@@ -213,11 +214,14 @@ class ShardStream(torch.utils.data.IterableDataset):
                 return
 
     def decode(self, name: str, data: bytes, label: int, rng, augment: bool = True):
+        """A training item (see training_item), or with augment=False (uint8 image, label) with
+        the centre square of the image (the kNN bank)."""
         try:
-            x = torch.from_numpy(fit_image(open_image(data, self.channels), self.size, self.mode, rng))
+            x, aspect = decode_item(open_image(data, self.channels), self.size,
+                                    self.mode if augment else "resize", rng)
         except _DECODE_ERRORS as e:
             self.bad.report(name, e)
             return None
-        if self.transform is not None and augment:
-            return (*self.transform(x), label)
-        return x, label
+        if not augment:
+            return x, label
+        return training_item(x, label, aspect, self.transform)

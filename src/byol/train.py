@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from .config import Config, ConfigError, to_dict
+from .config import Config, ConfigError, adapt_to_data, to_dict
 from .data import (BatchIndices, DataError, ImageList, MemoryImages, VideoFramePairs, StreamImages, collate_batch, decode_to_memory,
-                   list_images, split_held_out)
+                   list_images, looks_grayscale, split_held_out)
 from .augment import TwoViewTransform
 from .loader import ResumableLoader, ShardedSampler
 
@@ -83,7 +83,8 @@ def build_data(cfg: Config):
     if d.limit:
         images = _subset(images, d.limit, t.seed)
     load = d.load_size or d.image_size
-    in_memory = d.in_memory if d.in_memory is not None else len(images) <= MEMORY_LIMIT_IMAGES
+    in_memory = d.in_memory if d.in_memory is not None else (len(images) <= MEMORY_LIMIT_IMAGES
+                                                             and d.large_images != "full")
     monitor = t.knn_every > 0 and images.labeled
     bank = test = None
     if monitor and d.val_path:
@@ -192,12 +193,15 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
                           "or choose another train.out_dir")
     if resume and not last.exists():
         raise ConfigError(f"--resume: no checkpoint at {last}")
-    if resume:
-        check_resume_config(last, cfg)
     if t.threads:
         torch.set_num_threads(t.threads)
     L.seed_everything(t.seed, workers=True, verbose=False)
     loader, bank, test, n_train, resident = build_data(cfg)
+    adapt_to_data(cfg, n_train, looks_grayscale(loader.dataset, cfg.data.channels))
+    for note in cfg.notes:
+        print(note)
+    if resume:  # after the data-aware defaults, which the checkpoint's config holds too
+        check_resume_config(last, cfg)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
@@ -264,13 +268,52 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
     if monitor and monitor.history:
         summary["knn_untrained_top1"] = monitor.history[0]["top1"] if monitor.history[0]["epoch"] == 0 else None
         summary["knn_final_top1"] = monitor.history[-1]["top1"]
+    std = module.model.projection_std
+    summary["projection_std"] = None if std is None else float(std)
+    summary["projection_std_healthy"] = 1.0 / cfg.model.projection_dim ** 0.5
+    summary["notes"] = list(cfg.notes)
+    summary["verdict"] = verdict(summary, cfg)
     if trainer.is_global_zero:
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        print(summary["verdict"]["message"])
         if cfg.log.report:
             from .report import write_report
 
             summary["report"] = str(write_report(out))
     return summary
+
+
+def verdict(summary: dict, cfg: Config) -> dict:
+    """Whether pretraining helped: the final kNN accuracy against the untrained network's
+    (same initialisation, same held-out images), or, without labels, the collapse monitor."""
+    untrained, final = summary.get("knn_untrained_top1"), summary.get("knn_final_top1")
+    if cfg.train.epochs == 0:
+        shown = f": kNN top-1 {100 * untrained:.2f}%" if untrained is not None else ""
+        return {"helped": None, "message": f"Untrained network evaluated (train.epochs 0){shown}."}
+    if untrained is not None and final is not None:
+        gain = 100 * (final - untrained)
+        if final > untrained:
+            return {"helped": True, "gain_points": round(gain, 2),
+                    "message": f"Pretraining helped: kNN top-1 {100 * untrained:.2f}% untrained -> "
+                               f"{100 * final:.2f}% ({gain:+.2f} points)."}
+        return {"helped": False, "gain_points": round(gain, 2),
+                "message": f"Pretraining did not help: kNN top-1 {100 * final:.2f}% after {cfg.train.epochs} "
+                           f"epochs is not above the untrained network's {100 * untrained:.2f}% ({gain:+.2f} "
+                           f"points), so the exported backbone is no better than its initialisation. Try more "
+                           f"epochs or more images ({summary['train_images']} now), gentler crops "
+                           f"(--augment.view1.crop_scale '[0.2, 1.0]' and the same for view2), or the other "
+                           f"recipe (--config cifar10 or --config cifar10-solo-lars); README.md, 'Recipes'."}
+    std, healthy = summary.get("projection_std"), summary["projection_std_healthy"]
+    if std is None:
+        state = "not measured"
+    elif std < 0.1 * healthy:
+        state = f"collapsed (projection std {std:.4f}, healthy about {healthy:.4f})"
+    else:
+        state = f"not collapsed (projection std {std:.4f}, healthy about {healthy:.4f})"
+    return {"helped": None, "collapse": state,
+            "message": f"No check of whether pretraining helped was possible: the kNN monitor needs labeled "
+                       f"held-out images (data.val_path with class folders, or labeled training data). "
+                       f"Collapse monitor: {state}."}
 
 
 def distributed(cfg: Config) -> bool:

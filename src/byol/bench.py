@@ -1,4 +1,4 @@
-"""`byol bench throughput`: B1 of ../shared/docs/BENCHMARKS.md.
+"""`byol bench throughput|b2|b3`: the benchmark protocols B1, B2 and B3 (BENCHMARKS.md).
 
 One full BYOL step from a uint8 batch in memory to updated weights (augment both views,
 online forward and backward on both, target forward, symmetric loss, optimiser step, EMA
@@ -126,9 +126,12 @@ if __name__ == "__main__":
 
 
 def default_cifar_dir() -> str:
-    """../shared/data/cifar10 next to the checkout, where this workplace keeps the copy."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.normpath(os.path.join(here, "..", "..", "..", "shared", "data", "cifar10"))
+    """The folder named by BYOL_CIFAR10_DIR (train.tar.gz and test.tar.gz), when --cifar is not given."""
+    path = os.environ.get("BYOL_CIFAR10_DIR")
+    if not path:
+        raise DataError("this benchmark needs CIFAR-10 as train.tar.gz and test.tar.gz: pass --cifar DIR "
+                        "or set BYOL_CIFAR10_DIR")
+    return path
 
 
 def b2(epochs: int = 10, cifar_dir: str | None = None, out_dir: str = "runs/bench-b2",

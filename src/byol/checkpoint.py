@@ -47,10 +47,12 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds here
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {str(e).splitlines()[0]}") from None
+    except Exception:  # noqa: BLE001 - torch raises many kinds here; its advice to load unsafely is not ours
+        raise CheckpointError(f"{str(path)!r} is not a byol checkpoint or safetensors file (it cannot be read as "
+                              "a checkpoint of tensors); pass checkpoints/last.ckpt of a run or an exported "
+                              ".safetensors file") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{str(path)!r} is not a byol pretraining checkpoint (no state_dict)")
+        raise CheckpointError(f"{str(path)!r} is not a byol checkpoint or safetensors file (no state_dict)")
     return ckpt
 
 

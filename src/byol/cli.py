@@ -197,6 +197,7 @@ def cmd_evaluate(args, extra) -> int:
         log_evaluation_to_mlflow(record, args.mlflow_uri, args.mlflow_experiment_name, args.mlflow_run_id)
     out = Path(args.output) if args.output else Path(args.checkpoint).parent / (
         f"eval-{args.protocol}" + (f"-{args.label_fraction:g}" if args.label_fraction < 1 else "") + ".json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
     return 0
 
@@ -381,10 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", default="data")
     s.set_defaults(func=cmd_download)
 
-    s = sub.add_parser("bench", help="benchmarks of ../shared/docs/BENCHMARKS.md, JSON lines on stdout")
+    s = sub.add_parser("bench", help="benchmarks B1 (throughput), B2, B3 of BENCHMARKS.md, JSON lines on stdout")
     s.add_argument("name", choices=["throughput", "b2", "b3"])
     s.add_argument("--epochs", type=int, help="b2/b3: pretraining epochs (default 10 / 200)")
-    s.add_argument("--cifar", help="b2/b3: folder with CIFAR-10 train.tar.gz and test.tar.gz")
+    s.add_argument("--cifar", help="b2/b3: folder with CIFAR-10 train.tar.gz and test.tar.gz (or BYOL_CIFAR10_DIR)")
     s.add_argument("--out", help="b2/b3: run folder (default runs/bench-NAME)")
     s.add_argument("--batch-size", type=int, default=128)
     s.add_argument("--width", type=float, default=1.0)

@@ -111,6 +111,4 @@ def main(argv: list[str]) -> int:
         print(f"byol --run-type: error: {e}", file=sys.stderr)
         return 2
     print("byol " + shlex.join(cmd), flush=True)
-    if cmd[0] == "evaluate":
-        Path(cmd[cmd.index("-o") + 1]).parent.mkdir(parents=True, exist_ok=True)
-    return byol_main(cmd)
+    return byol_main(cmd)  # the output folder is made only once there is a result to write

@@ -48,7 +48,7 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "resnet18"  # resnet18/34/50, or 'package.module:Class'
     backbone_args: dict = field(default_factory=dict)  # e.g. {stem: cifar, width: 0.5}
-    hidden_layer: Union[str, int, None] = None  # None: the network's output
+    hidden_layer: Union[int, str, None] = None  # a layer name, an index into the children (-2), or None: the output
     projection_dim: int = 256
     projection_hidden_dim: int = 4096
     prediction_hidden_dim: int = 4096
@@ -121,7 +121,7 @@ class Config:
     epoch_presets: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.given: set[str] = set()  # dotted keys set by a file, a preset or the command line
+        self.given: dict[str, str] = {}  # dotted key -> the file, preset or command line that set it
         self.notes: list[str] = []  # what was decided for the user (presets, data-aware defaults)
 
 
@@ -206,8 +206,8 @@ def _type_name(tp) -> str:
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
-def _apply(obj, values: dict, prefix: str, source: str, given: set | None = None):
-    """Set the keys of `values` on the dataclass `obj`; the dotted names set go into `given`."""
+def _apply(obj, values: dict, prefix: str, source: str, given: dict | None = None):
+    """Set the keys of `values` on the dataclass `obj`; `given` records who set each key."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: {prefix or 'the top level'} must be a mapping, got {values!r}")
     hints = typing.get_type_hints(type(obj))
@@ -223,7 +223,7 @@ def _apply(obj, values: dict, prefix: str, source: str, given: set | None = None
         else:
             setattr(obj, k, _coerce(v, hints[k], f"{source}: {key}"))
             if given is not None:
-                given.add(key)
+                given[key] = source
 
 
 def _nested(dotted: dict) -> dict:
@@ -238,7 +238,7 @@ def _nested(dotted: dict) -> dict:
     return out
 
 
-def apply_epoch_preset(cfg: Config, epochs: int, source: str, given: set | None = None) -> int | None:
+def apply_epoch_preset(cfg: Config, epochs: int, source: str, given: dict | None = None) -> int | None:
     """Apply the entry of cfg.epoch_presets for `epochs`, or for the nearest epoch count on a
     log scale; returns the preset's epoch count (None without presets)."""
     if not cfg.epoch_presets:
@@ -259,7 +259,7 @@ def apply_epoch_preset(cfg: Config, epochs: int, source: str, given: set | None 
 def from_dict(values: dict | None, source: str = "config") -> Config:
     cfg = Config()
     _apply(cfg, values or {}, "", source, cfg.given)
-    validate(cfg, source)
+    validate(cfg, source, cfg.given)
     return cfg
 
 
@@ -295,7 +295,12 @@ def parse_overrides(args: list[str]) -> dict:
         parts = key.replace("-", "_").split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"command line: --{key} {raw!r} is not valid YAML ({problem}); quote it "
+                              "and close every bracket, e.g. --model.backbone_args '{width: 0.25}'") from None
     return out
 
 
@@ -308,7 +313,7 @@ def load_config(path: str | Path | list | None = None, overrides: list[str] | No
     was applied.
     """
     cfg = Config()
-    given: set[str] = set()
+    given: dict[str, str] = {}
     source = "config"
     for p in ([] if path is None else path if isinstance(path, (list, tuple)) else [path]):
         p = resolve_config_path(p)
@@ -328,7 +333,7 @@ def load_config(path: str | Path | list | None = None, overrides: list[str] | No
                          + ("" if chosen == epochs else f" (the nearest preset to {epochs})"))
     if command_line:
         _apply(cfg, command_line, "", "command line", given)
-    validate(cfg, source)
+    validate(cfg, source, given)
     cfg.given, cfg.notes = given, notes
     return cfg
 
@@ -383,11 +388,13 @@ def adapt_to_data(cfg: Config, n_images: int, grayscale: bool) -> list[str]:
     return notes
 
 
-def validate(cfg: Config, source: str = "config") -> None:
-    """Ranges and choices, checked before any work starts."""
+def validate(cfg: Config, source: str = "config", given: dict | None = None) -> None:
+    """Ranges and choices, checked before any work starts. An error names where the value
+    came from (`given`: key -> its file or the command line; `source` for the rest)."""
     def need(ok: bool, key: str, value, what: str):
         if not ok:
-            raise ConfigError(f"{source}: {key} = {value!r}: {what}")
+            origin = (given or {}).get(key, source)
+            raise ConfigError(f"{origin}: {key} = {value!r}: {what}")
 
     d, m, o, t, a = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.augment
     from .datasets import DATASETS

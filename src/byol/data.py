@@ -3,7 +3,7 @@
 Layouts read (the same as torchvision's ImageFolder):
     root/<class>/.../<image>           labeled; class = first folder level under root
     root/<image>                       unlabeled (label -1) when root has no sub-folders
-    archive.tar[.gz] with that layout  (the format of the CIFAR-10 copy in ../shared/data)
+    archive.tar[.gz] with that layout
 
 Two ways to feed training:
 - `MemoryImages`: every image decoded once into one uint8 tensor (N, C, S, S). The fast

@@ -1,8 +1,8 @@
 """Evaluation of a frozen backbone: features, weighted kNN, a linear classifier on features.
 
-kNN follows ../shared/docs/BENCHMARKS.md (and Wu et al. 2018, as in lightly and
-solo-learn): L2-normalised features, the k = 200 most cosine-similar training features,
-votes weighted by exp(similarity / 0.1), top-1 accuracy.
+kNN follows Wu et al. 2018, as lightly and solo-learn do: L2-normalised features, the
+k = 200 most cosine-similar training features, votes weighted by exp(similarity / 0.1),
+top-1 accuracy.
 """
 from __future__ import annotations
 
@@ -210,6 +210,9 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
     if save_to:
         from safetensors.torch import save_file
 
+        from pathlib import Path
+
+        Path(save_to).parent.mkdir(parents=True, exist_ok=True)
         backbone = getattr(net, "net", net)  # the user's network inside a feature_extractor
         state = {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
                  **{f"head.{k}": v for k, v in head.state_dict().items()}}

@@ -193,6 +193,7 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
                           "or choose another train.out_dir")
     if resume and not last.exists():
         raise ConfigError(f"--resume: no checkpoint at {last}")
+    check_writable(out, "train.out_dir")
     if t.threads:
         torch.set_num_threads(t.threads)
     L.seed_everything(t.seed, workers=True, verbose=False)
@@ -202,11 +203,10 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
         print(note)
     if resume:  # after the data-aware defaults, which the checkpoint's config holds too
         check_resume_config(last, cfg)
+    module = BYOLModule(net, cfg)  # a bad backbone or hidden layer fails here, before any file is written
+    module.train_loader = loader
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-
-    module = BYOLModule(net, cfg)
-    module.train_loader = loader
     if resident is not None:
         module.keep_on_device(resident)
     extra_callbacks, callbacks = list(callbacks or []), []
@@ -281,6 +281,23 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
 
             summary["report"] = str(write_report(out))
     return summary
+
+
+def check_writable(folder: Path, key: str) -> None:
+    """A one-line ConfigError unless files can be created in `folder` (or where it would be
+    made); probes with a temporary file that is removed, so nothing is left behind."""
+    import tempfile
+
+    probe_dir = Path(folder)
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    try:
+        fd, name = tempfile.mkstemp(dir=probe_dir, prefix=".byol-write-test-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise ConfigError(f"{key} {str(folder)!r}: cannot write in {str(probe_dir)!r} ({e.strerror}); "
+                          f"choose a writable folder with --{key}") from None
 
 
 def verdict(summary: dict, cfg: Config) -> dict:

@@ -1,0 +1,94 @@
+"""Bad input gets one clear line naming the thing and what to do, and leaves nothing behind."""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from byol.cli import main
+
+from conftest import TINY, write_folder
+
+
+def run(argv, capsys):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A real read-only folder: permissions for a normal user, a read-only bind mount for root."""
+    target = tmp_path / "ro"
+    target.mkdir()
+    if os.geteuid() != 0:
+        target.chmod(0o555)
+        yield target
+        target.chmod(0o755)
+        return
+    source = tmp_path / "ro-source"
+    source.mkdir()
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(source), str(target)], capture_output=True).returncode:
+        pytest.skip("running as root and a read-only bind mount is not allowed here")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], capture_output=True)
+
+
+@pytest.mark.parametrize("sub", ["", "new/run"])
+def test_read_only_output_folder_is_one_line(demo_data, read_only_dir, capsys, sub):
+    out = read_only_dir / sub if sub else read_only_dir
+    rc, err = run(["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
+                   "--train.epochs", "1", *TINY], capsys)
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "train.out_dir" in err and "cannot write" in err and "--train.out_dir" in err
+    assert list(read_only_dir.iterdir()) == []
+
+
+def test_malformed_yaml_on_the_command_line_is_one_line(capsys):
+    rc, err = run(["pretrain", "--data.path", "x", "--model.backbone_args", "{width: 0.25"], capsys)
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "--model.backbone_args" in err and "not valid YAML" in err
+
+
+def test_out_of_range_values_name_the_command_line(capsys, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("train: {epochs: 3}\n")
+    rc, err = run(["pretrain", "--config", str(config), "--data.path", "x", "--optim.base_lr", "-1"], capsys)
+    assert rc == 2 and err.startswith("byol pretrain: error: command line: optim.base_lr = -1.0")
+    config.write_text("train: {epochs: -3}\n")
+    rc, err = run(["pretrain", "--config", str(config), "--data.path", "x"], capsys)
+    assert rc == 2 and f"{config}: train.epochs = -3" in err
+
+
+def test_integer_hidden_layer_from_the_command_line(demo_data, tmp_path):
+    out = tmp_path / "run"
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--model.hidden_layer", "-2",
+                 "--train.epochs", "1", "--train.knn_every", "0", "--train.out_dir", str(out),
+                 "--log.report", "false", *TINY]) == 0
+    assert "hidden_layer: -2" in (out / "config.yaml").read_text()
+
+
+def test_a_failed_start_leaves_no_files(demo_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, err = run(["pretrain", "--data.path", str(demo_data / "train"), "--model.hidden_layer", "nolayer",
+                   "--train.out_dir", str(out), *TINY], capsys)
+    assert rc == 2 and "nolayer" in err and not out.exists()
+    custom = tmp_path / "custom"
+    write_folder(custom / "train")
+    write_folder(custom / "test")
+    rc, err = run(["--run-type", "fine_tune", "--dataset-type", "custom", "--dataset-path", str(custom),
+                   "--model-path", str(tmp_path / "missing.ckpt"), "--model-output-folder-path", str(tmp_path / "ft")],
+                  capsys)
+    assert rc == 2 and "missing.ckpt" in err and not (tmp_path / "ft").exists()
+
+
+def test_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "notes.ckpt"
+    bad.write_text("hello")
+    rc, err = run(["export", str(bad), "-o", str(tmp_path / "x.safetensors")], capsys)
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert f"{str(bad)!r} is not a byol checkpoint or safetensors file" in err
+    assert "weights_only" not in err
+    assert not (tmp_path / "x.safetensors").exists()

@@ -35,3 +35,20 @@ def test_user_backbone_by_import_path():
         build_backbone("resnet19")
     with pytest.raises(ValueError, match="cannot import 'no_such_pkg.models'"):
         build_backbone("no_such_pkg.models:Net")
+
+
+def test_safetensors_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from byol.checkpoint import save_safetensors
+
+    old = os.umask(0o022)
+    try:
+        save_safetensors({"w": torch.zeros(2)}, tmp_path / "a.safetensors")
+        os.umask(0o077)
+        save_safetensors({"w": torch.zeros(2)}, tmp_path / "b.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.safetensors").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.safetensors").stat().st_mode) == 0o600

@@ -71,7 +71,16 @@ def backbone_state(ckpt: dict) -> dict[str, torch.Tensor]:
     return state
 
 
+def follow_umask(path: str | Path) -> None:
+    """Give `path` the mode a newly created file gets (0666 less the umask): safetensors
+    creates its files 0600, every other output of a run is 0644 under the usual umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> None:
+    """Tensors (and string metadata) to .safetensors, atomically, with the user's umask."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -79,6 +88,7 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata:
     try:
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(tmp),
                   metadata={k: str(v) for k, v in (metadata or {}).items()})
+        follow_umask(tmp)
         atomic_replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -208,7 +208,7 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
     with torch.no_grad():
         scores = head.cpu()(test_f)
     if save_to:
-        from safetensors.torch import save_file
+        from .checkpoint import save_safetensors
 
         from pathlib import Path
 
@@ -216,7 +216,7 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
         backbone = getattr(net, "net", net)  # the user's network inside a feature_extractor
         state = {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
                  **{f"head.{k}": v for k, v in head.state_dict().items()}}
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, save_to)
+        save_safetensors(state, save_to)
     return {"top1": topk_accuracy(scores, test_labels, 1), "top5": topk_accuracy(scores, test_labels, 5),
             "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
             "fine_tune": fine_tune, "bn_momentum": bn_momentum, "seed": seed}

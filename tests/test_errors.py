@@ -92,3 +92,14 @@ def test_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     assert f"{str(bad)!r} is not a byol checkpoint or safetensors file" in err
     assert "weights_only" not in err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_the_console_shows_what_the_user_needs(demo_data, tmp_path, capfd):
+    argv = ["pretrain", "--data.path", str(demo_data / "train"), "--data.val_path", str(demo_data / "test"),
+            "--train.epochs", "1", "--train.out_dir", str(tmp_path / "run"), "--log.report", "false", *TINY]
+    argv[argv.index("--log.progress") + 1] = "true"
+    assert main(argv) == 0
+    out = capfd.readouterr()
+    text = out.out + out.err
+    assert "litlogger" not in text and "v_num" not in text and "Tip" not in text
+    assert "Pretraining" in text  # the verdict

@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import warnings
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +181,7 @@ def open_image(data: bytes | str, channels: int) -> Image.Image:
 
 
 class BadImages:
-    """Counts unreadable files and warns once per file, with its path."""
+    """Counts unreadable files and says so once per file: one line on stderr with its path."""
 
     def __init__(self):
         self.paths: list[str] = []
@@ -189,7 +189,8 @@ class BadImages:
     def report(self, path: str, error: Exception) -> None:
         if path not in self.paths:
             self.paths.append(path)
-            warnings.warn(f"skipping unreadable image {path}: {error}", stacklevel=3)
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            print(f"byol: skipping unreadable image {path} ({reason})", file=sys.stderr, flush=True)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -233,7 +234,7 @@ def decode_to_memory(images: ImageList, size: int, channels: int = 3, threads: i
         raise DataError(f"no readable image in {images.root!r} ({len(bad)} unreadable)")
     x = torch.from_numpy(np.stack([arrays[i] for i in keep]))
     y = torch.tensor([images.labels[i] for i in keep], dtype=torch.long)
-    return MemoryImages(x, y, images.classes, skipped=len(bad))
+    return MemoryImages(x, y, images.classes, skipped=bad.paths)
 
 
 class MemoryImages(torch.utils.data.Dataset):
@@ -243,12 +244,12 @@ class MemoryImages(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: list[str] | None = None,
-                 skipped: int = 0):
+                 skipped: list[str] | None = None):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise DataError(f"MemoryImages expects uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         self.images, self.labels = images, labels
         self.classes = classes or []
-        self.skipped = skipped
+        self.skipped = list(skipped or [])  # paths of the unreadable files left out
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -216,11 +216,7 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
         callbacks.append(monitor)
     callbacks.append(AtomicCheckpoint(ckpt_dir, t.checkpoint_every, t.checkpoint_every_steps, t.keep_checkpoints))
     if cfg.log.progress:  # refreshing reads the loss: once per log interval, not every step
-        from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-        try:
-            callbacks.append(RichProgressBar(refresh_rate=t.log_every))
-        except ModuleNotFoundError:
-            callbacks.append(TQDMProgressBar(refresh_rate=t.log_every))
+        callbacks.append(progress_bar(t.log_every))
     callbacks += extra_callbacks
     loggers = []
     if cfg.log.csv:  # a resumed run writes next to the first one's log, never over it
@@ -231,8 +227,10 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
     if cfg.log.mlflow_uri:
         loggers.append(mlflow_logger(cfg))
     precision = resolve_precision(t.precision, t.accelerator)
+    quiet_lightning()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")  # ShardStream splits per worker
         warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")  # skip_nonfinite says it itself
@@ -272,6 +270,8 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
     summary["projection_std"] = None if std is None else float(std)
     summary["projection_std_healthy"] = 1.0 / cfg.model.projection_dim ** 0.5
     summary["notes"] = list(cfg.notes)
+    skipped = getattr(getattr(loader.dataset, "dataset", loader.dataset), "skipped", [])
+    summary["skipped_images"], summary["skipped_image_paths"] = len(skipped), skipped[:1000]
     summary["verdict"] = verdict(summary, cfg)
     if trainer.is_global_zero:
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -281,6 +281,33 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
 
             summary["report"] = str(write_report(out))
     return summary
+
+
+def progress_bar(refresh_rate: int):
+    """Lightning's rich progress bar (tqdm without rich), without the logger's version number."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+    def without_version(base):
+        class Bar(base):
+            def get_metrics(self, trainer, pl_module):
+                metrics = super().get_metrics(trainer, pl_module)
+                metrics.pop("v_num", None)
+                return metrics
+        return Bar
+
+    try:
+        return without_version(RichProgressBar)(refresh_rate=refresh_rate)
+    except ModuleNotFoundError:
+        return without_version(TQDMProgressBar)(refresh_rate=refresh_rate)
+
+
+def quiet_lightning() -> None:
+    """Lightning's start-up lines (hardware, precision, a tip for another product) say nothing the
+    run's own summary does not; its warnings still show."""
+    import logging
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def check_writable(folder: Path, key: str) -> None:

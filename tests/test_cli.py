@@ -210,3 +210,17 @@ def test_nonfinite_loss_stops_and_keeps_the_checkpoint(demo_data, tmp_path):
 def test_collapse_monitor_is_logged(demo_run):
     text = (demo_run / "csv" / "metrics.csv").read_text()
     assert "train/projection_std" in text
+
+
+def test_schedules_are_logged_at_a_fine_interval_and_throughput_over_a_window(demo_data, tmp_path):
+    from byol.report import read_metrics
+
+    out = tmp_path / "sched"
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.epochs", "2", "--train.knn_every", "0",
+                 "--train.out_dir", str(out), "--train.log_every", "4", "--log.report", "false", *TINY]) == 0
+    steps = json.loads((out / "summary.json").read_text())["steps"]
+    series = read_metrics(out)
+    assert len(series["train/lr"]) == steps and len(series["train/tau"]) == steps  # every step of a short run
+    taus = [v for _, v in series["train/tau"]]
+    assert taus == sorted(taus) and taus[0] == 0.996 and taus[-1] > 0.9999  # the cosine, not straight lines
+    assert len(series["train/images_per_sec"]) >= 2

@@ -10,6 +10,7 @@ training device; or (view1, view2, labels) already augmented by Dataset workers.
 """
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -35,6 +36,10 @@ from .report import save_embeddings
 from .optim import build_optimizer, build_scheduler, scaled_lr
 
 
+THROUGHPUT_WINDOW = 20  # steps
+SCHEDULE_POINTS = 500  # lr and tau are logged about this many times per run, whatever its length
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stops and its last checkpoint is kept."""
 
@@ -58,7 +63,7 @@ class BYOLModule(L.LightningModule):
         self.augment = BatchAugment(cfg.augment, channels_last=cfg.train.channels_last)
         self._resident: torch.Tensor | None = None  # uint8 images kept on the device
         self._compiled = None  # torch.compile'd forward, False once compilation failed
-        self._timer: tuple[float, int] | None = None
+        self._step_times: collections.deque = collections.deque(maxlen=THROUGHPUT_WINDOW + 1)
         self.skipped_steps = 0  # train.skip_nonfinite
         self._skipping = False
         self.targets_identical: bool | None = None  # checked across ranks at the end of a DDP run
@@ -118,9 +123,9 @@ class BYOLModule(L.LightningModule):
         loss = self.loss(view1, view2)
         if not self.check_finite(loss, batch_idx, snapshot):
             return None  # Lightning skips backward; with no gradients the optimizer changes nothing
+        self._step_times.append(time.perf_counter())
         if batch_idx % self.cfg.train.log_every == 0:
             self.log_progress(view1.shape[0])
-        self._timer = (self._timer[0], self._timer[1] + 1) if self._timer else None
         # the loss of the global batch (mean over ranks), as a one-process run would log it
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=self.trainer.world_size > 1)
         return loss
@@ -148,12 +153,13 @@ class BYOLModule(L.LightningModule):
         return True
 
     def log_progress(self, batch_size: int) -> None:
-        """Every log_every steps: images/s over the interval and the collapse monitor."""
-        now = time.perf_counter()
-        if self._timer is not None:
-            ips = self._timer[1] * batch_size * self.trainer.world_size / (now - self._timer[0])
+        """Every log_every steps: images/s over the last THROUGHPUT_WINDOW steps (a sliding
+        window of step start times, so epoch boundaries and the kNN monitor do not skew it)
+        and the collapse monitor."""
+        times = self._step_times
+        if len(times) >= 2 and times[-1] > times[0]:
+            ips = (len(times) - 1) * batch_size * self.trainer.world_size / (times[-1] - times[0])
             self.log("train/images_per_sec", ips, prog_bar=True, on_step=True, on_epoch=False)
-        self._timer = (now, 0)
         d = self.model.projection_std
         if d is not None:
             self.log("train/projection_std", d, on_step=True, on_epoch=False)
@@ -161,7 +167,7 @@ class BYOLModule(L.LightningModule):
                      on_step=True, on_epoch=False)
 
     def on_train_epoch_start(self):
-        self._timer = None
+        self._step_times.clear()  # the gap of an epoch's end (checkpoint, kNN) is not a step
 
     def all_finite(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite on every rank (all ranks must skip a step together)."""
@@ -176,10 +182,13 @@ class BYOLModule(L.LightningModule):
             self._skipping = False
             return
         # after the optimizer step, and only on steps that really stepped (accumulation)
-        tau = self.model.update_target(self.trainer.global_step, self.total_steps)
-        if self.trainer.global_step % self.cfg.train.log_every == 0:
-            self.log("train/tau", tau, on_step=True, on_epoch=False)
-            self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+        step = self.trainer.global_step
+        tau = self.model.update_target(step, self.total_steps)
+        if step % max(1, self.total_steps // SCHEDULE_POINTS) == 0 or step == self.total_steps:
+            # host floats, no device sync: written straight to the loggers at this fine interval
+            # (self.log would hold them until the next log_every step)
+            for logger in self.trainer.loggers:
+                logger.log_metrics({"train/tau": tau, "train/lr": optimizer.param_groups[0]["lr"]}, step=step)
 
     @torch.no_grad()
     def target_fingerprint(self) -> torch.Tensor:

@@ -61,3 +61,20 @@ def test_resumed_logs_are_read_in_order(tmp_path):
     (tmp_path / "csv-resume1").mkdir()
     (tmp_path / "csv-resume1" / "metrics.csv").write_text("epoch,step,train/loss_step\n1,20,2.4\n1,30,2.0\n")
     assert read_metrics(tmp_path)["train/loss_step"] == [(0, 4.0), (10, 3.0), (20, 2.4), (30, 2.0)]
+
+
+def test_a_small_labeled_folder_gets_its_report_with_a_note(tmp_path, capsys):
+    from byol.cli import main
+
+    from conftest import TINY, write_folder
+
+    data = write_folder(tmp_path / "small", classes=("a", "b"), per_class=12, size=(32, 32))
+    out = tmp_path / "run"
+    argv = ["pretrain", "--data.path", str(data), "--train.epochs", "1", "--train.knn_every", "1",
+            "--train.out_dir", str(out), *TINY]
+    argv[argv.index("--train.batch_size") + 1] = "16"
+    assert main(argv) == 0
+    page = (out / "report.html").read_text()
+    assert "Left out: t-SNE map" in page and "at least 4" in page
+    assert "kNN accuracy" in page and "id='verdict'" in page
+    assert main(["report", str(out)]) == 0

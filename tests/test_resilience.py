@@ -1,4 +1,5 @@
 """A run that survives: SIGKILL mid-epoch and resume, full disk, NaN steps, dead data workers."""
+import json
 import os
 import signal
 import subprocess
@@ -56,6 +57,10 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(demo_data, tmp_path):
         assert torch.equal(a[k], b[k]), k  # bit-identical on the CPU
     kept = sorted(p.name for p in (killed / "checkpoints").glob("step-*.ckpt"))
     assert "step-00000018.ckpt" in kept  # the resumed run keeps writing them
+    summary = json.loads((killed / "summary.json").read_text())
+    segments = summary["wall_seconds_segments"]  # the killed segment (to its last checkpoint) and the resumed one
+    assert len(segments) == 2 and all(s > 0 for s in segments)
+    assert summary["wall_seconds"] == pytest.approx(sum(segments), abs=0.02)
 
 
 def test_keep_last_k_step_checkpoints(demo_data, tmp_path):

@@ -67,6 +67,8 @@ class BYOLModule(L.LightningModule):
         self.skipped_steps = 0  # train.skip_nonfinite
         self._skipping = False
         self.targets_identical: bool | None = None  # checked across ranks at the end of a DDP run
+        self.wall_segments: list[float] = []  # seconds of earlier training segments (before --resume)
+        self._fit_start = time.time()
         # The train loader, when the caller knows it (byol.train does): asking Lightning for
         # estimated_stepping_batches in configure_optimizers would set up the data before a
         # checkpoint's loader position is restored, and a mid-epoch resume would restart the epoch.
@@ -84,7 +86,12 @@ class BYOLModule(L.LightningModule):
         """Hold every training image (uint8) on the training device; batches are then indices."""
         self._resident = images
 
+    def segment_seconds(self) -> float:
+        """Seconds since this training segment (this fit) started."""
+        return time.time() - self._fit_start
+
     def on_fit_start(self):
+        self._fit_start = time.time()
         if self._resident is not None:
             self._resident = self._resident.to(self.device)
         if self.trainer.world_size > 1 and self.trainer.ckpt_path is None:
@@ -241,6 +248,7 @@ class BYOLModule(L.LightningModule):
             "rng_cuda": self._per_rank(torch.cuda.get_rng_state()) if cuda else [],
             "rng_python": random.getstate(),
             "rng_numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "wall_segments": [*self.wall_segments, self.segment_seconds()],  # this one, up to this save
         }
 
     def _mine(self, states) -> torch.Tensor:
@@ -259,6 +267,7 @@ class BYOLModule(L.LightningModule):
         extra = checkpoint.get("byol")
         if not extra:
             return
+        self.wall_segments = [float(s) for s in extra.get("wall_segments", [])]
         mine = self._mine
         torch.set_rng_state(mine(extra["rng_torch"]))
         if extra["rng_cuda"] and self.device.type == "cuda":

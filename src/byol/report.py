@@ -88,8 +88,10 @@ def plot_embedding_map(features: np.ndarray, labels: np.ndarray, classes: list[s
     from sklearn.manifold import TSNE
 
     x = features.astype(np.float32)
+    if len(x) < 4:
+        raise ValueError(f"only {len(x)} held-out images; a map needs at least 4")
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
+    perplexity = float(min(30.0, max(1.0, (len(x) - 1) / 3)))  # scikit-learn needs it below the sample count
     xy = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x)
     plt, fig, ax = _figure()
     fig.set_size_inches(6, 5)
@@ -149,26 +151,41 @@ def write_report(run_dir: str | Path) -> Path:
     knn = json.loads((run / "knn.json").read_text()) if (run / "knn.json").exists() else []
     metrics = read_metrics(run)
     figures: list[tuple[str, str]] = []  # (file name, caption)
+    left_out: list[str] = []  # figures the data at hand cannot give, with the reason
+
+    def draw(caption: str, make) -> None:
+        """Add the figure `make()` writes (its path, or None when there is nothing to draw);
+        a figure that fails is left out with a note: the report never fails a run."""
+        try:
+            path = make()
+        except Exception as e:  # noqa: BLE001 - whatever went wrong, the rest of the report stands
+            left_out.append(f"{caption}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            return
+        if path is not None:
+            figures.append((Path(path).name, caption))
+
     healthy = 1.0 / cfg.model.projection_dim ** 0.5
     for name, (title, column, ylabel) in PLOTS.items():
         if metrics.get(column):
-            plot_series(metrics[column], title, ylabel, run / name,
-                        reference=healthy if column == "train/projection_std" else None)
-            figures.append((name, title))
+            draw(title, lambda name=name, title=title, column=column, ylabel=ylabel: plot_series(
+                metrics[column], title, ylabel, run / name,
+                reference=healthy if column == "train/projection_std" else None))
     if knn:
-        figures.append((plot_knn(knn, run / "knn.png").name, "kNN accuracy"))
+        draw("kNN accuracy", lambda: plot_knn(knn, run / "knn.png"))
     if (run / "embeddings.npz").exists():
-        e = np.load(run / "embeddings.npz")
-        plot_embedding_map(e["features"], e["labels"], [str(c) for c in e["classes"]], run / "embedding_map.png",
-                           cfg.train.seed)
-        figures.append(("embedding_map.png", "t-SNE map of held-out embeddings, coloured by class"))
-    preview = write_preview_for(run, cfg)
-    if preview:
-        figures.append((preview.name, "Augmentation preview: originals, view 1, view 2"))
+        def embedding_map():
+            e = np.load(run / "embeddings.npz")
+            return plot_embedding_map(e["features"], e["labels"], [str(c) for c in e["classes"]],
+                                      run / "embedding_map.png", cfg.train.seed)
+        draw("t-SNE map of held-out embeddings, coloured by class", embedding_map)
+    draw("Augmentation preview: originals, view 1, view 2", lambda: write_preview_for(run, cfg))
 
     figures_rows = [("epochs", summary.get("epochs")), ("steps", summary.get("steps")),
                     ("training images", summary.get("train_images")), ("precision", summary.get("precision")),
                     ("wall time (s)", summary.get("wall_seconds")), ("final loss (epoch mean)", summary.get("final_loss"))]
+    segments = summary.get("wall_seconds_segments") or []
+    if len(segments) > 1:
+        figures_rows.append(("wall time of each segment (s), resumed", ", ".join(f"{s:.0f}" for s in segments)))
     if knn:
         untrained = knn[0]["top1"] if knn[0]["epoch"] == 0 else None
         figures_rows += [("kNN top-1 untrained", untrained), ("kNN top-1 final", knn[-1]["top1"]),
@@ -184,8 +201,14 @@ def write_report(run_dir: str | Path) -> Path:
             return f"{100 * v:.2f}%"
         return html.escape(f"{v:.4g}" if isinstance(v, float) else str(v))
 
+    verdict = (summary.get("verdict") or {}).get("message")
     body = [f"<h1>BYOL run: {html.escape(str(run))}</h1>",
-            "<p id='broken' hidden style='color:#b00'></p>",
+            "<p id='broken' hidden style='color:#b00'></p>"]
+    if verdict:
+        body.append(f"<p id='verdict'><b>{html.escape(verdict)}</b></p>")
+    body += [f"<p class='note'>{html.escape(n)}</p>" for n in summary.get("notes", [])]
+    body += [f"<p class='left-out'>Left out: {html.escape(n)}</p>" for n in left_out]
+    body += [
             "<h2>Figures</h2><table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{cell(k, v)}</td></tr>"
                                                 for k, v in figures_rows) + "</table>"]
     body += [f"<figure><img src='{html.escape(name)}' alt='{html.escape(cap)}'><figcaption>{html.escape(cap)}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -257,7 +258,10 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary = {
         "out_dir": str(out), "checkpoint": str(last), "epochs": t.epochs, "steps": trainer.global_step,
-        "train_images": n_train, "precision": precision, "wall_seconds": round(wall, 2),
+        "train_images": n_train, "precision": precision,
+        # a resumed run: every segment (the earlier ones up to their last checkpoint) and their sum
+        "wall_seconds": round(sum(module.wall_segments) + wall, 2),
+        "wall_seconds_segments": [round(s, 2) for s in (*module.wall_segments, wall)],
         "final_loss": metrics.get("train/loss_epoch"), "skipped_steps": module.skipped_steps,
         "world_size": trainer.world_size, "global_rank": trainer.global_rank,
         "targets_identical_across_ranks": module.targets_identical,
@@ -279,7 +283,11 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
         if cfg.log.report:
             from .report import write_report
 
-            summary["report"] = str(write_report(out))
+            try:
+                summary["report"] = str(write_report(out))
+            except Exception as e:  # noqa: BLE001 - the run is done and saved; a report must not undo that
+                print(f"byol: the report could not be written ({type(e).__name__}: {e}); the run itself is "
+                      f"complete. Rebuild it with: byol report {out}", file=sys.stderr)
     return summary
 
 

@@ -135,3 +135,13 @@ def test_sampler_shards_are_disjoint_and_cover_the_epoch(monkeypatch):
     order = list(one)
     assert sorted(order[:9]) == sorted(flat)  # the same images as one process would see
     assert order != list(ShardedSampler(10, seed=6))  # the order follows the seed
+
+
+def test_resume_with_another_number_of_processes_is_refused(demo_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(run_args(demo_data, out, "--train.epochs", "1")) == 0
+    capsys.readouterr()
+    assert main(run_args(demo_data, out, "--train.epochs", "1", "--train.devices", "2", "--resume")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "with 2 training processes: it was trained with 1" in err
+    assert "train.devices 1 x train.num_nodes 1" in err

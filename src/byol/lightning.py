@@ -249,6 +249,7 @@ class BYOLModule(L.LightningModule):
             "rng_python": random.getstate(),
             "rng_numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
             "wall_segments": [*self.wall_segments, self.segment_seconds()],  # this one, up to this save
+            "world_size": self.trainer.world_size,
         }
 
     def _mine(self, states) -> torch.Tensor:

@@ -408,10 +408,22 @@ def mlflow_logger(cfg: Config):
 
 def check_resume_config(last: Path, cfg: Config) -> None:
     """Resuming with settings that change the run (model shape, data, schedule) is refused,
-    naming the keys that differ. Keys that only affect logging or speed may change."""
+    naming the keys that differ. Keys that only affect logging or speed may change. So is a
+    different number of processes: the learning rate (global batch), the schedules' length
+    and the data order all depend on it."""
     from .checkpoint import checkpoint_config, load_checkpoint
 
-    saved = checkpoint_config(load_checkpoint(last))
+    ckpt = load_checkpoint(last)
+    saved = checkpoint_config(ckpt)
+    extra = ckpt.get("byol") or {}
+    saved_world = extra.get("world_size") or len(extra.get("rng_torch") or [None])
+    world = int(os.environ.get("WORLD_SIZE", cfg.train.devices * cfg.train.num_nodes))
+    if world != saved_world:
+        t = saved.get("train", {})
+        raise ConfigError(f"cannot resume {last} with {world} training processes: it was trained with {saved_world} "
+                          f"(train.devices {t.get('devices')} x train.num_nodes {t.get('num_nodes')}), and its "
+                          "learning rate, schedule length and data order depend on that number. Resume with the "
+                          "same train.devices and train.num_nodes, or start a new run")
     now = to_dict(cfg)
     free = {"log", "train.out_dir", "train.knn_every", "train.log_every", "train.threads", "data.num_workers",
             "train.checkpoint_every", "train.checkpoint_every_steps", "train.keep_checkpoints", "train.compile",

@@ -224,3 +224,28 @@ def test_schedules_are_logged_at_a_fine_interval_and_throughput_over_a_window(de
     taus = [v for _, v in series["train/tau"]]
     assert taus == sorted(taus) and taus[0] == 0.996 and taus[-1] > 0.9999  # the cosine, not straight lines
     assert len(series["train/images_per_sec"]) >= 2
+
+
+def test_without_a_check_every_step_no_checkpoint_holds_a_nonfinite_state(demo_data, tmp_path):
+    # a GPU run checks the loss at log steps only; a checkpoint due in between must settle it first
+    import lightning as L
+    import torch
+
+    from byol.checkpoint import load_checkpoint
+    from byol.config import load_config
+    from byol.lightning import NonFiniteLossError
+    from byol.train import pretrain
+
+    class AsOnAGPU(L.Callback):
+        def on_fit_start(self, trainer, pl_module):
+            pl_module.check_every_step = False
+
+    out = tmp_path / "n"
+    cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
+                             "--train.epochs", "2", "--train.knn_every", "0", "--train.checkpoint_every_steps", "2",
+                             *TINY[2:], "--train.log_every", "100"])
+    with pytest.raises(NonFiniteLossError, match=r"after step 2 and by step 4"):
+        pretrain(cfg, net=NaNFeatures(nan_after=6), callbacks=[AsOnAGPU()])  # NaN from the third step on
+    ckpt = load_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())

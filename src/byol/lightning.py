@@ -66,6 +66,9 @@ class BYOLModule(L.LightningModule):
         self._step_times: collections.deque = collections.deque(maxlen=THROUGHPUT_WINDOW + 1)
         self.skipped_steps = 0  # train.skip_nonfinite
         self._skipping = False
+        self.check_every_step: bool | None = None  # None: on the CPU (free there), not on a GPU
+        self._nonfinite: torch.Tensor | None = None  # any non-finite loss since the last check (on the device)
+        self._settled_step = 0
         self.targets_identical: bool | None = None  # checked across ranks at the end of a DDP run
         self.wall_segments: list[float] = []  # seconds of earlier training segments (before --resume)
         self._fit_start = time.time()
@@ -151,13 +154,37 @@ class BYOLModule(L.LightningModule):
             self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
             self._skipping = True
             return False
-        # on the CPU every step (free); on a GPU at log steps only, to keep the step sync-free
-        if (self.device.type == "cpu" or batch_idx % self.cfg.train.log_every == 0) and not self.all_finite(loss):
-            raise NonFiniteLossError(
-                f"the loss is {loss.item()} at step {self.trainer.global_step} (epoch {self.current_epoch}); "
-                f"stopped. The last checkpoint in {self.cfg.train.out_dir}/checkpoints is from before it. "
-                "Lower optim.base_lr, or check the data (or pass --train.skip_nonfinite true).")
+        # on the CPU every step (free); on a GPU at log steps only, to keep the step sync-free: in
+        # between, a device flag remembers any non-finite loss until the next check (settle_nonfinite)
+        if self.check_every_step if self.check_every_step is not None else self.device.type == "cpu":
+            if not self.all_finite(loss):
+                self._raise_nonfinite(f"the loss is {loss.item()} at step {self.trainer.global_step}")
+            return True
+        bad = ~torch.isfinite(loss.detach())
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+        if batch_idx % self.cfg.train.log_every == 0:
+            self.settle_nonfinite()
         return True
+
+    def settle_nonfinite(self) -> None:
+        """Raise NonFiniteLossError if any loss since the last check was NaN/inf (one sync); called
+        at log steps and before every checkpoint write, so no checkpoint holds a non-finite state."""
+        if self._nonfinite is None:
+            return
+        bad = self._nonfinite.float()
+        if self.trainer.world_size > 1:
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        self._nonfinite = None
+        if bad.item():
+            self._raise_nonfinite(f"the loss became NaN or infinite after step {self._settled_step} and by step "
+                                  f"{self.trainer.global_step}")
+        self._settled_step = self.trainer.global_step
+
+    def _raise_nonfinite(self, what: str):
+        raise NonFiniteLossError(
+            f"{what} (epoch {self.current_epoch}); stopped. The last checkpoint in {self.cfg.train.out_dir}/"
+            "checkpoints is from before it. Lower optim.base_lr, or check the data (or pass "
+            "--train.skip_nonfinite true).")
 
     def log_progress(self, batch_size: int) -> None:
         """Every log_every steps: images/s over the last THROUGHPUT_WINDOW steps (a sliding
@@ -323,6 +350,8 @@ class AtomicCheckpoint(L.Callback):
             self.save(trainer, batches_done=0)
 
     def save(self, trainer, batches_done: int) -> None:
+        if isinstance(trainer.lightning_module, BYOLModule):
+            trainer.lightning_module.settle_nonfinite()  # never a checkpoint of a non-finite state
         loader = trainer.train_dataloader
         if hasattr(loader, "mark"):
             loader.mark(trainer.current_epoch, batches_done)

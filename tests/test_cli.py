@@ -249,3 +249,71 @@ def test_without_a_check_every_step_no_checkpoint_holds_a_nonfinite_state(demo_d
     ckpt = load_checkpoint(out / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_in_memory_images_are_augmented_in_workers_when_asked(demo_data, tmp_path):
+    from byol.config import load_config
+    from byol.data import AugmentedImages
+    from byol.train import build_data
+
+    cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--data.augment_on", "workers",
+                             "--data.num_workers", "1", "--train.knn_every", "0", *TINY[2:]])
+    loader = build_data(cfg)[0]
+    assert isinstance(loader.dataset, AugmentedImages) and loader.num_workers == 1
+    v1, v2, labels = next(iter(loader))
+    assert v1.dtype == torch.float32 and v1.shape == v2.shape == (32, 3, 32, 32) and not torch.equal(v1, v2)
+    out = tmp_path / "w"
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--data.augment_on", "workers",
+                 "--data.num_workers", "0", "--train.epochs", "1", "--train.knn_every", "0",
+                 "--train.out_dir", str(out), "--log.report", "false", *TINY]) == 0
+
+
+def test_the_target_does_not_move_on_a_step_the_fp16_scaler_skipped(demo_data, tmp_path):
+    # fp16 loss scaling runs on GPUs only; a stand-in scaler skips optimizer step 1 as an overflow would
+    import lightning as L
+
+    from byol.config import load_config
+    from byol.train import pretrain
+
+    class SkippingScaler:
+        def __init__(self):
+            self.scale_value, self.calls, self.skipped = 1024.0, 0, False
+
+        def scale(self, x):
+            return x
+
+        def unscale_(self, optimizer):
+            pass
+
+        def step(self, optimizer, **kw):
+            self.skipped = self.calls == 1
+            self.calls += 1
+            return None if self.skipped else optimizer.step(**kw)
+
+        def update(self):
+            self.scale_value /= 2 if self.skipped else 1
+
+        def get_scale(self):
+            return self.scale_value
+
+        def state_dict(self):
+            return {}
+
+    class Watch(L.Callback):
+        def __init__(self):
+            self.moved = []
+
+        def on_fit_start(self, trainer, pl_module):
+            trainer.precision_plugin.scaler = SkippingScaler()
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.before = [p.detach().clone() for p in pl_module.model.target.parameters()]
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.moved.append(any(not torch.equal(a, b) for a, b in zip(self.before, pl_module.model.target.parameters())))
+
+    watch = Watch()
+    cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--train.out_dir", str(tmp_path / "s"),
+                             "--train.epochs", "1", "--train.knn_every", "0", *TINY[2:]])
+    summary = pretrain(cfg, callbacks=[watch])
+    assert watch.moved[:3] == [True, False, True] and summary["scaler_skipped_steps"] == 1

@@ -279,6 +279,22 @@ class BatchIndices(torch.utils.data.Dataset):
         return (torch.as_tensor(indices),)
 
 
+class AugmentedImages(torch.utils.data.Dataset):
+    """In-memory images augmented one by one in DataLoader workers (`data.augment_on: workers`):
+    items are (view1, view2, label)."""
+
+    def __init__(self, memory: MemoryImages, transform):
+        self.memory, self.transform = memory, transform
+        self.images, self.classes, self.skipped = memory.images, memory.classes, memory.skipped
+
+    def __len__(self) -> int:
+        return len(self.memory)
+
+    def __getitem__(self, i):
+        v1, v2 = self.transform(self.memory.images[i])
+        return v1, v2, self.memory.labels[i]
+
+
 def looks_grayscale(dataset, channels: int = 3, sample: int = 4096) -> bool:
     """One-channel data, or in-memory RGB images whose three channels are equal (the first
     `sample` images are checked); streamed RGB data is taken to be in colour."""

@@ -65,6 +65,7 @@ class BYOLModule(L.LightningModule):
         self._compiled = None  # torch.compile'd forward, False once compilation failed
         self._step_times: collections.deque = collections.deque(maxlen=THROUGHPUT_WINDOW + 1)
         self.skipped_steps = 0  # train.skip_nonfinite
+        self.scaler_skipped_steps = 0  # fp16: steps the gradient scaler skipped (overflow)
         self._skipping = False
         self.check_every_step: bool | None = None  # None: on the CPU (free there), not on a GPU
         self._nonfinite: torch.Tensor | None = None  # any non-finite loss since the last check (on the device)
@@ -211,9 +212,16 @@ class BYOLModule(L.LightningModule):
         return bool(ok.item())
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # fp16 loss scaling (GPUs only)
+        scale = scaler.get_scale() if scaler is not None else None  # one sync per step, fp16 only
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         if self._skipping:  # a skipped non-finite step: it counts, but the target stays as it is
             self._skipping = False
+            return
+        if scale is not None and scaler.get_scale() < scale:
+            # the scaler found inf/NaN gradients, skipped the optimizer step and lowered its
+            # scale: no real step happened, so the target does not move either
+            self.scaler_skipped_steps += 1
             return
         # after the optimizer step, and only on steps that really stepped (accumulation)
         step = self.trainer.global_step

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from .config import Config, ConfigError, adapt_to_data, to_dict
-from .data import (BatchIndices, DataError, ImageList, MemoryImages, VideoFramePairs, StreamImages, collate_batch, decode_to_memory,
+from .data import (AugmentedImages, BatchIndices, DataError, ImageList, MemoryImages, VideoFramePairs, StreamImages, collate_batch, decode_to_memory,
                    list_images, looks_grayscale, split_held_out)
 from .augment import TwoViewTransform
 from .loader import ResumableLoader, ShardedSampler
@@ -149,6 +149,8 @@ def _loader(cfg: Config, train, bank, test):
                         f"(train.batch_size = {t.batch_size})")
     memory = isinstance(train, MemoryImages)
     resident = None
+    if memory and cfg.data.augment_on == "workers":  # per image in the workers, as the setting says
+        train, memory = AugmentedImages(train, TwoViewTransform(cfg.augment)), False
     if memory and on_device(cfg):
         resident, train = train.images, BatchIndices(train)
     workers = 0 if memory else cfg.data.num_workers
@@ -255,6 +257,7 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
                             "resume with --resume, or set data.num_workers 0 to see the error in the "
                             "main process") from None
     wall = time.time() - start
+    precision = str(trainer.precision)  # what ran: Lightning turns fp16 on a CPU into bf16
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary = {
         "out_dir": str(out), "checkpoint": str(last), "epochs": t.epochs, "steps": trainer.global_step,
@@ -263,6 +266,7 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
         "wall_seconds": round(sum(module.wall_segments) + wall, 2),
         "wall_seconds_segments": [round(s, 2) for s in (*module.wall_segments, wall)],
         "final_loss": metrics.get("train/loss_epoch"), "skipped_steps": module.skipped_steps,
+        "scaler_skipped_steps": module.scaler_skipped_steps,
         "world_size": trainer.world_size, "global_rank": trainer.global_rank,
         "targets_identical_across_ranks": module.targets_identical,
         "knn": monitor.history if monitor else [],

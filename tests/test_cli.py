@@ -317,3 +317,21 @@ def test_the_target_does_not_move_on_a_step_the_fp16_scaler_skipped(demo_data, t
                              "--train.epochs", "1", "--train.knn_every", "0", *TINY[2:]])
     summary = pretrain(cfg, callbacks=[watch])
     assert watch.moved[:3] == [True, False, True] and summary["scaler_skipped_steps"] == 1
+
+
+def test_an_exported_backbone_is_read_with_its_own_settings(demo_run, demo_data, tmp_path, capsys):
+    from byol.checkpoint import read_export_metadata
+
+    ckpt = demo_run / "checkpoints" / "last.ckpt"
+    exported = tmp_path / "b.safetensors"
+    assert main(["export", str(ckpt), "-o", str(exported)]) == 0
+    meta = read_export_metadata(exported)
+    assert meta["image_size"] == 32 and meta["channels"] == 3 and meta["backbone"] == "resnet18"
+    assert meta["backbone_args"]["width"] == 0.125 and len(meta["mean"]) == 3 and meta["eval_crop"] == 1.0
+    data = ["--train", str(demo_data / "train"), "--test", str(demo_data / "test"), "-k", "10"]
+    capsys.readouterr()
+    results = []
+    for weights in (ckpt, exported):
+        assert main(["evaluate", "knn", "--checkpoint", str(weights), *data, "-o", str(tmp_path / "k.json")]) == 0
+        results.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert results[0]["top1"] == results[1]["top1"] and results[1]["settings"]["image_size"] == 32

@@ -95,12 +95,42 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata:
         raise
 
 
+READER_SETTINGS = ("backbone", "backbone_args", "hidden_layer", "image_size", "channels", "mean", "std",
+                   "eval_crop")
+
+
+def reader_settings(config: dict) -> dict:
+    """What a reader of a backbone needs besides its weights, from a run's config: the backbone
+    and its arguments, the hidden layer, the input size and channels, the normalisation and
+    the evaluation centre crop."""
+    model, data, augment = config.get("model", {}), config.get("data", {}), config.get("augment", {})
+    return {"backbone": model.get("backbone", ""), "backbone_args": model.get("backbone_args", {}),
+            "hidden_layer": model.get("hidden_layer"), "image_size": data.get("image_size"),
+            "channels": data.get("channels", 3), "mean": list(augment.get("mean", [])),
+            "std": list(augment.get("std", [])), "eval_crop": data.get("eval_crop", 1.0)}
+
+
+def read_export_metadata(path: str | Path) -> dict:
+    """reader_settings of an exported .safetensors file (the keys it holds; older files hold
+    only backbone and backbone_args)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    out = {}
+    for key in READER_SETTINGS:
+        if key in meta:
+            out[key] = meta[key] if key == "backbone" else _literal(meta[key])
+    return out
+
+
 def export_backbone(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write the online backbone of a pretraining checkpoint to .safetensors (user's key names)."""
+    """Write the online backbone of a pretraining checkpoint to .safetensors (user's key names),
+    with its reader_settings as metadata."""
     ckpt = load_checkpoint(checkpoint)
-    model = checkpoint_config(ckpt).get("model", {})
-    save_safetensors(backbone_state(ckpt), out, {"backbone": model.get("backbone", ""),
-                                                 "backbone_args": model.get("backbone_args", {})})
+    settings = reader_settings(checkpoint_config(ckpt))
+    save_safetensors(backbone_state(ckpt), out,
+                     {k: v if k == "backbone" else repr(v) for k, v in settings.items()})
     return Path(out)
 
 
@@ -135,15 +165,16 @@ def load_backbone(path: str | Path, backbone: str | None = None, backbone_args: 
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise CheckpointError(f"weights file {str(path)!r} does not exist")
-        from safetensors import safe_open
         from safetensors.torch import load_file
 
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
+        try:
+            meta = read_export_metadata(path)
+        except Exception:  # noqa: BLE001 - safetensors raises its own kinds for a file that is not one
+            raise CheckpointError(f"{str(path)!r} is not a byol checkpoint or safetensors file") from None
         name = backbone or meta.get("backbone")
         if not name:
             raise CheckpointError(f"{str(path)!r} does not name its backbone; pass --backbone")
-        args = backbone_args if backbone_args is not None else _literal(meta.get("backbone_args", "{}"))
+        args = backbone_args if backbone_args is not None else (meta.get("backbone_args") or {})
         if name not in REGISTRY and name != backbone:
             raise CheckpointError(f"{str(path)!r} was made with backbone {name!r}; pass --backbone {name} to import it")
         return load_into(build_backbone(name, **args), load_file(str(path)), str(path))
@@ -162,4 +193,4 @@ def _literal(text: str):
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return {}
+        return None

@@ -111,21 +111,25 @@ def cmd_layers(args, extra) -> int:
 
 def _features(args):
     """(feature extractor, mean, std, image size, evaluation centre crop) from a .ckpt or a
-    .safetensors file."""
+    .safetensors file: the run's own settings (a checkpoint's config, an export's metadata),
+    where the command line does not give them (--image-size, --hidden-layer)."""
     from .augment import IMAGENET_MEAN, IMAGENET_STD
-    from .checkpoint import checkpoint_config, load_backbone, load_checkpoint
+    from .checkpoint import checkpoint_config, load_backbone, load_checkpoint, read_export_metadata, reader_settings
     from .model import feature_extractor
 
     net = load_backbone(args.checkpoint, args.backbone, _json_arg(args.args) if args.args else None)
-    mean, std, size, layer, crop = IMAGENET_MEAN, IMAGENET_STD, args.image_size, args.hidden_layer, 1.0
-    if str(args.checkpoint).endswith(".ckpt"):
-        saved = checkpoint_config(load_checkpoint(args.checkpoint))
-        mean, std = saved["augment"]["mean"], saved["augment"]["std"]
-        size = size or saved["data"]["image_size"]
-        crop = saved["data"].get("eval_crop", 1.0)
-        layer = layer if layer is not None else saved["model"]["hidden_layer"]
+    if str(args.checkpoint).endswith(".safetensors"):
+        saved = read_export_metadata(args.checkpoint)
+    else:
+        saved = reader_settings(checkpoint_config(load_checkpoint(args.checkpoint)))
+    mean, std = saved.get("mean") or IMAGENET_MEAN, saved.get("std") or IMAGENET_STD
+    size = args.image_size or saved.get("image_size")
+    crop = saved.get("eval_crop", 1.0)
+    layer = args.hidden_layer if args.hidden_layer is not None else saved.get("hidden_layer")
     if isinstance(layer, str) and layer.lstrip("-").isdigit():
         layer = int(layer)
+    if args.channels is None:
+        args.channels = saved.get("channels") or 3
     return feature_extractor(net, layer), mean, std, size or 224, crop
 
 
@@ -326,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "and for checkpoints made with a user class)")
         s.add_argument("--args", default="", help="backbone keyword arguments")
         s.add_argument("--hidden-layer", help="layer whose output is the feature (default: the checkpoint's)")
-        s.add_argument("--image-size", type=int)
-        s.add_argument("--channels", type=int, default=3)
+        s.add_argument("--image-size", type=int, help="network input size (default: the checkpoint's or export's)")
+        s.add_argument("--channels", type=int, help="1 or 3 (default: the checkpoint's or export's)")
 
     s = sub.add_parser("evaluate", help="evaluate a pretrained backbone on labeled data")
     s.add_argument("protocol", choices=["knn", "linear", "linear-aug", "logistic", "finetune"],

@@ -44,3 +44,29 @@ def test_round_trip():
 def test_shipped_configs_load():
     for name in ("demo", "cifar10", "imagenet"):
         load_config(f"configs/{name}.yaml")
+
+
+def test_pretrain_help_lists_every_key_with_its_default_and_description(capsys):
+    import pytest
+
+    from byol.cli import main
+    from byol.config import Config, describe_keys, to_dict
+
+    with pytest.raises(SystemExit) as e:
+        main(["pretrain", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "backbone_args" and k != "epoch_presets":
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}"
+
+    keys = set(flat(to_dict(Config())))
+    assert keys == {k for k, _, _ in describe_keys()}  # generated from the definitions: no drift
+    for key in keys:
+        assert f"  {key} = " in text, key
+    assert "optim.clip_lr = false" in text and "never exceeds the scheduled one" in text
+    assert all(description for _, _, description in describe_keys()), "every key has a description"

@@ -47,20 +47,20 @@ GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL and torchvisio
 class ViewConfig:
     """Parameters of one view. Defaults are the paper's view 1 (Table 6)."""
 
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_p: float = 0.5
-    jitter_p: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.2
-    hue: float = 0.1
-    grayscale_p: float = 0.2
-    blur_p: float = 1.0
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    blur_kernel_frac: float = 0.1
-    solarize_p: float = 0.0
-    solarize_threshold: float = 0.5
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop: area fraction range
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: aspect ratio range
+    flip_p: float = 0.5  # horizontal flip probability
+    jitter_p: float = 0.8  # colour jitter probability
+    brightness: float = 0.4  # additive brightness change, +- (TF's adjust_brightness)
+    contrast: float = 0.4  # contrast factor 1 +-
+    saturation: float = 0.2  # saturation factor 1 +- (blend with luma; the reference scales S in HSV)
+    hue: float = 0.1  # hue shift +-, in turns
+    grayscale_p: float = 0.2  # colour dropping probability
+    blur_p: float = 1.0  # Gaussian blur probability
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # blur sigma range, pixels
+    blur_kernel_frac: float = 0.1  # blur kernel about this fraction of the side (reflect padding; the reference pads zeros)
+    solarize_p: float = 0.0  # solarization probability
+    solarize_threshold: float = 0.5  # pixels >= this (on [0, 1]) are inverted
 
 
 def paper_view1() -> ViewConfig:
@@ -75,13 +75,13 @@ def paper_view2() -> ViewConfig:
 class AugmentConfig:
     """Both views plus output size and normalisation."""
 
-    size: int = 224
+    size: int = 224  # output side (set from data.image_size)
     view1: ViewConfig = field(default_factory=paper_view1)
     view2: ViewConfig = field(default_factory=paper_view2)
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    interpolation: str = "bicubic"
-    crop_sampling: str = "rejection"  # or "clamp" (DeepMind's), see crop_boxes
+    mean: tuple[float, ...] = IMAGENET_MEAN  # per-channel normalisation mean
+    std: tuple[float, ...] = IMAGENET_STD  # per-channel normalisation std
+    interpolation: str = "bicubic"  # crop resize (PyTorch's bicubic a = -0.75; TF's is -0.5)
+    crop_sampling: str = "rejection"  # rejection (torchvision) | clamp (DeepMind's), see crop_boxes
 
 
 # ---------------------------------------------------------------------------

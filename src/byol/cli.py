@@ -24,7 +24,7 @@ import yaml
 
 from .backbones import BackboneError
 from .checkpoint import CheckpointError
-from .config import ConfigError
+from .config import ConfigError, keys_help, recipe_names
 from .data import DataError
 from .model import HiddenLayerError
 
@@ -296,8 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "--dataset-type ... --dataset-path ... (see README)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("pretrain", help="pretrain a network with BYOL (overrides: --section.key value)")
-    s.add_argument("--config", action="append", help="YAML config (configs/*.yaml); repeat to layer files")
+    s = sub.add_parser("pretrain", help="pretrain a network with BYOL (overrides: --section.key value)",
+                       epilog=keys_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--config", action="append",
+                   help=f"a YAML file, or a packaged recipe by name ({', '.join(recipe_names())}); "
+                        "repeat to layer files")
     s.add_argument("--resume", action="store_true", help="continue from train.out_dir/checkpoints/last.ckpt")
     s.add_argument("--mlflow-uri", help="log to MLflow at this tracking URI (same as --log.mlflow_uri)")
     s.add_argument("--mlflow-experiment-name", help="MLflow experiment (default byol_experiment)")

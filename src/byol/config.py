@@ -39,7 +39,7 @@ class DataConfig:
     large_images: str = "resize"  # resize (centre square) | crop (random load_size crops, e.g. DIV2K) | full (whole image; streamed data)
     eval_crop: float = 1.0  # evaluation: the centre eval_crop of the image (ImageNet: 0.875 = 224 of 256)
     augment_on: str = "device"  # device (batched, fast) | workers (per image in the Dataset)
-    num_workers: int = 2
+    num_workers: int = 2  # DataLoader worker processes for streamed data (in-memory data needs none)
     limit: Union[int, None] = None  # use only N images (a random subset, fixed by train.seed)
     limit_per_class: Union[int, None] = None  # use only the first N images of each class
 
@@ -49,12 +49,12 @@ class ModelConfig:
     backbone: str = "resnet18"  # resnet18/34/50, or 'package.module:Class'
     backbone_args: dict = field(default_factory=dict)  # e.g. {stem: cifar, width: 0.5}
     hidden_layer: Union[int, str, None] = None  # a layer name, an index into the children (-2), or None: the output
-    projection_dim: int = 256
-    projection_hidden_dim: int = 4096
-    prediction_hidden_dim: int = 4096
+    projection_dim: int = 256  # output of projector and predictor (paper: 256)
+    projection_hidden_dim: int = 4096  # projector hidden layer (paper: 4096)
+    prediction_hidden_dim: int = 4096  # predictor hidden layer (paper: 4096)
     tau_base: float = 0.996  # EMA rate at the first step (paper, Section 3.3)
     tau_final: float = 1.0  # ... at the last, on a cosine; = tau_base keeps it constant
-    concat_views: bool = False
+    concat_views: bool = False  # both views through each network as one batch of 2B (mixes their BN statistics)
     head_batchnorm: bool = True  # BatchNorm1d in projector and predictor (paper, Section 3.3)
 
 
@@ -62,48 +62,48 @@ class ModelConfig:
 class OptimConfig:
     name: str = "lars"  # lars | sgd | adam | adamw
     base_lr: float = 0.2  # learning rate = base_lr x global batch / 256
-    weight_decay: float = 1.5e-6
-    momentum: float = 0.9
-    trust_coefficient: float = 1e-3
+    weight_decay: float = 1.5e-6  # paper: 1.5e-6 (LARS, ImageNet)
+    momentum: float = 0.9  # SGD/LARS momentum
+    trust_coefficient: float = 1e-3  # LARS eta (paper: 1e-3)
     clip_lr: bool = False  # LARS: the adaptive rate never exceeds the scheduled one (LARC clipping)
     exclude_bias_and_norm: bool = True  # no weight decay (nor LARS ratio) on biases and norm parameters
-    warmup_epochs: float = 10.0
+    warmup_epochs: float = 10.0  # linear warm-up, then cosine decay to 0 (paper: 10 epochs)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 100
+    epochs: int = 100  # 0: evaluate the untrained network only (kNN, checkpoint to export)
     batch_size: int = 256  # per device
-    accumulate: int = 1
+    accumulate: int = 1  # gradient accumulation: micro-batches per optimizer step
     precision: str = "auto"  # auto | 32 | bf16 | 16 (auto: bf16 where the hardware has it)
-    channels_last: bool = True
+    channels_last: bool = True  # channels-last memory layout (faster convolutions)
     compile: bool = False  # torch.compile the BYOL forward; falls back to eager if it fails
     data_on_device: Union[bool, None] = None  # in-memory images kept on the GPU; None: yes on a GPU
-    seed: int = 0
-    out_dir: str = "runs/byol"
+    seed: int = 0  # initial weights, data order and augmentations
+    out_dir: str = "runs/byol"  # run folder: config, checkpoints, logs, report
     checkpoint_every: int = 1  # epochs
     checkpoint_every_steps: int = 0  # also every N optimizer steps, mid-epoch (0: off)
     keep_checkpoints: int = 0  # keep the last K as checkpoints/step-N.ckpt besides last.ckpt
     skip_nonfinite: bool = False  # skip steps whose loss is NaN/inf instead of stopping
     knn_every: int = 5  # epochs; 0 turns the kNN monitor off
-    knn_k: int = 200
-    knn_temperature: float = 0.1
+    knn_k: int = 200  # kNN monitor: neighbours (Wu et al. 2018: 200)
+    knn_temperature: float = 0.1  # kNN monitor: vote weights exp(similarity / T)
     log_every: int = 10  # steps
-    accelerator: str = "auto"
+    accelerator: str = "auto"  # auto | cpu | gpu (Lightning accelerator)
     devices: int = 1  # per node; >1 trains with DDP (torchrun and SLURM set ranks themselves)
-    num_nodes: int = 1
+    num_nodes: int = 1  # machines; train.devices processes on each
     sync_batchnorm: bool = True  # SyncBatchNorm across ranks when more than one process trains
-    threads: Union[int, None] = None
+    threads: Union[int, None] = None  # CPU threads for torch (default: torch's choice)
 
 
 @dataclass
 class LogConfig:
-    csv: bool = True
-    tensorboard: bool = True
-    progress: bool = True
-    mlflow_uri: Union[str, None] = None
-    mlflow_experiment: str = "byol_experiment"
-    mlflow_run_id: Union[str, None] = None
+    csv: bool = True  # csv/metrics.csv in the run folder
+    tensorboard: bool = True  # tensorboard/ in the run folder
+    progress: bool = True  # progress bar
+    mlflow_uri: Union[str, None] = None  # MLflow tracking URI (pip install 'byol[mlflow]')
+    mlflow_experiment: str = "byol_experiment"  # MLflow experiment name
+    mlflow_run_id: Union[str, None] = None  # log into this existing MLflow run
     report: bool = True  # plots and report.html in the run folder at the end (byol report RUN_DIR)
 
 
@@ -118,7 +118,7 @@ class Config:
     # settings that depend on the run's length: {epochs: {"optim.base_lr": 0.3, ...}}; the
     # entry for train.epochs (else the nearest on a log scale) is applied after the config
     # files and before the command line (see apply_epoch_preset)
-    epoch_presets: dict = field(default_factory=dict)
+    epoch_presets: dict = field(default_factory=dict)  # {epochs: {key: value}}, picked by train.epochs
 
     def __post_init__(self):
         self.given: dict[str, str] = {}  # dotted key -> the file, preset or command line that set it
@@ -263,16 +263,17 @@ def from_dict(values: dict | None, source: str = "config") -> Config:
     return cfg
 
 
+def _plain(x):
+    """Tuples as lists, recursively: what YAML writes and reads back."""
+    if isinstance(x, (tuple, list)):
+        return [_plain(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    return x
+
+
 def to_dict(cfg: Config) -> dict:
-    def plain(x):
-        if isinstance(x, tuple):
-            return [plain(v) for v in x]
-        if isinstance(x, dict):
-            return {k: plain(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [plain(v) for v in x]
-        return x
-    return plain(dataclasses.asdict(cfg))
+    return _plain(dataclasses.asdict(cfg))
 
 
 def parse_overrides(args: list[str]) -> dict:
@@ -336,6 +337,49 @@ def load_config(path: str | Path | list | None = None, overrides: list[str] | No
     validate(cfg, source, given)
     cfg.given, cfg.notes = given, notes
     return cfg
+
+
+def _field_comments(cls) -> dict[str, str]:
+    """{field name: the comment on its line} from the dataclass's source."""
+    import ast
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    source = textwrap.dedent(inspect.getsource(cls))
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    node = ast.parse(source).body[0]
+    return {stmt.target.id: comments.get(stmt.lineno, "") for stmt in node.body
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)}
+
+
+def describe_keys(obj=None, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, description) of every config key, from the dataclasses themselves
+    (defaults from a fresh Config, descriptions from the comment on each field's line)."""
+    obj = Config() if obj is None else obj
+    rows = []
+    comments = _field_comments(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            rows += describe_keys(value, f"{prefix}{f.name}.")
+        else:
+            shown = yaml.safe_dump(to_dict(value) if dataclasses.is_dataclass(value) else _plain(value),
+                                   default_flow_style=True).strip().removesuffix("...").strip()
+            rows.append((f"{prefix}{f.name}", shown, comments.get(f.name, "")))
+    return rows
+
+
+def keys_help() -> str:
+    """The text `byol pretrain --help` ends with: every key, its default and what it does."""
+    rows = describe_keys()
+    width = min(44, max(len(k) + len(d) for k, d, _ in rows) + 4)
+    lines = ["config keys (set them in a YAML file or as --section.key VALUE; defaults shown):"]
+    for key, default, text in rows:
+        lines.append(f"  {key} = {default}".ljust(width + 2) + f"  {text}".rstrip())
+    return "\n".join(lines)
 
 
 SMALL_DATA_IMAGES = 10_000

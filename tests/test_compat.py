@@ -1,13 +1,11 @@
 """Seed 003's `--run-type train|fine_tune|eval` command line over byol's own commands."""
 import json
-import sys
-import types
 
 import pytest
 from safetensors.torch import load_file
 
 from byol.backbones import resnet18
-from byol.cli import log_evaluation_to_mlflow, main
+from byol.cli import main
 from byol.compat import translate
 from conftest import TINY
 
@@ -52,30 +50,3 @@ def test_train_fine_tune_eval_on_a_custom_folder(demo_data, tmp_path, capsys):
     net.load_state_dict({k[9:]: v for k, v in weights.items() if k.startswith("backbone.")})
     assert main(["--run-type", "eval", *common, "--model-path", str(ckpt), "--epochs", "5"]) == 0
     assert json.loads((out / "eval.json").read_text())["protocol"] == "linear"
-
-
-def test_evaluation_is_nested_under_the_pretraining_mlflow_run(monkeypatch):
-    calls = []
-
-    class Run:
-        def __init__(self, **kw):
-            calls.append(("start_run", kw))
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            calls.append(("end_run",))
-
-    fake = types.SimpleNamespace(
-        set_tracking_uri=lambda uri: calls.append(("uri", uri)),
-        set_experiment=lambda name: calls.append(("experiment", name)),
-        start_run=Run, log_params=lambda p: calls.append(("params", p)),
-        log_metrics=lambda m: calls.append(("metrics", m)))
-    monkeypatch.setitem(sys.modules, "mlflow", fake)
-    record = {"protocol": "linear", "checkpoint": "c.ckpt", "dataset": "cifar10", "settings": {"epochs": 5},
-              "top1": 0.5, "top5": 0.9}
-    log_evaluation_to_mlflow(record, "file:/tmp/ml", "exp", "parent123")
-    assert calls[:4] == [("uri", "file:/tmp/ml"), ("experiment", "exp"), ("start_run", {"run_id": "parent123"}),
-                         ("start_run", {"run_name": "evaluate-linear", "nested": True})]
-    assert ("metrics", {"top1": 0.5, "top5": 0.9}) in calls and calls[-2:] == [("end_run",), ("end_run",)]

@@ -227,8 +227,9 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
         loggers.append(CSVLogger(str(out), name="", version="csv" if not resume or n == 0 else f"csv-resume{n}"))
     if cfg.log.tensorboard:
         loggers.append(TensorBoardLogger(str(out), name="", version="tensorboard", default_hp_metric=False))
-    if cfg.log.mlflow_uri:
-        loggers.append(mlflow_logger(cfg))
+    mlflow = mlflow_logger(cfg) if cfg.log.mlflow_uri else None
+    if mlflow is not None:
+        loggers.append(mlflow)
     precision = resolve_precision(t.precision, t.accelerator)
     quiet_lightning()
     with warnings.catch_warnings():
@@ -292,6 +293,8 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
             except Exception as e:  # noqa: BLE001 - the run is done and saved; a report must not undo that
                 print(f"byol: the report could not be written ({type(e).__name__}: {e}); the run itself is "
                       f"complete. Rebuild it with: byol report {out}", file=sys.stderr)
+        if mlflow is not None:
+            log_artifacts_to_mlflow(mlflow, out, last)
     return summary
 
 
@@ -398,6 +401,21 @@ def strategy(cfg: Config):
     from lightning.pytorch.strategies import DDPStrategy
 
     return DDPStrategy(find_unused_parameters=cfg.model.hidden_layer is not None)
+
+
+def log_artifacts_to_mlflow(logger, out: Path, checkpoint: Path) -> None:
+    """The run's files as artifacts of its MLflow run: config.yaml, summary.json, knn.json, the
+    report and its plots, and the exported backbone (written to the run folder first as
+    backbone.safetensors)."""
+    from .checkpoint import export_backbone
+
+    client, run_id = logger.experiment, logger.run_id
+    export_backbone(checkpoint, out / "backbone.safetensors")
+    for name in ("config.yaml", "summary.json", "knn.json", "report.html", "backbone.safetensors"):
+        if (out / name).exists():
+            client.log_artifact(run_id, str(out / name))
+    for png in sorted(out.glob("*.png")):  # beside report.html, which links them by name
+        client.log_artifact(run_id, str(png))
 
 
 def mlflow_logger(cfg: Config):

@@ -70,3 +70,20 @@ def test_pretrain_help_lists_every_key_with_its_default_and_description(capsys):
         assert f"  {key} = " in text, key
     assert "optim.clip_lr = false" in text and "never exceeds the scheduled one" in text
     assert all(description for _, _, description in describe_keys()), "every key has a description"
+
+
+def test_no_development_paths_in_the_package_or_its_help(capsys):
+    from pathlib import Path
+
+    import pytest
+
+    import byol
+    from byol.cli import main
+
+    package = Path(byol.__file__).parent
+    for f in [*package.rglob("*.py"), *package.rglob("*.yaml")]:
+        assert "../shared" not in f.read_text() and "shared/data" not in f.read_text(), f
+    for argv in (["--help"], ["pretrain", "--help"], ["bench", "--help"], ["evaluate", "knn", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "shared" not in capsys.readouterr().out

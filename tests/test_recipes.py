@@ -153,3 +153,11 @@ def test_untrained_network_is_evaluated_from_the_command_line(demo_data, tmp_pat
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["top1"] == pytest.approx(summary["knn_untrained_top1"], abs=1e-6)
     assert main(["export", str(ckpt), "-o", str(tmp_path / "untrained.safetensors")]) == 0
+
+
+def test_preview_shows_the_data_aware_values(tmp_path, capsys):
+    data = write_folder(tmp_path / "gray", classes=("a",), per_class=4, size=(32, 32), mode="L")
+    assert main(["preview", str(data), "-o", str(tmp_path / "p.png"), "-n", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "data-aware defaults for 32-px images and grayscale images" in out
+    assert "augment.view1: " in out and "saturation 0.0" in out and "blur_p 0.0" in out

@@ -93,8 +93,14 @@ def cmd_preview(args, extra) -> int:
     from .config import load_config
     from .preview import write_preview
 
+    from .config import to_dict
+
     cfg = load_config(args.config, extra)
     path = write_preview(args.data, args.output, cfg, n=args.n, seed=args.seed)
+    for note in cfg.notes:
+        print(note)
+    for view in ("view1", "view2"):
+        print(f"augment.{view}: " + ", ".join(f"{k} {v}" for k, v in to_dict(cfg)["augment"][view].items()))
     print(f"wrote {path}")
     return 0
 

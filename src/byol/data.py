@@ -296,11 +296,13 @@ class AugmentedImages(torch.utils.data.Dataset):
 
 
 def looks_grayscale(dataset, channels: int = 3, sample: int = 4096) -> bool:
-    """One-channel data, or in-memory RGB images whose three channels are equal (the first
-    `sample` images are checked); streamed RGB data is taken to be in colour."""
+    """One-channel data, or in-memory RGB images (a data set or a uint8 tensor) whose three
+    channels are equal (the first `sample` images are checked); streamed RGB data is taken to
+    be in colour."""
     if channels == 1:
         return True
-    images = getattr(getattr(dataset, "dataset", dataset), "images", None)
+    images = dataset if isinstance(dataset, torch.Tensor) else getattr(getattr(dataset, "dataset", dataset),
+                                                                      "images", None)
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
         return False
     x = images[:sample]

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from .augment import BatchAugment, to_float
-from .config import Config
-from .data import decode_to_memory, list_images
+from .config import Config, adapt_to_data
+from .data import decode_to_memory, list_images, looks_grayscale
 from .train import _subset
 
 
@@ -29,6 +29,7 @@ def write_preview(data: str | None, output: str, cfg: Config, n: int = 8, seed: 
         load = cfg.data.load_size or cfg.data.image_size
         images = decode_to_memory(_subset(list_images(data), n, seed), load, cfg.data.channels).images
     images = images[:n]
+    adapt_to_data(cfg, 0, looks_grayscale(images, cfg.data.channels))  # the views a run on this data would use
     v1, v2 = BatchAugment(cfg.augment)(images)
     size = cfg.data.image_size
     orig = torch.nn.functional.interpolate(to_float(images), size=(size, size), mode="bilinear", antialias=True)

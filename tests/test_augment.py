@@ -139,3 +139,16 @@ def test_augmentation_runs_in_float32_inside_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         v1, v2 = BatchAugment(AugmentConfig(size=16))(x)
     assert v1.dtype == torch.float32 and v2.dtype == torch.float32
+
+
+def test_colour_jitter_on_subsets_equals_the_masked_batch():
+    from byol.augment import color_jitter
+
+    x = torch.rand(64, 3, 8, 8)
+    cfg = ViewConfig()
+    torch.manual_seed(0)
+    masked = color_jitter(x.clone(), cfg, subsets=False)
+    torch.manual_seed(0)
+    subsets = color_jitter(x.clone(), cfg, subsets=True)
+    assert torch.allclose(masked, subsets, atol=1e-5)
+    assert (masked - x).abs().amax(dim=(1, 2, 3)).gt(1e-3).float().mean() > 0.5  # most images changed

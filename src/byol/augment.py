@@ -182,26 +182,40 @@ def adjust_hue(x, delta):
     return hsv_to_rgb(torch.cat([h, hsv[:, 1:]], dim=1)).clamp_(0.0, 1.0)
 
 
-def color_jitter(x: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
+def color_jitter(x: torch.Tensor, cfg: ViewConfig, subsets: bool | None = None) -> torch.Tensor:
     """The four adjustments in a random order per image, applied with probability jitter_p.
 
     Each adjustment's value is identity +- strength: brightness 0 +- 0.4, contrast
     1 +- 0.4, saturation 1 +- 0.2, hue 0 +- 0.1. Each image draws its own values and its
-    own order; an image not jittered gets the identity, so the batch stays one tensor
-    (no data-dependent indexing, hence no host-device synchronisation).
+    own order. Two ways to apply them, with the same draws:
+    - masked (GPUs): at each of the 4 positions every adjustment runs on the whole batch,
+      with the identity for the images that do not have it there; the batch stays one
+      tensor, so there is no data-dependent indexing and no host-device synchronisation;
+    - subsets (CPUs, `subsets` None): each adjustment runs only on the images that have it
+      at that position, a quarter of the work (the hue's RGB-HSV round trips dominate).
     """
     n, dev = x.shape[0], x.device
+    subsets = dev.type == "cpu" if subsets is None else subsets
     on = _bernoulli(n, cfg.jitter_p, dev)
     ops = [(adjust_brightness, 0.0, cfg.brightness), (adjust_contrast, 1.0, cfg.contrast),
            (adjust_saturation, 1.0, cfg.saturation), (adjust_hue, 0.0, cfg.hue)]
     values = [torch.where(on, _uniform(n, identity - s, identity + s, dev), identity)
               for _, identity, s in ops]
     order = torch.rand(n, 4, device=dev).argsort(dim=1)
+    if subsets:
+        x = x.clone()
     for position in range(4):
         for index, (op, identity, strength) in enumerate(ops):
             colour_only = op in (adjust_saturation, adjust_hue)
-            if strength > 0 and cfg.jitter_p > 0 and not (colour_only and x.shape[1] != 3):
-                x = op(x, torch.where(order[:, position] == index, values[index], identity))
+            if strength == 0 or cfg.jitter_p == 0 or (colour_only and x.shape[1] != 3):
+                continue
+            here = order[:, position] == index
+            if subsets:
+                idx = (here & on).nonzero().squeeze(1)
+                if idx.numel():
+                    x[idx] = op(x[idx], values[index][idx])
+            else:
+                x = op(x, torch.where(here, values[index], identity))
     return x
 
 

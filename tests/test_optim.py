@@ -101,3 +101,15 @@ def test_weight_decay_on_every_parameter_when_asked():
     m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     groups = param_groups(m, 5e-4, exclude_bias_and_norm=False)
     assert len(groups) == 1 and len(groups[0]["params"]) == 4 and groups[0]["weight_decay"] == 5e-4
+
+
+def test_predictor_learning_rate_scale():
+    m = BYOL(resnet18(stem="cifar", width=0.125), image_size=16, projection_hidden_dim=32, prediction_hidden_dim=32)
+    opt = build_optimizer(nn.ModuleList([m.online, m.predictor]), "sgd", 0.1, 1e-4, lr_scales={m.predictor: 10.0})
+    predictor = {id(p) for p in m.predictor.parameters()}
+    for g in opt.param_groups:
+        in_predictor = {id(p) in predictor for p in g["params"]}
+        assert len(in_predictor) == 1  # a group is all predictor or all the rest
+        assert g["lr"] == pytest.approx(1.0 if in_predictor.pop() else 0.1)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(m.online.parameters())) + len(
+        list(m.predictor.parameters()))

@@ -68,6 +68,7 @@ class OptimConfig:
     clip_lr: bool = False  # LARS: the adaptive rate never exceeds the scheduled one (LARC clipping)
     exclude_bias_and_norm: bool = True  # no weight decay (nor LARS ratio) on biases and norm parameters
     warmup_epochs: float = 10.0  # linear warm-up, then cosine decay to 0 (paper: 10 epochs)
+    predictor_lr_scale: float = 1.0  # the predictor's learning rate is this times the rest's
 
 
 @dataclass
@@ -469,6 +470,7 @@ def validate(cfg: Config, source: str = "config", given: dict | None = None) -> 
     need(o.base_lr > 0, "optim.base_lr", o.base_lr, "must be positive")
     need(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
     need(o.warmup_epochs >= 0, "optim.warmup_epochs", o.warmup_epochs, "must be >= 0")
+    need(o.predictor_lr_scale > 0, "optim.predictor_lr_scale", o.predictor_lr_scale, "must be positive")
     need(t.epochs >= 0, "train.epochs", t.epochs, "must be >= 0 (0: evaluate the untrained network only)")
     need(t.batch_size >= 2, "train.batch_size", t.batch_size, "must be at least 2 (batch norm)")
     need(t.accumulate >= 1, "train.accumulate", t.accumulate, "must be >= 1")

@@ -266,7 +266,7 @@ class BYOLModule(L.LightningModule):
         lr = scaled_lr(o.base_lr, self.global_batch())
         trainable = nn.ModuleList([self.model.online, self.model.predictor])
         optimizer = build_optimizer(trainable, o.name, lr, o.weight_decay, o.momentum, o.trust_coefficient,
-                                    o.clip_lr, o.exclude_bias_and_norm)
+                                    o.clip_lr, o.exclude_bias_and_norm, {self.model.predictor: o.predictor_lr_scale})
         steps_per_epoch = max(1, self.total_steps // max(1, self.trainer.max_epochs))
         scheduler = build_scheduler(optimizer, int(o.warmup_epochs * steps_per_epoch), self.total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

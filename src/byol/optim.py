@@ -26,19 +26,22 @@ def is_excluded(param: torch.Tensor) -> bool:
     return param.ndim <= 1
 
 
-def param_groups(module: nn.Module, weight_decay: float, exclude_bias_and_norm: bool = True) -> list[dict]:
-    """Two groups: decayed and LARS-adapted weights; excluded biases and norm parameters.
+def param_groups(module: nn.Module, weight_decay: float, exclude_bias_and_norm: bool = True,
+                 lr_scales: dict[nn.Module, float] | None = None) -> list[dict]:
+    """Decayed and LARS-adapted weights first, then the excluded biases and norm parameters;
+    split further by `lr_scales` ({sub-module: factor of the learning rate}, group key
+    "lr_scale").
 
     exclude_bias_and_norm=False puts every parameter in the first group (weight decay on
     biases and norm scales too, as plain `torch.optim.SGD(model.parameters(), ...)` does).
     """
-    params = [p for p in module.parameters() if p.requires_grad]
-    decay = [p for p in params if not (exclude_bias_and_norm and is_excluded(p))]
-    excluded = [p for p in params if exclude_bias_and_norm and is_excluded(p)]
-    groups = [{"params": decay, "weight_decay": weight_decay, "lars_exclude": False}]
-    if excluded:
-        groups.append({"params": excluded, "weight_decay": 0.0, "lars_exclude": True})
-    return groups
+    scale_of = {id(p): f for m, f in (lr_scales or {}).items() for p in m.parameters()}
+    split: dict[tuple[bool, float], list] = {}
+    for p in module.parameters():
+        if p.requires_grad:
+            split.setdefault((exclude_bias_and_norm and is_excluded(p), scale_of.get(id(p), 1.0)), []).append(p)
+    return [{"params": ps, "weight_decay": 0.0 if excluded else weight_decay, "lars_exclude": excluded,
+             "lr_scale": scale} for (excluded, scale), ps in sorted(split.items(), key=lambda kv: kv[0])]
 
 
 class LARS(torch.optim.Optimizer):
@@ -108,10 +111,13 @@ def scaled_lr(base_lr: float, global_batch: int) -> float:
 
 def build_optimizer(module: nn.Module, name: str, lr: float, weight_decay: float,
                     momentum: float = 0.9, trust_coefficient: float = 1e-3, clip_lr: bool = False,
-                    exclude_bias_and_norm: bool = True) -> torch.optim.Optimizer:
+                    exclude_bias_and_norm: bool = True,
+                    lr_scales: dict[nn.Module, float] | None = None) -> torch.optim.Optimizer:
     """LARS, SGD, Adam or AdamW over `param_groups(module)`; clip_lr is LARS-only."""
     name = name.lower()
-    groups = param_groups(module, weight_decay, exclude_bias_and_norm)
+    groups = param_groups(module, weight_decay, exclude_bias_and_norm, lr_scales)
+    for g in groups:
+        g["lr"] = lr * g.pop("lr_scale")
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, trust_coefficient=trust_coefficient, clip_lr=clip_lr)
     fused = {"fused": True} if all(p.is_cuda for g in groups for p in g["params"]) else {}

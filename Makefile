@@ -31,7 +31,7 @@ test: install chromium
 	$(BIN)/python -m pytest -q -ra tests
 
 bench: install
-	$(BIN)/byol bench throughput
+	$(BIN)/python benchmarks/bench.py throughput
 
 clean:
 	rm -rf runs data/demo .pytest_cache

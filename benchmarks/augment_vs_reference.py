@@ -35,7 +35,7 @@ from PIL import Image
 
 
 def load(cifar: str, n: int) -> torch.Tensor:
-    from byol.data import decode_to_memory, list_images
+    from byol.data.images import decode_to_memory, list_images
 
     test = os.path.join(cifar, "test.tar.gz")
     if not os.path.exists(test):
@@ -45,7 +45,7 @@ def load(cifar: str, n: int) -> torch.Tensor:
 
 
 def crop_areas(n: int = 200_000) -> dict:
-    from byol.augment import crop_boxes
+    from byol.core.augment import crop_boxes
 
     torch.manual_seed(0)
     out = {}
@@ -58,7 +58,7 @@ def crop_areas(n: int = 200_000) -> dict:
 def saturation(x: torch.Tensor) -> dict:
     from kornia.color import hsv_to_rgb, rgb_to_hsv
 
-    from byol.augment import adjust_saturation
+    from byol.core.augment import adjust_saturation
 
     torch.manual_seed(0)
     f = torch.rand(x.shape[0]) * 0.4 + 0.8
@@ -74,7 +74,7 @@ def saturation(x: torch.Tensor) -> dict:
 def blur_padding(x: torch.Tensor) -> dict:
     from kornia.filters import gaussian_blur2d
 
-    from byol.augment import blur_kernel_size
+    from byol.core.augment import blur_kernel_size
 
     big = F.interpolate(x[:64], size=(224, 224), mode="bilinear", align_corners=False).clamp(0, 1)
     k = blur_kernel_size(224, 0.1)
@@ -94,7 +94,7 @@ def blur_padding(x: torch.Tensor) -> dict:
 def bicubic(x: torch.Tensor) -> dict:
     """Crops of 8-32 px resized to 32 px: grid_sample (a = -0.75) against PIL's bicubic (a = -0.5,
     the kernel of TF's resize), on the same integer crop boxes."""
-    from byol.augment import resized_crop
+    from byol.core.augment import resized_crop
 
     rng = np.random.default_rng(0)
     diffs = []
@@ -113,7 +113,7 @@ def bicubic(x: torch.Tensor) -> dict:
 
 
 def autocast(x: torch.Tensor) -> dict:
-    from byol.augment import AugmentConfig, augment_view, paper_view1
+    from byol.core.augment import AugmentConfig, augment_view, paper_view1
 
     cfg = AugmentConfig(size=32)
     u8 = (x * 255).round().to(torch.uint8)

@@ -58,8 +58,8 @@ def commit() -> str:
 
 def load_images(cifar: str, per_class: int):
     """(train MemoryImages: the first `per_class` images of each class, test MemoryImages)."""
-    from byol.data import decode_to_memory, list_images
-    from byol.train import first_per_class
+    from byol.data.images import decode_to_memory, list_images
+    from byol.data.images import first_per_class
 
     train_tar, test_tar = os.path.join(cifar, "train.tar.gz"), os.path.join(cifar, "test.tar.gz")
     for f in (train_tar, test_tar):
@@ -72,7 +72,7 @@ def load_images(cifar: str, per_class: int):
 
 def initial_backbone(seed: int, width: float):
     """The backbone every library starts from: resnet18-cifar, weights drawn from `seed`."""
-    from byol.backbones import resnet18
+    from byol.core.backbones import resnet18
 
     torch.manual_seed(seed)
     return resnet18(stem="cifar", width=width)
@@ -80,7 +80,7 @@ def initial_backbone(seed: int, width: float):
 
 def knn_top1(net, train, test, mean, std) -> dict:
     """The one evaluator: kNN (k 200, T 0.1) on the backbone's pooled features, fp32."""
-    from byol.evaluate import extract_features, knn_accuracy
+    from byol.evaluation.protocols import extract_features, knn_accuracy
 
     bank = extract_features(net, train.images, mean, std, image_size=32)
     queries = extract_features(net, test.images, mean, std, image_size=32)
@@ -94,7 +94,7 @@ def knn_top1(net, train, test, mean, std) -> dict:
 
 def train_byol(net, train, args):
     from byol.config import load_config
-    from byol.train import pretrain
+    from byol.training.pretrain import pretrain
 
     configs = args.config or ["cifar10"]  # a packaged recipe, by name
     with tempfile.TemporaryDirectory() as out:

@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:
-    from byol.backbones import resnet18
-    from byol.data import decode_to_memory, list_images
-    from byol.evaluate import extract_features, knn_accuracy
-    from byol.train import first_per_class
+    from byol.core.backbones import resnet18
+    from byol.data.images import decode_to_memory, list_images
+    from byol.evaluation.protocols import extract_features, knn_accuracy
+    from byol.data.images import first_per_class
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cifar", required=True, help="folder with CIFAR-10's train.tar.gz and test.tar.gz")

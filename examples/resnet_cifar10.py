@@ -17,14 +17,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from byol.backbones import resnet18
+from byol.core.backbones import resnet18
 from byol.checkpoint import export_backbone
 from byol.config import load_config
-from byol.data import MemoryImages, decode_to_memory, list_images
-from byol.datasets import load_dataset
-from byol.evaluate import train_classifier
-from byol.model import feature_extractor
-from byol.train import first_per_class, pretrain
+from byol.data.images import MemoryImages, decode_to_memory, list_images
+from byol.data.datasets import load_dataset
+from byol.evaluation.protocols import train_classifier
+from byol.core.model import feature_extractor
+from byol.data.images import first_per_class
+from byol.training.pretrain import pretrain
 
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "byol" / "configs" / "cifar10.yaml"
 

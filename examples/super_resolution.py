@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from byol import BYOL, AugmentConfig, BatchAugment
-from byol.data import decode_to_memory, list_images
-from byol.demo import generate_textures
-from byol.optim import build_optimizer
+from byol.data.images import decode_to_memory, list_images
+from byol.data.demo import generate_textures
+from byol.core.optim import build_optimizer
 
 
 class ResidualBlock(nn.Module):
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = BYOL(gen, hidden_layer="body", image_size=a.size, projection_hidden_dim=512,
                  prediction_hidden_dim=512, projection_dim=128)
     augment = BatchAugment(AugmentConfig(size=a.size))
-    opt = build_optimizer(nn.ModuleList([model.online, model.predictor]), "adamw", lr=1e-3, weight_decay=1e-4)
+    opt = build_optimizer(model.trainable_modules(), "adamw", lr=1e-3, weight_decay=1e-4)
     losses = []
     for step in range(a.steps):
         loss = model(*augment(images[torch.randint(0, len(images), (a.batch,))]))

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from byol import BYOL, AugmentConfig, BatchAugment
-from byol.augment import normalize, to_float
-from byol.backbones import ResNet, resnet18
-from byol.optim import build_optimizer
+from byol.core.augment import normalize, to_float
+from byol.core.backbones import ResNet, resnet18
+from byol.core.optim import build_optimizer
 
 SHAPES = ("background", "disc", "square", "triangle")
 
@@ -91,7 +91,7 @@ def pretrain_encoder(encoder: nn.Module, images: torch.Tensor, steps: int, batch
     model = BYOL(encoder, hidden_layer="avgpool", image_size=size, projection_hidden_dim=512,
                  prediction_hidden_dim=512, projection_dim=128)
     augment = BatchAugment(AugmentConfig(size=size))
-    opt = build_optimizer(nn.ModuleList([model.online, model.predictor]), "adamw", lr=2e-3, weight_decay=1e-4)
+    opt = build_optimizer(model.trainable_modules(), "adamw", lr=2e-3, weight_decay=1e-4)
     losses = []
     for step in range(steps):
         idx = torch.randint(0, len(images), (batch,))

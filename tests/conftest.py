@@ -37,7 +37,7 @@ def image_folder(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> Path:
-    from byol.demo import generate_textures
+    from byol.data.demo import generate_textures
 
     return generate_textures(tmp_path_factory.mktemp("demo"), train_per_class=30, test_per_class=10)
 

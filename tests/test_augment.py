@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from byol.augment import (AugmentConfig, BatchAugment, TwoViewTransform, ViewConfig, adjust_brightness,
+from byol.core.augment import (AugmentConfig, BatchAugment, TwoViewTransform, ViewConfig, adjust_brightness,
                           augment_view, blur_kernel_size, crop_boxes, paper_view1, paper_view2, random_solarize)
 
 
@@ -142,7 +142,7 @@ def test_augmentation_runs_in_float32_inside_autocast():
 
 
 def test_colour_jitter_on_subsets_equals_the_masked_batch():
-    from byol.augment import color_jitter
+    from byol.core.augment import color_jitter
 
     x = torch.rand(64, 3, 8, 8)
     cfg = ViewConfig()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from byol.backbones import build_backbone, resnet18
+from byol.core.backbones import build_backbone, resnet18
 from byol.checkpoint import CheckpointError, atomic_save, load_into
 
 

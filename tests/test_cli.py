@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from byol.backbones import resnet18
+from byol.core.backbones import resnet18
 from byol.cli import main
 
 from conftest import TINY
@@ -95,14 +95,6 @@ def test_layers_command(capsys):
     assert "layer4.1.bn2" in out and "(1, 128, 4, 4)" in out
 
 
-def test_bench_throughput_prints_json(capsys):
-    assert main(["bench", "throughput", "--batch-size", "8", "--width", "0.125", "--steps", "1",
-                 "--warmup", "1", "--variants", "default,fp32"]) == 0
-    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
-    assert [r["variant"] for r in lines] == ["default", "fp32"]
-    assert all(r["images_per_sec"] > 0 and r["peak_memory_mb"] > 0 for r in lines)
-
-
 def test_user_network_by_import_path_and_hidden_layer(demo_data, tmp_path):
     out = tmp_path / "gen"
     args = ["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
@@ -182,20 +174,10 @@ def test_compile_failure_falls_back_to_eager(demo_data, tmp_path, monkeypatch):
                      "--train.compile", "true", "--train.epochs", "1", "--train.knn_every", "0", *TINY]) == 0
 
 
-def test_bench_b3_tiny_on_cpu(cifar_dir, tmp_path, capsys):
-    assert main(["bench", "b3", "--epochs", "1", "--cifar", str(cifar_dir), "--out", str(tmp_path / "b3"),
-                 "--data.limit_per_class", "20", "--train.batch_size", "64", "--log.progress", "false",
-                 "--model.backbone_args", "{stem: cifar, width: 0.125}", "--model.projection_hidden_dim", "64",
-                 "--model.prediction_hidden_dim", "64"]) == 0
-    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert r["benchmark"] == "B3" and r["train_images"] == 200 and r["epochs"] == 1
-    assert 0 <= r["knn_top1"] <= 1 and 0 <= r["linear_top1"] <= 1 and r["seconds_per_epoch"] > 0
-
-
 def test_nonfinite_loss_stops_and_keeps_the_checkpoint(demo_data, tmp_path):
     from byol.config import load_config
-    from byol.lightning import NonFiniteLossError
-    from byol.train import pretrain
+    from byol.training.guard import NonFiniteLossError
+    from byol.training.pretrain import pretrain
 
     cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--train.out_dir", str(tmp_path / "n"),
                              "--train.epochs", "2", "--train.knn_every", "0", *TINY[2:]])
@@ -210,7 +192,7 @@ def test_collapse_monitor_is_logged(demo_run):
 
 
 def test_schedules_are_logged_at_a_fine_interval_and_throughput_over_a_window(demo_data, tmp_path):
-    from byol.report import read_metrics
+    from byol.evaluation.report import read_metrics
 
     out = tmp_path / "sched"
     assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.epochs", "2", "--train.knn_every", "0",
@@ -230,12 +212,12 @@ def test_without_a_check_every_step_no_checkpoint_holds_a_nonfinite_state(demo_d
 
     from byol.checkpoint import load_checkpoint
     from byol.config import load_config
-    from byol.lightning import NonFiniteLossError
-    from byol.train import pretrain
+    from byol.training.guard import NonFiniteLossError
+    from byol.training.pretrain import pretrain
 
     class AsOnAGPU(L.Callback):
         def on_fit_start(self, trainer, pl_module):
-            pl_module.check_every_step = False
+            pl_module.guard.check_every_step = False
 
     out = tmp_path / "n"
     cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
@@ -250,14 +232,15 @@ def test_without_a_check_every_step_no_checkpoint_holds_a_nonfinite_state(demo_d
 
 def test_in_memory_images_are_augmented_in_workers_when_asked(demo_data, tmp_path):
     from byol.config import load_config
-    from byol.data import AugmentedImages
-    from byol.train import build_data
+    from byol.data.images import AugmentedImages
+    from byol.training.data import build_data
 
     cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--data.augment_on", "workers",
                              "--data.num_workers", "1", "--train.knn_every", "0", *TINY[2:]])
-    loader = build_data(cfg)[0]
+    loader = build_data(cfg).loader
     assert isinstance(loader.dataset, AugmentedImages) and loader.num_workers == 1
-    v1, v2, labels = next(iter(loader))
+    batch = next(iter(loader))
+    v1, v2 = batch.view1, batch.view2
     assert v1.dtype == torch.float32 and v1.shape == v2.shape == (32, 3, 32, 32) and not torch.equal(v1, v2)
     out = tmp_path / "w"
     assert main(["pretrain", "--data.path", str(demo_data / "train"), "--data.augment_on", "workers",
@@ -270,7 +253,7 @@ def test_the_target_does_not_move_on_a_step_the_fp16_scaler_skipped(demo_data, t
     import lightning as L
 
     from byol.config import load_config
-    from byol.train import pretrain
+    from byol.training.pretrain import pretrain
 
     class SkippingScaler:
         def __init__(self):

@@ -4,9 +4,9 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from byol.backbones import resnet18
+from byol.core.backbones import resnet18
 from byol.cli import main
-from byol.compat import translate
+from byol.cli.compat import translate
 from conftest import TINY
 
 

@@ -83,7 +83,7 @@ def test_no_development_paths_in_the_package_or_its_help(capsys):
     package = Path(byol.__file__).parent
     for f in [*package.rglob("*.py"), *package.rglob("*.yaml")]:
         assert "../shared" not in f.read_text() and "shared/data" not in f.read_text(), f
-    for argv in (["--help"], ["pretrain", "--help"], ["bench", "--help"], ["evaluate", "knn", "--help"]):
+    for argv in (["--help"], ["pretrain", "--help"], ["evaluate", "knn", "--help"]):
         with pytest.raises(SystemExit):
             main(argv)
         assert "shared" not in capsys.readouterr().out

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from byol.data import (DataError, MemoryImages, StreamImages, decode_to_memory, fit_image, list_images,
+from byol.data.images import (DataError, MemoryImages, StreamImages, decode_to_memory, fit_image, list_images,
                        split_held_out)
 
 from conftest import write_folder
@@ -81,7 +81,7 @@ def test_stream_dataset_skips_a_file_that_disappears(tmp_path, capsys):
     root = write_folder(tmp_path / "s", per_class=3)
     ds = StreamImages(list_images(root), 16)
     (root / "a" / "1.png").unlink()
-    x, label = ds[1]
+    x = ds[1].images
     assert "skipping unreadable image" in capsys.readouterr().err and "1.png" in ds.bad.paths[0]
     assert x.shape == (3, 16, 16) and len(ds.bad) == 1
 
@@ -90,9 +90,10 @@ def test_memory_dataset_batches_and_held_out_split():
     images = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8)
     labels = torch.arange(40) % 4
     ds = MemoryImages(images, labels, ["a", "b", "c", "d"])
-    x, y = ds.__getitems__([3, 5])
+    batch = ds.__getitems__([3, 5])
+    x, y = batch.images, batch.labels
     assert x.shape == (2, 3, 8, 8) and y.tolist() == [3, 1]
-    from byol.data import ImageList
+    from byol.data.images import ImageList
 
     listing = ImageList("r", [f"{i}.png" for i in range(40)], labels.tolist(), ["a", "b", "c", "d"])
     rest, held = split_held_out(listing, 0.25, seed=0)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from byol import datasets
-from byol.data import DataError
-from byol.datasets import download, load_dataset, read_idx
+from byol.data import datasets
+from byol.data.images import DataError
+from byol.data.datasets import download, load_dataset, read_idx
 
 rng = np.random.default_rng(0)
 
@@ -126,8 +126,8 @@ def test_pretrain_on_a_named_dataset(tmp_path):
 def test_video_frame_pairs(tmp_path):
     from PIL import Image
 
-    from byol.augment import AugmentConfig, TwoViewTransform
-    from byol.data import VideoFramePairs
+    from byol.core.augment import AugmentConfig, TwoViewTransform
+    from byol.data.images import VideoFramePairs
 
     for clip, n in (("clipA", 5), ("clipB", 3), ("single", 1)):
         (tmp_path / clip).mkdir()
@@ -138,11 +138,13 @@ def test_video_frame_pairs(tmp_path):
     assert len(ds) == 8  # the one-frame clip is skipped
     for i in range(len(ds)):
         for _ in range(10):
-            a, b, label = ds[i]
+            pair = ds[i]
+            a, b, label = pair.images, pair.partners, pair.labels
             la, lb = int(a[0, 0, 0]), int(b[0, 0, 0])
             assert a.shape == (3, 16, 16) and label == -1
             assert la != lb and (la < 100) == (lb < 100) and abs(la - lb) <= 20  # same clip, <= 2 apart
-    v1, v2, _ = VideoFramePairs(tmp_path, 16, transform=TwoViewTransform(AugmentConfig(size=16)))[0]
+    views = VideoFramePairs(tmp_path, 16, transform=TwoViewTransform(AugmentConfig(size=16)))[0]
+    v1 = views.view1
     assert v1.dtype == torch.float32 and v1.shape == (3, 16, 16)
     with pytest.raises(DataError, match="no clip sub-folder"):
         VideoFramePairs(tmp_path / "single", 16)

@@ -84,7 +84,7 @@ def test_two_processes_match_one_process(demo_data, tmp_path, one_process, launc
 
 def test_sync_batchnorm_on_gpus_and_said_off_on_cpus(monkeypatch):
     from byol.config import load_config
-    from byol.train import strategy, sync_batchnorm
+    from byol.training.pretrain import strategy, sync_batchnorm
 
     two = load_config(None, ["--train.devices", "2"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

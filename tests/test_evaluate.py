@@ -1,8 +1,8 @@
 import torch
 from torch import nn
 
-from byol.data import balanced_split
-from byol.evaluate import knn_accuracy, knn_predict, linear_probe, logistic_regression, train_classifier
+from byol.data.images import balanced_split
+from byol.evaluation.protocols import knn_accuracy, knn_predict, linear_probe, logistic_regression, train_classifier
 
 
 def blobs(n=200, d=8, classes=4, seed=0):

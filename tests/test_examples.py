@@ -37,7 +37,7 @@ def test_make_shapes_masks_match_the_shapes():
 
 
 def test_resnet_cifar10_pretrain_then_finetune(cifar_dir, tmp_path):
-    from byol.backbones import resnet18
+    from byol.core.backbones import resnet18
 
     out = tmp_path / "ex"
     r = example("resnet_cifar10").main([

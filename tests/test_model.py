@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from byol import BYOL
-from byol.backbones import resnet18
-from byol.ema import cosine_tau, ema_update
-from byol.loss import byol_loss, regression_loss
-from byol.model import HiddenLayerError, layer_names
+from byol.core.backbones import resnet18
+from byol.core.ema import cosine_tau, ema_update
+from byol.core.loss import byol_loss, regression_loss
+from byol.core.model import HiddenLayerError, layer_names
 
 
 class Classifier(nn.Module):

@@ -4,14 +4,14 @@ import torch
 from torch import nn
 
 from byol import BYOL
-from byol.backbones import resnet18
-from byol.optim import LARS, WarmupCosine, build_optimizer, is_excluded, param_groups, scaled_lr
+from byol.core.backbones import resnet18
+from byol.core.optim import LARS, WarmupCosine, build_optimizer, is_excluded, param_groups, scaled_lr
 
 
 def test_lars_exclusions_by_what_a_parameter_is():
     m = BYOL(resnet18(stem="cifar", width=0.125), image_size=16, projection_hidden_dim=32,
              prediction_hidden_dim=32)
-    trainable = nn.ModuleList([m.online, m.predictor])
+    trainable = m.trainable_modules()
     groups = param_groups(trainable, 1e-5)
     excluded = {id(p) for p in groups[1]["params"]}
     names = {n for n, p in trainable.named_parameters() if id(p) in excluded}
@@ -105,7 +105,7 @@ def test_weight_decay_on_every_parameter_when_asked():
 
 def test_predictor_learning_rate_scale():
     m = BYOL(resnet18(stem="cifar", width=0.125), image_size=16, projection_hidden_dim=32, prediction_hidden_dim=32)
-    opt = build_optimizer(nn.ModuleList([m.online, m.predictor]), "sgd", 0.1, 1e-4, lr_scales={m.predictor: 10.0})
+    opt = build_optimizer(m.trainable_modules(), "sgd", 0.1, 1e-4, lr_scales={m.predictor: 10.0})
     predictor = {id(p) for p in m.predictor.parameters()}
     for g in opt.param_groups:
         in_predictor = {id(p) in predictor for p in g["params"]}

@@ -9,12 +9,12 @@ import yaml
 from PIL import Image
 from torch import nn
 
-from byol.augment import AugmentConfig, BatchAugment, ViewConfig
+from byol.core.augment import AugmentConfig, BatchAugment, ViewConfig
 from byol.cli import main
 from byol.config import ConfigError, adapt_to_data, load_config, recipe_names
-from byol.data import StreamImages, decode_item, list_images
-from byol.evaluate import extract_features
-from byol.train import verdict
+from byol.data.images import StreamImages, decode_item, list_images
+from byol.evaluation.protocols import extract_features
+from byol.training.pretrain import verdict
 
 from conftest import TINY, write_folder
 
@@ -56,7 +56,7 @@ def test_epoch_presets_take_the_nearest_and_yield_to_the_command_line():
 
 
 def test_zero_init_residual_starts_every_block_as_identity():
-    from byol.backbones import resnet18, resnet50
+    from byol.core.backbones import resnet18, resnet50
 
     net = resnet50(zero_init_residual=True, width=0.125)
     assert all((b.bn3.weight == 0).all() for layer in (net.layer1, net.layer4) for b in layer)
@@ -103,13 +103,13 @@ def test_full_image_crops_reach_the_sides_of_wide_images(tmp_path):
     assert x.shape == (3, 32, 32) and aspect == pytest.approx(3.0)
     full = StreamImages(images, 32, mode="full")[0]
     centre = StreamImages(images, 32, mode="resize")[0]
-    assert len(full) == 3 and full[2] == pytest.approx(3.0) and len(centre) == 2
+    assert float(full.aspect) == pytest.approx(3.0) and centre.aspect is None
     plain = ViewConfig(jitter_p=0, grayscale_p=0, blur_p=0, solarize_p=0)
     augment = BatchAugment(AugmentConfig(size=16, view1=plain, view2=plain, mean=(0, 0, 0), std=(1, 1, 1)))
     torch.manual_seed(0)
     n = 256
-    v_full, _ = augment(full[0].expand(n, -1, -1, -1), aspect=torch.full((n,), full[2]))
-    v_centre, _ = augment(centre[0].expand(n, -1, -1, -1))
+    v_full, _ = augment(full.images.expand(n, -1, -1, -1), aspect=torch.full((n,), float(full.aspect)))
+    v_centre, _ = augment(centre.images.expand(n, -1, -1, -1))
     reds_full = (v_full[:, 0] > 0.5).flatten(1).any(1).float().mean()
     reds_centre = (v_centre[:, 0] > 0.5).flatten(1).any(1).float().mean()
     assert reds_centre == 0 and reds_full > 0.2  # the centre square never shows the red third

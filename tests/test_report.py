@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from byol.cli import main
-from byol.report import read_metrics
+from byol.evaluation.report import read_metrics
 
 PLOTS = ["loss.png", "lr.png", "tau.png", "projection_std.png", "knn.png", "embedding_map.png", "preview.png"]
 

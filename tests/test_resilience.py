@@ -13,10 +13,10 @@ import torch
 from byol.checkpoint import load_checkpoint
 from byol.cli import main
 from byol.config import load_config
-from byol.data import StreamImages
-from byol.lightning import CheckpointWriteError
-from byol.loader import ShardedSampler
-from byol.train import pretrain
+from byol.data.images import StreamImages
+from byol.training.callbacks import CheckpointWriteError
+from byol.data.loader import ShardedSampler
+from byol.training.pretrain import pretrain
 from conftest import TINY
 from user_nets import NaNFeatures
 
@@ -118,7 +118,7 @@ def test_a_dead_data_worker_is_a_message_not_a_hang(demo_data, tmp_path, monkeyp
 
 
 def test_sampler_shards_are_disjoint_and_cover_the_epoch(monkeypatch):
-    import byol.loader as loader
+    import byol.data.loader as loader
 
     seen = []
     for rank in range(3):

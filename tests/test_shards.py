@@ -5,9 +5,10 @@ import tarfile
 import pytest
 import torch
 
-import byol.loader as loader
+import byol.data.loader as loader
 from byol.cli import main
-from byol.shards import ShardStream, write_shards
+from byol.data.batch import collate
+from byol.data.shards import ShardStream, write_shards
 from conftest import TINY, write_folder
 
 
@@ -25,11 +26,11 @@ def test_shards_hold_every_image_with_its_class(shards, tmp_path):
         names = tar.getnames()
     assert names[0].endswith(".png") and names[1] == names[0][:-4] + ".cls"  # WebDataset layout
     ds = ShardStream(str(shards), 12, shuffle_buffer=5)
-    items = list(ds)
+    items = [(b.images, b.labels) for b in ds]
     assert len(items) == 30 and sorted(int(y) for _, y in items) == [0] * 10 + [1] * 10 + [2] * 10
     # the same pixels as the source images, in a shuffled order
     src = sorted(x.sum().item() for x, _ in items)
-    again = sorted(x.sum().item() for x, _ in ShardStream(str(shards), 12, shuffle_buffer=1))
+    again = sorted(b.images.sum().item() for b in ShardStream(str(shards), 12, shuffle_buffer=1))
     assert src == again
 
 
@@ -39,8 +40,8 @@ def test_ranks_and_workers_read_disjoint_equal_shares(shards, monkeypatch, world
     for rank in range(world_size):
         monkeypatch.setattr(loader, "world", lambda rank=rank: (rank, world_size))
         ds = ShardStream(str(shards), 12, batch_size=2, shuffle_buffer=3)
-        dl = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=workers, drop_last=True)
-        mine = [x.flatten(1).sum(1) for x, _ in dl]
+        dl = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=workers, drop_last=True, collate_fn=collate)
+        mine = [b.images.flatten(1).sum(1) for b in dl]
         assert len(mine) == len(dl) == 30 // world_size // 2  # every rank runs as many steps
         seen += torch.cat(mine).tolist()
     if (world_size, workers) == (2, 1):  # each reader's shards hold exactly its share: one clean pass

@@ -5,7 +5,7 @@ import lightning as L
 import torch
 
 from byol.config import load_config
-from byol.train import pretrain
+from byol.training.pretrain import pretrain
 
 
 class StopAfter(L.Callback):

@@ -1,9 +1,31 @@
-"""byol: Bootstrap Your Own Latent (Grill et al. 2020, arXiv 2006.07733) for any PyTorch network."""
-__version__ = "0.1.0"
+"""byol: Bootstrap Your Own Latent (Grill et al. 2020, arXiv 2006.07733) for any PyTorch network.
 
-from .model import BYOL, layer_names  # noqa: E402
-from .augment import AugmentConfig, BatchAugment, TwoViewTransform, ViewConfig  # noqa: E402
-from .optim import LARS  # noqa: E402
+Where to start reading (README.md, "How the code is laid out"):
+    byol.core        the method in plain PyTorch: model, heads, loss, EMA, augmentations, optimiser
+    byol.data        image folders and archives, named data sets, shards, loaders
+    byol.checkpoint  atomic writes, checkpoints, export with metadata
+    byol.config      the configuration schema, recipes, --help text
+    byol.evaluation  kNN, linear, logistic, fine-tuning, embeddings, the report and the preview
+    byol.training    the LightningModule, its callbacks, and pretrain()
+    byol.cli         the `byol` command line
+"""
+from byol.core.augment import AugmentConfig, BatchAugment, TwoViewTransform, ViewConfig
+from byol.core.ema import cosine_tau, ema_update
+from byol.core.heads import MLP
+from byol.core.loss import byol_loss
+from byol.core.model import BYOL, layer_names
+from byol.core.optim import LARS, build_optimizer, build_scheduler
+from byol.version import __version__
 
-__all__ = ["BYOL", "layer_names", "AugmentConfig", "BatchAugment", "TwoViewTransform", "ViewConfig", "LARS",
+__all__ = ["BYOL", "layer_names", "MLP", "byol_loss", "cosine_tau", "ema_update", "AugmentConfig", "BatchAugment",
+           "TwoViewTransform", "ViewConfig", "LARS", "build_optimizer", "build_scheduler", "pretrain",
            "__version__"]
+
+
+def __getattr__(name: str):
+    """`byol.pretrain` without importing Lightning when only the core is used."""
+    if name == "pretrain":
+        from byol.training.pretrain import pretrain
+
+        return pretrain
+    raise AttributeError(f"module 'byol' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .backbones import REGISTRY, build_backbone
+from byol.core.backbones import REGISTRY, build_backbone
 
 BACKBONE_PREFIX = "model.online.net."
 

@@ -17,7 +17,8 @@ from typing import Any, Union
 
 import yaml
 
-from .augment import AugmentConfig
+from byol.core.augment import AugmentConfig
+from byol.core.optim import OPTIMIZERS
 
 
 class ConfigError(ValueError):
@@ -442,7 +443,7 @@ def validate(cfg: Config, source: str = "config", given: dict | None = None) -> 
             raise ConfigError(f"{origin}: {key} = {value!r}: {what}")
 
     d, m, o, t, a = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.augment
-    from .datasets import DATASETS
+    from byol.data.datasets import DATASETS
 
     need(d.dataset in ("folder", "video", "shards", *DATASETS), "data.dataset", d.dataset,
          f"must be folder, video, shards, {', '.join(DATASETS)}")
@@ -466,7 +467,7 @@ def validate(cfg: Config, source: str = "config", given: dict | None = None) -> 
     need(m.tau_base <= m.tau_final <= 1.0, "model.tau_final", m.tau_final, "must be in [model.tau_base, 1]")
     for k in ("projection_dim", "projection_hidden_dim", "prediction_hidden_dim"):
         need(getattr(m, k) > 0, f"model.{k}", getattr(m, k), "must be positive")
-    need(o.name in ("lars", "sgd", "adam", "adamw"), "optim.name", o.name, "must be lars, sgd, adam or adamw")
+    need(o.name in OPTIMIZERS, "optim.name", o.name, f"must be one of {', '.join(OPTIMIZERS)}")
     need(o.base_lr > 0, "optim.base_lr", o.base_lr, "must be positive")
     need(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
     need(o.warmup_epochs >= 0, "optim.warmup_epochs", o.warmup_epochs, "must be >= 0")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import DataError, MemoryImages
+from byol.data.images import DataError, MemoryImages
 
 EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
 DATASETS = ("cifar10", "cifar100", "stl10", "mnist", *(f"emnist-{s}" for s in EMNIST_SPLITS))

@@ -16,7 +16,7 @@ def byol_loss(q1: torch.Tensor, q2: torch.Tensor, z1: torch.Tensor, z2: torch.Te
     """Symmetric BYOL loss, batch mean: L(q1, z2') + L(q2, z1').
 
     The two directions are *summed*, as in the paper; averaging them instead halves the
-    gradient and, with a learning rate tuned for the sum, costs accuracy (PITFALLS.md).
+    gradient and, with a learning rate tuned for the sum, costs accuracy.
     Targets must come from the target network, without gradient.
     """
     return (regression_loss(q1, z2.detach()) + regression_loss(q2, z1.detach())).mean()

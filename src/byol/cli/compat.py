@@ -1,4 +1,5 @@
-"""Seed 003's command line (`main.py --run-type ...`), translated into byol's own commands.
+"""The `python main.py --run-type ...` command line of an earlier PyTorch BYOL implementation,
+translated into byol's own commands.
 
     byol --run-type train --dataset-type cifar10 --dataset-path DATA --model-output-folder-path OUT
     byol --run-type fine_tune --dataset-type custom --dataset-path DATA --model-path OUT/checkpoints/last.ckpt
@@ -14,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import sys
 from pathlib import Path
 
-from .config import ConfigError
+from byol.config import RECIPES_DIR, ConfigError
 
-DATASET_TYPES = {  # seed 003's --dataset-type -> byol's data set name
+DATASET_TYPES = {  # main.py's --dataset-type -> byol's data set name
     "custom": "folder", "cifar10": "cifar10",
     "emnist_by-class": "emnist-byclass", "emnist_by-merge": "emnist-bymerge",
     "emnist_balanced": "emnist-balanced", "emnist_letters": "emnist-letters",
@@ -30,7 +29,7 @@ RUN_TYPES = ("train", "fine_tune", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="byol --run-type", description="seed 003's main.py arguments")
+    p = argparse.ArgumentParser(prog="byol --run-type", description="main.py --run-type arguments")
     p.add_argument("--run-type", required=True, choices=[*RUN_TYPES, "fine-tune"])
     p.add_argument("--dataset-type", required=True, choices=list(DATASET_TYPES))
     p.add_argument("--dataset-path", required=True,
@@ -66,7 +65,7 @@ def _data_args(args, pretraining: bool) -> list[str]:
 
 
 def translate(argv: list[str]) -> list[str]:
-    """byol's own argv for seed 003's arguments (unknown ones are passed through)."""
+    """byol's own argv for main.py's arguments (unknown ones are passed through)."""
     args, rest = build_parser().parse_known_args(argv)
     run_type = "fine_tune" if args.run_type == "fine-tune" else args.run_type
     out = Path(args.model_output_folder_path or f"runs/{run_type}")
@@ -84,7 +83,7 @@ def translate(argv: list[str]) -> list[str]:
     if run_type == "train":
         configs = [c for c in (args.run_param_file_path, args.model_param_file_path) if c]
         if not args.run_param_file_path and args.dataset_type == "cifar10":
-            configs.insert(0, str(Path(__file__).resolve().parent / "configs" / "cifar10.yaml"))
+            configs.insert(0, str(RECIPES_DIR / "cifar10.yaml"))
         cmd = ["pretrain", *(a for c in configs for a in ("--config", c)), *_data_args(args, True),
                "--train.out_dir", str(out), "--data.num_workers", str(args.num_workers), *mlflow]
         if args.gpu is not None:
@@ -101,14 +100,3 @@ def translate(argv: list[str]) -> list[str]:
         cmd += ["--save-model", str(out / "fine_tuned.safetensors")]
     return cmd + rest
 
-
-def main(argv: list[str]) -> int:
-    from .cli import main as byol_main
-
-    try:
-        cmd = translate(argv)
-    except ConfigError as e:
-        print(f"byol --run-type: error: {e}", file=sys.stderr)
-        return 2
-    print("byol " + shlex.join(cmd), flush=True)
-    return byol_main(cmd)  # the output folder is made only once there is a result to write

@@ -25,6 +25,19 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+AUGMENT_STREAM = 1_000_000  # derived_seed key of the augmentation draws (epochs never reach it)
+
+
+def derived_seed(seed: int, *keys: int) -> int:
+    """The seed of one random stream of a run, from train.seed and integer keys (epoch, rank,
+    stream): seed * 100_003, then each key folded in as s * 1_009 + key. Every per-epoch or
+    per-rank seed of a run comes from here."""
+    s = 0
+    for key in keys:
+        s = s * 1_009 + key
+    return seed * 100_003 + s
+
+
 class ShardedSampler(torch.utils.data.Sampler):
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
         self.n, self.seed, self.shuffle = n, seed, shuffle
@@ -42,7 +55,7 @@ class ShardedSampler(torch.utils.data.Sampler):
     def __iter__(self):
         rank, size = world()
         if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(derived_seed(self.seed, self.epoch)))
         else:
             order = torch.arange(self.n)
         mine = order[: len(self) * size][rank::size]  # equal shares: every rank runs as many steps
@@ -68,7 +81,7 @@ class ResumableLoader(torch.utils.data.DataLoader):
 
     def __iter__(self):
         rank = world()[0]
-        self.generator.manual_seed(self.sampler.seed * 100_003 + self.sampler.epoch * 1_009 + rank)
+        self.generator.manual_seed(derived_seed(self.sampler.seed, self.sampler.epoch, rank))
         return super().__iter__()
 
     def mark(self, epoch: int, batches_done: int) -> None:

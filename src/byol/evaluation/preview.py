@@ -7,10 +7,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .augment import BatchAugment, to_float
-from .config import Config, adapt_to_data
-from .data import decode_to_memory, list_images, looks_grayscale
-from .train import _subset
+from byol.core.augment import BatchAugment, to_float
+from byol.config import Config, adapt_to_data
+from byol.data.images import decode_to_memory, list_images, looks_grayscale
+from byol.data.images import random_subset
 
 
 def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
@@ -27,7 +27,7 @@ def write_preview(data: str | None, output: str, cfg: Config, n: int = 8, seed: 
     torch.manual_seed(seed)
     if images is None:
         load = cfg.data.load_size or cfg.data.image_size
-        images = decode_to_memory(_subset(list_images(data), n, seed), load, cfg.data.channels).images
+        images = decode_to_memory(random_subset(list_images(data), n, seed), load, cfg.data.channels).images
     images = images[:n]
     adapt_to_data(cfg, 0, looks_grayscale(images, cfg.data.channels))  # the views a run on this data would use
     v1, v2 = BatchAugment(cfg.augment)(images)

@@ -19,14 +19,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from .config import Config, ConfigError, adapt_to_data, to_dict
-from .data import (AugmentedImages, BatchIndices, DataError, ImageList, MemoryImages, VideoFramePairs, StreamImages, collate_batch, decode_to_memory,
-                   list_images, looks_grayscale, split_held_out)
-from .augment import TwoViewTransform
-from .loader import ResumableLoader, ShardedSampler
-
-MEMORY_LIMIT_IMAGES = 300_000
-WORKER_TIMEOUT_S = 600  # a data worker silent this long is reported, not waited on forever
+from byol.config import Config, ConfigError, adapt_to_data, to_dict
+from byol.data.images import DataError, looks_grayscale
+from byol.training.data import build_data
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -43,184 +38,76 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if cpu_bf16 else "32-true"
 
 
-def _subset(images: ImageList, n: int, seed: int) -> ImageList:
-    if n >= len(images):
-        return images
-    g = torch.Generator().manual_seed(seed)
-    idx = sorted(torch.randperm(len(images), generator=g)[:n].tolist())
-    return ImageList(images.root, [images.items[i] for i in idx], [images.labels[i] for i in idx], images.classes)
-
-
-def first_per_class(images: ImageList, n: int) -> ImageList:
-    """The first n images of each class, in sorted path order."""
-    counts: dict[int, int] = {}
-    keep = []
-    for i, label in enumerate(images.labels):
-        if counts.get(label, 0) < n:
-            counts[label] = counts.get(label, 0) + 1
-            keep.append(i)
-    return ImageList(images.root, [images.items[i] for i in keep], [images.labels[i] for i in keep], images.classes)
-
-
-def build_data(cfg: Config):
-    """(train loader, kNN bank or None, kNN test set or None, number of training images,
-    uint8 images to keep on the device or None)."""
-    d, t = cfg.data, cfg.train
-    if not d.path:
-        raise ConfigError("data.path is not set: give the folder or .tar of training images")
-    if d.dataset == "video":
-        transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
-        frames = VideoFramePairs(d.path, d.load_size or d.image_size, d.max_frame_gap, d.channels,
-                                 d.large_images, transform, t.seed)
-        return _loader(cfg, frames, None, None)
-    if d.dataset == "shards":
-        return _loader(cfg, *shard_dataset(cfg))
-    if d.dataset != "folder":
-        train, bank, test = named_dataset(cfg)
-        return _loader(cfg, train, bank, test)
-    images = list_images(d.path)
-    if d.limit_per_class:
-        images = first_per_class(images, d.limit_per_class)
-    if d.limit:
-        images = _subset(images, d.limit, t.seed)
-    load = d.load_size or d.image_size
-    in_memory = d.in_memory if d.in_memory is not None else (len(images) <= MEMORY_LIMIT_IMAGES
-                                                             and d.large_images != "full")
-    monitor = t.knn_every > 0 and images.labeled
-    bank = test = None
-    if monitor and d.val_path:
-        test = decode_to_memory(list_images(d.val_path), load, d.channels)
-        if not test.classes:
-            raise DataError(f"data.val_path {d.val_path!r} has no class sub-folders; the kNN monitor needs labels")
-    elif monitor and d.val_fraction > 0:
-        images, held = split_held_out(images, d.val_fraction, t.seed)  # held out of training too
-        test = decode_to_memory(held, load, d.channels)
-    if in_memory:
-        train = decode_to_memory(images, load, d.channels)
-        bank = train if monitor else None
-    else:
-        transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
-        train = StreamImages(images, load, d.channels, d.large_images, transform)
-        if monitor:
-            bank = decode_to_memory(_subset(images, 10_000, t.seed), load, d.channels)
-    if bank is not None and test is not None and bank.classes != test.classes:
-        raise DataError(f"classes differ between {d.path!r} ({len(bank.classes)}) and the kNN test set "
-                        f"({len(test.classes)})")
-    return _loader(cfg, train, bank, test)
-
-
-def shard_dataset(cfg: Config):
-    """(train stream, kNN bank or None, kNN test set or None) for WebDataset-style tar shards."""
-    from .shards import ShardStream
-
-    d, t = cfg.data, cfg.train
-    load = d.load_size or d.image_size
-    transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
-    train = ShardStream(d.path, load, d.channels, d.large_images, transform, t.seed, t.batch_size)
-    bank = test = None
-    if t.knn_every > 0 and d.val_path:
-        test = decode_to_memory(list_images(d.val_path), load, d.channels)
-        bank = train.head(10_000)
-    return train, bank, test
-
-
-def named_dataset(cfg: Config):
-    """(train, kNN bank or None, kNN test set or None) of a standard data set (byol.datasets)."""
-    from .datasets import load_dataset, match_channels
-
-    d, t = cfg.data, cfg.train
-    split = d.split or ("train+unlabeled" if d.dataset == "stl10" else "train")
-    train = match_channels(load_dataset(d.dataset, d.path, split), d.channels)
-    if d.limit and d.limit < len(train):
-        keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(t.seed))[:d.limit].sort().values
-        train = MemoryImages(train.images[keep], train.labels[keep], train.classes)
-    bank = test = None
-    if t.knn_every > 0:
-        test = match_channels(load_dataset(d.dataset, d.val_path or d.path, "test"), d.channels)
-        labeled = train.labels >= 0
-        bank = train if labeled.all() else MemoryImages(train.images[labeled], train.labels[labeled], train.classes)
-    return train, bank, test
-
-
-def _loader(cfg: Config, train, bank, test):
-    t = cfg.train
-    if len(train) < t.batch_size:
-        raise DataError(f"{cfg.data.path!r} has {len(train)} usable images, fewer than one batch "
-                        f"(train.batch_size = {t.batch_size})")
-    memory = isinstance(train, MemoryImages)
-    resident = None
-    if memory and cfg.data.augment_on == "workers":  # per image in the workers, as the setting says
-        train, memory = AugmentedImages(train, TwoViewTransform(cfg.augment)), False
-    if memory and on_device(cfg):
-        resident, train = train.images, BatchIndices(train)
-    workers = 0 if memory else cfg.data.num_workers
-    if isinstance(train, torch.utils.data.IterableDataset):  # shards: the stream splits itself
-        loader = torch.utils.data.DataLoader(
-            train, batch_size=t.batch_size, drop_last=True, num_workers=workers, persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(), timeout=WORKER_TIMEOUT_S if workers > 0 else 0)
-        return loader, bank, test, train.total, resident
-    loader = ResumableLoader(
-        train, batch_size=t.batch_size, sampler=ShardedSampler(len(train), seed=t.seed),
-        collate_fn=collate_batch if memory else None, num_workers=workers,
-        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available() and not memory,
-        timeout=WORKER_TIMEOUT_S if workers > 0 else 0,
-    )
-    if bank is None or test is None:
-        bank = test = None
-    return loader, bank, test, len(train), resident
-
-
-def on_device(cfg: Config) -> bool:
-    """Keep in-memory images on the training device: yes on a GPU unless the config says no."""
-    if cfg.train.data_on_device is not None:
-        return cfg.train.data_on_device
-    return cfg.train.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-
-
 def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None = None) -> dict:
     """Pretrain with BYOL as `cfg` says; returns the summary that is also saved as summary.json.
 
     net: your own nn.Module (else cfg.model.backbone is built); callbacks: extra Lightning callbacks.
+    Nothing is written until the config, the data and the model have all been checked.
     """
     import lightning as L
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    from .lightning import AtomicCheckpoint, BYOLModule, KNNMonitor
+    from byol.training.callbacks import KNNMonitor
+    from byol.training.module import BYOLModule
 
+    out = Path(cfg.train.out_dir)
+    last = check_start(out, resume)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    data = build_data(cfg)
+    adapt_to_data(cfg, data.images, looks_grayscale(data.loader.dataset, cfg.data.channels))
+    for note in cfg.notes:
+        print(note)
+    if resume:  # after the data-aware defaults, which the checkpoint's config holds too
+        check_resume_config(last, cfg)
+    module = BYOLModule(net, cfg)  # a bad backbone or hidden layer fails here, before any file is written
+    module.train_loader = data.loader
+    if data.resident is not None:
+        module.keep_on_device(data.resident)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     t = cfg.train
-    out = Path(t.out_dir)
-    ckpt_dir = out / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
+    monitor = None if data.bank is None else KNNMonitor(data.bank, data.test, t.knn_every, t.knn_k,
+                                                        t.knn_temperature, out / "knn.json")
+    loggers, mlflow = make_loggers(cfg, out, resume)
+    trainer = make_trainer(cfg, standard_callbacks(cfg, monitor) + list(callbacks or []), loggers)
+    wall = fit(trainer, module, data.loader, last if resume else None)
+    summary = summarize(cfg, trainer, module, data, monitor, wall)
+    if trainer.is_global_zero:
+        finish(cfg, summary, mlflow)
+    return summary
+
+
+def check_start(out: Path, resume: bool) -> Path:
+    """The checkpoint path; refuses a run over an existing one without --resume, a --resume with
+    nothing to resume, and an output folder that cannot be written."""
+    last = out / "checkpoints" / "last.ckpt"
     if last.exists() and not resume:
         raise ConfigError(f"{out} already holds a checkpoint ({last}); pass --resume to continue it, "
                           "or choose another train.out_dir")
     if resume and not last.exists():
         raise ConfigError(f"--resume: no checkpoint at {last}")
     check_writable(out, "train.out_dir")
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    L.seed_everything(t.seed, workers=True, verbose=False)
-    loader, bank, test, n_train, resident = build_data(cfg)
-    adapt_to_data(cfg, n_train, looks_grayscale(loader.dataset, cfg.data.channels))
-    for note in cfg.notes:
-        print(note)
-    if resume:  # after the data-aware defaults, which the checkpoint's config holds too
-        check_resume_config(last, cfg)
-    module = BYOLModule(net, cfg)  # a bad backbone or hidden layer fails here, before any file is written
-    module.train_loader = loader
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    if resident is not None:
-        module.keep_on_device(resident)
-    extra_callbacks, callbacks = list(callbacks or []), []
-    monitor = None
-    if bank is not None:
-        monitor = KNNMonitor(bank, test, t.knn_every, t.knn_k, t.knn_temperature, out / "knn.json")
-        callbacks.append(monitor)
-    callbacks.append(AtomicCheckpoint(ckpt_dir, t.checkpoint_every, t.checkpoint_every_steps, t.keep_checkpoints))
+    return last
+
+
+def standard_callbacks(cfg: Config, monitor) -> list:
+    """The kNN monitor (when there are labels), atomic checkpoints and the progress bar."""
+    from byol.training.callbacks import AtomicCheckpoint
+
+    t = cfg.train
+    callbacks = [] if monitor is None else [monitor]
+    callbacks.append(AtomicCheckpoint(Path(t.out_dir) / "checkpoints", t.checkpoint_every, t.checkpoint_every_steps,
+                                      t.keep_checkpoints))
     if cfg.log.progress:  # refreshing reads the loss: once per log interval, not every step
         callbacks.append(progress_bar(t.log_every))
-    callbacks += extra_callbacks
+    return callbacks
+
+
+def make_loggers(cfg: Config, out: Path, resume: bool) -> tuple[list, object]:
+    """(the loggers log.* asks for, the MLflow logger or None)."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
     loggers = []
     if cfg.log.csv:  # a resumed run writes next to the first one's log, never over it
         n = len(list(out.glob("csv*")))
@@ -230,72 +117,102 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
     mlflow = mlflow_logger(cfg) if cfg.log.mlflow_uri else None
     if mlflow is not None:
         loggers.append(mlflow)
-    precision = resolve_precision(t.precision, t.accelerator)
+    return loggers, mlflow
+
+
+def make_trainer(cfg: Config, callbacks: list, loggers: list):
+    """A Lightning Trainer for cfg.train: devices and strategy, precision, accumulation."""
+    import lightning as L
+
+    t = cfg.train
     quiet_lightning()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        return L.Trainer(
+            max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+            strategy=strategy(cfg), sync_batchnorm=sync_batchnorm(cfg),
+            use_distributed_sampler=False,  # ShardedSampler splits the data across ranks itself
+            precision=resolve_precision(t.precision, t.accelerator),
+            accumulate_grad_batches=t.accumulate, callbacks=callbacks, logger=loggers or False,
+            log_every_n_steps=t.log_every, enable_checkpointing=False, enable_model_summary=False,
+            enable_progress_bar=cfg.log.progress, num_sanity_val_steps=0, default_root_dir=t.out_dir,
+        )
+
+
+def fit(trainer, module, loader, checkpoint: Path | None) -> float:
+    """trainer.fit (from `checkpoint` when resuming); returns the seconds it took. A failed data
+    worker ends in one line that says the checkpoint is intact."""
+    start = time.time()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")  # ShardStream splits per worker
         warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")  # skip_nonfinite says it itself
-        trainer = L.Trainer(
-            max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-            strategy=strategy(cfg), sync_batchnorm=sync_batchnorm(cfg),
-            use_distributed_sampler=False,  # ShardedSampler splits the data across ranks itself
-            precision=precision,
-            accumulate_grad_batches=t.accumulate, callbacks=callbacks, logger=loggers or False,
-            log_every_n_steps=t.log_every, enable_checkpointing=False, enable_model_summary=False,
-            enable_progress_bar=cfg.log.progress, num_sanity_val_steps=0, default_root_dir=str(out),
-        )
-        start = time.time()
         try:
-            trainer.fit(module, loader, ckpt_path=str(last) if resume else None, weights_only=True)
+            trainer.fit(module, loader, ckpt_path=str(checkpoint) if checkpoint else None, weights_only=True)
         except RuntimeError as e:
             if "DataLoader worker" not in str(e):
                 raise
             raise DataError(f"a data-loading worker failed ({str(e).splitlines()[0]}). Training stopped; the "
-                            f"last checkpoint in {ckpt_dir} is intact: fix the cause (memory? a bad file?) and "
-                            "resume with --resume, or set data.num_workers 0 to see the error in the "
-                            "main process") from None
-    wall = time.time() - start
-    precision = str(trainer.precision)  # what ran: Lightning turns fp16 on a CPU into bf16
+                            f"last checkpoint in {module.cfg.train.out_dir}/checkpoints is intact: fix the cause "
+                            "(memory? a bad file?) and resume with --resume, or set data.num_workers 0 to see "
+                            "the error in the main process") from None
+    return time.time() - start
+
+
+def summarize(cfg: Config, trainer, module, data, monitor, wall: float) -> dict:
+    """The run's summary.json: steps, images, wall time (every segment of a resumed run), kNN
+    before and after, the collapse monitor, skipped steps and images, and the verdict."""
+    from byol.training.support import TargetAgreement, WallClock
+
+    t, out = cfg.train, Path(cfg.train.out_dir)
+    clock = next(c for c in trainer.callbacks if isinstance(c, WallClock))
+    agreement = next(c for c in trainer.callbacks if isinstance(c, TargetAgreement))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary = {
-        "out_dir": str(out), "checkpoint": str(last), "epochs": t.epochs, "steps": trainer.global_step,
-        "train_images": n_train, "precision": precision,
+        "out_dir": str(out), "checkpoint": str(out / "checkpoints" / "last.ckpt"), "epochs": t.epochs,
+        "steps": trainer.global_step, "train_images": data.images,
+        "precision": str(trainer.precision),  # what ran: Lightning turns fp16 on a CPU into bf16
         # a resumed run: every segment (the earlier ones up to their last checkpoint) and their sum
-        "wall_seconds": round(sum(module.wall_segments) + wall, 2),
-        "wall_seconds_segments": [round(s, 2) for s in (*module.wall_segments, wall)],
-        "final_loss": metrics.get("train/loss_epoch"), "skipped_steps": module.skipped_steps,
+        "wall_seconds": round(sum(clock.segments) + wall, 2),
+        "wall_seconds_segments": [round(s, 2) for s in (*clock.segments, wall)],
+        "final_loss": metrics.get("train/loss_epoch"), "skipped_steps": module.guard.skipped_steps,
         "scaler_skipped_steps": module.scaler_skipped_steps,
         "world_size": trainer.world_size, "global_rank": trainer.global_rank,
-        "targets_identical_across_ranks": module.targets_identical,
+        "targets_identical_across_ranks": agreement.identical,
         "knn": monitor.history if monitor else [],
     }
     if monitor and monitor.history:
         summary["knn_untrained_top1"] = monitor.history[0]["top1"] if monitor.history[0]["epoch"] == 0 else None
         summary["knn_final_top1"] = monitor.history[-1]["top1"]
-    std = module.model.projection_std
+    std = metrics.get("train/projection_std")  # the collapse monitor's last logged value
     summary["projection_std"] = None if std is None else float(std)
     summary["projection_std_healthy"] = 1.0 / cfg.model.projection_dim ** 0.5
     summary["notes"] = list(cfg.notes)
-    skipped = getattr(getattr(loader.dataset, "dataset", loader.dataset), "skipped", [])
+    dataset = data.loader.dataset
+    skipped = getattr(getattr(dataset, "dataset", dataset), "skipped", [])
     summary["skipped_images"], summary["skipped_image_paths"] = len(skipped), skipped[:1000]
     summary["verdict"] = verdict(summary, cfg)
-    if trainer.is_global_zero:
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
-        print(summary["verdict"]["message"])
-        if cfg.log.report:
-            from .report import write_report
-
-            try:
-                summary["report"] = str(write_report(out))
-            except Exception as e:  # noqa: BLE001 - the run is done and saved; a report must not undo that
-                print(f"byol: the report could not be written ({type(e).__name__}: {e}); the run itself is "
-                      f"complete. Rebuild it with: byol report {out}", file=sys.stderr)
-        if mlflow is not None:
-            log_artifacts_to_mlflow(mlflow, out, last)
     return summary
+
+
+def finish(cfg: Config, summary: dict, mlflow) -> None:
+    """On rank 0: summary.json, the verdict line, the report (which never fails the run) and the
+    MLflow artifacts."""
+    out = Path(summary["out_dir"])
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(summary["verdict"]["message"])
+    if cfg.log.report:
+        from byol.evaluation.report import write_report
+
+        try:
+            summary["report"] = str(write_report(out))
+        except Exception as e:  # noqa: BLE001 - the run is done and saved; a report must not undo that
+            print(f"byol: the report could not be written ({type(e).__name__}: {e}); the run itself is "
+                  f"complete. Rebuild it with: byol report {out}", file=sys.stderr)
+    if mlflow is not None:
+        log_artifacts_to_mlflow(mlflow, out, Path(summary["checkpoint"]))
 
 
 def progress_bar(refresh_rate: int):
@@ -407,7 +324,7 @@ def log_artifacts_to_mlflow(logger, out: Path, checkpoint: Path) -> None:
     """The run's files as artifacts of its MLflow run: config.yaml, summary.json, knn.json, the
     report and its plots, and the exported backbone (written to the run folder first as
     backbone.safetensors)."""
-    from .checkpoint import export_backbone
+    from byol.checkpoint import export_backbone
 
     client, run_id = logger.experiment, logger.run_id
     export_backbone(checkpoint, out / "backbone.safetensors")
@@ -433,7 +350,7 @@ def check_resume_config(last: Path, cfg: Config) -> None:
     naming the keys that differ. Keys that only affect logging or speed may change. So is a
     different number of processes: the learning rate (global batch), the schedules' length
     and the data order all depend on it."""
-    from .checkpoint import checkpoint_config, load_checkpoint
+    from byol.checkpoint import checkpoint_config, load_checkpoint
 
     ckpt = load_checkpoint(last)
     saved = checkpoint_config(ckpt)
@@ -464,7 +381,3 @@ def check_resume_config(last: Path, cfg: Config) -> None:
     if diffs:
         raise ConfigError(f"cannot resume {last}: the config differs from the checkpoint's in "
                           f"{'; '.join(diffs)}")
-
-
-def env_info() -> dict:
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import normalize, to_float
-from .data import balanced_split
-from .model import pool_features
+from byol.core.augment import normalize, to_float
+from byol.data.images import balanced_split
+from byol.core.model import pool_features
 
 
 @torch.no_grad()
@@ -117,7 +117,7 @@ def linear_probe(train_features, train_labels, test_features, test_labels, epoch
 def logistic_regression(train_features, train_labels, test_features, test_labels,
                         l2_grid=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1), val_fraction: float = 0.2,
                         max_iter: int = 100, seed: int = 0) -> dict:
-    """Multinomial logistic regression on frozen features (seed 003's "logistic regression").
+    """Multinomial logistic regression on frozen features (the "logistic regression" evaluation of `main.py --run-type eval`).
 
     Full-batch L-BFGS; the L2 penalty is chosen on a class-balanced validation split of
     the training features, then the model is refitted on all of them.
@@ -156,7 +156,7 @@ def logistic_regression(train_features, train_labels, test_features, test_labels
 def crop_flip():
     """Random resized crop (0.08-1) + horizontal flip, the paper's training augmentation for
     linear evaluation and fine-tuning (Appendix C); no colour changes."""
-    from .augment import ViewConfig
+    from byol.core.augment import ViewConfig
 
     return ViewConfig(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
 
@@ -170,12 +170,12 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
     evaluation with a frozen backbone, or fine-tuning of the whole network (fine_tune=True).
 
     SGD with Nesterov momentum 0.9 and a cosine schedule (Appendix C). bn_momentum, when
-    given, replaces the backbone's batch-norm momentum while fine-tuning (seed 003's setup;
+    given, replaces the backbone's batch-norm momentum while fine-tuning (as `main.py --run-type fine_tune` does;
     PyTorch convention: the weight of the new batch statistics). save_to: write the trained
     network and head as one .safetensors file (backbone.<the network's own keys>, head.*).
     crop: the centre fraction of the test images evaluated (see extract_features).
     """
-    from .augment import augment_view, normalize, to_float
+    from byol.core.augment import augment_view, normalize, to_float
 
     torch.manual_seed(seed)
     net = net.to(device)
@@ -208,7 +208,7 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
     with torch.no_grad():
         scores = head.cpu()(test_f)
     if save_to:
-        from .checkpoint import save_safetensors
+        from byol.checkpoint import save_safetensors
 
         from pathlib import Path
 

@@ -10,29 +10,29 @@
     byol embed CHECKPOINT DATA -o embeddings.npy
     byol shards FOLDER OUT --shard-size 10000   WebDataset tar shards for streaming (data.dataset: shards)
     byol download cifar10 --root data           official files, MD5 checked (needs internet)
-    byol bench throughput | b2 | b3             B1, B2, B3 of BENCHMARKS.md, JSON on stdout
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import shlex
 import sys
 from pathlib import Path
 
 import yaml
 
-from .backbones import BackboneError
-from .checkpoint import CheckpointError
-from .config import ConfigError, keys_help, recipe_names
-from .data import DataError
-from .model import HiddenLayerError
+from byol.core.backbones import BackboneError
+from byol.checkpoint import CheckpointError
+from byol.config import RECIPES_DIR, ConfigError, keys_help, recipe_names
+from byol.data.images import DataError
+from byol.core.model import HiddenLayerError
+from byol.evaluation.saved import PROTOCOLS
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, HiddenLayerError, BackboneError)
 
 
 def _user_errors():
-    from .lightning import NonFiniteLossError
+    from byol.training.guard import NonFiniteLossError
 
     return (*USER_ERRORS, NonFiniteLossError)
 
@@ -48,8 +48,8 @@ def _json_arg(text: str) -> dict:
 
 
 def cmd_pretrain(args, extra) -> int:
-    from .config import load_config
-    from .train import pretrain
+    from byol.config import load_config
+    from byol.training.pretrain import pretrain
 
     for flag, key in (("mlflow_uri", "log.mlflow_uri"), ("mlflow_experiment_name", "log.mlflow_experiment"),
                       ("mlflow_run_id", "log.mlflow_run_id")):
@@ -63,9 +63,9 @@ def cmd_pretrain(args, extra) -> int:
 
 
 def cmd_demo(args, extra) -> int:
-    from .config import load_config
-    from .demo import generate_textures
-    from .train import pretrain
+    from byol.config import load_config
+    from byol.data.demo import generate_textures
+    from byol.training.pretrain import pretrain
 
     data = Path(args.data)
     if not (data / ".complete").exists():  # generated once; an existing set is reused as it is
@@ -90,10 +90,10 @@ def cmd_demo(args, extra) -> int:
 
 
 def cmd_preview(args, extra) -> int:
-    from .config import load_config
-    from .preview import write_preview
+    from byol.config import load_config
+    from byol.evaluation.preview import write_preview
 
-    from .config import to_dict
+    from byol.config import to_dict
 
     cfg = load_config(args.config, extra)
     path = write_preview(args.data, args.output, cfg, n=args.n, seed=args.seed)
@@ -106,8 +106,8 @@ def cmd_preview(args, extra) -> int:
 
 
 def cmd_layers(args, extra) -> int:
-    from .backbones import build_backbone
-    from .model import describe_layers
+    from byol.core.backbones import build_backbone
+    from byol.core.model import describe_layers
 
     net = build_backbone(args.backbone, **_json_arg(args.args))
     for name, kind, shape in describe_layers(net, args.image_size, args.channels):
@@ -115,93 +115,24 @@ def cmd_layers(args, extra) -> int:
     return 0
 
 
-def _features(args):
-    """(feature extractor, mean, std, image size, evaluation centre crop) from a .ckpt or a
-    .safetensors file: the run's own settings (a checkpoint's config, an export's metadata),
-    where the command line does not give them (--image-size, --hidden-layer)."""
-    from .augment import IMAGENET_MEAN, IMAGENET_STD
-    from .checkpoint import checkpoint_config, load_backbone, load_checkpoint, read_export_metadata, reader_settings
-    from .model import feature_extractor
+def _reader(args):
+    """The saved backbone as a feature reader, with the command line's --backbone, --args,
+    --hidden-layer, --image-size and --channels where given."""
+    from byol.evaluation.saved import load_reader
 
-    net = load_backbone(args.checkpoint, args.backbone, _json_arg(args.args) if args.args else None)
-    if str(args.checkpoint).endswith(".safetensors"):
-        saved = read_export_metadata(args.checkpoint)
-    else:
-        saved = reader_settings(checkpoint_config(load_checkpoint(args.checkpoint)))
-    mean, std = saved.get("mean") or IMAGENET_MEAN, saved.get("std") or IMAGENET_STD
-    size = args.image_size or saved.get("image_size")
-    crop = saved.get("eval_crop", 1.0)
-    layer = args.hidden_layer if args.hidden_layer is not None else saved.get("hidden_layer")
-    if isinstance(layer, str) and layer.lstrip("-").isdigit():
-        layer = int(layer)
-    if args.channels is None:
-        args.channels = saved.get("channels") or 3
-    return feature_extractor(net, layer), mean, std, size or 224, crop
-
-
-def _labeled_sets(args, size: int):
-    """(train, test) MemoryImages from --train/--test folders or --dataset NAME --data PATH,
-    decoded at `size` (shorter side, centre square)."""
-    from .data import decode_to_memory, list_images
-    from .datasets import load_dataset, match_channels
-
-    channels = 1 if args.channels == 1 else 3
-    if args.dataset and args.dataset != "folder":
-        if not args.data:
-            raise ConfigError(f"--dataset {args.dataset} needs --data PATH (where its files are)")
-        return (match_channels(load_dataset(args.dataset, args.data, "train"), channels),
-                match_channels(load_dataset(args.dataset, args.data, "test"), channels))
-    if not (args.train and args.test):
-        raise ConfigError("give --train and --test (labeled folders or tars), or --dataset NAME --data PATH")
-    train = decode_to_memory(list_images(args.train), size, channels)
-    test = decode_to_memory(list_images(args.test), size, channels)
-    if not train.classes:
-        raise DataError(f"{args.train!r} has no class sub-folders: evaluation needs labels")
-    return train, test
+    return load_reader(args.checkpoint, args.backbone, _json_arg(args.args) if args.args else None,
+                       args.hidden_layer, args.image_size, args.channels)
 
 
 def cmd_evaluate(args, extra) -> int:
     """Evaluate a frozen (or fine-tuned) backbone; prints the result JSON and saves it
     next to the checkpoint (eval-PROTOCOL.json) or to -o."""
-    import torch
+    from byol.evaluation.saved import evaluate, log_evaluation_to_mlflow
 
-    from .data import MemoryImages, balanced_split
-    from .evaluate import (extract_features, knn_accuracy, linear_probe, logistic_regression,
-                           train_classifier)
-
-    net, mean, std, size, crop = _features(args)
-    train, test = _labeled_sets(args, round(size / crop))
-    settings: dict = {"image_size": size, "eval_crop": crop}
-    if args.label_fraction < 1.0:  # semi-supervised: a class-balanced subset, seed recorded
-        _, keep = balanced_split(train.labels, args.label_fraction, args.seed)
-        train = MemoryImages(train.images[keep], train.labels[keep], train.classes)
-        settings.update(label_fraction=args.label_fraction, subset_seed=args.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.protocol in ("knn", "linear", "logistic"):
-        ftr = extract_features(net, train.images, mean, std, size, device=device, crop=crop)
-        fte = extract_features(net, test.images, mean, std, size, device=device, crop=crop)
-        if args.protocol == "knn":
-            result = knn_accuracy(ftr, train.labels, fte, test.labels, args.k, args.temperature)
-        elif args.protocol == "linear":
-            result = linear_probe(ftr, train.labels, fte, test.labels, epochs=args.epochs, lr=args.lr)
-        else:
-            result = logistic_regression(ftr, train.labels, fte, test.labels, seed=args.seed)
-    else:
-        feature_dim = extract_features(net, train.images[:2], mean, std, size).shape[1]
-        num_classes = max(len(train.classes), int(train.labels.max()) + 1)
-        result = train_classifier(net, feature_dim, num_classes, train.images, train.labels, test.images,
-                                  test.labels, mean, std, size, epochs=args.epochs, lr=args.lr,
-                                  fine_tune=args.protocol == "finetune", bn_momentum=args.bn_momentum,
-                                  batch_size=args.batch_size, seed=args.seed, device=device,
-                                  save_to=args.save_model, crop=crop)
-        if args.save_model:
-            settings["saved_model"] = args.save_model
-    top1, top5 = result.pop("top1"), result.pop("top5")
-    settings.update(result)
-    record = {"protocol": args.protocol, "checkpoint": str(args.checkpoint),
-              "dataset": args.dataset if args.dataset and args.dataset != "folder" else args.train,
-              "split": "test", "test_data": args.test or args.data, "train_images": len(train),
-              "test_images": len(test), "settings": settings, "top1": top1, "top5": top5}
+    record = evaluate(args.checkpoint, args.protocol, args.train, args.test, args.dataset, args.data,
+                      reader=_reader(args), k=args.k, temperature=args.temperature, epochs=args.epochs,
+                      lr=args.lr, batch_size=args.batch_size, label_fraction=args.label_fraction,
+                      bn_momentum=args.bn_momentum, seed=args.seed, save_model=args.save_model)
     print(json.dumps(record))
     if args.mlflow_uri:
         log_evaluation_to_mlflow(record, args.mlflow_uri, args.mlflow_experiment_name, args.mlflow_run_id)
@@ -212,27 +143,8 @@ def cmd_evaluate(args, extra) -> int:
     return 0
 
 
-def log_evaluation_to_mlflow(record: dict, uri: str, experiment: str, parent_run_id: str | None) -> None:
-    """An evaluation as an MLflow run, nested under the pretraining run when its id is given."""
-    try:
-        import mlflow
-    except ImportError:
-        raise ConfigError("--mlflow-uri is set but mlflow is not installed: pip install 'byol[mlflow]'") from None
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment)
-    name = f"evaluate-{record['protocol']}"
-    params = {k: v for k, v in record["settings"].items() if not isinstance(v, dict)}
-    params.update(protocol=record["protocol"], checkpoint=record["checkpoint"], dataset=record["dataset"])
-    with contextlib.ExitStack() as runs:
-        if parent_run_id:
-            runs.enter_context(mlflow.start_run(run_id=parent_run_id))
-        runs.enter_context(mlflow.start_run(run_name=name, nested=bool(parent_run_id)))
-        mlflow.log_params(params)
-        mlflow.log_metrics({"top1": record["top1"], "top5": record["top5"]})
-
-
 def cmd_report(args, extra) -> int:
-    from .report import write_report
+    from byol.evaluation.report import write_report
 
     try:
         path = write_report(args.run_dir)
@@ -243,7 +155,7 @@ def cmd_report(args, extra) -> int:
 
 
 def cmd_export(args, extra) -> int:
-    from .checkpoint import export_backbone
+    from byol.checkpoint import export_backbone
 
     path = export_backbone(args.checkpoint, args.output)
     print(f"wrote {path} (load with net.load_state_dict(safetensors.torch.load_file({str(path)!r})))")
@@ -253,19 +165,16 @@ def cmd_export(args, extra) -> int:
 def cmd_embed(args, extra) -> int:
     import numpy as np
 
-    from .data import decode_to_memory, list_images
-    from .evaluate import extract_features
+    from byol.evaluation.saved import embed
 
-    net, mean, std, size, crop = _features(args)
-    mem = decode_to_memory(list_images(args.data), round(size / crop), args.channels)
-    feats = extract_features(net, mem.images, mean, std, size, crop=crop)
+    feats = embed(args.checkpoint, args.data, reader=_reader(args))
     np.save(args.output, feats.numpy())
     print(f"wrote {args.output}: {tuple(feats.shape)} embeddings of {args.data}")
     return 0
 
 
 def cmd_shards(args, extra) -> int:
-    from .shards import write_shards
+    from byol.data.shards import write_shards
 
     index = write_shards(args.folder, args.out, args.shard_size, args.seed)
     shards = json.loads(index.read_text())["shards"]
@@ -275,24 +184,9 @@ def cmd_shards(args, extra) -> int:
 
 
 def cmd_download(args, extra) -> int:
-    from .datasets import download
+    from byol.data.datasets import download
 
     print(f"downloaded {args.name} into {download(args.name, args.root)} (MD5 checked)")
-    return 0
-
-
-def cmd_bench(args, extra) -> int:
-    from .bench import b2, b3, throughput
-
-    if args.name in ("b2", "b3"):
-        run = b2 if args.name == "b2" else b3
-        epochs = args.epochs or (10 if args.name == "b2" else 200)
-        print(json.dumps(run(epochs, args.cifar, args.out or f"runs/bench-{args.name}", extra)), flush=True)
-        return 0
-    for result in throughput(batch_size=args.batch_size, width=args.width, steps=args.steps,
-                             warmup=args.warmup, variants=args.variants, device=args.device,
-                             repeats=args.repeats):
-        print(json.dumps(result), flush=True)
     return 0
 
 
@@ -313,10 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mlflow-run-id", help="MLflow run to log into")
     s.set_defaults(func=cmd_pretrain)
 
+    add_setup_commands(sub)
+    add_evaluation_commands(sub)
+    add_file_commands(sub)
+    return p
+
+
+def add_setup_commands(sub) -> None:
+    """demo, preview, layers: trying byol and choosing its settings."""
     s = sub.add_parser("demo", help="generate the shapes demo data, pretrain on it, report kNN")
     s.add_argument("--data", default="data/demo")
     s.add_argument("--out", default="runs/demo")
-    s.add_argument("--config", default=str(Path(__file__).resolve().parent / "configs" / "demo.yaml"))
+    s.add_argument("--config", default=str(RECIPES_DIR / "demo.yaml"))
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("preview", help="write a PNG grid: original / view 1 / view 2")
@@ -334,16 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channels", type=int, default=3)
     s.set_defaults(func=cmd_layers)
 
-    def weights_args(s):
-        s.add_argument("--backbone", help="backbone name or import path (needed for .safetensors "
-                                          "and for checkpoints made with a user class)")
-        s.add_argument("--args", default="", help="backbone keyword arguments")
-        s.add_argument("--hidden-layer", help="layer whose output is the feature (default: the checkpoint's)")
-        s.add_argument("--image-size", type=int, help="network input size (default: the checkpoint's or export's)")
-        s.add_argument("--channels", type=int, help="1 or 3 (default: the checkpoint's or export's)")
 
+
+def weights_args(s) -> None:
+    """Options of commands that read saved weights (evaluate, embed)."""
+    s.add_argument("--backbone", help="backbone name or import path (needed for .safetensors "
+                                      "and for checkpoints made with a user class)")
+    s.add_argument("--args", default="", help="backbone keyword arguments")
+    s.add_argument("--hidden-layer", help="layer whose output is the feature (default: the checkpoint's)")
+    s.add_argument("--image-size", type=int, help="network input size (default: the checkpoint's or export's)")
+    s.add_argument("--channels", type=int, help="1 or 3 (default: the checkpoint's or export's)")
+
+
+def add_evaluation_commands(sub) -> None:
+    """evaluate and embed: what saved weights are worth."""
     s = sub.add_parser("evaluate", help="evaluate a pretrained backbone on labeled data")
-    s.add_argument("protocol", choices=["knn", "linear", "linear-aug", "logistic", "finetune"],
+    s.add_argument("protocol", choices=PROTOCOLS,
                    help="knn; linear (on features computed once); linear-aug (the paper's: frozen "
                         "backbone, crop+flip images); logistic (L-BFGS, L2 swept); finetune (whole network)")
     s.add_argument("--checkpoint", required=True, help=".ckpt from pretrain or exported .safetensors")
@@ -367,6 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     weights_args(s)
     s.set_defaults(func=cmd_evaluate)
 
+    s = sub.add_parser("embed", help="write embeddings of a folder of images to .npy")
+    s.add_argument("checkpoint")
+    s.add_argument("data")
+    s.add_argument("-o", "--output", default="embeddings.npy")
+    weights_args(s)
+    s.set_defaults(func=cmd_embed)
+
+
+def add_file_commands(sub) -> None:
+    """report, export, shards, download: files a user keeps or makes."""
     s = sub.add_parser("report", help="(re)build a run folder's plots and report.html")
     s.add_argument("run_dir")
     s.set_defaults(func=cmd_report)
@@ -375,13 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint")
     s.add_argument("-o", "--output", default="backbone.safetensors")
     s.set_defaults(func=cmd_export)
-
-    s = sub.add_parser("embed", help="write embeddings of a folder of images to .npy")
-    s.add_argument("checkpoint")
-    s.add_argument("data")
-    s.add_argument("-o", "--output", default="embeddings.npy")
-    weights_args(s)
-    s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("shards", help="write an image folder as WebDataset tar shards for streaming")
     s.add_argument("folder", help="ImageFolder (class sub-folders) or unlabeled folder, or a .tar of one")
@@ -395,31 +306,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", default="data")
     s.set_defaults(func=cmd_download)
 
-    s = sub.add_parser("bench", help="benchmarks B1 (throughput), B2, B3 of BENCHMARKS.md, JSON lines on stdout")
-    s.add_argument("name", choices=["throughput", "b2", "b3"])
-    s.add_argument("--epochs", type=int, help="b2/b3: pretraining epochs (default 10 / 200)")
-    s.add_argument("--cifar", help="b2/b3: folder with CIFAR-10 train.tar.gz and test.tar.gz (or BYOL_CIFAR10_DIR)")
-    s.add_argument("--out", help="b2/b3: run folder (default runs/bench-NAME)")
-    s.add_argument("--batch-size", type=int, default=128)
-    s.add_argument("--width", type=float, default=1.0)
-    s.add_argument("--steps", type=int, default=5)
-    s.add_argument("--warmup", type=int, default=2)
-    s.add_argument("--repeats", type=int, default=1)
-    s.add_argument("--device", default="auto")
-    s.add_argument("--variants", default="default", help="comma list: default,fp32,bf16,channels_last,...")
-    s.set_defaults(func=cmd_bench)
-    return p
-
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if any(a == "--run-type" or a.startswith("--run-type=") for a in argv):  # seed 003's command line
-        from .compat import main as compat_main
+    if any(a == "--run-type" or a.startswith("--run-type=") for a in argv):  # `main.py --run-type ...` arguments
+        from byol.cli.compat import translate
 
-        return compat_main(argv)
+        try:
+            argv = translate(argv)
+        except ConfigError as e:
+            print(f"byol --run-type: error: {e}", file=sys.stderr)
+            return 2
+        print("byol " + shlex.join(argv), flush=True)  # the output folder is made only once there is a result
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("pretrain", "demo", "preview", "bench"):
+    if extra and args.command not in ("pretrain", "demo", "preview"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args, extra)

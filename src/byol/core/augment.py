@@ -21,7 +21,7 @@ adjustments in a random order, clipping to [0, 1] after each (official code).
 Brightness is *additive* (x + delta, delta ~ U[-0.4, 0.4]) as in the paper's TensorFlow
 code, not torchvision's multiplicative factor.
 
-Every random parameter is drawn per image, never one draw for the whole batch (PITFALLS.md).
+Every random parameter is drawn per image, never one draw for the whole batch (one draw would give every image the same crop and colours).
 
 There is one implementation and two placements:
 - `BatchAugment`: a uint8 batch (B, C, H, W) on any device -> two float views; the fast path.

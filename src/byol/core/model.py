@@ -16,9 +16,9 @@ import threading
 import torch
 from torch import nn
 
-from .ema import cosine_tau, ema_update
-from .heads import MLP
-from .loss import byol_loss
+from byol.core.ema import cosine_tau, ema_update
+from byol.core.heads import MLP
+from byol.core.loss import byol_loss
 
 
 class HiddenLayerError(ValueError):
@@ -192,7 +192,6 @@ class BYOL(nn.Module):
         self.tau_base, self.tau_final = tau_base, tau_final
         self.tau = tau_base
         self.concat_views = concat_views
-        self.projection_std: torch.Tensor | None = None  # set by each forward, see projection_std
         self.online = Encoder(net, layer, MLP(feature_dim, projection_hidden_dim, projection_dim, head_batchnorm))
         self.predictor = MLP(projection_dim, prediction_hidden_dim, projection_dim, head_batchnorm)
         self.target = copy.deepcopy(self.online)
@@ -206,6 +205,11 @@ class BYOL(nn.Module):
         """The user's network, online copy: what to export after pretraining."""
         return self.online.net
 
+    def trainable_modules(self) -> nn.ModuleList:
+        """What the optimiser updates: the online network (backbone + projector) and the
+        predictor. The target is moved by `update_target` only."""
+        return nn.ModuleList([self.online, self.predictor])
+
     def train(self, mode: bool = True):
         super().train(mode)
         self.target.train(True)  # the target always uses batch statistics, as the online net
@@ -213,11 +217,15 @@ class BYOL(nn.Module):
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         """The symmetric BYOL loss of two augmented views of the same images."""
+        return self.step(view1, view2)[0]
+
+    def step(self, view1: torch.Tensor, view2: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the loss, what to log): the loss as `forward`, and the collapse monitor
+        (`projection_std` of the target's view-1 projections), a tensor on the device."""
         q1, q2 = self._online_predictions(view1, view2)
         with torch.no_grad():
             z1, z2 = self._two_views(self.target, view1, view2)
-            self.projection_std = projection_std(z1)
-        return byol_loss(q1, q2, z1, z2)
+        return byol_loss(q1, q2, z1, z2), {"projection_std": projection_std(z1)}
 
     def _online_predictions(self, view1, view2):
         if self.concat_views:

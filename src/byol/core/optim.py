@@ -21,7 +21,7 @@ def is_excluded(param: torch.Tensor) -> bool:
 
     Decided by what a parameter is, not by its name: a name test like ".bn" or ".bias"
     misses the projector's BatchNorm1d (`projector.1.weight`) and ResNet's downsample BN
-    (`downsample.1.weight`) (PITFALLS.md).
+    (`downsample.1.weight`): a name-based rule would miss them.
     """
     return param.ndim <= 1
 
@@ -135,8 +135,8 @@ def build_optimizer(module: nn.Module, name: str, lr: float, weight_decay: float
 class WarmupCosine:
     """Multiplier of the base rate: linear warm-up to 1, then 0.5 (1 + cos(pi t)) down to 0.
 
-    The factor 0.5 matters: without it the rate jumps to twice the base after warm-up
-    (PITFALLS.md). A plain class (not a lambda) so that the scheduler state is saved.
+    The factor 0.5 matters: without it the rate jumps to twice the base after warm-up.
+    A plain class (not a lambda) so that the scheduler state is saved.
     """
 
     def __init__(self, warmup_steps: int, total_steps: int):

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from byol.data.batch import Batch
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
@@ -254,12 +256,12 @@ class MemoryImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def __getitem__(self, i):
-        return self.images[i], self.labels[i]
+    def __getitem__(self, i) -> Batch:
+        return Batch(images=self.images[i], labels=self.labels[i])
 
-    def __getitems__(self, indices):
+    def __getitems__(self, indices) -> Batch:
         idx = torch.as_tensor(indices)
-        return self.images[idx], self.labels[idx]
+        return Batch(images=self.images[idx], labels=self.labels[idx])
 
 
 class BatchIndices(torch.utils.data.Dataset):
@@ -275,13 +277,13 @@ class BatchIndices(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitems__(self, indices):
-        return (torch.as_tensor(indices),)
+    def __getitems__(self, indices) -> Batch:
+        return Batch(indices=torch.as_tensor(indices))
 
 
 class AugmentedImages(torch.utils.data.Dataset):
     """In-memory images augmented one by one in DataLoader workers (`data.augment_on: workers`):
-    items are (view1, view2, label)."""
+    items are Batch(view1, view2, labels)."""
 
     def __init__(self, memory: MemoryImages, transform):
         self.memory, self.transform = memory, transform
@@ -290,9 +292,9 @@ class AugmentedImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.memory)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i) -> Batch:
         v1, v2 = self.transform(self.memory.images[i])
-        return v1, v2, self.memory.labels[i]
+        return Batch(view1=v1, view2=v2, labels=self.memory.labels[i])
 
 
 def looks_grayscale(dataset, channels: int = 3, sample: int = 4096) -> bool:
@@ -307,11 +309,6 @@ def looks_grayscale(dataset, channels: int = 3, sample: int = 4096) -> bool:
         return False
     x = images[:sample]
     return bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
-
-
-def collate_batch(batch):
-    """Collate for MemoryImages: `__getitems__` already returned the batch."""
-    return batch
 
 
 class StreamImages(torch.utils.data.Dataset):
@@ -351,13 +348,13 @@ class StreamImages(torch.utils.data.Dataset):
         raise DataError(f"no readable image found near index {i} in {self.images.root!r}")
 
 
-def training_item(x: torch.Tensor, label: int, aspect: float | None, transform=None) -> tuple:
-    """What a streamed data set yields: (uint8 image, label), (uint8 image, label, aspect)
-    for whole squashed images, or (view1, view2, label) augmented by a worker `transform`."""
+def training_item(x: torch.Tensor, label: int, aspect: float | None, transform=None) -> Batch:
+    """What a streamed data set yields for one image: the uint8 image (with its aspect for whole
+    squashed images), or its two views augmented by a worker `transform`."""
     if transform is not None:
         v1, v2 = transform.pair(x, x, aspect)
-        return v1, v2, label
-    return (x, label) if aspect is None else (x, label, aspect)
+        return Batch(view1=v1, view2=v2, labels=label)
+    return Batch(images=x, labels=label, aspect=aspect)
 
 
 class VideoFramePairs(torch.utils.data.Dataset):
@@ -365,8 +362,8 @@ class VideoFramePairs(torch.utils.data.Dataset):
 
     root/<clip>/<frame files, in name order>. Item i is frame i of all frames; its partner
     is another frame of the same clip at most `max_frame_gap` frames away. Items are
-    (frame, partner, -1) as uint8 (C, S, S), augmented later with view 1 and view 2 each;
-    with a `TwoViewTransform` the worker augments them ((view1, view2, -1), floats).
+    Batch(images=frame, partners=partner, labels=-1), uint8 (C, S, S), augmented later with
+    view 1 and view 2 each; with a `TwoViewTransform` the worker augments them (view1, view2).
     """
 
     def __init__(self, root: str | Path, size: int, max_frame_gap: int = 1, channels: int = 3,
@@ -411,11 +408,32 @@ class VideoFramePairs(torch.utils.data.Dataset):
     def load(self, i: int) -> torch.Tensor:
         return torch.from_numpy(fit_image(open_image(self.frames[i], self.channels), self.size, self.mode, self.rng))
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> Batch:
         a, b = self.load(i), self.load(self.partner(i))
         if self.transform is not None:
-            return *self.transform.pair(a, b), -1
-        return a, b, -1
+            v1, v2 = self.transform.pair(a, b)
+            return Batch(view1=v1, view2=v2, labels=-1)
+        return Batch(images=a, partners=b, labels=-1)
+
+
+def random_subset(images: ImageList, n: int, seed: int) -> ImageList:
+    """n images drawn at random (fixed by seed), kept in their listed order; all of them if n >= len."""
+    if n >= len(images):
+        return images
+    g = torch.Generator().manual_seed(seed)
+    idx = sorted(torch.randperm(len(images), generator=g)[:n].tolist())
+    return ImageList(images.root, [images.items[i] for i in idx], [images.labels[i] for i in idx], images.classes)
+
+
+def first_per_class(images: ImageList, n: int) -> ImageList:
+    """The first n images of each class, in sorted path order."""
+    counts: dict[int, int] = {}
+    keep = []
+    for i, label in enumerate(images.labels):
+        if counts.get(label, 0) < n:
+            counts[label] = counts.get(label, 0) + 1
+            keep.append(i)
+    return ImageList(images.root, [images.items[i] for i in keep], [images.labels[i] for i in keep], images.classes)
 
 
 def balanced_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

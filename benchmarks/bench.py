@@ -1,5 +1,10 @@
-"""`byol bench throughput|b2|b3`: the benchmark protocols B1, B2 and B3 (BENCHMARKS.md).
+"""The benchmark protocols B1, B2 and B3 of BENCHMARKS.md, JSON lines on stdout.
 
+    python benchmarks/bench.py throughput [--variants all] [--batch-size 128] [--width 1.0]
+    python benchmarks/bench.py b2 --cifar DIR [--epochs 10] [--section.key value ...]
+    python benchmarks/bench.py b3 --cifar DIR [--epochs 200] [--section.key value ...]
+
+B1 (throughput): 
 One full BYOL step from a uint8 batch in memory to updated weights (augment both views,
 online forward and backward on both, target forward, symmetric loss, optimiser step, EMA
 update) on resnet18-cifar with the paper's heads. Each variant runs in its own process so
@@ -8,6 +13,7 @@ variant, with the settings that produced it.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -18,7 +24,7 @@ import time
 
 import torch
 
-from .data import DataError
+from byol.data.images import DataError
 
 # name -> (channels_last, precision, concat_views)
 VARIANTS = {
@@ -40,11 +46,11 @@ def _commit() -> str:
 
 
 def run_variant(variant: str, batch_size: int, width: float, steps: int, warmup: int, device: str) -> dict:
-    from .augment import AugmentConfig, BatchAugment
-    from .backbones import resnet18
-    from .model import BYOL
-    from .optim import build_optimizer, scaled_lr
-    from .train import resolve_precision
+    from byol.core.augment import AugmentConfig, BatchAugment
+    from byol.core.backbones import resnet18
+    from byol.core.model import BYOL
+    from byol.core.optim import build_optimizer, scaled_lr
+    from byol.training.pretrain import resolve_precision
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
@@ -58,7 +64,7 @@ def run_variant(variant: str, batch_size: int, width: float, steps: int, warmup:
     if channels_last:
         model.to(memory_format=torch.channels_last)
     augment = BatchAugment(AugmentConfig(size=32), channels_last=channels_last)
-    opt = build_optimizer(torch.nn.ModuleList([model.online, model.predictor]), "lars",
+    opt = build_optimizer(model.trainable_modules(), "lars",
                           scaled_lr(1.0, batch_size), 1e-5)
     images = torch.randint(0, 256, (batch_size, 3, 32, 32), dtype=torch.uint8, device=dev)
     if dev.type == "cuda":
@@ -109,8 +115,8 @@ def throughput(batch_size=128, width=1.0, steps=5, warmup=2, variants="default",
         for name in names:
             if name not in VARIANTS:
                 raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)} or all")
-            cmd = [sys.executable, "-m", "byol.bench", name, str(batch_size), str(width), str(steps),
-                   str(warmup), device]
+            cmd = [sys.executable, os.path.abspath(__file__), "variant", name, str(batch_size), str(width),
+                   str(steps), str(warmup), device]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 yield {"benchmark": "B1", "variant": name, "error": proc.stderr.strip().splitlines()[-1:]}
@@ -118,11 +124,6 @@ def throughput(batch_size=128, width=1.0, steps=5, warmup=2, variants="default",
             result = json.loads(proc.stdout.strip().splitlines()[-1])
             result["repeat"] = rep
             yield result
-
-
-if __name__ == "__main__":
-    v, b, w, s, wu, d = sys.argv[1:7]
-    print(json.dumps(run_variant(v, int(b), float(w), int(s), int(wu), d)))
 
 
 def default_cifar_dir() -> str:
@@ -140,15 +141,15 @@ def b2(epochs: int = 10, cifar_dir: str | None = None, out_dir: str = "runs/benc
     the recommended CIFAR settings (configs/cifar10.yaml); kNN before and after, wall time."""
     import shutil
 
-    from .config import load_config
-    from .train import pretrain
+    from byol.config import load_config
+    from byol.training.pretrain import pretrain
 
     cifar_dir = cifar_dir or default_cifar_dir()
     train, test = os.path.join(cifar_dir, "train.tar.gz"), os.path.join(cifar_dir, "test.tar.gz")
     for f in (train, test):
         if not os.path.exists(f):
             raise DataError(f"B2 needs the CIFAR-10 copy: {f} not found (--cifar DIR)")
-    config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "cifar10.yaml")
+    config = "cifar10"  # the packaged recipe
     shutil.rmtree(out_dir, ignore_errors=True)
     cfg = load_config(config, [
         "--data.path", train, "--data.val_path", test, "--data.limit_per_class", "1000",
@@ -175,12 +176,13 @@ def b3(epochs: int = 200, cifar_dir: str | None = None, out_dir: str = "runs/ben
     On the CPU, pass small settings (e.g. --data.limit_per_class 20 --train.batch_size 64)."""
     import shutil
 
-    from .checkpoint import load_backbone
-    from .config import load_config
-    from .data import decode_to_memory, list_images
-    from .evaluate import extract_features, linear_probe
-    from .model import feature_extractor
-    from .train import first_per_class, pretrain
+    from byol.checkpoint import load_backbone
+    from byol.config import load_config
+    from byol.data.images import decode_to_memory, list_images
+    from byol.evaluation.protocols import extract_features, linear_probe
+    from byol.core.model import feature_extractor
+    from byol.data.images import first_per_class
+    from byol.training.pretrain import pretrain
 
     cifar_dir = cifar_dir or default_cifar_dir()
     train, test = os.path.join(cifar_dir, "train.tar.gz"), os.path.join(cifar_dir, "test.tar.gz")
@@ -188,7 +190,7 @@ def b3(epochs: int = 200, cifar_dir: str | None = None, out_dir: str = "runs/ben
         if not os.path.exists(f):
             raise DataError(f"B3 needs the CIFAR-10 copy: {f} not found (--cifar DIR)")
     gpu = torch.cuda.is_available()
-    config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "cifar10.yaml")
+    config = "cifar10"  # the packaged recipe
     shutil.rmtree(out_dir, ignore_errors=True)
     cfg = load_config(config, [
         "--data.path", train, "--data.val_path", test, "--train.batch_size", "512",
@@ -219,3 +221,44 @@ def b3(epochs: int = 200, cifar_dir: str | None = None, out_dir: str = "runs/ben
         "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if gpu else None,
         "torch": torch.__version__, "commit": _commit(), "overrides": overrides or [],
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["variant"]:  # one B1 variant, in its own process (see throughput)
+        v, b, w, s, wu, d = argv[1:7]
+        print(json.dumps(run_variant(v, int(b), float(w), int(s), int(wu), d)))
+        return 0
+    p = argparse.ArgumentParser(description="B1 (throughput), B2 and B3 of BENCHMARKS.md, JSON lines on stdout")
+    p.add_argument("name", choices=["throughput", "b2", "b3"])
+    p.add_argument("--epochs", type=int, help="b2/b3: pretraining epochs (default 10 / 200)")
+    p.add_argument("--cifar", help="b2/b3: folder with CIFAR-10 train.tar.gz and test.tar.gz (or BYOL_CIFAR10_DIR)")
+    p.add_argument("--out", help="b2/b3: run folder (default runs/bench-NAME)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--variants", default="default", help="comma list: " + ",".join(VARIANTS) + " or all")
+    args, extra = p.parse_known_args(argv)
+    if extra and args.name == "throughput":
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.name in ("b2", "b3"):
+            run = b2 if args.name == "b2" else b3
+            epochs = args.epochs or (10 if args.name == "b2" else 200)
+            print(json.dumps(run(epochs, args.cifar, args.out or f"runs/bench-{args.name}", extra)), flush=True)
+            return 0
+        for result in throughput(batch_size=args.batch_size, width=args.width, steps=args.steps,
+                                 warmup=args.warmup, variants=args.variants, device=args.device,
+                                 repeats=args.repeats):
+            print(json.dumps(result), flush=True)
+    except (DataError, ValueError) as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import (_DECODE_ERRORS, BadImages, DataError, _read_all_bytes, decode_item, list_images, open_image,
+from byol.data.images import (_DECODE_ERRORS, BadImages, DataError, _read_all_bytes, decode_item, list_images, open_image,
                    training_item)
-from . import loader
-from .checkpoint import atomic_replace
+from byol.data import loader
+from byol.checkpoint import atomic_replace
 
 INDEX = "shards.json"
 
@@ -149,7 +149,7 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def head(self, n: int):
         """The first n readable samples in shard order, decoded (the kNN monitor's bank)."""
-        from .data import MemoryImages
+        from byol.data.images import MemoryImages
 
         images, labels = [], []
         for url in self.shards:

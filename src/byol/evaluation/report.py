@@ -121,14 +121,14 @@ def save_embeddings(features, labels, classes: list[str], out: Path, limit: int 
 
 def write_preview_for(run: Path, cfg) -> Path | None:
     """The augmentation preview of the run's own training images (None for video clips)."""
-    from .preview import write_preview
+    from byol.evaluation.preview import write_preview
 
     d = cfg.data
     if d.dataset == "video" or not d.path or not Path(d.path).exists():
         return None
     if d.dataset == "folder":
         return write_preview(d.path, str(run / "preview.png"), cfg)
-    from .datasets import load_dataset, match_channels
+    from byol.data.datasets import load_dataset, match_channels
 
     images = match_channels(load_dataset(d.dataset, d.path, "test"), d.channels).images
     return write_preview(None, str(run / "preview.png"), cfg, images=images)
@@ -140,7 +140,7 @@ def _flatten(cfg: dict) -> list[tuple[str, str]]:
 
 def write_report(run_dir: str | Path) -> Path:
     """Draw every plot the run's files allow and write report.html; returns its path."""
-    from .config import from_dict
+    from byol.config import from_dict
 
     run = Path(run_dir)
     if not (run / "config.yaml").exists():
@@ -149,15 +149,22 @@ def write_report(run_dir: str | Path) -> Path:
     cfg = from_dict(cfg_dict)
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     knn = json.loads((run / "knn.json").read_text()) if (run / "knn.json").exists() else []
+    figures, left_out = draw_figures(run, cfg, knn)
+    out = run / "report.html"
+    out.write_text(report_page(run, summary, summary_rows(run, summary, knn), figures, left_out, cfg_dict))
+    return out
+
+
+def draw_figures(run: Path, cfg, knn: list[dict]) -> tuple[list[tuple[str, str]], list[str]]:
+    """([(file name, caption)] of the figures drawn, [notes on those the data could not give]);
+    a figure that fails is left out with a note: the report never fails a run."""
     metrics = read_metrics(run)
-    figures: list[tuple[str, str]] = []  # (file name, caption)
-    left_out: list[str] = []  # figures the data at hand cannot give, with the reason
+    figures: list[tuple[str, str]] = []
+    left_out: list[str] = []
 
     def draw(caption: str, make) -> None:
-        """Add the figure `make()` writes (its path, or None when there is nothing to draw);
-        a figure that fails is left out with a note: the report never fails a run."""
         try:
-            path = make()
+            path = make()  # its path, or None when there is nothing to draw
         except Exception as e:  # noqa: BLE001 - whatever went wrong, the rest of the report stands
             left_out.append(f"{caption}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
             return
@@ -179,45 +186,37 @@ def write_report(run_dir: str | Path) -> Path:
                                       run / "embedding_map.png", cfg.train.seed)
         draw("t-SNE map of held-out embeddings, coloured by class", embedding_map)
     draw("Augmentation preview: originals, view 1, view 2", lambda: write_preview_for(run, cfg))
+    return figures, left_out
 
-    figures_rows = [("epochs", summary.get("epochs")), ("steps", summary.get("steps")),
-                    ("training images", summary.get("train_images")), ("precision", summary.get("precision")),
-                    ("wall time (s)", summary.get("wall_seconds")), ("final loss (epoch mean)", summary.get("final_loss"))]
+
+def summary_rows(run: Path, summary: dict, knn: list[dict]) -> list[tuple[str, object]]:
+    """The run's figures as (name, value) rows: length, time, loss, kNN, saved evaluations."""
+    rows = [("epochs", summary.get("epochs")), ("steps", summary.get("steps")),
+            ("training images", summary.get("train_images")), ("precision", summary.get("precision")),
+            ("wall time (s)", summary.get("wall_seconds")), ("final loss (epoch mean)", summary.get("final_loss"))]
     segments = summary.get("wall_seconds_segments") or []
     if len(segments) > 1:
-        figures_rows.append(("wall time of each segment (s), resumed", ", ".join(f"{s:.0f}" for s in segments)))
+        rows.append(("wall time of each segment (s), resumed", ", ".join(f"{s:.0f}" for s in segments)))
     if knn:
         untrained = knn[0]["top1"] if knn[0]["epoch"] == 0 else None
-        figures_rows += [("kNN top-1 untrained", untrained), ("kNN top-1 final", knn[-1]["top1"]),
-                         ("kNN top-5 final", knn[-1]["top5"])]
+        rows += [("kNN top-1 untrained", untrained), ("kNN top-1 final", knn[-1]["top1"]),
+                 ("kNN top-5 final", knn[-1]["top5"])]
     for f in sorted(run.glob("checkpoints/eval-*.json")):
         r = json.loads(f.read_text())
-        figures_rows.append((f"{r['protocol']} top-1 ({f.name})", r["top1"]))
+        rows.append((f"{r['protocol']} top-1 ({f.name})", r["top1"]))
+    return rows
 
-    def cell(key, v):
-        if v is None:
-            return "-"
-        if "top-" in key:
-            return f"{100 * v:.2f}%"
-        return html.escape(f"{v:.4g}" if isinstance(v, float) else str(v))
 
-    verdict = (summary.get("verdict") or {}).get("message")
-    body = [f"<h1>BYOL run: {html.escape(str(run))}</h1>",
-            "<p id='broken' hidden style='color:#b00'></p>"]
-    if verdict:
-        body.append(f"<p id='verdict'><b>{html.escape(verdict)}</b></p>")
-    body += [f"<p class='note'>{html.escape(n)}</p>" for n in summary.get("notes", [])]
-    body += [f"<p class='left-out'>Left out: {html.escape(n)}</p>" for n in left_out]
-    body += [
-            "<h2>Figures</h2><table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{cell(k, v)}</td></tr>"
-                                                for k, v in figures_rows) + "</table>"]
-    body += [f"<figure><img src='{html.escape(name)}' alt='{html.escape(cap)}'><figcaption>{html.escape(cap)}"
-             "</figcaption></figure>" for name, cap in figures]
-    body.append("<h2>Settings</h2><table>" + "".join(
-        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>"
-        for k, v in _flatten(cfg_dict)) + "</table>")
-    # After load, the page states how many of its images decoded (and names the broken ones).
-    script = """<script>
+def _cell(key: str, v) -> str:
+    if v is None:
+        return "-"
+    if "top-" in key:
+        return f"{100 * v:.2f}%"
+    return html.escape(f"{v:.4g}" if isinstance(v, float) else str(v))
+
+
+# After load, the page states how many of its images decoded (and names the broken ones).
+_IMAGE_CHECK = """<script>
 window.addEventListener('load', () => {
   const imgs = [...document.images], bad = imgs.filter(i => !(i.complete && i.naturalWidth > 0));
   document.body.dataset.imagesLoaded = (imgs.length - bad.length) + '/' + imgs.length;
@@ -225,15 +224,30 @@ window.addEventListener('load', () => {
     p.textContent = 'Missing images: ' + bad.map(i => i.getAttribute('src')).join(', '); }
 });
 </script>"""
-    page = f"""<!doctype html>
+
+
+def report_page(run: Path, summary: dict, rows, figures, left_out, cfg_dict: dict) -> str:
+    """report.html: the verdict, notes, left-out figures, the figures table, the plots, settings."""
+    verdict = (summary.get("verdict") or {}).get("message")
+    body = [f"<h1>BYOL run: {html.escape(str(run))}</h1>",
+            "<p id='broken' hidden style='color:#b00'></p>"]
+    if verdict:
+        body.append(f"<p id='verdict'><b>{html.escape(verdict)}</b></p>")
+    body += [f"<p class='note'>{html.escape(n)}</p>" for n in summary.get("notes", [])]
+    body += [f"<p class='left-out'>Left out: {html.escape(n)}</p>" for n in left_out]
+    body.append("<h2>Figures</h2><table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{_cell(k, v)}</td></tr>"
+                                                    for k, v in rows) + "</table>")
+    body += [f"<figure><img src='{html.escape(name)}' alt='{html.escape(cap)}'><figcaption>{html.escape(cap)}"
+             "</figcaption></figure>" for name, cap in figures]
+    body.append("<h2>Settings</h2><table>" + "".join(
+        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>"
+        for k, v in _flatten(cfg_dict)) + "</table>")
+    return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>BYOL report: {html.escape(run.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}} figure{{display:inline-block;margin:8px}}
 img{{max-width:480px}} th{{text-align:left;padding-right:1em;font-weight:normal;color:#555}}</style></head>
 <body>
 {chr(10).join(body)}
-{script}
+{_IMAGE_CHECK}
 </body></html>
 """
-    out = run / "report.html"
-    out.write_text(page)
-    return out

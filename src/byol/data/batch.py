@@ -1,0 +1,68 @@
+"""One training batch, whatever the source: every data set yields a `Batch` (one sample, or a
+whole batch from `__getitems__`), and `collate` stacks samples into one. Its layout says how
+the two views are made:
+
+    images (+ aspect)   uint8 images, augmented into both views on the training device;
+                        aspect: width/height of whole images stored squashed (large_images: full)
+    images + partners   uint8 pairs (similar video frames): view 1 from images, view 2 from partners
+    view1 + view2       views already augmented in the DataLoader workers (floats)
+    indices             positions in the uint8 images kept on the training device
+
+labels: class indices, -1 where unlabeled (absent with indices).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    aspect: torch.Tensor | None = None
+    partners: torch.Tensor | None = None
+    view1: torch.Tensor | None = None
+    view2: torch.Tensor | None = None
+    indices: torch.Tensor | None = None
+
+    def __post_init__(self):
+        layouts = (self.images is not None, self.view1 is not None, self.indices is not None)
+        if sum(layouts) != 1 or (self.view1 is None) != (self.view2 is None) or \
+                (self.partners is not None and self.images is None):
+            raise ValueError("a Batch holds images (with aspect or partners), view1 and view2, or indices")
+
+    def _map(self, fn) -> Batch:
+        return Batch(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
+                        for f in fields(self)})
+
+    def to(self, device, non_blocking: bool = False) -> Batch:
+        """On `device` (Lightning moves batches with this)."""
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """In page-locked memory (DataLoader's pin_memory calls this)."""
+        return self._map(lambda t: t.pin_memory())
+
+    def __len__(self) -> int:
+        first = next(t for t in (self.images, self.view1, self.indices) if t is not None)
+        return first.shape[0]
+
+
+def collate(samples: list[Batch]) -> Batch:
+    """Samples (one image or pair each) stacked into one Batch; labels become a tensor."""
+    first = samples[0]
+    out = {}
+    for f in fields(first):
+        values = [getattr(s, f.name) for s in samples]
+        if values[0] is None:
+            continue
+        out[f.name] = torch.stack(values) if isinstance(values[0], torch.Tensor) and values[0].dim() > 0 \
+            else torch.as_tensor([float(v) if f.name == "aspect" else int(v) for v in values])
+    return Batch(**out)
+
+
+def already_batched(batch: Batch) -> Batch:
+    """Collate for data sets whose `__getitems__` returns the whole Batch (in-memory images)."""
+    return batch

@@ -1,0 +1,147 @@
+"""Evaluating saved weights: a pretraining checkpoint (.ckpt) or an exported .safetensors file,
+read with the settings it was trained with (image size, channels, normalisation, hidden
+layer, evaluation crop) unless told otherwise.
+
+    from byol.evaluation.saved import evaluate, embed
+    record = evaluate("runs/x/checkpoints/last.ckpt", "knn", train="data/train", test="data/test")
+    features = embed("backbone.safetensors", "data/unlabeled")
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from byol.checkpoint import checkpoint_config, load_backbone, load_checkpoint, read_export_metadata, reader_settings
+from byol.config import ConfigError
+from byol.core.augment import IMAGENET_MEAN, IMAGENET_STD
+from byol.core.model import feature_extractor
+from byol.data.datasets import load_dataset, match_channels
+from byol.data.images import DataError, MemoryImages, balanced_split, decode_to_memory, list_images
+from byol.evaluation.protocols import (extract_features, knn_accuracy, linear_probe, logistic_regression,
+                                       train_classifier)
+
+PROTOCOLS = ("knn", "linear", "linear-aug", "logistic", "finetune")
+
+
+@dataclass
+class Reader:
+    """A saved backbone as a feature extractor, with how to feed it."""
+    net: nn.Module
+    mean: tuple
+    std: tuple
+    image_size: int
+    crop: float  # evaluation centre crop: decode at image_size / crop, then crop image_size
+    channels: int
+
+    def features(self, images: torch.Tensor, device: str | None = None) -> torch.Tensor:
+        return extract_features(self.net, images, self.mean, self.std, self.image_size, device=device,
+                                crop=self.crop)
+
+
+def load_reader(checkpoint: str, backbone: str | None = None, backbone_args: dict | None = None,
+                hidden_layer: str | int | None = None, image_size: int | None = None,
+                channels: int | None = None) -> Reader:
+    """The Reader of a .ckpt or .safetensors file: the run's own settings (a checkpoint's config,
+    an export's metadata) where the arguments do not give them; 224 px and ImageNet
+    normalisation when neither does."""
+    net = load_backbone(checkpoint, backbone, backbone_args)
+    if str(checkpoint).endswith(".safetensors"):
+        saved = read_export_metadata(checkpoint)
+    else:
+        saved = reader_settings(checkpoint_config(load_checkpoint(checkpoint)))
+    layer = hidden_layer if hidden_layer is not None else saved.get("hidden_layer")
+    if isinstance(layer, str) and layer.lstrip("-").isdigit():
+        layer = int(layer)
+    return Reader(feature_extractor(net, layer), saved.get("mean") or IMAGENET_MEAN, saved.get("std") or IMAGENET_STD,
+                  image_size or saved.get("image_size") or 224, saved.get("eval_crop", 1.0),
+                  channels or saved.get("channels") or 3)
+
+
+def labeled_sets(size: int, channels: int, train: str | None = None, test: str | None = None,
+                 dataset: str | None = None, data: str | None = None) -> tuple[MemoryImages, MemoryImages]:
+    """(train, test) from labeled folders/tars `train` and `test`, or a standard data set
+    `dataset` whose files are in `data`, decoded at `size` (shorter side, centre square)."""
+    channels = 1 if channels == 1 else 3
+    if dataset and dataset != "folder":
+        if not data:
+            raise ConfigError(f"--dataset {dataset} needs --data PATH (where its files are)")
+        return (match_channels(load_dataset(dataset, data, "train"), channels),
+                match_channels(load_dataset(dataset, data, "test"), channels))
+    if not (train and test):
+        raise ConfigError("give --train and --test (labeled folders or tars), or --dataset NAME --data PATH")
+    train_set = decode_to_memory(list_images(train), size, channels)
+    test_set = decode_to_memory(list_images(test), size, channels)
+    if not train_set.classes:
+        raise DataError(f"{train!r} has no class sub-folders: evaluation needs labels")
+    return train_set, test_set
+
+
+def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str | None = None,
+             dataset: str | None = None, data: str | None = None, reader: Reader | None = None,
+             k: int = 200, temperature: float = 0.1, epochs: int = 100, lr: float = 0.1, batch_size: int = 256,
+             label_fraction: float = 1.0, bn_momentum: float | None = None, seed: int = 0,
+             save_model: str | None = None) -> dict:
+    """Evaluate a frozen (or, for finetune, trained) backbone on labeled data; returns the
+    record `byol evaluate` prints: protocol, data, settings, top1 and top5 on the test set."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    r = reader or load_reader(checkpoint)
+    train_set, test_set = labeled_sets(round(r.image_size / r.crop), r.channels, train, test, dataset, data)
+    settings: dict = {"image_size": r.image_size, "eval_crop": r.crop}
+    if label_fraction < 1.0:  # semi-supervised: a class-balanced subset, seed recorded
+        _, keep = balanced_split(train_set.labels, label_fraction, seed)
+        train_set = MemoryImages(train_set.images[keep], train_set.labels[keep], train_set.classes)
+        settings.update(label_fraction=label_fraction, subset_seed=seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if protocol in ("knn", "linear", "logistic"):
+        ftr, fte = r.features(train_set.images, device), r.features(test_set.images, device)
+        if protocol == "knn":
+            result = knn_accuracy(ftr, train_set.labels, fte, test_set.labels, k, temperature)
+        elif protocol == "linear":
+            result = linear_probe(ftr, train_set.labels, fte, test_set.labels, epochs=epochs, lr=lr)
+        else:
+            result = logistic_regression(ftr, train_set.labels, fte, test_set.labels, seed=seed)
+    else:
+        feature_dim = r.features(train_set.images[:2]).shape[1]
+        num_classes = max(len(train_set.classes), int(train_set.labels.max()) + 1)
+        result = train_classifier(r.net, feature_dim, num_classes, train_set.images, train_set.labels,
+                                  test_set.images, test_set.labels, r.mean, r.std, r.image_size, epochs=epochs, lr=lr,
+                                  fine_tune=protocol == "finetune", bn_momentum=bn_momentum,
+                                  batch_size=batch_size, seed=seed, device=device, save_to=save_model, crop=r.crop)
+        if save_model:
+            settings["saved_model"] = save_model
+    top1, top5 = result.pop("top1"), result.pop("top5")
+    settings.update(result)
+    return {"protocol": protocol, "checkpoint": str(checkpoint),
+            "dataset": dataset if dataset and dataset != "folder" else train,
+            "split": "test", "test_data": test or data, "train_images": len(train_set),
+            "test_images": len(test_set), "settings": settings, "top1": top1, "top5": top5}
+
+
+def embed(checkpoint: str, data: str, reader: Reader | None = None) -> torch.Tensor:
+    """Features of every image of the folder or tar `data`, in listed order (N, D)."""
+    r = reader or load_reader(checkpoint)
+    mem = decode_to_memory(list_images(data), round(r.image_size / r.crop), r.channels)
+    return r.features(mem.images)
+
+
+def log_evaluation_to_mlflow(record: dict, uri: str, experiment: str, parent_run_id: str | None) -> None:
+    """An evaluation as an MLflow run, nested under the pretraining run when its id is given."""
+    try:
+        import mlflow
+    except ImportError:
+        raise ConfigError("--mlflow-uri is set but mlflow is not installed: pip install 'byol[mlflow]'") from None
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    name = f"evaluate-{record['protocol']}"
+    params = {k: v for k, v in record["settings"].items() if not isinstance(v, dict)}
+    params.update(protocol=record["protocol"], checkpoint=record["checkpoint"], dataset=record["dataset"])
+    with contextlib.ExitStack() as runs:
+        if parent_run_id:
+            runs.enter_context(mlflow.start_run(run_id=parent_run_id))
+        runs.enter_context(mlflow.start_run(run_name=name, nested=bool(parent_run_id)))
+        mlflow.log_params(params)
+        mlflow.log_metrics({"top1": record["top1"], "top5": record["top5"]})

@@ -1,0 +1,166 @@
+"""The callbacks pretraining runs with: atomic checkpoints (never of a non-finite state) and the
+kNN monitor on held-out labeled images."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from byol.checkpoint import CheckpointError, atomic_replace
+from byol.core.model import feature_extractor
+from byol.evaluation.protocols import extract_features, knn_accuracy
+from byol.evaluation.report import save_embeddings
+from byol.training.module import BYOLModule
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (full disk, permissions); the previous one is intact."""
+
+
+class AtomicCheckpoint(L.Callback):
+    """Saves `last.ckpt` every N epochs, every M optimizer steps (mid-epoch) and at the end.
+
+    Each write goes to a temporary file that is then renamed over `last.ckpt`, so a crash or
+    a full disk mid-write leaves the previous checkpoint intact. With keep_last K > 0 the
+    last K checkpoints also stay as step-NNNNNNNN.ckpt (hard links: no extra space).
+    Before saving, the train loader's position is marked (ResumableLoader) so that a resumed
+    run continues with the very batch that comes next.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_epochs: int = 1, every_n_steps: int = 0, keep_last: int = 0):
+        self.dirpath = Path(dirpath)
+        self.every, self.every_steps, self.keep_last = every_n_epochs, every_n_steps, keep_last
+        self._saved_step = -1
+
+    @property
+    def last(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        # at the start of the next batch the previous step is complete (scheduler stepped too)
+        step = trainer.global_step
+        accumulating = batch_idx % trainer.accumulate_grad_batches != 0
+        if self.every_steps and step and step % self.every_steps == 0 and step != self._saved_step \
+                and not accumulating:
+            self.save(trainer, batches_done=batch_idx)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        epoch = trainer.current_epoch + 1
+        if epoch % self.every == 0 or epoch == trainer.max_epochs:
+            self.save(trainer, batches_done=trainer.num_training_batches)
+
+    def on_fit_end(self, trainer, pl_module):
+        if trainer.max_epochs == 0 and not self.last.exists():  # train.epochs 0: the initial weights
+            self.save(trainer, batches_done=0)
+
+    def save(self, trainer, batches_done: int) -> None:
+        if isinstance(trainer.lightning_module, BYOLModule):  # never a checkpoint of a non-finite state
+            trainer.lightning_module.settle_nonfinite()
+        loader = trainer.train_dataloader
+        if hasattr(loader, "mark"):
+            loader.mark(trainer.current_epoch, batches_done)
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        tmp = self.dirpath / ".last.ckpt.tmp"
+        try:
+            trainer.save_checkpoint(tmp, weights_only=False)
+            if trainer.is_global_zero:
+                atomic_replace(tmp, self.last)
+                self._keep(trainer.global_step)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise CheckpointWriteError(
+                f"could not write checkpoint {self.last} at step {trainer.global_step} ({e}); training stopped. "
+                "The previous checkpoint, if any, is intact: free space and resume with --resume") from None
+        self._saved_step = trainer.global_step
+
+    def _keep(self, step: int) -> None:
+        if not self.keep_last:
+            return
+        copy = self.dirpath / f"step-{step:08d}.ckpt"
+        copy.unlink(missing_ok=True)
+        try:
+            os.link(self.last, copy)
+        except OSError:
+            shutil.copyfile(self.last, copy)
+        for old in sorted(self.dirpath.glob("step-*.ckpt"))[:-self.keep_last]:
+            old.unlink()
+
+
+class KNNMonitor(L.Callback):
+    """kNN accuracy of the online backbone on held-out labeled images, every N epochs.
+
+    Also runs once before the first step, which gives the untrained network's accuracy
+    with the same initialisation. Results go to the loggers and `history`.
+    """
+
+    def __init__(self, bank, test, every_n_epochs: int, k: int = 200, temperature: float = 0.1,
+                 out_file: str | Path | None = None):
+        self.bank, self.test = bank, test
+        self.every, self.k, self.temperature = every_n_epochs, k, temperature
+        self.history: list[dict] = []
+        self.out_file = Path(out_file) if out_file else None
+
+    def evaluate(self, pl_module: BYOLModule) -> dict:
+        cfg = pl_module.cfg
+        kw = dict(mean=cfg.augment.mean, std=cfg.augment.std, image_size=cfg.data.image_size,
+                  device=pl_module.device, channels_last=cfg.train.channels_last, keep_on_device=True,
+                  crop=cfg.data.eval_crop)
+        dtype = torch.bfloat16 if "bf16" in str(pl_module.trainer.precision) else None
+        net = feature_extractor(pl_module.backbone, pl_module.model.online.hidden_layer)
+        with torch.autocast(pl_module.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            bank = self.features(pl_module, net, self.bank.images, kw)
+            test = self.features(pl_module, net, self.test.images, kw)
+        self.test_features = test
+        dev = bank.device
+        return knn_accuracy(bank, self.bank.labels.to(dev), test, self.test.labels.to(dev), self.k, self.temperature)
+
+    @staticmethod
+    def features(pl_module, net, images: torch.Tensor, kw: dict) -> torch.Tensor:
+        """Features of all images; under DDP each rank computes a slice and they are gathered,
+        so every rank holds the same features as a one-process run."""
+        size, rank = pl_module.trainer.world_size, pl_module.global_rank
+        if size == 1:
+            return extract_features(net, images, **kw)
+        per = math.ceil(len(images) / size)
+        mine = images[rank * per:(rank + 1) * per]
+        f = extract_features(net, mine if len(mine) else images[:1], **kw)[:len(mine)]
+        padded = torch.zeros(per, f.shape[1], dtype=f.dtype, device=f.device)
+        padded[:len(f)] = f
+        return pl_module.all_gather(padded).reshape(size * per, -1)[:len(images)]
+
+    def record(self, trainer, pl_module, epoch: int) -> None:
+        result = self.evaluate(pl_module)
+        entry = {"epoch": epoch, "step": trainer.global_step, **result}
+        self.history.append(entry)
+        for logger in trainer.loggers:
+            logger.log_metrics({"knn/top1": result["top1"], "knn/top5": result["top5"]}, step=trainer.global_step)
+        if trainer.is_global_zero:
+            print(f"kNN after {epoch} epochs: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%")
+            if self.out_file:
+                self.out_file.write_text(json.dumps(self.history, indent=1))
+                save_embeddings(self.test_features, self.test.labels, self.test.classes,
+                                self.out_file.parent / "embeddings.npz")
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.global_step == 0:
+            self.record(trainer, pl_module, 0)
+
+    def on_fit_end(self, trainer, pl_module):
+        if trainer.max_epochs == 0 and not self.history:  # train.epochs 0: the untrained network only
+            self.record(trainer, pl_module, 0)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        epoch = trainer.current_epoch + 1
+        if epoch % self.every == 0 or epoch == trainer.max_epochs:
+            self.record(trainer, pl_module, epoch)
+
+    def state_dict(self):
+        return {"history": self.history}
+
+    def load_state_dict(self, state):
+        self.history = list(state.get("history", []))

@@ -1,0 +1,149 @@
+"""The training data a config asks for: the loader, the kNN monitor's labeled bank and test
+set, and the number of training images. Every source (folders and archives, named data sets,
+shards, video frames) ends in one of two loaders: a ResumableLoader over a map-style data set
+(exact mid-epoch resume) or a DataLoader over a self-splitting stream (shards)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from byol.config import Config, ConfigError
+from byol.core.augment import TwoViewTransform
+from byol.data.images import (AugmentedImages, BatchIndices, DataError, MemoryImages, StreamImages, VideoFramePairs,
+                              decode_to_memory, first_per_class, list_images, random_subset,
+                              split_held_out)
+from byol.data.batch import already_batched, collate
+from byol.data.loader import ResumableLoader, ShardedSampler
+
+MEMORY_LIMIT_IMAGES = 300_000
+WORKER_TIMEOUT_S = 600  # a data worker silent this long is reported, not waited on forever
+
+
+@dataclass
+class TrainingData:
+    """What pretraining reads: the loader, the kNN monitor's labeled bank and test set (both or
+    neither), the number of training images, and the uint8 images to keep on the training device
+    (then the loader yields indices into them) or None."""
+    loader: torch.utils.data.DataLoader
+    bank: MemoryImages | None
+    test: MemoryImages | None
+    images: int
+    resident: torch.Tensor | None = None
+
+
+def build_data(cfg: Config) -> TrainingData:
+    """The TrainingData of cfg.data (source, subset, memory or stream) and cfg.train (batch, seed)."""
+    d, t = cfg.data, cfg.train
+    if not d.path:
+        raise ConfigError("data.path is not set: give the folder or .tar of training images")
+    if d.dataset == "video":
+        transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
+        frames = VideoFramePairs(d.path, d.load_size or d.image_size, d.max_frame_gap, d.channels,
+                                 d.large_images, transform, t.seed)
+        return make_loader(cfg, frames, None, None)
+    if d.dataset == "shards":
+        return make_loader(cfg, *shard_dataset(cfg))
+    if d.dataset != "folder":
+        train, bank, test = named_dataset(cfg)
+        return make_loader(cfg, train, bank, test)
+    images = list_images(d.path)
+    if d.limit_per_class:
+        images = first_per_class(images, d.limit_per_class)
+    if d.limit:
+        images = random_subset(images, d.limit, t.seed)
+    load = d.load_size or d.image_size
+    in_memory = d.in_memory if d.in_memory is not None else (len(images) <= MEMORY_LIMIT_IMAGES
+                                                             and d.large_images != "full")
+    monitor = t.knn_every > 0 and images.labeled
+    bank = test = None
+    if monitor and d.val_path:
+        test = decode_to_memory(list_images(d.val_path), load, d.channels)
+        if not test.classes:
+            raise DataError(f"data.val_path {d.val_path!r} has no class sub-folders; the kNN monitor needs labels")
+    elif monitor and d.val_fraction > 0:
+        images, held = split_held_out(images, d.val_fraction, t.seed)  # held out of training too
+        test = decode_to_memory(held, load, d.channels)
+    if in_memory:
+        train = decode_to_memory(images, load, d.channels)
+        bank = train if monitor else None
+    else:
+        transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
+        train = StreamImages(images, load, d.channels, d.large_images, transform)
+        if monitor:
+            bank = decode_to_memory(random_subset(images, 10_000, t.seed), load, d.channels)
+    if bank is not None and test is not None and bank.classes != test.classes:
+        raise DataError(f"classes differ between {d.path!r} ({len(bank.classes)}) and the kNN test set "
+                        f"({len(test.classes)})")
+    return make_loader(cfg, train, bank, test)
+
+
+def shard_dataset(cfg: Config):
+    """(train stream, kNN bank or None, kNN test set or None) for WebDataset-style tar shards."""
+    from byol.data.shards import ShardStream
+
+    d, t = cfg.data, cfg.train
+    load = d.load_size or d.image_size
+    transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
+    train = ShardStream(d.path, load, d.channels, d.large_images, transform, t.seed, t.batch_size)
+    bank = test = None
+    if t.knn_every > 0 and d.val_path:
+        test = decode_to_memory(list_images(d.val_path), load, d.channels)
+        bank = train.head(10_000)
+    return train, bank, test
+
+
+def named_dataset(cfg: Config):
+    """(train, kNN bank or None, kNN test set or None) of a standard data set (byol.datasets)."""
+    from byol.data.datasets import load_dataset, match_channels
+
+    d, t = cfg.data, cfg.train
+    split = d.split or ("train+unlabeled" if d.dataset == "stl10" else "train")
+    train = match_channels(load_dataset(d.dataset, d.path, split), d.channels)
+    if d.limit and d.limit < len(train):
+        keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(t.seed))[:d.limit].sort().values
+        train = MemoryImages(train.images[keep], train.labels[keep], train.classes)
+    bank = test = None
+    if t.knn_every > 0:
+        test = match_channels(load_dataset(d.dataset, d.val_path or d.path, "test"), d.channels)
+        labeled = train.labels >= 0
+        bank = train if labeled.all() else MemoryImages(train.images[labeled], train.labels[labeled], train.classes)
+    return train, bank, test
+
+
+def make_loader(cfg: Config, train, bank, test) -> TrainingData:
+    """The loader of `train`: in-memory images in whole-batch slices (on the training device when
+    it is a GPU), everything else per item in DataLoader workers, collated into one Batch."""
+    t = cfg.train
+    if len(train) < t.batch_size:
+        raise DataError(f"{cfg.data.path!r} has {len(train)} usable images, fewer than one batch "
+                        f"(train.batch_size = {t.batch_size})")
+    memory = isinstance(train, MemoryImages)
+    resident = None
+    if memory and cfg.data.augment_on == "workers":  # per image in the workers, as the setting says
+        train, memory = AugmentedImages(train, TwoViewTransform(cfg.augment)), False
+    if memory and on_device(cfg):
+        resident, train = train.images, BatchIndices(train)
+    workers = 0 if memory else cfg.data.num_workers
+    if isinstance(train, torch.utils.data.IterableDataset):  # shards: the stream splits itself
+        loader = torch.utils.data.DataLoader(
+            train, batch_size=t.batch_size, drop_last=True, collate_fn=collate, num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(), timeout=WORKER_TIMEOUT_S if workers > 0 else 0)
+        return TrainingData(loader, bank, test, train.total, resident)
+    loader = ResumableLoader(
+        train, batch_size=t.batch_size, sampler=ShardedSampler(len(train), seed=t.seed),
+        collate_fn=already_batched if memory else collate, num_workers=workers,
+        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available() and not memory,
+        timeout=WORKER_TIMEOUT_S if workers > 0 else 0,
+    )
+    if bank is None or test is None:
+        bank = test = None
+    return TrainingData(loader, bank, test, len(train), resident)
+
+
+def on_device(cfg: Config) -> bool:
+    """Keep in-memory images on the training device: yes on a GPU unless the config says no."""
+    if cfg.train.data_on_device is not None:
+        return cfg.train.data_on_device
+    return cfg.train.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()

@@ -1,0 +1,92 @@
+"""What happens when the loss is NaN or infinite: the run stops (NonFiniteLossError) with its
+last checkpoint from before it, or, with train.skip_nonfinite, the step is skipped: no
+optimiser step, no EMA update, and the batch-norm statistics the bad forward changed are put
+back. No checkpoint is ever written from a non-finite state."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stops and its last checkpoint is kept."""
+
+
+def all_ranks(flag: torch.Tensor, op) -> torch.Tensor:
+    """`flag` reduced over the ranks of a distributed run (itself otherwise)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and \
+            torch.distributed.get_world_size() > 1:
+        torch.distributed.all_reduce(flag, op=op)
+    return flag
+
+
+class NonFiniteGuard:
+    """Checks every loss of `model`'s training steps.
+
+    On the CPU every step (free there); on a GPU, to keep steps free of device syncs, a flag on
+    the device remembers any non-finite loss until `settle()`, which runs at log steps and
+    before every checkpoint write. With `skip` every step is checked at once (one sync).
+    `check_every_step` forces either way (None: by device).
+    """
+
+    def __init__(self, model: nn.Module, skip: bool, out_dir: str):
+        self.model, self.skip, self.out_dir = model, skip, out_dir
+        self.check_every_step: bool | None = None
+        self.skipped_steps = 0
+        self._skip_pending = False  # the current step was skipped: its optimizer step must not count
+        self._flag: torch.Tensor | None = None  # any non-finite loss since the last settle (on the device)
+        self._settled_step = 0
+
+    def snapshot(self) -> list[torch.Tensor] | None:
+        """With skip: the buffers (batch-norm statistics) before the forward, to put back."""
+        return [b.clone() for b in self.model.buffers()] if self.skip else None
+
+    def check(self, loss: torch.Tensor, step: int, epoch: int, settle_now: bool,
+              snapshot: list[torch.Tensor] | None) -> bool:
+        """True when the step may go on; False when it is skipped (with skip). Raises
+        NonFiniteLossError otherwise."""
+        if snapshot is not None:
+            if self._finite_everywhere(loss):
+                return True
+            torch._foreach_copy_(list(self.model.buffers()), snapshot)
+            self.skipped_steps += 1
+            self._skip_pending = True
+            warnings.warn(f"skipping step {step}: the loss is {loss.item()} ({self.skipped_steps} skipped so far)",
+                          stacklevel=3)
+            return False
+        if self.check_every_step if self.check_every_step is not None else loss.device.type == "cpu":
+            if not self._finite_everywhere(loss):
+                self._raise(f"the loss is {loss.item()} at step {step}", epoch)
+            return True
+        bad = ~torch.isfinite(loss.detach())
+        self._flag = bad if self._flag is None else self._flag | bad
+        if settle_now:
+            self.settle(step, epoch)
+        return True
+
+    def step_was_skipped(self) -> bool:
+        """Whether the optimizer step now ending belongs to a skipped step (asked once per step)."""
+        skipped, self._skip_pending = self._skip_pending, False
+        return skipped
+
+    def settle(self, step: int, epoch: int) -> None:
+        """Raise NonFiniteLossError if any loss since the last settle was NaN/inf (one sync)."""
+        if self._flag is None:
+            return
+        bad = all_ranks(self._flag.float(), torch.distributed.ReduceOp.MAX)
+        self._flag = None
+        if bad.item():
+            self._raise(f"the loss became NaN or infinite after step {self._settled_step} and by step {step}", epoch)
+        self._settled_step = step
+
+    @staticmethod
+    def _finite_everywhere(loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (all ranks must skip a step together)."""
+        return bool(all_ranks(torch.isfinite(loss.detach()).float(), torch.distributed.ReduceOp.MIN).item())
+
+    def _raise(self, what: str, epoch: int):
+        raise NonFiniteLossError(
+            f"{what} (epoch {epoch}); stopped. The last checkpoint in {self.out_dir}/checkpoints is from "
+            "before it. Lower optim.base_lr, or check the data (or pass --train.skip_nonfinite true).")

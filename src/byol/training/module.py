@@ -1,0 +1,150 @@
+"""BYOL as a LightningModule: the training step and nothing else.
+
+    module = BYOLModule(net, config)          # config: byol.config.Config or a dict
+    pl.Trainer(max_epochs=...).fit(module, loader)
+    net.load_state_dict(module.backbone.state_dict())
+
+One step: the two views of a byol.data.batch.Batch (augmented here, on the training device,
+unless the workers did it), the loss, and after a real optimiser step the EMA update of the
+target. The machinery every run needs (per-rank random streams, throughput, wall clock,
+target agreement) comes with it as callbacks (byol.training.support); what a NaN loss does is
+byol.training.guard's.
+"""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torch import nn
+
+from byol.config import Config, from_dict, to_dict
+from byol.core.augment import BatchAugment
+from byol.core.backbones import build_backbone
+from byol.core.model import BYOL
+from byol.core.optim import build_optimizer, build_scheduler, scaled_lr
+from byol.data.batch import Batch
+from byol.training.guard import NonFiniteGuard, NonFiniteLossError
+from byol.training.support import CompileOrEager, RankRandomness, TargetAgreement, Throughput, WallClock
+
+SCHEDULE_POINTS = 500  # lr and tau are logged about this many times per run, whatever its length
+
+__all__ = ["BYOLModule", "NonFiniteLossError"]
+
+
+class BYOLModule(L.LightningModule):
+    def __init__(self, net: nn.Module | None = None, config: Config | dict | None = None):
+        super().__init__()
+        cfg = config if isinstance(config, Config) else from_dict(config)
+        self.cfg = cfg
+        self.save_hyperparameters({"config": to_dict(cfg)})
+        if net is None:
+            net = build_backbone(cfg.model.backbone, **cfg.model.backbone_args)
+        m = cfg.model
+        self.model = BYOL(net, hidden_layer=m.hidden_layer, image_size=cfg.data.image_size,
+                          in_channels=cfg.data.channels, projection_dim=m.projection_dim,
+                          projection_hidden_dim=m.projection_hidden_dim,
+                          prediction_hidden_dim=m.prediction_hidden_dim, tau_base=m.tau_base, tau_final=m.tau_final,
+                          concat_views=m.concat_views, head_batchnorm=m.head_batchnorm)
+        if cfg.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.augment = BatchAugment(cfg.augment, channels_last=cfg.train.channels_last)
+        self.step_loss = CompileOrEager(self.model.step, cfg.train.compile)
+        self.guard = NonFiniteGuard(self.model, cfg.train.skip_nonfinite, cfg.train.out_dir)
+        self.scaler_skipped_steps = 0  # fp16: steps the gradient scaler skipped (overflow)
+        self._resident: torch.Tensor | None = None  # uint8 images kept on the device
+        # The train loader, when the caller knows it (pretrain does): asking Lightning for
+        # estimated_stepping_batches in configure_optimizers would set up the data before a
+        # checkpoint's loader position is restored, and a mid-epoch resume would restart the epoch.
+        self.train_loader = None
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.model.backbone
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(images)
+
+    def configure_callbacks(self) -> list:
+        return [RankRandomness(self.cfg.train.seed), WallClock(), Throughput(self.cfg.train.log_every),
+                TargetAgreement()]
+
+    def keep_on_device(self, images: torch.Tensor) -> None:
+        """Hold every training image (uint8) on the training device; batches are then indices."""
+        self._resident = images
+
+    def on_fit_start(self):
+        if self._resident is not None:
+            self._resident = self._resident.to(self.device)
+
+    def views(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if batch.indices is not None:
+            return self.augment(self._resident[batch.indices.to(self._resident.device)])
+        if batch.view1 is not None:
+            return batch.view1, batch.view2
+        return self.augment(batch.images, batch.partners, aspect=batch.aspect)
+
+    def training_step(self, batch: Batch, batch_idx: int):
+        view1, view2 = self.views(batch)
+        snapshot = self.guard.snapshot()
+        loss, logs = self.step_loss(view1, view2)
+        log_step = batch_idx % self.cfg.train.log_every == 0
+        if not self.guard.check(loss, self.trainer.global_step, self.current_epoch, log_step, snapshot):
+            self.log("train/skipped_steps", float(self.guard.skipped_steps), on_step=True, on_epoch=False,
+                     batch_size=len(batch))
+            return None  # Lightning skips backward; with no gradients the optimizer changes nothing
+        n = len(batch)
+        if log_step:  # the collapse monitor: about 1/sqrt(d) while healthy, 0 when collapsed
+            self.log("train/projection_std", logs["projection_std"], on_step=True, on_epoch=False, batch_size=n)
+            self.log("train/projection_std_healthy", 1.0 / self.model.online.projector.out_dim ** 0.5,
+                     on_step=True, on_epoch=False, batch_size=n)
+        # the loss of the global batch (mean over ranks), as a one-process run would log it
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True,
+                 sync_dist=self.trainer.world_size > 1, batch_size=n)
+        return loss
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # fp16 loss scaling (GPUs only)
+        scale = scaler.get_scale() if scaler is not None else None  # one sync per step, fp16 only
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self.guard.step_was_skipped():  # a skipped non-finite step: it counts, the target stays
+            return
+        if scale is not None and scaler.get_scale() < scale:
+            # the scaler found inf/NaN gradients, skipped the optimizer step and lowered its
+            # scale: no real step happened, so the target does not move either
+            self.scaler_skipped_steps += 1
+            return
+        # after the optimizer step, and only on steps that really stepped (accumulation)
+        step = self.trainer.global_step
+        tau = self.model.update_target(step, self.total_steps)
+        if step % max(1, self.total_steps // SCHEDULE_POINTS) == 0 or step == self.total_steps:
+            # host floats, no device sync: written straight to the loggers at this fine interval
+            # (self.log would hold them until the next log_every step)
+            for logger in self.trainer.loggers:
+                logger.log_metrics({"train/tau": tau, "train/lr": optimizer.param_groups[0]["lr"]}, step=step)
+
+    def settle_nonfinite(self) -> None:
+        """Raise NonFiniteLossError if any loss since the last check was not finite (before a
+        checkpoint is written)."""
+        self.guard.settle(self.trainer.global_step, self.current_epoch)
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole run (the length of the tau and LR schedules)."""
+        if self.train_loader is not None:  # without asking Lightning to load data early (see above)
+            acc = self.trainer.accumulate_grad_batches
+            return self.trainer.max_epochs * math.ceil(len(self.train_loader) / acc)
+        return int(self.trainer.estimated_stepping_batches)
+
+    def global_batch(self) -> int:
+        return self.cfg.train.batch_size * self.trainer.world_size * self.trainer.accumulate_grad_batches
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        lr = scaled_lr(o.base_lr, self.global_batch())
+        optimizer = build_optimizer(self.model.trainable_modules(), o.name, lr, o.weight_decay, o.momentum,
+                                    o.trust_coefficient, o.clip_lr, o.exclude_bias_and_norm,
+                                    {self.model.predictor: o.predictor_lr_scale})
+        steps_per_epoch = max(1, self.total_steps // max(1, self.trainer.max_epochs))
+        scheduler = build_scheduler(optimizer, int(o.warmup_epochs * steps_per_epoch), self.total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

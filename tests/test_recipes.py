@@ -131,6 +131,10 @@ def test_verdict_says_whether_pretraining_helped():
     assert up["helped"] is True and up["gain_points"] == pytest.approx(5.0) and "helped" in up["message"]
     down = verdict({**base, "knn_untrained_top1": 0.86, "knn_final_top1": 0.70}, cfg)
     assert down["helped"] is False and "did not help" in down["message"] and "more epochs" in down["message"]
+    small = verdict({**base, "knn_untrained_top1": 0.242, "knn_final_top1": 0.244, "knn_test_images": 1000}, cfg)
+    assert small["helped"] is True and small["clear"] is False and "not a clear gain" in small["message"]
+    clear = verdict({**base, "knn_untrained_top1": 0.30, "knn_final_top1": 0.35, "knn_test_images": 10000}, cfg)
+    assert clear["clear"] is True and "helped:" in clear["message"]
     level = verdict({**base, "knn_untrained_top1": 0.5, "knn_final_top1": 0.5}, cfg)
     assert level["helped"] is False
     blind = verdict(base, cfg)

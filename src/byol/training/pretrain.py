@@ -186,6 +186,7 @@ def summarize(cfg: Config, trainer, module, data, monitor, wall: float) -> dict:
     if monitor and monitor.history:
         summary["knn_untrained_top1"] = monitor.history[0]["top1"] if monitor.history[0]["epoch"] == 0 else None
         summary["knn_final_top1"] = monitor.history[-1]["top1"]
+        summary["knn_test_images"] = len(monitor.test)
     std = metrics.get("train/projection_std")  # the collapse monitor's last logged value
     summary["projection_std"] = None if std is None else float(std)
     summary["projection_std_healthy"] = 1.0 / cfg.model.projection_dim ** 0.5
@@ -269,9 +270,18 @@ def verdict(summary: dict, cfg: Config) -> dict:
     if untrained is not None and final is not None:
         gain = 100 * (final - untrained)
         if final > untrained:
-            return {"helped": True, "gain_points": round(gain, 2),
-                    "message": f"Pretraining helped: kNN top-1 {100 * untrained:.2f}% untrained -> "
-                               f"{100 * final:.2f}% ({gain:+.2f} points)."}
+            n = summary.get("knn_test_images")
+            margin = 200 * (final * (1 - final) / n) ** 0.5 if n else None  # 2 binomial standard errors, points
+            if margin is None or gain >= margin:
+                return {"helped": True, "clear": margin is not None, "gain_points": round(gain, 2),
+                        "message": f"Pretraining helped: kNN top-1 {100 * untrained:.2f}% untrained -> "
+                                   f"{100 * final:.2f}% ({gain:+.2f} points)."}
+            return {"helped": True, "clear": False, "gain_points": round(gain, 2),
+                    "message": f"Pretraining helped a little: kNN top-1 {100 * untrained:.2f}% untrained -> "
+                               f"{100 * final:.2f}% ({gain:+.2f} points), less than the sampling error of {n} "
+                               f"held-out images (about {margin:.1f} points at two standard errors), so not a "
+                               f"clear gain. More epochs or more images ({summary['train_images']} now) would "
+                               f"make it clear; README.md, 'Recipes'."}
         return {"helped": False, "gain_points": round(gain, 2),
                 "message": f"Pretraining did not help: kNN top-1 {100 * final:.2f}% after {cfg.train.epochs} "
                            f"epochs is not above the untrained network's {100 * untrained:.2f}% ({gain:+.2f} "

@@ -395,7 +395,8 @@ def adapt_to_data(cfg: Config, n_images: int, grayscale: bool) -> list[str]:
     - Images below 40 px: no Gaussian blur. The blur kernel is about 10 % of the side
       (paper, Appendix B), 3x3 at these sizes, so with sigma up to 2 it is a near-box
       filter on every view-1 image; lightly's CIFAR-10 benchmark and solo-learn's CIFAR
-      recipe switch it off too. Measured at 32 px: BENCHMARKS.md, "Recipes".
+      recipe switch it off too. Measured at 32 px: BENCHMARKS.md, "How the recommended
+      recipe was chosen".
     - Grayscale images: saturation, hue and colour dropping do nothing to a grey image;
       they are set to 0 so that config.yaml records what really happens.
     """

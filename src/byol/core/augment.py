@@ -26,7 +26,7 @@ Every random parameter is drawn per image, never one draw for the whole batch (o
 There is one implementation and two placements:
 - `BatchAugment`: a uint8 batch (B, C, H, W) on any device -> two float views; the fast path.
 - `TwoViewTransform`: one image (PIL or uint8 tensor) -> two float views, for Dataset
-  workers on the CPU (the DLAS way); it runs the same code on a batch of one.
+  workers on the CPU (as DL-Art-School does); it runs the same code on a batch of one.
 """
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ def pool_features(out: torch.Tensor) -> torch.Tensor:
     """A representation as (B, D): feature maps are global-average-pooled, then flattened.
 
     byol-pytorch flattens (B, C, H, W) maps; pooling keeps D = C whatever the image size,
-    which also makes hidden layers of image-to-image networks usable (DLAS).
+    which also makes hidden layers of image-to-image networks usable (as in DL-Art-School).
     """
     if out.dim() > 2:
         out = out.flatten(2).mean(dim=2)

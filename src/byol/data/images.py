@@ -11,7 +11,7 @@ Two ways to feed training:
   training device by `byol.augment.BatchAugment`.
 - `StreamImages`: decoded per item by DataLoader workers, for sets that do not fit.
   Items are uint8 (C, S, S) (augmented later, on the device) or, with a `TwoViewTransform`,
-  the two views already augmented in the worker (the DLAS way).
+  the two views already augmented in the worker (as DL-Art-School does).
 
 Unreadable image files are skipped, counted and reported once each with their path.
 """
@@ -127,7 +127,7 @@ def fit_image(img: Image.Image, size: int | None, mode: str, rng: np.random.Gene
 
     mode 'resize': shorter side to `size` (bicubic, antialiased), then a centre square.
     mode 'crop': a random size x size crop without resizing (large images such as DIV2K,
-    as DLAS does); images smaller than `size` are resized up first.
+    as DL-Art-School does); images smaller than `size` are resized up first.
     size None keeps the image as it is.
     """
     if size is not None:

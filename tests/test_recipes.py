@@ -46,6 +46,13 @@ def test_imagenet_presets_follow_the_epoch_count(epochs, lr, wd, tau):
     assert cfg.notes == [f"epoch_presets: the settings for {epochs} epochs"]
 
 
+@pytest.mark.parametrize("epochs,tau,heads", [(10, 0.95, 8192), (30, 0.95, 8192), (40, 0.99, 4096),
+                                              (200, 0.99, 4096)])
+def test_cifar10_recipe_takes_its_short_run_settings_up_to_31_epochs(epochs, tau, heads):
+    m = load_config("cifar10", ["--train.epochs", str(epochs)]).model
+    assert (m.tau_base, m.projection_hidden_dim, m.prediction_hidden_dim) == (tau, heads, heads)
+
+
 def test_epoch_presets_take_the_nearest_and_yield_to_the_command_line():
     cfg = load_config("imagenet", ["--train.epochs", "200"])  # log-nearest of 100 and 300: 300
     assert cfg.optim.base_lr == 0.3 and "nearest preset to 200" in cfg.notes[0]

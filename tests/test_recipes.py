@@ -46,9 +46,9 @@ def test_imagenet_presets_follow_the_epoch_count(epochs, lr, wd, tau):
     assert cfg.notes == [f"epoch_presets: the settings for {epochs} epochs"]
 
 
-@pytest.mark.parametrize("epochs,tau,heads", [(10, 0.95, 8192), (30, 0.95, 8192), (40, 0.99, 4096),
-                                              (200, 0.99, 4096)])
-def test_cifar10_recipe_takes_its_short_run_settings_up_to_31_epochs(epochs, tau, heads):
+@pytest.mark.parametrize("epochs,tau,heads", [(10, 0.95, 8192), (14, 0.95, 8192), (15, 0.95, 4096),
+                                              (30, 0.95, 4096), (45, 0.99, 4096), (200, 0.99, 4096)])
+def test_cifar10_recipe_settings_follow_the_run_length(epochs, tau, heads):
     m = load_config("cifar10", ["--train.epochs", str(epochs)]).model
     assert (m.tau_base, m.projection_hidden_dim, m.prediction_hidden_dim) == (tau, heads, heads)
 

@@ -1,6 +1,7 @@
 """Pretrain a ResNet-18 on CIFAR-10 with BYOL, then fine-tune it as a classifier.
 
-    python examples/resnet_cifar10.py --cifar ../shared/data/cifar10 --epochs 10 --per-class 1000
+    byol download cifar10 --root data/cifar10
+    python examples/resnet_cifar10.py --cifar data/cifar10 --epochs 10 --per-class 1000
 
 --cifar is a folder with the ImageFolder copy (train.tar.gz, test.tar.gz) or the official
 python pickles (cifar-10-batches-py, from `byol download cifar10`). The pretrained backbone

@@ -63,6 +63,18 @@ def test_brightness_is_additive():
     assert torch.allclose(out[0], torch.full((3, 2, 2), 0.7)) and torch.allclose(out[1], torch.zeros(3, 2, 2))
 
 
+def test_brightness_scale_mode_multiplies():
+    from byol.core.augment import color_jitter
+    x = torch.full((1, 3, 2, 2), 0.5)
+    cfg = ViewConfig(jitter_p=1.0, contrast=0.0, saturation=0.0, hue=0.0, brightness_mode="scale")
+    torch.manual_seed(0)
+    scaled = color_jitter(x, cfg)
+    torch.manual_seed(0)
+    added = color_jitter(x, ViewConfig(jitter_p=1.0, contrast=0.0, saturation=0.0, hue=0.0))
+    delta = added[0, 0, 0, 0] - 0.5  # the same draw, added
+    assert torch.allclose(scaled, torch.full_like(x, 0.5 * (1 + delta.item())))
+
+
 def test_blur_kernel_is_about_ten_percent():
     assert blur_kernel_size(224, 0.1) == 23  # the official code's 23 for 224
     assert blur_kernel_size(32, 0.1) == 3

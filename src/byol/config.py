@@ -490,6 +490,9 @@ def validate(cfg: Config, source: str = "config", given: dict | None = None) -> 
          "is set from data.image_size; leave it out")
     need(a.crop_sampling in ("rejection", "clamp"), "augment.crop_sampling", a.crop_sampling,
          "must be rejection or clamp")
+    for name, view in (("view1", a.view1), ("view2", a.view2)):
+        need(view.brightness_mode in ("add", "scale"), f"augment.{name}.brightness_mode", view.brightness_mode,
+             "must be add or scale")
     need(len(a.mean) == len(a.std) and len(a.mean) >= d.channels, "augment.mean/std", (a.mean, a.std),
          "need one value per channel")
     for name, view in (("view1", a.view1), ("view2", a.view2)):

@@ -19,7 +19,7 @@ official code). Blur: sigma uniform in [0.1, 2.0], kernel about 10 % of the imag
 Solarize: x -> 1 - x where x >= 0.5 on [0, 1] images. Colour jitter applies its four
 adjustments in a random order, clipping to [0, 1] after each (official code).
 Brightness is *additive* (x + delta, delta ~ U[-0.4, 0.4]) as in the paper's TensorFlow
-code, not torchvision's multiplicative factor.
+code; `brightness_mode: scale` gives torchvision's multiplicative factor x * (1 + delta).
 
 Every random parameter is drawn per image, never one draw for the whole batch (one draw would give every image the same crop and colours).
 
@@ -51,7 +51,8 @@ class ViewConfig:
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: aspect ratio range
     flip_p: float = 0.5  # horizontal flip probability
     jitter_p: float = 0.8  # colour jitter probability
-    brightness: float = 0.4  # additive brightness change, +- (TF's adjust_brightness)
+    brightness: float = 0.4  # brightness change +-: added (TF's adjust_brightness) or a factor 1 +-
+    brightness_mode: str = "add"  # add: x + delta (the paper's TF code) | scale: x * (1 + delta) (torchvision's)
     contrast: float = 0.4  # contrast factor 1 +-
     saturation: float = 0.2  # saturation factor 1 +- (blend with luma; the reference scales S in HSV)
     hue: float = 0.1  # hue shift +-, in turns
@@ -164,6 +165,11 @@ def adjust_brightness(x, delta):
     return (x + _per_image(delta)).clamp_(0.0, 1.0)
 
 
+def scale_brightness(x, delta):
+    """Multiplicative, x * (1 + delta), as torchvision's ColorJitter (lightly's and solo-learn's)."""
+    return (x * (1.0 + _per_image(delta))).clamp_(0.0, 1.0)
+
+
 def adjust_contrast(x, factor):
     """(x - mean) * factor + mean with the per-channel image mean (tf.image.adjust_contrast)."""
     mean = x.mean(dim=(2, 3), keepdim=True)
@@ -197,7 +203,8 @@ def color_jitter(x: torch.Tensor, cfg: ViewConfig, subsets: bool | None = None) 
     n, dev = x.shape[0], x.device
     subsets = dev.type == "cpu" if subsets is None else subsets
     on = _bernoulli(n, cfg.jitter_p, dev)
-    ops = [(adjust_brightness, 0.0, cfg.brightness), (adjust_contrast, 1.0, cfg.contrast),
+    brightness = scale_brightness if cfg.brightness_mode == "scale" else adjust_brightness
+    ops = [(brightness, 0.0, cfg.brightness), (adjust_contrast, 1.0, cfg.contrast),
            (adjust_saturation, 1.0, cfg.saturation), (adjust_hue, 0.0, cfg.hue)]
     values = [torch.where(on, _uniform(n, identity - s, identity + s, dev), identity)
               for _, identity, s in ops]

@@ -75,6 +75,16 @@ def test_brightness_scale_mode_multiplies():
     assert torch.allclose(scaled, torch.full_like(x, 0.5 * (1 + delta.item())))
 
 
+def test_contrast_gray_mode_scales_around_the_luma_mean():
+    from byol.core.augment import adjust_contrast, gray_contrast, grayscale
+    x = torch.rand(2, 3, 4, 4)
+    factor = torch.tensor([0.5, 1.2])
+    m = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+    assert torch.allclose(gray_contrast(x.clone(), factor), ((x - m) * factor.view(-1, 1, 1, 1) + m).clamp(0, 1))
+    mc = x.mean(dim=(2, 3), keepdim=True)  # the default: each channel's own mean
+    assert torch.allclose(adjust_contrast(x.clone(), factor), ((x - mc) * factor.view(-1, 1, 1, 1) + mc).clamp(0, 1))
+
+
 def test_blur_kernel_is_about_ten_percent():
     assert blur_kernel_size(224, 0.1) == 23  # the official code's 23 for 224
     assert blur_kernel_size(32, 0.1) == 3

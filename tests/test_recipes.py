@@ -32,6 +32,9 @@ def test_recipes_are_selected_by_name_and_state_their_source_settings():
     lightly = load_config("cifar10-lightly")
     assert lightly.model.tau_base == lightly.model.tau_final == 0.99  # constant momentum
     assert not lightly.optim.exclude_bias_and_norm and lightly.model.projection_hidden_dim == 1024
+    for view in (lightly.augment.view1, lightly.augment.view2):  # torchvision's ColorJitter
+        assert (view.brightness_mode, view.contrast_mode) == ("scale", "gray")
+    assert lightly.augment.interpolation == "bilinear"  # torchvision's RandomResizedCrop
     # lightly's 0.06 x batch/128 with a 4x smaller loss gradient: 0.03 x batch/256 here
     assert lightly.optim.base_lr * 256 / 256 == pytest.approx(0.06 * 256 / 128 / 4)
     with pytest.raises(ConfigError, match="not a packaged recipe.*cifar10-lightly"):

@@ -493,6 +493,10 @@ def validate(cfg: Config, source: str = "config", given: dict | None = None) -> 
     for name, view in (("view1", a.view1), ("view2", a.view2)):
         need(view.brightness_mode in ("add", "scale"), f"augment.{name}.brightness_mode", view.brightness_mode,
              "must be add or scale")
+        need(view.contrast_mode in ("channel", "gray"), f"augment.{name}.contrast_mode", view.contrast_mode,
+             "must be channel or gray")
+    need(a.interpolation in ("bilinear", "bicubic", "nearest"), "augment.interpolation", a.interpolation,
+         "must be bilinear, bicubic or nearest")
     need(len(a.mean) == len(a.std) and len(a.mean) >= d.channels, "augment.mean/std", (a.mean, a.std),
          "need one value per channel")
     for name, view in (("view1", a.view1), ("view2", a.view2)):

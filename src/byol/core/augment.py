@@ -20,6 +20,8 @@ Solarize: x -> 1 - x where x >= 0.5 on [0, 1] images. Colour jitter applies its 
 adjustments in a random order, clipping to [0, 1] after each (official code).
 Brightness is *additive* (x + delta, delta ~ U[-0.4, 0.4]) as in the paper's TensorFlow
 code; `brightness_mode: scale` gives torchvision's multiplicative factor x * (1 + delta).
+Contrast scales around each channel's mean (TF); `contrast_mode: gray` scales around the
+mean of the luma image (torchvision), as the libraries built on torchvision do.
 
 Every random parameter is drawn per image, never one draw for the whole batch (one draw would give every image the same crop and colours).
 
@@ -54,6 +56,7 @@ class ViewConfig:
     brightness: float = 0.4  # brightness change +-: added (TF's adjust_brightness) or a factor 1 +-
     brightness_mode: str = "add"  # add: x + delta (the paper's TF code) | scale: x * (1 + delta) (torchvision's)
     contrast: float = 0.4  # contrast factor 1 +-
+    contrast_mode: str = "channel"  # channel: around each channel's mean (TF's) | gray: around the luma mean (torchvision's)
     saturation: float = 0.2  # saturation factor 1 +- (blend with luma; the reference scales S in HSV)
     hue: float = 0.1  # hue shift +-, in turns
     grayscale_p: float = 0.2  # colour dropping probability
@@ -165,6 +168,12 @@ def adjust_brightness(x, delta):
     return (x + _per_image(delta)).clamp_(0.0, 1.0)
 
 
+def gray_contrast(x, factor):
+    """(x - m) * factor + m with m the mean of the luma image, one value per image (torchvision's)."""
+    mean = (grayscale(x) if x.shape[1] == 3 else x).mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * _per_image(factor) + mean).clamp_(0.0, 1.0)
+
+
 def scale_brightness(x, delta):
     """Multiplicative, x * (1 + delta), as torchvision's ColorJitter (lightly's and solo-learn's)."""
     return (x * (1.0 + _per_image(delta))).clamp_(0.0, 1.0)
@@ -204,7 +213,8 @@ def color_jitter(x: torch.Tensor, cfg: ViewConfig, subsets: bool | None = None) 
     subsets = dev.type == "cpu" if subsets is None else subsets
     on = _bernoulli(n, cfg.jitter_p, dev)
     brightness = scale_brightness if cfg.brightness_mode == "scale" else adjust_brightness
-    ops = [(brightness, 0.0, cfg.brightness), (adjust_contrast, 1.0, cfg.contrast),
+    contrast = gray_contrast if cfg.contrast_mode == "gray" else adjust_contrast
+    ops = [(brightness, 0.0, cfg.brightness), (contrast, 1.0, cfg.contrast),
            (adjust_saturation, 1.0, cfg.saturation), (adjust_hue, 0.0, cfg.hue)]
     values = [torch.where(on, _uniform(n, identity - s, identity + s, dev), identity)
               for _, identity, s in ops]

@@ -97,3 +97,27 @@ def test_sync_batchnorm_on_gpus_and_said_off_on_cpus(monkeypatch):
         assert sync_batchnorm(two) is False
     hidden = load_config(None, ["--train.devices", "2", "--model.hidden_layer", "layer4"])
     assert strategy(hidden)._ddp_kwargs["find_unused_parameters"] is True  # layers after it get no gradient
+
+
+def one_process_group(port: int) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+
+
+def test_the_process_group_a_run_opens_is_closed_and_the_callers_is_kept():
+    from byol.training.pretrain import closing_process_group
+
+    with closing_process_group():  # as Lightning's DDP opens one inside fit
+        one_process_group(29542)
+        assert torch.distributed.is_initialized()
+    assert not torch.distributed.is_initialized()
+    with pytest.raises(RuntimeError), closing_process_group():  # also when the run fails
+        one_process_group(29543)
+        raise RuntimeError("the run failed")
+    assert not torch.distributed.is_initialized()
+    one_process_group(29544)  # the caller's own group
+    try:
+        with closing_process_group():
+            pass
+        assert torch.distributed.is_initialized()
+    finally:
+        torch.distributed.destroy_process_group()

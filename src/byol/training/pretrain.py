@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -71,11 +72,28 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
                                                         t.knn_temperature, out / "knn.json")
     loggers, mlflow = make_loggers(cfg, out, resume)
     trainer = make_trainer(cfg, standard_callbacks(cfg, monitor) + list(callbacks or []), loggers)
-    wall = fit(trainer, module, data.loader, last if resume else None)
-    summary = summarize(cfg, trainer, module, data, monitor, wall)
-    if trainer.is_global_zero:
-        finish(cfg, summary, mlflow)
+    with closing_process_group():
+        wall = fit(trainer, module, data.loader, last if resume else None)
+        summary = summarize(cfg, trainer, module, data, monitor, wall)
+        if trainer.is_global_zero:
+            finish(cfg, summary, mlflow)
     return summary
+
+
+@contextmanager
+def closing_process_group():
+    """Destroys the process group that Lightning's DDP opens inside the block when the block ends;
+    one the caller opened before stays. A process that exits with a gloo group open can abort at
+    interpreter shutdown ("terminate called without an active exception", pytorch/pytorch#190489)."""
+    def active() -> bool:
+        return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+    before = active()
+    try:
+        yield
+    finally:
+        if active() and not before:
+            torch.distributed.destroy_process_group()
 
 
 def check_start(out: Path, resume: bool) -> Path:

@@ -490,11 +490,6 @@ def validate(cfg: Config, source: str = "config", given: dict | None = None) -> 
          "is set from data.image_size; leave it out")
     need(a.crop_sampling in ("rejection", "clamp"), "augment.crop_sampling", a.crop_sampling,
          "must be rejection or clamp")
-    for name, view in (("view1", a.view1), ("view2", a.view2)):
-        need(view.brightness_mode in ("add", "scale"), f"augment.{name}.brightness_mode", view.brightness_mode,
-             "must be add or scale")
-        need(view.contrast_mode in ("channel", "gray"), f"augment.{name}.contrast_mode", view.contrast_mode,
-             "must be channel or gray")
     need(a.interpolation in ("bilinear", "bicubic", "nearest"), "augment.interpolation", a.interpolation,
          "must be bilinear, bicubic or nearest")
     need(len(a.mean) == len(a.std) and len(a.mean) >= d.channels, "augment.mean/std", (a.mean, a.std),
@@ -509,4 +504,8 @@ def validate(cfg: Config, source: str = "config", given: dict | None = None) -> 
              view.crop_ratio, "must be 0 < low <= high")
         need(0 < view.blur_sigma[0] <= view.blur_sigma[1], f"augment.{name}.blur_sigma",
              view.blur_sigma, "must be 0 < low <= high")
+        need(view.brightness_mode in ("add", "scale"), f"augment.{name}.brightness_mode", view.brightness_mode,
+             "must be add or scale")
+        need(view.contrast_mode in ("channel", "gray"), f"augment.{name}.contrast_mode", view.contrast_mode,
+             "must be channel or gray")
     cfg.augment.size = d.image_size

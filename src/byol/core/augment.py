@@ -168,12 +168,6 @@ def adjust_brightness(x, delta):
     return (x + _per_image(delta)).clamp_(0.0, 1.0)
 
 
-def gray_contrast(x, factor):
-    """(x - m) * factor + m with m the mean of the luma image, one value per image (torchvision's)."""
-    mean = (grayscale(x) if x.shape[1] == 3 else x).mean(dim=(1, 2, 3), keepdim=True)
-    return ((x - mean) * _per_image(factor) + mean).clamp_(0.0, 1.0)
-
-
 def scale_brightness(x, delta):
     """Multiplicative, x * (1 + delta), as torchvision's ColorJitter (lightly's and solo-learn's)."""
     return (x * (1.0 + _per_image(delta))).clamp_(0.0, 1.0)
@@ -182,6 +176,12 @@ def scale_brightness(x, delta):
 def adjust_contrast(x, factor):
     """(x - mean) * factor + mean with the per-channel image mean (tf.image.adjust_contrast)."""
     mean = x.mean(dim=(2, 3), keepdim=True)
+    return ((x - mean) * _per_image(factor) + mean).clamp_(0.0, 1.0)
+
+
+def gray_contrast(x, factor):
+    """(x - m) * factor + m with m the mean of the luma image, one value per image (torchvision's)."""
+    mean = (grayscale(x) if x.shape[1] == 3 else x).mean(dim=(1, 2, 3), keepdim=True)
     return ((x - mean) * _per_image(factor) + mean).clamp_(0.0, 1.0)
 
 

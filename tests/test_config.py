@@ -19,6 +19,12 @@ def test_types_and_ranges_are_checked():
         from_dict({"augment": {"view2": {"solarize_p": 1.5}}})
     with pytest.raises(ConfigError, match="optim.name = 'rmsprop'"):
         from_dict({"optim": {"name": "rmsprop"}})
+    with pytest.raises(ConfigError, match="augment.view2.brightness_mode = 'mul': must be add or scale"):
+        from_dict({"augment": {"view2": {"brightness_mode": "mul"}}})
+    with pytest.raises(ConfigError, match="augment.view1.contrast_mode = 'luma': must be channel or gray"):
+        from_dict({"augment": {"view1": {"contrast_mode": "luma"}}})
+    with pytest.raises(ConfigError, match="augment.interpolation = 'area': must be bilinear, bicubic or nearest"):
+        from_dict({"augment": {"interpolation": "area"}})
 
 
 def test_overrides_and_yaml_numbers(tmp_path):

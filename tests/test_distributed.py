@@ -99,22 +99,22 @@ def test_sync_batchnorm_on_gpus_and_said_off_on_cpus(monkeypatch):
     assert strategy(hidden)._ddp_kwargs["find_unused_parameters"] is True  # layers after it get no gradient
 
 
-def one_process_group(port: int) -> None:
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+def one_process_group(store) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
 
 
-def test_the_process_group_a_run_opens_is_closed_and_the_callers_is_kept():
+def test_the_process_group_a_run_opens_is_closed_and_the_callers_is_kept(tmp_path):
     from byol.training.pretrain import closing_process_group
 
     with closing_process_group():  # as Lightning's DDP opens one inside fit
-        one_process_group(29542)
+        one_process_group(tmp_path / "a")
         assert torch.distributed.is_initialized()
     assert not torch.distributed.is_initialized()
     with pytest.raises(RuntimeError), closing_process_group():  # also when the run fails
-        one_process_group(29543)
+        one_process_group(tmp_path / "b")
         raise RuntimeError("the run failed")
     assert not torch.distributed.is_initialized()
-    one_process_group(29544)  # the caller's own group
+    one_process_group(tmp_path / "c")  # the caller's own group
     try:
         with closing_process_group():
             pass

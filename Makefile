@@ -5,17 +5,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install chromium demo test bench clean
+.PHONY: install lock chromium demo test bench clean
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every package to the version the test suite last passed with; the
+# package metadata (pyproject.toml) keeps its ranges. `make lock` rewrites it from .venv.
+LOCK   := requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@# torch first, pinned: this exact version is a CPU build on local disk here;
-	@# any range would pull several GB of CUDA packages. Skipped if torch is there.
-	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	@# torch first, at the locked version: that one is a CPU build on local disk here; a range
+	@# would pull several GB of CUDA packages. Skipped if that torch is there.
+	@$(BIN)/python -c "import torch, sys; sys.exit(torch.__version__ != '$$(sed -n 's/^torch==//p' $(LOCK))')" 2>/dev/null || \
+	  $(BIN)/pip install -q -c $(LOCK) torch
+	$(BIN)/pip install -q -c $(LOCK) -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+lock: install
+	$(BIN)/pip freeze --exclude-editable | grep -v '^#' > $(LOCK)
 
 demo: install
 	$(BIN)/byol demo --out runs/demo

@@ -11,6 +11,12 @@ CIFAR = Path(os.environ.get("BYOL_CIFAR10_DIR") or
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+# The precision probe ("auto": bf16 on CPUs with AVX-512 BF16 or AMX, else fp32) answers as this
+# says, here and in the subprocesses tests start, so that the suite takes the same paths on every
+# CPU. Default: no fast bf16 (fp32). BYOL_CPU_BF16=1 runs the whole suite down the bf16 paths;
+# the tests that depend on the answer pin it themselves (monkeypatch.setenv).
+os.environ.setdefault("BYOL_CPU_BF16", "0")
+
 
 @pytest.fixture(scope="session")
 def cifar_dir() -> Path:

@@ -144,16 +144,21 @@ def test_crop_sampling_rejection_and_clamp_have_their_references_mean_areas():
         assert (x0 >= 0).all() and (x0 + w <= 32 + 1e-4).all() and (y0 + h <= 32 + 1e-4).all()
 
 
-def test_crop_boxes_follow_the_original_aspect_of_squashed_images():
-    # a 2:1 image stored squashed to a square: a crop of area s and ratio r in the original
-    # spans sqrt(s r / 2) of its width and sqrt(2 s / r) (clamped to 1) of its height
+def test_cropped_views_are_only_flipped_and_coloured():
+    from byol.core.augment import augment_view, crop_from_full
+
     torch.manual_seed(0)
-    x0, y0, w, h = crop_boxes(5000, 32, 32, (0.9, 1.0), (3 / 4, 4 / 3), "cpu", sampling="clamp",
-                              aspect=torch.full((5000,), 2.0))
-    assert (h == 32).all()
-    assert (w / 32 >= (0.9 * 0.75 / 2) ** 0.5 - 1e-4).all() and (w / 32 <= (4 / 3 / 2) ** 0.5 + 1e-4).all()
-    _, _, w_square, _ = crop_boxes(5000, 32, 32, (0.9, 1.0), (3 / 4, 4 / 3), "cpu", sampling="clamp")
-    assert (w_square / 32 >= (0.9 * 0.75) ** 0.5 - 1e-4).all()  # a square original: wider boxes
+    image = torch.randint(0, 256, (3, 40, 60), dtype=torch.uint8)
+    crop, (x0, y0, w, h) = crop_from_full(image, ViewConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.5, 1.5)), 20,
+                                          "nearest")
+    assert (x0, y0, w, h) == (0, 0, 60, 40) and crop.shape == (3, 20, 20) and crop.dtype == torch.uint8
+    x = torch.rand(8, 3, 20, 20)
+    plain = ViewConfig(jitter_p=0, grayscale_p=0, blur_p=0, solarize_p=0, flip_p=0.5)
+    out = augment_view(x, plain, 20, cropped=True)
+    same = [(torch.equal(out[i], x[i]), torch.equal(out[i], x[i].flip(-1))) for i in range(8)]
+    assert all(a or b for a, b in same) and any(b and not a for a, b in same)
+    with pytest.raises(ValueError, match="20 x 20"):
+        augment_view(torch.rand(2, 3, 24, 24), plain, 20, cropped=True)
 
 
 def test_augmentation_runs_in_float32_inside_autocast():

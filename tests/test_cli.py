@@ -294,7 +294,8 @@ def test_the_target_does_not_move_on_a_step_the_fp16_scaler_skipped(demo_data, t
 
     watch = Watch()
     cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--train.out_dir", str(tmp_path / "s"),
-                             "--train.epochs", "1", "--train.knn_every", "0", *TINY[2:]])
+                             "--train.epochs", "1", "--train.knn_every", "0", "--train.precision", "bf16",
+                             *TINY[2:]])  # mixed precision: the precision plugin holds the scaler
     summary = pretrain(cfg, callbacks=[watch])
     assert watch.moved[:3] == [True, False, True] and summary["scaler_skipped_steps"] == 1
 
@@ -315,3 +316,22 @@ def test_an_exported_backbone_is_read_with_its_own_settings(demo_run, demo_data,
         assert main(["evaluate", "knn", "--checkpoint", str(weights), *data, "-o", str(tmp_path / "k.json")]) == 0
         results.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
     assert results[0]["top1"] == results[1]["top1"] and results[1]["settings"]["image_size"] == 32
+
+
+@pytest.mark.parametrize("fast_bf16,expected", [("1", "bf16-mixed"), ("0", "32-true")])
+def test_auto_precision_follows_the_probe_and_the_run_says_which(fast_bf16, expected, demo_data, tmp_path,
+                                                                monkeypatch, capsys):
+    # both answers of the probe on any CPU: the bf16 path (autocast, bf16 kNN features) and the fp32 one
+    from byol.training.pretrain import resolve_precision
+
+    monkeypatch.setenv("BYOL_CPU_BF16", fast_bf16)
+    assert resolve_precision("auto", "cpu") == expected
+    assert resolve_precision("32", "cpu") == "32-true" and resolve_precision("bf16", "cpu") == "bf16-mixed"
+    out = tmp_path / "p"
+    assert main(["demo", "--data", str(demo_data), "--out", str(out), "--train.epochs", "1",
+                 "--train.knn_every", "1", "--log.report", "false", *TINY]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["precision"] == expected and summary["knn_final_top1"] > 0
+    word = "bf16 autocast" if fast_bf16 == "1" else "fp32"
+    assert printed.count(f"precision: {word}") == 2  # at the start of the run and in the demo's result line

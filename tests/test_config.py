@@ -95,3 +95,44 @@ def test_no_development_paths_in_the_package_or_its_help(capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert "shared" not in capsys.readouterr().out
+
+
+def test_a_preset_never_changes_what_a_later_file_or_the_command_line_sets(tmp_path):
+    mine = tmp_path / "my.yaml"
+    mine.write_text("optim:\n  base_lr: 0.9\n")
+    cfg = load_config(["imagenet", mine], ["--train.epochs", "300"])
+    assert cfg.optim.base_lr == 0.9 and cfg.given["optim.base_lr"] == str(mine)
+    assert cfg.optim.weight_decay == 1e-6 and cfg.given["optim.weight_decay"].endswith("epoch_presets[300]")
+    assert "kept as set: optim.base_lr" in cfg.notes[0]
+    cfg = load_config(["imagenet", mine], ["--train.epochs", "300", "--model.tau_base", "0.9"])
+    assert cfg.model.tau_base == 0.9 and cfg.given["model.tau_base"] == "command line"
+    # the epochs in a later file pick the preset, as they would on the command line
+    mine.write_text("train:\n  epochs: 1000\n")
+    cfg = load_config(["imagenet", mine])
+    assert (cfg.optim.base_lr, cfg.model.tau_base) == (0.2, 0.996)
+
+
+def test_from_dict_applies_presets_to_the_keys_it_leaves_out():
+    presets = {10: {"optim.base_lr": 0.5, "model.tau_base": 0.9}}
+    cfg = from_dict({"train": {"epochs": 10}, "epoch_presets": presets})
+    assert (cfg.optim.base_lr, cfg.model.tau_base) == (0.5, 0.9)
+    assert cfg.given["optim.base_lr"] == "config: epoch_presets[10]"
+    cfg = from_dict({"train": {"epochs": 10}, "optim": {"base_lr": 0.7}, "epoch_presets": presets})
+    assert (cfg.optim.base_lr, cfg.model.tau_base) == (0.7, 0.9)
+    # a run's saved config (every key written out) is read back unchanged
+    again = from_dict(to_dict(load_config("cifar10", ["--train.epochs", "10", "--model.tau_base", "0.97"])))
+    assert again.model.tau_base == 0.97 and again.model.projection_hidden_dim == 8192
+
+
+def test_the_lightning_module_applies_presets_as_the_command_line_does():
+    from torch import nn
+
+    from byol.training.module import BYOLModule
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    values = {"train": {"epochs": 10}, "model": {"projection_hidden_dim": 32},
+              "epoch_presets": {10: {"model.tau_base": 0.9, "model.projection_hidden_dim": 64,
+                                     "model.prediction_hidden_dim": 16}}}
+    module = BYOLModule(net, values)
+    assert module.cfg.model.tau_base == 0.9 and module.cfg.model.projection_hidden_dim == 32
+    assert module.cfg.model.prediction_hidden_dim == 16

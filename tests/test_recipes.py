@@ -109,20 +109,50 @@ def test_full_image_crops_reach_the_sides_of_wide_images(tmp_path):
     (tmp_path / "c").mkdir()
     _three_bands(tmp_path / "c" / "wide.png")
     images = list_images(tmp_path)
-    x, aspect = decode_item(Image.open(tmp_path / "c" / "wide.png").convert("RGB"), 32, "full")
-    assert x.shape == (3, 32, 32) and aspect == pytest.approx(3.0)
-    full = StreamImages(images, 32, mode="full")[0]
-    centre = StreamImages(images, 32, mode="resize")[0]
-    assert float(full.aspect) == pytest.approx(3.0) and centre.aspect is None
     plain = ViewConfig(jitter_p=0, grayscale_p=0, blur_p=0, solarize_p=0)
-    augment = BatchAugment(AugmentConfig(size=16, view1=plain, view2=plain, mean=(0, 0, 0), std=(1, 1, 1)))
+    crops = AugmentConfig(size=16, view1=plain, view2=plain, mean=(0, 0, 0), std=(1, 1, 1))
     torch.manual_seed(0)
-    n = 256
-    v_full, _ = augment(full.images.expand(n, -1, -1, -1), aspect=torch.full((n,), float(full.aspect)))
-    v_centre, _ = augment(centre.images.expand(n, -1, -1, -1))
+    stream = StreamImages(images, None, mode="full", crops=crops)
+    items = [stream[0] for _ in range(256)]
+    assert items[0].images.shape == items[0].partners.shape == (3, 16, 16)
+    augment = BatchAugment(crops, cropped=True)  # the device flips and colours the workers' crops
+    v_full, v2 = augment(torch.stack([b.images for b in items]), torch.stack([b.partners for b in items]))
+    centre = StreamImages(images, 32, mode="resize")[0]
+    assert centre.partners is None
+    v_centre, _ = BatchAugment(crops)(centre.images.expand(256, -1, -1, -1))
     reds_full = (v_full[:, 0] > 0.5).flatten(1).any(1).float().mean()
     reds_centre = (v_centre[:, 0] > 0.5).flatten(1).any(1).float().mean()
     assert reds_centre == 0 and reds_full > 0.2  # the centre square never shows the red third
+    assert not torch.equal(v_full, v2)  # the two views are two crops
+
+
+def test_full_image_crops_are_rarely_upsampled(tmp_path):
+    # a 500 x 375 image (ImageNet's typical size) and 224-px crops of scale 0.08-1: a crop is
+    # upsampled when its box is narrower or shorter than 224 px. From the whole image that is
+    # the small crops only (about 20 %); from the image squashed to 256 x 256 it was about 75 %.
+    from byol.core.augment import crop_boxes, crop_from_full
+
+    arr = np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "photo.jpg")
+    cfg = load_config("imagenet")
+    whole, partner = decode_item(Image.open(tmp_path / "photo.jpg").convert("RGB"), cfg.data.load_size, "full",
+                                 crops=cfg.augment)
+    assert whole.shape == partner.shape == (3, 224, 224)
+    full = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    torch.manual_seed(0)
+    boxes = [crop_from_full(full, cfg.augment.view1, 224, sampling=cfg.augment.crop_sampling)[1] for _ in range(2000)]
+    upsampled = np.mean([w < 224 or h < 224 for _, _, w, h in boxes])
+    assert 0.1 < upsampled < 0.3
+    _, _, w, h = crop_boxes(20000, 256, 256, (0.08, 1.0), (3 / 4, 4 / 3), "cpu", sampling="clamp")
+    assert ((w < 224) | (h < 224)).float().mean() > 0.6  # the squashed 256 x 256 image, for comparison
+
+
+def test_a_bound_shrinks_only_images_above_it():
+    from byol.data.images import fit_full
+
+    big = Image.new("RGB", (1200, 800))
+    assert fit_full(big, 512).shape == (3, 512, 768) and fit_full(big, None).shape == (3, 800, 1200)
+    assert fit_full(Image.new("RGB", (500, 375)), 512).shape == (3, 375, 500)
 
 
 def test_evaluation_takes_the_centre_crop():
@@ -134,23 +164,74 @@ def test_evaluation_takes_the_centre_crop():
     assert whole.mean().item() == pytest.approx(0.25, abs=0.02) and centre.mean().item() == pytest.approx(1.0)
 
 
-def test_verdict_says_whether_pretraining_helped():
+def paired_predictions(n: int, untrained_acc: float, untrained_only: int, final_only: int):
+    """Per-image correctness of an untrained and a final network on n held-out images, with the
+    given discordant counts (the rest of the untrained network's hits are shared)."""
+    both = round(untrained_acc * n) - untrained_only
+    before = torch.zeros(n, dtype=torch.bool)
+    after = torch.zeros(n, dtype=torch.bool)
+    before[:both] = after[:both] = True
+    before[both:both + untrained_only] = True
+    after[both + untrained_only:both + untrained_only + final_only] = True
+    return before, after
+
+
+def summary_of(before, after, base):
+    from byol.training.callbacks import KNNMonitor
+
+    monitor = KNNMonitor(None, None, 1)
+    monitor.correct = {"untrained": before, "latest": after}
+    monitor.history = [{"epoch": 0}, {"epoch": 5}]
+    return {**base, "knn_untrained_top1": before.float().mean().item(),
+            "knn_final_top1": after.float().mean().item(), "knn_test_images": len(before),
+            "knn_paired": monitor.paired()}
+
+
+def test_mcnemar_exact_matches_the_binomial_test():
+    from scipy.stats import binomtest
+
+    from byol.evaluation.protocols import mcnemar_exact
+
+    assert mcnemar_exact(0, 6) == pytest.approx(2 / 64) and mcnemar_exact(0, 0) == 1.0
+    for b, c in ((1, 9), (40, 60), (510, 490), (3, 3), (2000, 2150)):
+        assert mcnemar_exact(b, c) == pytest.approx(binomtest(b, b + c, 0.5).pvalue, rel=1e-9)
+        assert mcnemar_exact(b, c) == mcnemar_exact(c, b)
+
+
+def test_verdict_decides_on_the_paired_images_helped_no_change_worse():
     cfg = load_config(None, ["--train.epochs", "5"])
     base = {"train_images": 3000, "projection_std": 0.05, "projection_std_healthy": 0.0625}
-    up = verdict({**base, "knn_untrained_top1": 0.30, "knn_final_top1": 0.35}, cfg)
-    assert up["helped"] is True and up["gain_points"] == pytest.approx(5.0) and "helped" in up["message"]
-    down = verdict({**base, "knn_untrained_top1": 0.86, "knn_final_top1": 0.70}, cfg)
-    assert down["helped"] is False and "did not help" in down["message"] and "more epochs" in down["message"]
-    small = verdict({**base, "knn_untrained_top1": 0.242, "knn_final_top1": 0.244, "knn_test_images": 1000}, cfg)
-    assert small["helped"] is True and small["clear"] is False and "not a clear gain" in small["message"]
-    clear = verdict({**base, "knn_untrained_top1": 0.30, "knn_final_top1": 0.35, "knn_test_images": 10000}, cfg)
-    assert clear["clear"] is True and "helped:" in clear["message"]
-    level = verdict({**base, "knn_untrained_top1": 0.5, "knn_final_top1": 0.5}, cfg)
-    assert level["helped"] is False
+    # +2 points on 10,000 images, with most images shared: a clear gain (p ~ 1e-16)
+    up = verdict(summary_of(*paired_predictions(10000, 0.30, 300, 500), base), cfg)
+    assert up["outcome"] == "helped" and up["helped"] is True and up["p_value"] < 1e-10
+    assert up["gain_points"] == pytest.approx(2.0) and "p = " in up["message"]
+    # the same +2 points when the two networks disagree on half the images: not distinguishable from chance
+    noisy = verdict(summary_of(*paired_predictions(1000, 0.30, 240, 260), base), cfg)
+    assert noisy["outcome"] == "no clear change" and noisy["helped"] is False and noisy["p_value"] > 0.05
+    assert "may be chance" in noisy["message"] and "more images" in noisy["message"]
+    # one image better is no gain
+    one = verdict(summary_of(*paired_predictions(1000, 0.50, 0, 1), base), cfg)
+    assert one["outcome"] == "no clear change" and one["p_value"] == 1.0
+    down = verdict(summary_of(*paired_predictions(1000, 0.86, 200, 40), base), cfg)
+    assert down["outcome"] == "got worse" and down["helped"] is False and "worse" in down["message"]
+    assert down["p_value"] < 1e-20 and down["untrained_only"] == 200 and down["final_only"] == 40
+    # accuracies without per-image results: no verdict rather than a guess
+    bare = verdict({**base, "knn_untrained_top1": 0.30, "knn_final_top1": 0.35}, cfg)
+    assert bare["outcome"] is None and bare["helped"] is None and "no paired test" in bare["message"]
     blind = verdict(base, cfg)
     assert blind["helped"] is None and "No check" in blind["message"] and "not collapsed" in blind["collapse"]
     collapsed = verdict({**base, "projection_std": 0.001}, cfg)
     assert collapsed["collapse"].startswith("collapsed")
+
+
+def test_a_run_keeps_the_paired_results_and_its_p_value(demo_run):
+    summary = json.loads((demo_run / "summary.json").read_text())
+    paired, v = summary["knn_paired"], summary["verdict"]
+    assert sum(paired.values()) == summary["knn_test_images"]
+    right_before = (paired["both"] + paired["untrained_only"]) / summary["knn_test_images"]
+    assert right_before == pytest.approx(summary["knn_untrained_top1"], abs=1e-6)
+    assert v["outcome"] in ("helped", "no clear change", "got worse") and 0 <= v["p_value"] <= 1
+    assert f"p = {v['p_value']:.2g}" in (demo_run / "report.html").read_text()
 
 
 def test_untrained_network_is_evaluated_from_the_command_line(demo_data, tmp_path, capsys):
@@ -175,3 +256,41 @@ def test_preview_shows_the_data_aware_values(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "data-aware defaults for 32-px images and grayscale images" in out
     assert "augment.view1: " in out and "saturation 0.0" in out and "blur_p 0.0" in out
+
+
+def test_the_lightly_recipe_has_lightlys_head_biases_and_a_per_epoch_cosine(demo_data, tmp_path):
+    from byol.training.pretrain import pretrain
+
+    cfg = load_config("cifar10-lightly", ["--data.path", str(demo_data / "train"), "--train.epochs", "3",
+                                          "--train.out_dir", str(tmp_path / "l"), "--train.knn_every", "0",
+                                          "--log.report", "false", "--train.precision", "32", *TINY])
+    assert cfg.model.head_bias == "output" and cfg.optim.schedule_per == "epoch"
+
+    class Rates(__import__("lightning").Callback):
+        def __init__(self):
+            self.lr = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.lr.append((trainer.current_epoch, trainer.optimizers[0].param_groups[0]["lr"]))
+
+        def on_fit_end(self, trainer, pl_module):
+            self.heads = [(m.bias is not None) for m in pl_module.model.online.projector if isinstance(m, nn.Linear)]
+            self.heads += [(m.bias is not None) for m in pl_module.model.predictor if isinstance(m, nn.Linear)]
+
+    rates = Rates()
+    pretrain(cfg, callbacks=[rates])
+    assert rates.heads == [False, True, False, True]  # lightly: no bias before BatchNorm1d, one on the output
+    base = 0.03 * 32 / 256
+    for epoch in range(3):  # lightly's CosineAnnealingLR(optimizer, 3), stepped at each epoch's end
+        seen = {round(lr, 12) for e, lr in rates.lr if e == epoch}
+        assert seen == {round(base * 0.5 * (1 + np.cos(np.pi * epoch / 3)), 12)}
+
+
+def test_the_solo_learn_recipe_has_torchvisions_jitter_and_bicubic_crops():
+    a = load_config("cifar10-solo-lars").augment
+    for view in (a.view1, a.view2):
+        assert (view.brightness_mode, view.contrast_mode) == ("scale", "gray")
+        assert (view.brightness, view.contrast, view.saturation, view.hue, view.jitter_p) == (0.4, 0.4, 0.2, 0.1, 0.8)
+        assert view.crop_scale == (0.08, 1.0) and view.blur_p == 0.0 and view.grayscale_p == 0.2
+    assert a.interpolation == "bicubic" and (a.view1.solarize_p, a.view2.solarize_p) == (0.0, 0.2)
+    assert load_config("cifar10").model.head_bias == "hidden" and load_config("cifar10").optim.schedule_per == "step"

@@ -18,6 +18,7 @@ from typing import Any, Union
 import yaml
 
 from byol.core.augment import AugmentConfig
+from byol.core.heads import HEAD_BIASES
 from byol.core.optim import OPTIMIZERS
 
 
@@ -34,10 +35,10 @@ class DataConfig:
     val_path: Union[str, None] = None  # labeled images for the kNN monitor
     val_fraction: float = 0.1  # held out of labeled training data when val_path is unset
     image_size: int = 32  # network input (output of the random resized crop)
-    load_size: Union[int, None] = None  # images are decoded to this size (default image_size)
+    load_size: Union[int, None] = None  # images are decoded to this size (default image_size); large_images full: the bound on the shorter side (None: none)
     channels: int = 3  # 3 (RGB) or 1 (grayscale networks)
     in_memory: Union[bool, None] = None  # decode all once into RAM; None: yes below 300k images
-    large_images: str = "resize"  # resize (centre square) | crop (random load_size crops, e.g. DIV2K) | full (whole image; streamed data)
+    large_images: str = "resize"  # resize (centre square) | crop (random load_size crops, e.g. DIV2K) | full (each view's crop from the whole image, in the data workers; streamed data)
     eval_crop: float = 1.0  # evaluation: the centre eval_crop of the image (ImageNet: 0.875 = 224 of 256)
     augment_on: str = "device"  # device (batched, fast) | workers (per image in the Dataset)
     num_workers: int = 2  # DataLoader worker processes for streamed data (in-memory data needs none)
@@ -57,6 +58,7 @@ class ModelConfig:
     tau_final: float = 1.0  # ... at the last, on a cosine; = tau_base keeps it constant
     concat_views: bool = False  # both views through each network as one batch of 2B (mixes their BN statistics)
     head_batchnorm: bool = True  # BatchNorm1d in projector and predictor (paper, Section 3.3)
+    head_bias: str = "hidden"  # hidden: bias on each head's first Linear only (DeepMind's) | output: on the last only (lightly's)
 
 
 @dataclass
@@ -70,6 +72,7 @@ class OptimConfig:
     exclude_bias_and_norm: bool = True  # no weight decay (nor LARS ratio) on biases and norm parameters
     warmup_epochs: float = 10.0  # linear warm-up, then cosine decay to 0 (paper: 10 epochs)
     predictor_lr_scale: float = 1.0  # the predictor's learning rate is this times the rest's
+    schedule_per: str = "step"  # step: warm-up and cosine move every optimizer step | epoch: once an epoch (lightly's benchmark)
 
 
 @dataclass
@@ -208,8 +211,9 @@ def _type_name(tp) -> str:
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
-def _apply(obj, values: dict, prefix: str, source: str, given: dict | None = None):
-    """Set the keys of `values` on the dataclass `obj`; `given` records who set each key."""
+def _apply(obj, values: dict, prefix: str, source: str, given: dict | None = None, keep=()):
+    """Set the keys of `values` on the dataclass `obj`; `given` records who set each key.
+    Dotted keys in `keep` are left as they are (what the user set, when a preset is applied)."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: {prefix or 'the top level'} must be a mapping, got {values!r}")
     hints = typing.get_type_hints(type(obj))
@@ -221,7 +225,9 @@ def _apply(obj, values: dict, prefix: str, source: str, given: dict | None = Non
                               f"{' in ' + repr(prefix[:-1]) if prefix else ''}: {', '.join(names)}")
         current = getattr(obj, k)
         if dataclasses.is_dataclass(current):
-            _apply(current, v, f"{key}.", source, given)
+            _apply(current, v, f"{key}.", source, given, keep)
+        elif key in keep:
+            continue
         else:
             setattr(obj, k, _coerce(v, hints[k], f"{source}: {key}"))
             if given is not None:
@@ -240,11 +246,17 @@ def _nested(dotted: dict) -> dict:
     return out
 
 
-def apply_epoch_preset(cfg: Config, epochs: int, source: str, given: dict | None = None) -> int | None:
-    """Apply the entry of cfg.epoch_presets for `epochs`, or for the nearest epoch count on a
-    log scale; returns the preset's epoch count (None without presets)."""
+def apply_epoch_preset(cfg: Config, given: dict) -> int | None:
+    """Apply the entry of cfg.epoch_presets for cfg.train.epochs, or for the nearest epoch count
+    on a log scale, to every key that no file or command line set (the keys of `given`).
+    Returns the preset's epoch count (None without presets); its keys are recorded in `given`
+    with the preset as their source, and the choice in cfg.notes.
+
+    So the order is: defaults < epoch preset < each config file in turn < command line.
+    """
     if not cfg.epoch_presets:
         return None
+    source = given.get("epoch_presets", "config")
     try:
         table = {int(k): v for k, v in cfg.epoch_presets.items()}
     except (TypeError, ValueError):
@@ -253,15 +265,39 @@ def apply_epoch_preset(cfg: Config, epochs: int, source: str, given: dict | None
     if any(k <= 0 for k in table) or not all(isinstance(v, dict) for v in table.values()):
         raise ConfigError(f"{source}: epoch_presets must map positive epoch counts to settings "
                           "like {optim.base_lr: 0.3}")
+    epochs = cfg.train.epochs
     chosen = min(table, key=lambda k: (abs(math.log(k / max(epochs, 1))), k))
-    _apply(cfg, _nested(table[chosen]), "", f"{source}: epoch_presets[{chosen}]", given)
+    user = set(given)
+    _apply(cfg, _nested(table[chosen]), "", f"{source}: epoch_presets[{chosen}]", given, keep=user)
+    kept = sorted(k for k in _nested_keys(cfg, _nested(table[chosen])) if k in user)
+    cfg.notes.append(f"epoch_presets: the settings for {chosen} epochs"
+                     + ("" if chosen == epochs else f" (the nearest preset to {epochs})")
+                     + (f"; kept as set: {', '.join(kept)}" if kept else ""))
     return chosen
 
 
+def _nested_keys(obj, values: dict, prefix: str = "") -> list[str]:
+    """The dotted keys that nested `values` set on the dataclass `obj` (a dict-valued field such
+    as model.backbone_args is one key)."""
+    keys = []
+    for k, v in values.items():
+        current = getattr(obj, k, None)
+        if dataclasses.is_dataclass(current) and isinstance(v, dict):
+            keys += _nested_keys(current, v, f"{prefix}{k}.")
+        else:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
 def from_dict(values: dict | None, source: str = "config") -> Config:
+    """A Config from nested values (a run's config.yaml, `BYOLModule(net, dict)`), with the
+    epoch preset applied as load_config applies it: to the keys `values` leaves out."""
     cfg = Config()
-    _apply(cfg, values or {}, "", source, cfg.given)
-    validate(cfg, source, cfg.given)
+    given: dict[str, str] = {}
+    _apply(cfg, values or {}, "", source, given)
+    apply_epoch_preset(cfg, given)
+    validate(cfg, source, given)
+    cfg.given = given
     return cfg
 
 
@@ -308,12 +344,13 @@ def parse_overrides(args: list[str]) -> dict:
 
 
 def load_config(path: str | Path | list | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then each YAML file in order (one path, a packaged recipe's name, or a list),
-    then the entry of `epoch_presets` for the run's epochs, then the overrides.
+    """Defaults, then the entry of `epoch_presets` for the run's epochs, then each YAML file in
+    order (one path, a packaged recipe's name, or a list), then the overrides: a preset never
+    changes a key that a file or the command line set.
 
-    `cfg.given` holds the dotted keys that a file, a preset or the command line set (the
-    rest are defaults, which `adapt_to_data` may change); `cfg.notes` says which preset
-    was applied.
+    `cfg.given` holds the dotted keys that a file, a preset or the command line set, each with
+    its source (the rest are defaults, which `adapt_to_data` may change); `cfg.notes` says
+    which preset was applied.
     """
     cfg = Config()
     given: dict[str, str] = {}
@@ -326,18 +363,11 @@ def load_config(path: str | Path | list | None = None, overrides: list[str] | No
             raise ConfigError(f"{p}: not valid YAML: {e}") from None
         source = str(p)
         _apply(cfg, values, "", source, given)
-    command_line = parse_overrides(overrides) if overrides else {}
-    epochs = command_line.get("train", {}).get("epochs", cfg.train.epochs)
-    notes = []
-    if isinstance(epochs, int) and not isinstance(epochs, bool):
-        chosen = apply_epoch_preset(cfg, epochs, source, given)
-        if chosen is not None:
-            notes.append(f"epoch_presets: the settings for {chosen} epochs"
-                         + ("" if chosen == epochs else f" (the nearest preset to {epochs})"))
-    if command_line:
-        _apply(cfg, command_line, "", "command line", given)
+    if overrides:
+        _apply(cfg, parse_overrides(overrides), "", "command line", given)
+    apply_epoch_preset(cfg, given)
     validate(cfg, source, given)
-    cfg.given, cfg.notes = given, notes
+    cfg.given = given
     return cfg
 
 
@@ -457,6 +487,8 @@ def validate(cfg: Config, source: str = "config", given: dict | None = None) -> 
          "must be resize, crop or full")
     need(not (d.large_images == "full" and d.in_memory), "data.in_memory", d.in_memory,
          "large_images: full streams the images; set data.in_memory: false")
+    need(d.large_images != "full" or d.dataset in ("folder", "shards"), "data.large_images", d.large_images,
+         f"full reads image folders and shards; {d.dataset} images are read as resize or crop")
     need(0.0 < d.eval_crop <= 1.0, "data.eval_crop", d.eval_crop, "must be in (0, 1]")
     need(d.augment_on in ("device", "workers"), "data.augment_on", d.augment_on, "must be device or workers")
     need(0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "must be in [0, 1)")
@@ -472,6 +504,8 @@ def validate(cfg: Config, source: str = "config", given: dict | None = None) -> 
     need(o.base_lr > 0, "optim.base_lr", o.base_lr, "must be positive")
     need(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
     need(o.warmup_epochs >= 0, "optim.warmup_epochs", o.warmup_epochs, "must be >= 0")
+    need(o.schedule_per in ("step", "epoch"), "optim.schedule_per", o.schedule_per, "must be step or epoch")
+    need(m.head_bias in HEAD_BIASES, "model.head_bias", m.head_bias, f"must be {' or '.join(HEAD_BIASES)}")
     need(o.predictor_lr_scale > 0, "optim.predictor_lr_scale", o.predictor_lr_scale, "must be positive")
     need(t.epochs >= 0, "train.epochs", t.epochs, "must be >= 0 (0: evaluate the untrained network only)")
     need(t.batch_size >= 2, "train.batch_size", t.batch_size, "must be at least 2 (batch norm)")

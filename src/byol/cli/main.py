@@ -65,7 +65,7 @@ def cmd_pretrain(args, extra) -> int:
 def cmd_demo(args, extra) -> int:
     from byol.config import load_config
     from byol.data.demo import generate_textures
-    from byol.training.pretrain import pretrain
+    from byol.training.pretrain import describe_precision, pretrain
 
     data = Path(args.data)
     if not (data / ".complete").exists():  # generated once; an existing set is reused as it is
@@ -80,7 +80,7 @@ def cmd_demo(args, extra) -> int:
     summary = pretrain(cfg, resume=resume)
     untrained, final = summary.get("knn_untrained_top1"), summary.get("knn_final_top1")
     print(f"\nDemo: {summary['train_images']} generated images, {cfg.train.epochs} epochs, "
-          f"{summary['wall_seconds']:.0f} s")
+          f"{summary['wall_seconds']:.0f} s, {describe_precision(summary['precision'])}")
     if untrained is not None and final is not None:
         print(f"kNN top-1 on held-out textures: untrained {100 * untrained:.1f}%  ->  BYOL {100 * final:.1f}%")
     print(f"Run folder: {args.out}  (export: byol export {summary['checkpoint']} -o backbone.safetensors)")

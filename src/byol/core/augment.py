@@ -29,6 +29,10 @@ There is one implementation and two placements:
 - `BatchAugment`: a uint8 batch (B, C, H, W) on any device -> two float views; the fast path.
 - `TwoViewTransform`: one image (PIL or uint8 tensor) -> two float views, for Dataset
   workers on the CPU (as DL-Art-School does); it runs the same code on a batch of one.
+Images of different sizes (ImageNet) cannot share a batch before they are cropped: there each
+view's random resized crop is taken from the full decoded image by `crop_from_full` in the
+data workers, as DeepMind's input pipeline does, and the rest (flip, colour, blur, solarize)
+runs batched with `cropped=True`.
 """
 from __future__ import annotations
 
@@ -101,7 +105,7 @@ def _bernoulli(n: int, p: float, device) -> torch.Tensor:
 
 
 def crop_boxes(n: int, height: int, width: int, scale, ratio, device, trials: int = 10,
-               sampling: str = "rejection", aspect: torch.Tensor | None = None):
+               sampling: str = "rejection"):
     """Random-resized-crop boxes (x0, y0, w, h) in pixels of the (height, width) images.
 
     Area fraction s ~ U(scale), aspect ratio r log-uniform in `ratio`, both of the original
@@ -111,13 +115,10 @@ def crop_boxes(n: int, height: int, width: int, scale, ratio, device, trials: in
       Mean area 0.478 of the image for scale (0.08, 1).
     - "clamp" (DeepMind's byol/utils/dataset.py `_decode_and_random_crop`): one draw, width
       and height clamped to the image. Mean area 0.534 for scale (0.08, 1).
-    aspect: the original width/height of each image (N,), for images stored squashed to a
-    square (`data.crop_from: full`); the box is drawn in the original image's geometry.
     """
     if sampling not in ("rejection", "clamp"):
         raise ValueError(f"crop sampling must be 'rejection' or 'clamp', got {sampling!r}")
-    a = (torch.full((n,), width / height, device=device) if aspect is None
-         else aspect.to(device=device, dtype=torch.float32)).unsqueeze(1)
+    a = torch.full((n, 1), width / height, device=device)
     draws = 1 if sampling == "clamp" else trials
     s = torch.rand(n, draws, device=device) * (scale[1] - scale[0]) + scale[0]
     lo, hi = math.log(ratio[0]), math.log(ratio[1])
@@ -258,13 +259,37 @@ def random_solarize(x: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
     return torch.where(on & (x >= cfg.solarize_threshold), 1.0 - x, x)
 
 
+def crop_from_full(image: torch.Tensor, cfg: ViewConfig, size: int, interpolation: str = "bicubic",
+                   sampling: str = "rejection") -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """One view's random resized crop of a whole uint8 image (C, H, W) of any size: the box is
+    drawn as in `crop_boxes`, rounded to whole pixels, and resized to size x size (antialiased
+    where it shrinks). Returns the uint8 crop and its box (x0, y0, w, h) in the image's pixels.
+    The data workers call it once per view (see the module docstring); no flip, no colour."""
+    _, height, width = image.shape
+    x0, y0, w, h = (float(v) for v in crop_boxes(1, height, width, cfg.crop_scale, cfg.crop_ratio, "cpu",
+                                                 sampling=sampling))
+    w_px, h_px = max(1, min(width, round(w))), max(1, min(height, round(h)))
+    x_px, y_px = min(round(x0), width - w_px), min(round(y0), height - h_px)
+    crop = image[None, :, y_px:y_px + h_px, x_px:x_px + w_px].float()
+    out = F.interpolate(crop, size=(size, size), mode=interpolation, antialias=interpolation != "nearest" and
+                        (w_px > size or h_px > size), align_corners=None if interpolation == "nearest" else False)
+    return out[0].round_().clamp_(0, 255).to(torch.uint8), (x_px, y_px, w_px, h_px)
+
+
 def augment_view(x: torch.Tensor, cfg: ViewConfig, size: int, interpolation: str = "bicubic",
-                 crop_sampling: str = "rejection", aspect: torch.Tensor | None = None) -> torch.Tensor:
-    """One view of a float batch in [0, 1], every parameter drawn per image. Returns [0, 1]."""
+                 crop_sampling: str = "rejection", cropped: bool = False) -> torch.Tensor:
+    """One view of a float batch in [0, 1], every parameter drawn per image. Returns [0, 1].
+    cropped: `x` holds this view's crops already (size x size, see `crop_from_full`): only the
+    flip is drawn here, then the colour operations as usual."""
     n, c, height, width = x.shape
-    boxes = crop_boxes(n, height, width, cfg.crop_scale, cfg.crop_ratio, x.device, sampling=crop_sampling,
-                       aspect=aspect)
-    x = resized_crop(x, boxes, size, _bernoulli(n, cfg.flip_p, x.device), interpolation)
+    flip = _bernoulli(n, cfg.flip_p, x.device)
+    if cropped:
+        if (height, width) != (size, size):
+            raise ValueError(f"cropped views must be {size} x {size}, got {height} x {width}")
+        x = torch.where(_per_image(flip), x.flip(-1), x)
+    else:
+        boxes = crop_boxes(n, height, width, cfg.crop_scale, cfg.crop_ratio, x.device, sampling=crop_sampling)
+        x = resized_crop(x, boxes, size, flip, interpolation)
     x = color_jitter(x, cfg)  # one-channel images: brightness and contrast only
     if c == 3:
         gray = _per_image(_bernoulli(n, cfg.grayscale_p, x.device))
@@ -290,21 +315,22 @@ def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
 class BatchAugment(torch.nn.Module):
     """uint8 batch -> (view1, view2), normalised, on the batch's device. The fast path."""
 
-    def __init__(self, cfg: AugmentConfig | None = None, channels_last: bool = False):
+    def __init__(self, cfg: AugmentConfig | None = None, channels_last: bool = False, cropped: bool = False):
         super().__init__()
         self.cfg = cfg or AugmentConfig()
         self.channels_last = channels_last
+        self.cropped = cropped  # images and partners are view 1's and view 2's crops (crop_from_full)
 
-    def view(self, x: torch.Tensor, view_cfg: ViewConfig, aspect: torch.Tensor | None = None) -> torch.Tensor:
+    def view(self, x: torch.Tensor, view_cfg: ViewConfig) -> torch.Tensor:
         c = self.cfg
-        out = normalize(augment_view(x, view_cfg, c.size, c.interpolation, c.crop_sampling, aspect), c.mean, c.std)
+        out = normalize(augment_view(x, view_cfg, c.size, c.interpolation, c.crop_sampling, self.cropped),
+                        c.mean, c.std)
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor, partners: torch.Tensor | None = None,
-                aspect: torch.Tensor | None = None):
-        """View 1 and view 2 of `images`; with `partners` (e.g. nearby video frames), view 2
-        is drawn from the partner image instead. `aspect`: see `crop_boxes`.
+    def forward(self, images: torch.Tensor, partners: torch.Tensor | None = None):
+        """View 1 and view 2 of `images`; with `partners` (nearby video frames, or view 2's crops
+        of the same images), view 2 is drawn from the partner image instead.
 
         Always computed in float32, also inside a mixed-precision region (as the reference
         computes its augmentations in the fp32 input pipeline): the views are quantised
@@ -313,7 +339,7 @@ class BatchAugment(torch.nn.Module):
         with torch.autocast(images.device.type, enabled=False):
             x = to_float(images)
             y = x if partners is None else to_float(partners)
-            return self.view(x, self.cfg.view1, aspect), self.view(y, self.cfg.view2, aspect)
+            return self.view(x, self.cfg.view1), self.view(y, self.cfg.view2)
 
 
 class TwoViewTransform:
@@ -322,17 +348,15 @@ class TwoViewTransform:
     Same code as `BatchAugment`, on a batch of one, so both placements agree exactly.
     """
 
-    def __init__(self, cfg: AugmentConfig | None = None):
-        self.batch = BatchAugment(cfg)
+    def __init__(self, cfg: AugmentConfig | None = None, cropped: bool = False):
+        self.batch = BatchAugment(cfg, cropped=cropped)
 
     def __call__(self, image) -> tuple[torch.Tensor, torch.Tensor]:
         return self.pair(image, image)
 
-    def pair(self, image, partner, aspect: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """View 1 of `image` and view 2 of `partner` (the same image, or a nearby frame);
-        `aspect`: the original width/height of an image stored squashed (see crop_boxes)."""
-        a = None if aspect is None else torch.tensor([aspect])
-        v1, v2 = self.batch(image_to_tensor(image).unsqueeze(0), image_to_tensor(partner).unsqueeze(0), a)
+    def pair(self, image, partner) -> tuple[torch.Tensor, torch.Tensor]:
+        """View 1 of `image` and view 2 of `partner` (the same image, a nearby frame, or view 2's crop)."""
+        v1, v2 = self.batch(image_to_tensor(image).unsqueeze(0), image_to_tensor(partner).unsqueeze(0))
         return v1[0], v2[0]
 
 

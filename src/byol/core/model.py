@@ -160,6 +160,8 @@ class BYOL(nn.Module):
             on some hardware, but batch-norm statistics then mix the views; the paper's
             setting (and the default) is one batch per view.
         head_batchnorm: BatchNorm1d in the projector and predictor (paper: yes).
+        head_bias: which Linear of each head has a bias: "hidden" (DeepMind's) or "output"
+            (lightly's); see `MLP`.
 
     The target network is a deep copy of backbone+projector: its own tensors, no
     gradients, updated only by `update_target`. It runs in training mode (batch statistics,
@@ -181,6 +183,7 @@ class BYOL(nn.Module):
         tau_final: float = 1.0,
         concat_views: bool = False,
         head_batchnorm: bool = True,
+        head_bias: str = "hidden",
     ):
         super().__init__()
         if not 0.0 <= tau_base <= 1.0 or not 0.0 <= tau_final <= 1.0:
@@ -192,8 +195,9 @@ class BYOL(nn.Module):
         self.tau_base, self.tau_final = tau_base, tau_final
         self.tau = tau_base
         self.concat_views = concat_views
-        self.online = Encoder(net, layer, MLP(feature_dim, projection_hidden_dim, projection_dim, head_batchnorm))
-        self.predictor = MLP(projection_dim, prediction_hidden_dim, projection_dim, head_batchnorm)
+        self.online = Encoder(net, layer, MLP(feature_dim, projection_hidden_dim, projection_dim, head_batchnorm,
+                                              head_bias))
+        self.predictor = MLP(projection_dim, prediction_hidden_dim, projection_dim, head_batchnorm, head_bias)
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)
         for m in self.target.modules():

@@ -2,9 +2,9 @@
 whole batch from `__getitems__`), and `collate` stacks samples into one. Its layout says how
 the two views are made:
 
-    images (+ aspect)   uint8 images, augmented into both views on the training device;
-                        aspect: width/height of whole images stored squashed (large_images: full)
-    images + partners   uint8 pairs (similar video frames): view 1 from images, view 2 from partners
+    images              uint8 images, augmented into both views on the training device
+    images + partners   uint8 pairs: view 1 from images, view 2 from partners (similar video
+                        frames; or each view's crop of a whole image, large_images: full)
     view1 + view2       views already augmented in the DataLoader workers (floats)
     indices             positions in the uint8 images kept on the training device
 
@@ -21,7 +21,6 @@ import torch
 class Batch:
     images: torch.Tensor | None = None
     labels: torch.Tensor | None = None
-    aspect: torch.Tensor | None = None
     partners: torch.Tensor | None = None
     view1: torch.Tensor | None = None
     view2: torch.Tensor | None = None
@@ -31,7 +30,7 @@ class Batch:
         layouts = (self.images is not None, self.view1 is not None, self.indices is not None)
         if sum(layouts) != 1 or (self.view1 is None) != (self.view2 is None) or \
                 (self.partners is not None and self.images is None):
-            raise ValueError("a Batch holds images (with aspect or partners), view1 and view2, or indices")
+            raise ValueError("a Batch holds images (with or without partners), view1 and view2, or indices")
 
     def _map(self, fn) -> Batch:
         return Batch(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
@@ -59,7 +58,7 @@ def collate(samples: list[Batch]) -> Batch:
         if values[0] is None:
             continue
         out[f.name] = torch.stack(values) if isinstance(values[0], torch.Tensor) and values[0].dim() > 0 \
-            else torch.as_tensor([float(v) if f.name == "aspect" else int(v) for v in values])
+            else torch.as_tensor([int(v) for v in values])
     return Batch(**out)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from byol.core.augment import AugmentConfig, crop_from_full
 from byol.data.batch import Batch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -150,28 +151,35 @@ def fit_image(img: Image.Image, size: int | None, mode: str, rng: np.random.Gene
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def fit_full(img: Image.Image, size: int) -> tuple[np.ndarray, float]:
-    """PIL image -> (uint8 (C, size, size) array of the whole image squashed to a square, its
-    width / height).
-
-    The random resized crop then draws its box in the original geometry (`crop_boxes`'
-    `aspect`), so crops can reach every part of a non-square image, as DeepMind's crops of
-    the full decoded JPEG do (byol/utils/dataset.py), while batches keep one shape.
-    """
+def fit_full(img: Image.Image, bound: int | None) -> np.ndarray:
+    """PIL image -> uint8 (C, H, W) array of the whole image at its own resolution, shrunk
+    (bicubic, antialiased) only where its shorter side exceeds `bound` (None: never)."""
     w, h = img.size
-    if (w, h) != (size, size):
-        img = img.resize((size, size), Image.BICUBIC)
+    if bound is not None and min(w, h) > bound:
+        scale = bound / min(w, h)
+        img = img.resize((max(bound, round(w * scale)), max(bound, round(h * scale))), Image.BICUBIC)
     arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return np.ascontiguousarray(arr.transpose(2, 0, 1)), w / h
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def decode_item(img: Image.Image, size: int, mode: str, rng: np.random.Generator | None = None):
-    """(uint8 tensor, aspect or None) for one training image, by `data.large_images` mode."""
+def decode_item(img: Image.Image, size: int | None, mode: str, rng: np.random.Generator | None = None,
+                crops: AugmentConfig | None = None):
+    """(uint8 image, partner or None) for one training image, by `data.large_images` mode.
+
+    'resize' and 'crop': the image at size x size (see fit_image), no partner. 'full': the
+    random resized crops of view 1 and view 2 (`crops`: the augmentation settings), each drawn
+    from the whole decoded image (shorter side bounded by `size`), as DeepMind's
+    `_decode_and_random_crop` (byol/utils/dataset.py); the device then flips and colours them.
+    """
     if mode == "full":
-        arr, aspect = fit_full(img, size)
-        return torch.from_numpy(arr), aspect
+        if crops is None:
+            raise ValueError("large_images 'full' crops in the data workers: pass the augmentation settings")
+        whole = torch.from_numpy(fit_full(img, size))
+        views = [crop_from_full(whole, view, crops.size, crops.interpolation, crops.crop_sampling)[0]
+                 for view in (crops.view1, crops.view2)]
+        return views[0], views[1]
     return torch.from_numpy(fit_image(img, size, mode, rng)), None
 
 
@@ -318,13 +326,13 @@ class StreamImages(torch.utils.data.Dataset):
     so a file that disappears between epochs costs a warning, not the run.
     """
 
-    def __init__(self, images: ImageList, size: int, channels: int = 3, mode: str = "resize",
-                 transform=None):
+    def __init__(self, images: ImageList, size: int | None, channels: int = 3, mode: str = "resize",
+                 transform=None, crops: AugmentConfig | None = None):
         if is_tar(images.root) and Path(images.root).is_file():
             raise DataError(f"{images.root!r}: a tar archive is read whole; use in_memory: true, "
                             "or unpack it, or write WebDataset shards for streaming")
         self.images, self.size, self.channels, self.mode = images, size, channels, mode
-        self.transform = transform
+        self.transform, self.crops = transform, crops
         self.classes = images.classes
         self.bad = BadImages()
 
@@ -332,29 +340,30 @@ class StreamImages(torch.utils.data.Dataset):
         return len(self.images)
 
     def load(self, i: int):
-        """(uint8 (C, S, S) tensor, aspect or None): see decode_item."""
+        """(uint8 (C, S, S) image, partner or None): see decode_item."""
         path = os.path.join(self.images.root, self.images.items[i])
-        return decode_item(open_image(path, self.channels), self.size, self.mode)
+        return decode_item(open_image(path, self.channels), self.size, self.mode, crops=self.crops)
 
     def __getitem__(self, i: int):
         for attempt in range(min(len(self), 100)):
             j = (i + attempt) % len(self)
             try:
-                x, aspect = self.load(j)
+                x, partner = self.load(j)
             except (*_DECODE_ERRORS, FileNotFoundError) as e:
                 self.bad.report(os.path.join(self.images.root, self.images.items[j]), e)
                 continue
-            return training_item(x, self.images.labels[j], aspect, self.transform)
+            return training_item(x, self.images.labels[j], partner, self.transform)
         raise DataError(f"no readable image found near index {i} in {self.images.root!r}")
 
 
-def training_item(x: torch.Tensor, label: int, aspect: float | None, transform=None) -> Batch:
-    """What a streamed data set yields for one image: the uint8 image (with its aspect for whole
-    squashed images), or its two views augmented by a worker `transform`."""
+def training_item(x: torch.Tensor, label: int, partner: torch.Tensor | None, transform=None) -> Batch:
+    """What a streamed data set yields for one image: the uint8 image (with view 2's crop as its
+    partner where the crops were taken from the full image), or its two views augmented by a
+    worker `transform`."""
     if transform is not None:
-        v1, v2 = transform.pair(x, x, aspect)
+        v1, v2 = transform.pair(x, x if partner is None else partner)
         return Batch(view1=v1, view2=v2, labels=label)
-    return Batch(images=x, labels=label, aspect=aspect)
+    return Batch(images=x, partners=partner, labels=label)
 
 
 class VideoFramePairs(torch.utils.data.Dataset):

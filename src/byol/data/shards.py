@@ -119,16 +119,20 @@ def read_samples(url: str, bad: BadImages):
 
 
 class ShardStream(torch.utils.data.IterableDataset):
-    """Samples from the shards under `root`: uint8 (C, S, S) and label, or (view1, view2, label)."""
+    """Samples from the shards under `root`: uint8 (C, S, S) and label, or (view1, view2, label).
+    size, mode, crops: see decode_item; eval_size: the side of the kNN bank's images (`head`),
+    default size."""
 
-    def __init__(self, root: str, size: int, channels: int = 3, mode: str = "resize", transform=None,
-                 seed: int = 0, batch_size: int = 1, shuffle_buffer: int = 2000):
+    def __init__(self, root: str, size: int | None, channels: int = 3, mode: str = "resize", transform=None,
+                 seed: int = 0, batch_size: int = 1, shuffle_buffer: int = 2000, crops=None,
+                 eval_size: int | None = None):
         self.root = str(root)
         index = read_index(self.root)
         self.shards = [f"{self.root.rstrip('/')}/{s['name']}" for s in index["shards"]]
         self.total = sum(int(s["count"]) for s in index["shards"])
         self.classes = list(index.get("classes", []))
         self.size, self.channels, self.mode, self.transform = size, channels, mode, transform
+        self.crops, self.eval_size = crops, eval_size or size
         self.seed, self.batch_size, self.shuffle_buffer = seed, batch_size, shuffle_buffer
         self.epoch = -1  # counts __iter__ calls: persistent workers keep their copy between epochs
         self.bad = BadImages()
@@ -217,11 +221,11 @@ class ShardStream(torch.utils.data.IterableDataset):
         """A training item (see training_item), or with augment=False (uint8 image, label) with
         the centre square of the image (the kNN bank)."""
         try:
-            x, aspect = decode_item(open_image(data, self.channels), self.size,
-                                    self.mode if augment else "resize", rng)
+            image = open_image(data, self.channels)
+            if not augment:
+                return decode_item(image, self.eval_size, "resize")[0], label
+            x, partner = decode_item(image, self.size, self.mode, rng, self.crops)
         except _DECODE_ERRORS as e:
             self.bad.report(name, e)
             return None
-        if not augment:
-            return x, label
-        return training_item(x, label, aspect, self.transform)
+        return training_item(x, label, partner, self.transform)

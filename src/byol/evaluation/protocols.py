@@ -6,6 +6,8 @@ top-1 accuracy.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -72,12 +74,31 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int = 1) -> flo
     return hits.float().mean().item()
 
 
-def knn_accuracy(train_features, train_labels, test_features, test_labels, k: int = 200,
-                 temperature: float = 0.1) -> dict:
+def knn_evaluate(train_features, train_labels, test_features, test_labels, k: int = 200,
+                 temperature: float = 0.1) -> tuple[dict, torch.Tensor]:
+    """kNN top-1/top-5 accuracy, and whether each test image's top-1 class is right (bool, N_test)."""
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     scores = knn_predict(train_features, train_labels, test_features, num_classes, k, temperature)
-    return {"top1": topk_accuracy(scores, test_labels, 1), "top5": topk_accuracy(scores, test_labels, 5),
-            "k": k, "temperature": temperature}
+    correct = scores.topk(1, dim=1).indices[:, 0] == test_labels
+    return {"top1": correct.float().mean().item(), "top5": topk_accuracy(scores, test_labels, 5),
+            "k": k, "temperature": temperature}, correct.cpu()
+
+
+def knn_accuracy(train_features, train_labels, test_features, test_labels, k: int = 200,
+                 temperature: float = 0.1) -> dict:
+    return knn_evaluate(train_features, train_labels, test_features, test_labels, k, temperature)[0]
+
+
+def mcnemar_exact(first_only: int, second_only: int) -> float:
+    """Two-sided p-value of McNemar's exact test: the images that only the first network gets right
+    against those that only the second does. Under 'no difference' each discordant image is a fair
+    coin, so the smaller count is Binomial(n, 1/2) with n the discordant images (McNemar 1947;
+    the exact form: Fagerland et al. 2013)."""
+    n, low = first_only + second_only, min(first_only, second_only)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(low + 1))  # exact integers: no underflow at n = 10,000
+    return min(1.0, 2 * tail / 2 ** n)
 
 
 def _standardise(train_features, test_features):

@@ -13,7 +13,7 @@ import torch
 
 from byol.checkpoint import CheckpointError, atomic_replace
 from byol.core.model import feature_extractor
-from byol.evaluation.protocols import extract_features, knn_accuracy
+from byol.evaluation.protocols import extract_features, knn_evaluate
 from byol.evaluation.report import save_embeddings
 from byol.training.module import BYOLModule
 
@@ -95,7 +95,9 @@ class KNNMonitor(L.Callback):
     """kNN accuracy of the online backbone on held-out labeled images, every N epochs.
 
     Also runs once before the first step, which gives the untrained network's accuracy
-    with the same initialisation. Results go to the loggers and `history`.
+    with the same initialisation. Results go to the loggers and `history`; whether each
+    held-out image was right is kept for the untrained network and for the latest evaluation
+    (`correct`), for the paired test of the verdict.
     """
 
     def __init__(self, bank, test, every_n_epochs: int, k: int = 200, temperature: float = 0.1,
@@ -103,6 +105,7 @@ class KNNMonitor(L.Callback):
         self.bank, self.test = bank, test
         self.every, self.k, self.temperature = every_n_epochs, k, temperature
         self.history: list[dict] = []
+        self.correct: dict[str, torch.Tensor] = {}  # "untrained" (epoch 0) and "latest": bool per test image
         self.out_file = Path(out_file) if out_file else None
 
     def evaluate(self, pl_module: BYOLModule) -> dict:
@@ -117,7 +120,7 @@ class KNNMonitor(L.Callback):
             test = self.features(pl_module, net, self.test.images, kw)
         self.test_features = test
         dev = bank.device
-        return knn_accuracy(bank, self.bank.labels.to(dev), test, self.test.labels.to(dev), self.k, self.temperature)
+        return knn_evaluate(bank, self.bank.labels.to(dev), test, self.test.labels.to(dev), self.k, self.temperature)
 
     @staticmethod
     def features(pl_module, net, images: torch.Tensor, kw: dict) -> torch.Tensor:
@@ -134,7 +137,10 @@ class KNNMonitor(L.Callback):
         return pl_module.all_gather(padded).reshape(size * per, -1)[:len(images)]
 
     def record(self, trainer, pl_module, epoch: int) -> None:
-        result = self.evaluate(pl_module)
+        result, correct = self.evaluate(pl_module)
+        self.correct["latest"] = correct
+        if epoch == 0:
+            self.correct["untrained"] = correct
         entry = {"epoch": epoch, "step": trainer.global_step, **result}
         self.history.append(entry)
         for logger in trainer.loggers:
@@ -159,8 +165,18 @@ class KNNMonitor(L.Callback):
         if epoch % self.every == 0 or epoch == trainer.max_epochs:
             self.record(trainer, pl_module, epoch)
 
+    def paired(self) -> dict | None:
+        """The held-out images that only the untrained network, or only the latest one, gets right
+        (the discordant pairs of McNemar's test); None without both evaluations."""
+        before, after = self.correct.get("untrained"), self.correct.get("latest")
+        if before is None or after is None or len(before) != len(after) or self.history[-1]["epoch"] == 0:
+            return None
+        return {"untrained_only": int((before & ~after).sum()), "final_only": int((after & ~before).sum()),
+                "both": int((before & after).sum()), "neither": int((~before & ~after).sum())}
+
     def state_dict(self):
-        return {"history": self.history}
+        return {"history": self.history, "correct": dict(self.correct)}
 
     def load_state_dict(self, state):
         self.history = list(state.get("history", []))
+        self.correct = dict(state.get("correct", {}))

@@ -38,7 +38,7 @@ def build_data(cfg: Config) -> TrainingData:
     if not d.path:
         raise ConfigError("data.path is not set: give the folder or .tar of training images")
     if d.dataset == "video":
-        transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
+        transform = worker_transform(cfg)
         frames = VideoFramePairs(d.path, d.load_size or d.image_size, d.max_frame_gap, d.channels,
                                  d.large_images, transform, t.seed)
         return make_loader(cfg, frames, None, None)
@@ -52,26 +52,25 @@ def build_data(cfg: Config) -> TrainingData:
         images = first_per_class(images, d.limit_per_class)
     if d.limit:
         images = random_subset(images, d.limit, t.seed)
-    load = d.load_size or d.image_size
+    load, evaluated = train_size(cfg), eval_size(cfg)
     in_memory = d.in_memory if d.in_memory is not None else (len(images) <= MEMORY_LIMIT_IMAGES
                                                              and d.large_images != "full")
     monitor = t.knn_every > 0 and images.labeled
     bank = test = None
     if monitor and d.val_path:
-        test = decode_to_memory(list_images(d.val_path), load, d.channels)
+        test = decode_to_memory(list_images(d.val_path), evaluated, d.channels)
         if not test.classes:
             raise DataError(f"data.val_path {d.val_path!r} has no class sub-folders; the kNN monitor needs labels")
     elif monitor and d.val_fraction > 0:
         images, held = split_held_out(images, d.val_fraction, t.seed)  # held out of training too
-        test = decode_to_memory(held, load, d.channels)
+        test = decode_to_memory(held, evaluated, d.channels)
     if in_memory:
         train = decode_to_memory(images, load, d.channels)
         bank = train if monitor else None
     else:
-        transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
-        train = StreamImages(images, load, d.channels, d.large_images, transform)
+        train = StreamImages(images, load, d.channels, d.large_images, worker_transform(cfg), full_crops(cfg))
         if monitor:
-            bank = decode_to_memory(random_subset(images, 10_000, t.seed), load, d.channels)
+            bank = decode_to_memory(random_subset(images, 10_000, t.seed), evaluated, d.channels)
     if bank is not None and test is not None and bank.classes != test.classes:
         raise DataError(f"classes differ between {d.path!r} ({len(bank.classes)}) and the kNN test set "
                         f"({len(test.classes)})")
@@ -83,14 +82,43 @@ def shard_dataset(cfg: Config):
     from byol.data.shards import ShardStream
 
     d, t = cfg.data, cfg.train
-    load = d.load_size or d.image_size
-    transform = TwoViewTransform(cfg.augment) if d.augment_on == "workers" else None
-    train = ShardStream(d.path, load, d.channels, d.large_images, transform, t.seed, t.batch_size)
+    train = ShardStream(d.path, train_size(cfg), d.channels, d.large_images, worker_transform(cfg), t.seed,
+                        t.batch_size, crops=full_crops(cfg), eval_size=eval_size(cfg))
     bank = test = None
     if t.knn_every > 0 and d.val_path:
-        test = decode_to_memory(list_images(d.val_path), load, d.channels)
+        test = decode_to_memory(list_images(d.val_path), eval_size(cfg), d.channels)
         bank = train.head(10_000)
     return train, bank, test
+
+
+def train_size(cfg: Config) -> int | None:
+    """The side training images are decoded to; with large_images 'full', the bound on the
+    shorter side of the whole image the crops are drawn from (None: none)."""
+    d = cfg.data
+    return d.load_size if d.large_images == "full" else d.load_size or d.image_size
+
+
+def eval_size(cfg: Config) -> int:
+    """The side evaluation images are decoded to (shorter side, then the centre square, of which
+    the kNN monitor takes the centre data.eval_crop): data.load_size, or with large_images
+    'full' image_size / eval_crop (ImageNet: 224 / 0.875 = 256, DeepMind's _decode_and_center_crop)."""
+    d = cfg.data
+    if d.large_images == "full":
+        return round(d.image_size / d.eval_crop)
+    return d.load_size or d.image_size
+
+
+def full_crops(cfg: Config):
+    """The augmentation settings whose crops the data workers take from whole images (large_images
+    'full'), else None."""
+    return cfg.augment if cfg.data.large_images == "full" else None
+
+
+def worker_transform(cfg: Config) -> TwoViewTransform | None:
+    """The per-image augmentation when data.augment_on is 'workers', else None (the device augments)."""
+    if cfg.data.augment_on != "workers":
+        return None
+    return TwoViewTransform(cfg.augment, cropped=cfg.data.large_images == "full")
 
 
 def named_dataset(cfg: Config):
@@ -121,7 +149,7 @@ def make_loader(cfg: Config, train, bank, test) -> TrainingData:
     memory = isinstance(train, MemoryImages)
     resident = None
     if memory and cfg.data.augment_on == "workers":  # per image in the workers, as the setting says
-        train, memory = AugmentedImages(train, TwoViewTransform(cfg.augment)), False
+        train, memory = AugmentedImages(train, worker_transform(cfg)), False
     if memory and on_device(cfg):
         resident, train = train.images, BatchIndices(train)
     workers = 0 if memory else cfg.data.num_workers

@@ -45,10 +45,11 @@ class BYOLModule(L.LightningModule):
                           in_channels=cfg.data.channels, projection_dim=m.projection_dim,
                           projection_hidden_dim=m.projection_hidden_dim,
                           prediction_hidden_dim=m.prediction_hidden_dim, tau_base=m.tau_base, tau_final=m.tau_final,
-                          concat_views=m.concat_views, head_batchnorm=m.head_batchnorm)
+                          concat_views=m.concat_views, head_batchnorm=m.head_batchnorm, head_bias=m.head_bias)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.augment = BatchAugment(cfg.augment, channels_last=cfg.train.channels_last)
+        self.augment = BatchAugment(cfg.augment, channels_last=cfg.train.channels_last,
+                                    cropped=cfg.data.large_images == "full")  # crops taken in the data workers
         self.step_loss = CompileOrEager(self.model.step, cfg.train.compile)
         self.guard = NonFiniteGuard(self.model, cfg.train.skip_nonfinite, cfg.train.out_dir)
         self.scaler_skipped_steps = 0  # fp16: steps the gradient scaler skipped (overflow)
@@ -82,7 +83,7 @@ class BYOLModule(L.LightningModule):
             return self.augment(self._resident[batch.indices.to(self._resident.device)])
         if batch.view1 is not None:
             return batch.view1, batch.view2
-        return self.augment(batch.images, batch.partners, aspect=batch.aspect)
+        return self.augment(batch.images, batch.partners)
 
     def training_step(self, batch: Batch, batch_idx: int):
         view1, view2 = self.views(batch)
@@ -145,6 +146,10 @@ class BYOLModule(L.LightningModule):
         optimizer = build_optimizer(self.model.trainable_modules(), o.name, lr, o.weight_decay, o.momentum,
                                     o.trust_coefficient, o.clip_lr, o.exclude_bias_and_norm,
                                     {self.model.predictor: o.predictor_lr_scale})
-        steps_per_epoch = max(1, self.total_steps // max(1, self.trainer.max_epochs))
-        scheduler = build_scheduler(optimizer, int(o.warmup_epochs * steps_per_epoch), self.total_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        epochs = max(1, self.trainer.max_epochs)
+        if o.schedule_per == "epoch":  # e.g. lightly's CosineAnnealingLR(optimizer, epochs), stepped each epoch
+            scheduler = build_scheduler(optimizer, int(o.warmup_epochs), epochs)
+        else:
+            steps_per_epoch = max(1, self.total_steps // epochs)
+            scheduler = build_scheduler(optimizer, int(o.warmup_epochs * steps_per_epoch), self.total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": o.schedule_per}}

@@ -22,7 +22,24 @@ import yaml
 
 from byol.config import Config, ConfigError, adapt_to_data, to_dict
 from byol.data.images import DataError, looks_grayscale
+from byol.evaluation.protocols import mcnemar_exact
 from byol.training.data import build_data
+
+
+def cpu_bf16_hardware() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX-512 BF16 or AMX); elsewhere
+    bf16 is emulated and slower than fp32."""
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or
+                getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def cpu_has_fast_bf16() -> bool:
+    """The precision probe's answer: cpu_bf16_hardware(), unless the environment variable
+    BYOL_CPU_BF16 (1 or 0) says otherwise, so that a test suite can take either path on any CPU."""
+    forced = os.environ.get("BYOL_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return cpu_bf16_hardware()
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -34,9 +51,17 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     if cuda:
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    cpu_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
-        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    return "bf16-mixed" if cpu_bf16 else "32-true"
+    return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
+
+
+def describe_precision(precision: str) -> str:
+    """One line for the start of a run: the precision and why it was chosen."""
+    names = {"32-true": "fp32", "bf16-mixed": "bf16 autocast (mixed)", "16-mixed": "fp16 autocast (mixed)"}
+    why = ""
+    if not torch.cuda.is_available():
+        why = (" (this CPU multiplies bf16 in hardware)" if cpu_has_fast_bf16()
+               else " (this CPU has no AVX-512 BF16 or AMX: fp32 is the fast path)")
+    return f"precision: {names.get(precision, precision)}{why}"
 
 
 def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None = None) -> dict:
@@ -72,6 +97,8 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
                                                         t.knn_temperature, out / "knn.json")
     loggers, mlflow = make_loggers(cfg, out, resume)
     trainer = make_trainer(cfg, standard_callbacks(cfg, monitor) + list(callbacks or []), loggers)
+    if trainer.is_global_zero:
+        print(describe_precision(resolve_precision(t.precision, t.accelerator)))
     with closing_process_group():
         wall = fit(trainer, module, data.loader, last if resume else None)
         summary = summarize(cfg, trainer, module, data, monitor, wall)
@@ -205,6 +232,7 @@ def summarize(cfg: Config, trainer, module, data, monitor, wall: float) -> dict:
         summary["knn_untrained_top1"] = monitor.history[0]["top1"] if monitor.history[0]["epoch"] == 0 else None
         summary["knn_final_top1"] = monitor.history[-1]["top1"]
         summary["knn_test_images"] = len(monitor.test)
+        summary["knn_paired"] = monitor.paired()
     std = metrics.get("train/projection_std")  # the collapse monitor's last logged value
     summary["projection_std"] = None if std is None else float(std)
     summary["projection_std_healthy"] = 1.0 / cfg.model.projection_dim ** 0.5
@@ -278,35 +306,45 @@ def check_writable(folder: Path, key: str) -> None:
                           f"choose a writable folder with --{key}") from None
 
 
+VERDICT_LEVEL = 0.05  # two-sided significance level of the paired test
+
+
 def verdict(summary: dict, cfg: Config) -> dict:
-    """Whether pretraining helped: the final kNN accuracy against the untrained network's
-    (same initialisation, same held-out images), or, without labels, the collapse monitor."""
+    """Whether pretraining helped: the final network against the untrained one (same
+    initialisation) on the same held-out images, decided by McNemar's exact test on the images
+    that exactly one of the two gets right (summary["knn_paired"]), at VERDICT_LEVEL. The
+    outcome is "helped", "no clear change" or "got worse"; without labels, the collapse monitor."""
     untrained, final = summary.get("knn_untrained_top1"), summary.get("knn_final_top1")
     if cfg.train.epochs == 0:
         shown = f": kNN top-1 {100 * untrained:.2f}%" if untrained is not None else ""
-        return {"helped": None, "message": f"Untrained network evaluated (train.epochs 0){shown}."}
+        return {"helped": None, "outcome": None, "message": f"Untrained network evaluated (train.epochs 0){shown}."}
+    paired = summary.get("knn_paired")
     if untrained is not None and final is not None:
         gain = 100 * (final - untrained)
-        if final > untrained:
-            n = summary.get("knn_test_images")
-            margin = 200 * (final * (1 - final) / n) ** 0.5 if n else None  # 2 binomial standard errors, points
-            if margin is None or gain >= margin:
-                return {"helped": True, "clear": margin is not None, "gain_points": round(gain, 2),
-                        "message": f"Pretraining helped: kNN top-1 {100 * untrained:.2f}% untrained -> "
-                                   f"{100 * final:.2f}% ({gain:+.2f} points)."}
-            return {"helped": True, "clear": False, "gain_points": round(gain, 2),
-                    "message": f"Pretraining helped a little: kNN top-1 {100 * untrained:.2f}% untrained -> "
-                               f"{100 * final:.2f}% ({gain:+.2f} points), less than the sampling error of {n} "
-                               f"held-out images (about {margin:.1f} points at two standard errors), so not a "
-                               f"clear gain. More epochs or more images ({summary['train_images']} now) would "
-                               f"make it clear; README.md, 'Recipes'."}
-        return {"helped": False, "gain_points": round(gain, 2),
-                "message": f"Pretraining did not help: kNN top-1 {100 * final:.2f}% after {cfg.train.epochs} "
-                           f"epochs is not above the untrained network's {100 * untrained:.2f}% ({gain:+.2f} "
-                           f"points), so the exported backbone is no better than its initialisation. Try more "
-                           f"epochs or more images ({summary['train_images']} now), gentler crops "
-                           f"(--augment.view1.crop_scale '[0.2, 1.0]' and the same for view2), or the other "
-                           f"recipe (--config cifar10 or --config cifar10-solo-lars); README.md, 'Recipes'."}
+        figures = f"kNN top-1 {100 * untrained:.2f}% untrained -> {100 * final:.2f}% ({gain:+.2f} points"
+        if not paired:
+            return {"helped": None, "outcome": None, "gain_points": round(gain, 2),
+                    "message": f"{figures}); no paired test was possible (the untrained network's per-image "
+                               "results are missing), so no verdict."}
+        worse, better = paired["untrained_only"], paired["final_only"]
+        p = mcnemar_exact(worse, better)
+        test = (f"{better} held-out images right only after pretraining, {worse} only before; McNemar's exact "
+                f"test p = {p:.2g}")
+        base = {"gain_points": round(gain, 2), "p_value": p, "level": VERDICT_LEVEL, "test": "mcnemar-exact",
+                "final_only": better, "untrained_only": worse}
+        hint = (f"More epochs or more images ({summary['train_images']} now) may help; gentler crops "
+                f"(--augment.view1.crop_scale '[0.2, 1.0]' and the same for view2), or another recipe "
+                f"(--config cifar10); README.md, 'Recipes'.")
+        if p < VERDICT_LEVEL and better > worse:
+            return {**base, "helped": True, "outcome": "helped",
+                    "message": f"Pretraining helped: {figures}; {test})."}
+        if p < VERDICT_LEVEL:
+            return {**base, "helped": False, "outcome": "got worse",
+                    "message": f"Pretraining made the features worse: {figures}; {test}), so the exported "
+                               f"backbone is worse than its initialisation. {hint}"}
+        return {**base, "helped": False, "outcome": "no clear change",
+                "message": f"No clear change from pretraining: {figures}; {test}, not below {VERDICT_LEVEL}), so "
+                           f"the difference may be chance. {hint}"}
     std, healthy = summary.get("projection_std"), summary["projection_std_healthy"]
     if std is None:
         state = "not measured"
@@ -314,7 +352,7 @@ def verdict(summary: dict, cfg: Config) -> dict:
         state = f"collapsed (projection std {std:.4f}, healthy about {healthy:.4f})"
     else:
         state = f"not collapsed (projection std {std:.4f}, healthy about {healthy:.4f})"
-    return {"helped": None, "collapse": state,
+    return {"helped": None, "outcome": None, "collapse": state,
             "message": f"No check of whether pretraining helped was possible: the kNN monitor needs labeled "
                        f"held-out images (data.val_path with class folders, or labeled training data). "
                        f"Collapse monitor: {state}."}

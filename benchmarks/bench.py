@@ -10,6 +10,13 @@ online forward and backward on both, target forward, symmetric loss, optimiser s
 update) on resnet18-cifar with the paper's heads. Each variant runs in its own process so
 that its peak memory (CPU RSS, or GPU max allocated) is its own. One JSON object per
 variant, with the settings that produced it.
+
+So that speed compares across machines, each variant also measures the machine's matrix-
+multiply rate in the precision it runs (a 2048 x 2048 x 2048 product, median of repeats, on
+the same threads), counts the floating-point operations of one step (PyTorch's
+FlopCounterMode: convolutions and matrix products, 2 per multiply-add) and reports the step's
+share of that rate: `share_of_matmul_rate` = (step GFLOP / step seconds) / matmul GFLOP/s.
+The CPU kind (AVX-512 BF16 or AVX2, from torch's CPU capability) is in every object.
 """
 from __future__ import annotations
 
@@ -80,6 +87,12 @@ def run_variant(variant: str, batch_size: int, width: float, steps: int, warmup:
         model.update_target(k, 1000)
         return loss
 
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step(0)
+    step_flop = counter.get_total_flops()
     times = []
     for k in range(warmup + steps):
         t0 = time.perf_counter()
@@ -91,19 +104,48 @@ def run_variant(variant: str, batch_size: int, width: float, steps: int, warmup:
         if k >= warmup:
             times.append(time.perf_counter() - t0)
     sec = statistics.median(times)
+    rate = matmul_gflops(dev, dtype or torch.float32)
     peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {
         "benchmark": "B1", "variant": variant, "backbone": f"resnet18-cifar@{width:g}", "batch": batch_size,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "precision": precision, "channels_last": channels_last, "concat_views": concat,
+        "cpu_kind": cpu_kind(), "precision": precision, "channels_last": channels_last, "concat_views": concat,
         "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": _commit(),
         "steps_timed": steps, "warmup": warmup,
         "images_per_sec": round(batch_size / sec, 2), "ms_per_step": round(1000 * sec, 1),
         "ms_per_step_all": [round(1000 * t, 1) for t in times],
+        "step_gflop": round(step_flop / 1e9, 2), "achieved_gflops": round(step_flop / sec / 1e9, 1),
+        "matmul_gflops": round(rate, 1), "share_of_matmul_rate": round(step_flop / sec / 1e9 / rate, 3),
         "peak_memory_mb": round(peak / 2**20, 1),
         "peak_memory_kind": "gpu_max_allocated" if dev.type == "cuda" else "cpu_max_rss",
     }
+
+
+def cpu_kind() -> str:
+    """'AVX-512 BF16' where this CPU multiplies bf16 in hardware (or AMX), else its vector
+    capability as torch reports it (e.g. 'AVX2')."""
+    from byol.training.pretrain import cpu_bf16_hardware
+
+    return "AVX-512 BF16" if cpu_bf16_hardware() else torch.backends.cpu.get_cpu_capability().replace("AVX512", "AVX-512")
+
+
+def matmul_gflops(device, dtype, n: int = 2048, repeats: int = 7) -> float:
+    """The machine's matrix-multiply rate in `dtype`: GFLOP/s of an n x n x n product (2 n^3
+    operations), the median of `repeats` timings after one warm-up."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    times = []
+    for k in range(repeats + 1):
+        t0 = time.perf_counter()
+        c = a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        else:
+            c[0, 0].item()
+        if k:
+            times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
 def throughput(batch_size=128, width=1.0, steps=5, warmup=2, variants="default", device="auto", repeats=1):

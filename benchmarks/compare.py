@@ -3,15 +3,30 @@
 Every library trains the same backbone class (resnet18-cifar at width 0.25) from the same
 initial weights (drawn once from the seed), on the same 10,000 CIFAR-10 training images
 (the first 1,000 of each class), for the same epochs at the same batch size. Each trained
-backbone is then evaluated by one kNN function (k 200, T 0.1, cosine similarity; bank: those
-10,000 images, queries: all 10,000 test images), with the input normalisation that library
-trained with. Pretraining wall time covers the training loop only (no decoding, no kNN).
+backbone is then evaluated by one kNN function (k 200, T 0.1, cosine similarity, fp32; bank:
+those 10,000 images), with the input normalisation that library trained with, on one of two
+query sets (--split):
+- val: the next 500 images of each class of the training file (5,000 images never trained on
+  and never in the test set). Recipes are chosen on this split.
+- test: the 10,000 test images. Reported once per recipe, on seeds never used for a choice.
+Pretraining wall time covers the training loop only (no decoding, no kNN).
 
-    python benchmarks/compare.py --cifar DIR --epochs 10 --seed 0            # all three
-    python benchmarks/compare.py --cifar DIR --libraries byol --epochs 30 \
-        --config configs/cifar10.yaml --set train.seed=1                     # one, a variant
+Two comparisons (--comparison):
+- defaults: each library as its documentation runs it: this project with train.precision
+  auto (bf16 autocast on a CPU with AVX-512 BF16 or AMX, else fp32) and channels_last;
+  lightly's benchmark and byol-pytorch's README in fp32.
+- fp32 / bf16: every library in that precision. bf16 runs this project with
+  train.precision bf16, lightly's step under torch.autocast(bfloat16) (what Lightning's
+  precision="bf16-mixed" does around a training step) and byol-pytorch's forward under
+  torch.autocast, as its README's loop would be wrapped. bf16 is refused on a CPU without
+  AVX-512 BF16 or AMX (emulated there, and slower than fp32).
 
-Prints one JSON object per library (and one for the untrained network) on stdout.
+    python benchmarks/compare.py --cifar DIR --split val --seeds 0,1 --libraries byol --set optim.base_lr=0.08
+    python benchmarks/compare.py --cifar DIR --split test --seeds 100,101,102 --epochs 10 --comparison fp32
+
+Prints one JSON object per library and seed (and for the untrained network), then one summary
+object per library over the seeds: mean kNN top-1, mean gain over the untrained network,
+mean pretraining time and the time ratio to this project.
 
 The peers need torchvision, which does not import beside a CPU-only torch build: run this in
 an environment that has torch + torchvision + lightly + byol-pytorch + this project (see
@@ -24,11 +39,16 @@ The peers' recipes, as their authors publish them:
   target momentum 0.99 (constant, updated before each step), loss 0.5 (negcos(p0, z1) +
   negcos(p1, z0)), SGD lr 0.06 x batch/128, momentum 0.9, weight decay 5e-4 on every
   parameter, CosineAnnealingLR over the epochs (stepped per epoch), per-image augmentation
-  in DataLoader workers.
+  in DataLoader workers (--workers, 2 here: the machine's 2 cores), ImageNet mean/std.
 - byol-pytorch: its README usage: BYOL(net, image_size=32, hidden_layer='avgpool') with its
   defaults (projection 256, hidden 4096, moving average 0.99, its default augmentation,
   simplicial embeddings as the package's default), Adam lr 3e-4, update_moving_average()
-  after each step.
+  after each step. Its augmentation is kornia's, applied to the whole batch on the training
+  device; each image draws its own parameters there except the colour jitter's order, and it
+  normalises with ImageNet mean/std inside the model; no DataLoader workers.
+- this project: --config (default: the packaged cifar10 recipe), augmentation batched on the
+  training device (per-image draws), CIFAR-10 mean/std, no DataLoader workers (the images are
+  in memory).
 """
 from __future__ import annotations
 
@@ -56,18 +76,29 @@ def commit() -> str:
         return "unknown"
 
 
-def load_images(cifar: str, per_class: int):
-    """(train MemoryImages: the first `per_class` images of each class, test MemoryImages)."""
-    from byol.data.images import decode_to_memory, list_images
-    from byol.data.images import first_per_class
+VAL_PER_CLASS = 500  # the validation queries: the images after the first per_class of each class
+
+
+def load_images(cifar: str, per_class: int, split: str):
+    """(train MemoryImages: the first `per_class` images of each class, query MemoryImages: the
+    next VAL_PER_CLASS of each class of the training file for split 'val', the test file for 'test')."""
+    from byol.data.images import ImageList, decode_to_memory, first_per_class, list_images
 
     train_tar, test_tar = os.path.join(cifar, "train.tar.gz"), os.path.join(cifar, "test.tar.gz")
     for f in (train_tar, test_tar):
         if not os.path.exists(f):
             sys.exit(f"compare: {f} not found; pass --cifar DIR (the folder holding train.tar.gz and test.tar.gz)")
-    train = decode_to_memory(first_per_class(list_images(train_tar), per_class), 32)
-    test = decode_to_memory(list_images(test_tar), 32)
-    return train, test
+    everything = list_images(train_tar)
+    train_list = first_per_class(everything, per_class)
+    train = decode_to_memory(train_list, 32)
+    if split == "test":
+        return train, decode_to_memory(list_images(test_tar), 32)
+    used = set(train_list.items)
+    head = first_per_class(ImageList(everything.root,
+                                     [i for i in everything.items if i not in used],
+                                     [lab for i, lab in zip(everything.items, everything.labels) if i not in used],
+                                     everything.classes), VAL_PER_CLASS)
+    return train, decode_to_memory(head, 32)
 
 
 def initial_backbone(seed: int, width: float):
@@ -79,7 +110,8 @@ def initial_backbone(seed: int, width: float):
 
 
 def knn_top1(net, train, test, mean, std) -> dict:
-    """The one evaluator: kNN (k 200, T 0.1) on the backbone's pooled features, fp32."""
+    """The one evaluator: kNN (k 200, T 0.1) on the backbone's pooled features, fp32, bank `train`,
+    queries `test` (the validation or the test split)."""
     from byol.evaluation.protocols import extract_features, knn_accuracy
 
     bank = extract_features(net, train.images, mean, std, image_size=32)
@@ -98,8 +130,10 @@ def train_byol(net, train, args):
 
     configs = args.config or ["cifar10"]  # a packaged recipe, by name
     with tempfile.TemporaryDirectory() as out:
+        precision = {"defaults": "auto", "fp32": "32", "bf16": "bf16"}[args.comparison]
         overrides = ["--data.path", os.path.join(args.cifar, "train.tar.gz"),  # the same images, decoded alike
                      "--data.limit_per_class", str(args.per_class), "--train.epochs", str(args.epochs),
+                     "--train.precision", precision,
                      "--train.batch_size", str(args.batch_size), "--train.seed", str(args.seed),
                      "--model.backbone_args", f"{{stem: cifar, width: {args.width}}}",
                      "--train.knn_every", "0", "--train.out_dir", out, "--log.progress", "false",
@@ -110,7 +144,8 @@ def train_byol(net, train, args):
         cfg = load_config(configs, overrides)
         summary = pretrain(cfg, net=net)
         info = {"config": [os.path.relpath(str(c), ROOT) if os.path.exists(str(c)) else str(c) for c in configs],
-                "set": args.set, "precision": summary["precision"], "steps": summary["steps"]}
+                "set": args.set, "precision": summary["precision"], "steps": summary["steps"],
+                "channels_last": cfg.train.channels_last, "workers": 0}
         if args.target_knn:  # the EMA target's backbone, for information
             import copy
 
@@ -171,14 +206,16 @@ def train_lightly(net, train, args):
     def forward_momentum(x):
         return projection_head_momentum(backbone_momentum(x).flatten(start_dim=1)).detach()
 
+    bf16 = peer_bf16(args)
     steps = 0
     start = time.perf_counter()
     for _ in range(args.epochs):
         for x0, x1 in loader:
             update_momentum(backbone, backbone_momentum, m=0.99)
             update_momentum(projection_head, projection_head_momentum, m=0.99)
-            p0, z0, p1, z1 = forward(x0), forward_momentum(x0), forward(x1), forward_momentum(x1)
-            loss = 0.5 * (criterion(p0, z1) + criterion(p1, z0))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # Lightning's bf16-mixed
+                p0, z0, p1, z1 = forward(x0), forward_momentum(x0), forward(x1), forward_momentum(x1)
+                loss = 0.5 * (criterion(p0, z1) + criterion(p1, z0))
             optim.zero_grad()
             loss.backward()
             optim.step()
@@ -187,8 +224,9 @@ def train_lightly(net, train, args):
     seconds = time.perf_counter() - start
     import lightly
 
-    return backbone, seconds, (IMAGENET_MEAN, IMAGENET_STD), {"version": lightly.__version__, "steps": steps,
-                                                             "precision": "32-true", "workers": args.workers}
+    return backbone, seconds, (IMAGENET_MEAN, IMAGENET_STD), {
+        "version": lightly.__version__, "steps": steps, "precision": "bf16-mixed" if bf16 else "32-true",
+        "channels_last": False, "workers": args.workers}
 
 
 def train_byol_pytorch(net, train, args):
@@ -198,13 +236,15 @@ def train_byol_pytorch(net, train, args):
     opt = torch.optim.Adam(learner.parameters(), lr=3e-4)
     g = torch.Generator().manual_seed(args.seed)
     n = len(train.images)
+    bf16 = peer_bf16(args)
     steps = 0
     start = time.perf_counter()
     for _ in range(args.epochs):
         order = torch.randperm(n, generator=g)
         for i in range(n // args.batch_size):
             images = train.images[order[i * args.batch_size:(i + 1) * args.batch_size]].float() / 255
-            loss = learner(images)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = learner(images)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -213,31 +253,63 @@ def train_byol_pytorch(net, train, args):
     seconds = time.perf_counter() - start
     from importlib.metadata import version
 
-    return net, seconds, (IMAGENET_MEAN, IMAGENET_STD), {"version": version("byol-pytorch"), "steps": steps,
-                                                        "precision": "32-true"}
+    return net, seconds, (IMAGENET_MEAN, IMAGENET_STD), {
+        "version": version("byol-pytorch"), "steps": steps, "precision": "bf16-mixed" if bf16 else "32-true",
+        "channels_last": False, "workers": 0}
+
+
+def peer_bf16(args) -> bool:
+    """The peers run bf16 autocast only in the bf16 comparison; as documented (defaults), fp32."""
+    return args.comparison == "bf16"
 
 
 TRAINERS = {"byol": train_byol, "lightly": train_lightly, "byol-pytorch": train_byol_pytorch}
 
 
 def run_one(args) -> dict:
-    train, test = load_images(args.cifar, args.per_class)
+    train, queries = load_images(args.cifar, args.per_class, args.split)
     net = initial_backbone(args.seed, args.width)
     if args.one == "untrained":
         from byol.config import load_config
 
         cfg = load_config(args.config or ["cifar10"])
         row = {"library": "untrained", "pretrain_seconds": 0.0}
-        row.update({f"{k}_own_norm": v for k, v in knn_top1(net, train, test, cfg.augment.mean, cfg.augment.std).items()})
-        row.update({f"{k}_imagenet_norm": v for k, v in knn_top1(net, train, test, IMAGENET_MEAN, IMAGENET_STD).items()})
+        row.update({f"{k}_own_norm": v for k, v in knn_top1(net, train, queries, cfg.augment.mean,
+                                                             cfg.augment.std).items()})
+        row.update({f"{k}_imagenet_norm": v for k, v in knn_top1(net, train, queries, IMAGENET_MEAN,
+                                                                  IMAGENET_STD).items()})
         return row
     trained, seconds, (mean, std), info = TRAINERS[args.one](net, train, args)
     target = info.pop("target", None)
-    row = {"library": args.one, "pretrain_seconds": round(seconds, 1), **knn_top1(trained, train, test, mean, std),
+    row = {"library": args.one, "pretrain_seconds": round(seconds, 1), **knn_top1(trained, train, queries, mean, std),
            **info}
     if target is not None:
-        row["knn_top1_target"] = knn_top1(target, train, test, mean, std)["knn_top1"]
+        row["knn_top1_target"] = knn_top1(target, train, queries, mean, std)["knn_top1"]
     return row
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per library over the seeds: mean kNN top-1, mean gain over the untrained network of the same
+    seed (with the normalisation that library trained with), mean time, and time / this project's."""
+    def mean(values):
+        return round(sum(values) / len(values), 2) if values else None
+
+    untrained = {r["seed"]: r for r in rows if r["library"] == "untrained" and "error" not in r}
+    byol_time = mean([r["pretrain_seconds"] for r in rows if r["library"] == "byol" and "error" not in r])
+    out = []
+    for lib in dict.fromkeys(r["library"] for r in rows if r["library"] != "untrained"):
+        mine = [r for r in rows if r["library"] == lib and "error" not in r]
+        if not mine:
+            continue
+        gains = [r["knn_top1"] - untrained[r["seed"]]["knn_top1_" + ("own_norm" if lib == "byol" else "imagenet_norm")]
+                 for r in mine if r["seed"] in untrained]
+        seconds = mean([r["pretrain_seconds"] for r in mine])
+        out.append({"summary": lib, "seeds": [r["seed"] for r in mine], "knn_top1_mean": mean([r["knn_top1"] for r in mine]),
+                    "knn_top1_each": [r["knn_top1"] for r in mine], "gain_over_untrained_mean": mean(gains),
+                    "pretrain_seconds_mean": seconds,
+                    "time_ratio_to_byol": round(seconds / byol_time, 2) if byol_time else None,
+                    "precision": sorted({r.get("precision") for r in mine})})
+    return out
 
 
 def main(argv=None) -> int:
@@ -246,7 +318,11 @@ def main(argv=None) -> int:
     p.add_argument("--libraries", default="untrained," + ",".join(LIBRARIES),
                    help="comma-separated, in order: untrained, byol, lightly, byol-pytorch")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0, help="initial weights and data order")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds: initial weights and data order")
+    p.add_argument("--split", choices=("val", "test"), default="val",
+                   help="kNN queries: val (held-out training images; for choosing) or test (for reporting)")
+    p.add_argument("--comparison", choices=("defaults", "fp32", "bf16"), default="defaults",
+                   help="defaults: each library as documented; fp32 / bf16: every library in that precision")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--per-class", type=int, default=1000)
@@ -256,37 +332,64 @@ def main(argv=None) -> int:
                    help="this project's config overrides, e.g. --set optim.base_lr=0.1")
     p.add_argument("--target-knn", action="store_true", help="also the kNN of this project's EMA target backbone")
     p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=None, help="one seed (the same as --seeds S)")
     args = p.parse_args(argv)
     if args.one:
         print(json.dumps(run_one(args)), flush=True)
         return 0
-    common = {"benchmark": "B2-compare", "epochs": args.epochs, "seed": args.seed, "batch": args.batch_size,
-              "backbone": f"resnet18-cifar@{args.width:g}", "train_images": 10 * args.per_class,
-              "test_images": 10000, "knn_k": 200, "knn_temperature": 0.1, "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "commit": commit()}
-    for lib in [s.strip() for s in args.libraries.split(",") if s.strip()]:
+    from byol.training.pretrain import cpu_bf16_hardware
+
+    if args.comparison == "bf16" and not cpu_bf16_hardware():
+        sys.exit("compare: this CPU has no AVX-512 BF16 or AMX: bf16 is emulated here and slower than fp32, so the "
+                 "bf16 comparison is not run; use --comparison fp32 (the defaults comparison runs fp32 here too)")
+    try:
+        seeds = [args.seed] if args.seed is not None else [int(v) for v in args.seeds.split(",") if v.strip()]
+    except ValueError:
+        sys.exit(f"compare: --seeds {args.seeds!r}: give whole numbers separated by commas, e.g. 100,101,102")
+    libraries = [s.strip() for s in args.libraries.split(",") if s.strip()]
+    for lib in libraries:
         if lib not in ("untrained", *LIBRARIES):
             sys.exit(f"compare: unknown library {lib!r}; choose from untrained, {', '.join(LIBRARIES)}")
-        cmd = [sys.executable, os.path.abspath(__file__), "--one", lib, *_passthrough(argv)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)  # each in a fresh process
-        if proc.returncode != 0:
-            print(json.dumps({**common, "library": lib, "error": proc.stderr.strip().splitlines()[-3:]}), flush=True)
-            continue
-        print(json.dumps({**common, **json.loads(proc.stdout.strip().splitlines()[-1])}), flush=True)
+    common = {"benchmark": "B2-compare", "comparison": args.comparison, "split": args.split, "epochs": args.epochs,
+              "batch": args.batch_size, "backbone": f"resnet18-cifar@{args.width:g}",
+              "train_images": 10 * args.per_class, "query_images": 10000 if args.split == "test" else 10 * VAL_PER_CLASS,
+              "knn_k": 200, "knn_temperature": 0.1, "torch": torch.__version__, "cpu_kind": cpu_kind(),
+              "threads": torch.get_num_threads(), "commit": commit()}
+    rows = []
+    for seed in seeds:
+        for lib in libraries:
+            cmd = [sys.executable, os.path.abspath(__file__), "--one", lib, "--seed", str(seed),
+                   *_passthrough(argv)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)  # each in a fresh process
+            if proc.returncode != 0:
+                row = {**common, "seed": seed, "library": lib, "error": proc.stderr.strip().splitlines()[-3:]}
+            else:
+                row = {**common, "seed": seed, **json.loads(proc.stdout.strip().splitlines()[-1])}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    for line in summarize(rows):
+        print(json.dumps({**common, **line}), flush=True)
     return 0
 
 
+def cpu_kind() -> str:
+    from bench import cpu_kind as kind
+
+    return kind()
+
+
 def _passthrough(argv):
+    """The command line for one run: everything but --libraries and the seeds."""
     argv = list(sys.argv[1:] if argv is None else argv)
     out, skip = [], False
-    for i, a in enumerate(argv):
+    for a in argv:
         if skip:
             skip = False
             continue
-        if a == "--libraries":
+        if a in ("--libraries", "--seeds", "--seed"):
             skip = True
             continue
-        if a.startswith("--libraries="):
+        if a.startswith(("--libraries=", "--seeds=", "--seed=")):
             continue
         out.append(a)
     return out

@@ -3,6 +3,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
 
@@ -19,6 +21,17 @@ def test_bench_throughput_prints_json(capsys):
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     assert [r["variant"] for r in lines] == ["default", "fp32"]
     assert all(r["images_per_sec"] > 0 and r["peak_memory_mb"] > 0 for r in lines)
+    for r in lines:  # the step's share of this machine's matrix-multiply rate, in the precision it ran
+        assert r["matmul_gflops"] > 0 and r["step_gflop"] > 0 and r["cpu_kind"]
+        assert r["share_of_matmul_rate"] == pytest.approx(r["achieved_gflops"] / r["matmul_gflops"], rel=0.01)
+        assert r["achieved_gflops"] == pytest.approx(r["step_gflop"] * r["images_per_sec"] / r["batch"], rel=0.02)
+
+
+def test_a_step_counts_the_operations_of_both_views_and_the_target():
+    # resnet18-cifar: 0.56 G multiply-adds per 32-px image forward; a step is 3 passes (forward and
+    # backward, x2) for the online network and 1 for the target, on each of the 2 views: about 8.9 GFLOP
+    r = bench().run_variant("fp32", 2, 1.0, 1, 0, "cpu")
+    assert r["step_gflop"] / 2 == pytest.approx(8.9, rel=0.05)
 
 
 def test_bench_b3_tiny_on_cpu(cifar_dir, tmp_path, capsys):
@@ -35,3 +48,52 @@ def test_bench_without_cifar_says_what_to_pass(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("BYOL_CIFAR10_DIR", raising=False)
     assert bench().main(["b2", "--out", str(tmp_path / "b2")]) == 2
     assert "--cifar DIR" in capsys.readouterr().err
+
+
+COMPARE = BENCH.parent / "compare.py"
+
+
+def compare():
+    import sys
+
+    sys.path.insert(0, str(BENCH.parent))  # compare.py imports bench.py beside it
+    spec = importlib.util.spec_from_file_location("compare", COMPARE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_chooses_on_held_out_training_images_never_the_test_set(cifar_dir):
+    c = compare()
+    train, val = c.load_images(str(cifar_dir), 20, "val")
+    assert len(train) == 200 and len(val) == 10 * c.VAL_PER_CLASS
+    assert not set(map(bytes, train.images.flatten(1).numpy())) & set(map(bytes, val.images.flatten(1).numpy()))
+    _, test = c.load_images(str(cifar_dir), 20, "test")
+    assert len(test) == 10000
+
+
+def test_compare_summary_means_gains_and_time_ratios():
+    rows = [{"library": "untrained", "seed": s, "knn_top1_own_norm": 20.0, "knn_top1_imagenet_norm": 21.0,
+             "pretrain_seconds": 0.0} for s in (1, 2)]
+    rows += [{"library": "byol", "seed": 1, "knn_top1": 30.0, "pretrain_seconds": 100.0, "precision": "32-true"},
+             {"library": "byol", "seed": 2, "knn_top1": 32.0, "pretrain_seconds": 110.0, "precision": "32-true"},
+             {"library": "lightly", "seed": 1, "knn_top1": 27.0, "pretrain_seconds": 300.0, "precision": "32-true"},
+             {"library": "lightly", "seed": 2, "error": ["boom"]}]
+    byol, lightly = compare().summarize(rows)
+    assert byol["knn_top1_mean"] == 31.0 and byol["gain_over_untrained_mean"] == 11.0
+    assert byol["time_ratio_to_byol"] == 1.0 and byol["seeds"] == [1, 2]
+    assert lightly["knn_top1_mean"] == 27.0 and lightly["gain_over_untrained_mean"] == 6.0
+    assert lightly["time_ratio_to_byol"] == pytest.approx(2.86, abs=0.01)
+
+
+def test_compare_runs_this_project_and_the_untrained_network_on_two_seeds(cifar_dir, capsys):
+    assert compare().main(["--cifar", str(cifar_dir), "--libraries", "untrained,byol", "--epochs", "1",
+                           "--per-class", "30", "--seeds", "3,4", "--width", "0.125", "--batch-size", "64",
+                           "--comparison", "fp32", "--set", "model.projection_hidden_dim=64",
+                           "--set", "model.prediction_hidden_dim=64"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    runs, summary = lines[:4], lines[4:]
+    assert [(r["seed"], r["library"]) for r in runs] == [(3, "untrained"), (3, "byol"), (4, "untrained"), (4, "byol")]
+    assert all("error" not in r and r["split"] == "val" and r["query_images"] == 5000 for r in runs)
+    assert runs[1]["precision"] == "32-true" and runs[1]["steps"] == 4 and runs[1]["cpu_kind"]
+    assert summary[0]["summary"] == "byol" and summary[0]["seeds"] == [3, 4]

@@ -43,9 +43,11 @@ The peers' recipes, as their authors publish them:
 - byol-pytorch: its README usage: BYOL(net, image_size=32, hidden_layer='avgpool') with its
   defaults (projection 256, hidden 4096, moving average 0.99, its default augmentation,
   simplicial embeddings as the package's default), Adam lr 3e-4, update_moving_average()
-  after each step. Its augmentation is kornia's, applied to the whole batch on the training
-  device; each image draws its own parameters there except the colour jitter's order, and it
-  normalises with ImageNet mean/std inside the model; no DataLoader workers.
+  after each step. Its augmentation is torchvision's transforms applied to the whole batch
+  tensor on the training device, so each parameter is drawn once per batch (every image of a
+  batch gets the same crop, flip, jitter, grayscale and blur; colour jitter 0.8/0.8/0.8/0.2
+  with p 0.3, blur p 0.2, the same pipeline for both views); it normalises with ImageNet
+  mean/std inside the model; no DataLoader workers.
 - this project: --config (default: the packaged cifar10 recipe), augmentation batched on the
   training device (per-image draws), CIFAR-10 mean/std, no DataLoader workers (the images are
   in memory).

@@ -335,3 +335,24 @@ def test_auto_precision_follows_the_probe_and_the_run_says_which(fast_bf16, expe
     assert summary["precision"] == expected and summary["knn_final_top1"] > 0
     word = "bf16 autocast" if fast_bf16 == "1" else "fp32"
     assert printed.count(f"precision: {word}") == 2  # at the start of the run and in the demo's result line
+
+
+def test_a_checkpoint_from_before_a_key_existed_resumes_with_that_keys_default(demo_run, tmp_path):
+    # a config key added later (model.head_bias, optim.schedule_per) is absent from older checkpoints:
+    # its default is what those runs used, so a resume with the default is not a change of the run
+    import copy
+
+    from byol.config import from_dict
+    from byol.training.pretrain import check_resume_config
+
+    ckpt = torch.load(demo_run / "checkpoints" / "last.ckpt", weights_only=False)
+    saved = ckpt["hyper_parameters"]["config"]
+    cfg = from_dict(copy.deepcopy(saved))  # the run's own config, with today's keys
+    del saved["model"]["head_bias"], saved["optim"]["schedule_per"]
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    check_resume_config(old, cfg)  # accepted
+    saved["model"]["head_bias"] = "output"  # a real difference is still named
+    torch.save(ckpt, old)
+    with pytest.raises(Exception, match="model.head_bias"):
+        check_resume_config(old, cfg)

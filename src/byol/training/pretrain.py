@@ -429,7 +429,7 @@ def check_resume_config(last: Path, cfg: Config) -> None:
                           f"(train.devices {t.get('devices')} x train.num_nodes {t.get('num_nodes')}), and its "
                           "learning rate, schedule length and data order depend on that number. Resume with the "
                           "same train.devices and train.num_nodes, or start a new run")
-    now = to_dict(cfg)
+    now, defaults = to_dict(cfg), to_dict(Config())
     free = {"log", "train.out_dir", "train.knn_every", "train.log_every", "train.threads", "data.num_workers",
             "train.checkpoint_every", "train.checkpoint_every_steps", "train.keep_checkpoints", "train.compile",
             "train.skip_nonfinite", "train.devices", "train.num_nodes", "train.accelerator"}
@@ -441,7 +441,7 @@ def check_resume_config(last: Path, cfg: Config) -> None:
             name = f"{section}.{key}"
             if name in free:
                 continue
-            old = saved.get(section, {}).get(key)
+            old = saved.get(section, {}).get(key, defaults[section].get(key))  # a key added since: its default
             if old != value:
                 diffs.append(f"{name}: {old!r} -> {value!r}")
     if diffs:

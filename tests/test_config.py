@@ -136,3 +136,12 @@ def test_the_lightning_module_applies_presets_as_the_command_line_does():
     module = BYOLModule(net, values)
     assert module.cfg.model.tau_base == 0.9 and module.cfg.model.projection_hidden_dim == 32
     assert module.cfg.model.prediction_hidden_dim == 16
+
+
+def test_new_keys_are_refused_with_one_line_naming_them():
+    with pytest.raises(ConfigError, match=r"model.head_bias = 'both': must be hidden or output"):
+        from_dict({"model": {"head_bias": "both"}})
+    with pytest.raises(ConfigError, match=r"optim.schedule_per = 'batch': must be step or epoch"):
+        from_dict({"optim": {"schedule_per": "batch"}})
+    with pytest.raises(ConfigError, match=r"data.large_images = 'full': full reads image folders and shards"):
+        from_dict({"data": {"dataset": "video", "large_images": "full"}})

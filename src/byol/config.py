@@ -211,9 +211,11 @@ def _type_name(tp) -> str:
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
-def _apply(obj, values: dict, prefix: str, source: str, given: dict | None = None, keep=()):
+def _apply(obj, values: dict, prefix: str, source: str, given: dict | None = None, keep=(),
+           kept: list | None = None):
     """Set the keys of `values` on the dataclass `obj`; `given` records who set each key.
-    Dotted keys in `keep` are left as they are (what the user set, when a preset is applied)."""
+    Dotted keys in `keep` are left as they are (what the user set, when a preset is applied),
+    and listed in `kept`."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: {prefix or 'the top level'} must be a mapping, got {values!r}")
     hints = typing.get_type_hints(type(obj))
@@ -225,9 +227,10 @@ def _apply(obj, values: dict, prefix: str, source: str, given: dict | None = Non
                               f"{' in ' + repr(prefix[:-1]) if prefix else ''}: {', '.join(names)}")
         current = getattr(obj, k)
         if dataclasses.is_dataclass(current):
-            _apply(current, v, f"{key}.", source, given, keep)
+            _apply(current, v, f"{key}.", source, given, keep, kept)
         elif key in keep:
-            continue
+            if kept is not None:
+                kept.append(key)
         else:
             setattr(obj, k, _coerce(v, hints[k], f"{source}: {key}"))
             if given is not None:
@@ -267,26 +270,12 @@ def apply_epoch_preset(cfg: Config, given: dict) -> int | None:
                           "like {optim.base_lr: 0.3}")
     epochs = cfg.train.epochs
     chosen = min(table, key=lambda k: (abs(math.log(k / max(epochs, 1))), k))
-    user = set(given)
-    _apply(cfg, _nested(table[chosen]), "", f"{source}: epoch_presets[{chosen}]", given, keep=user)
-    kept = sorted(k for k in _nested_keys(cfg, _nested(table[chosen])) if k in user)
+    kept: list[str] = []
+    _apply(cfg, _nested(table[chosen]), "", f"{source}: epoch_presets[{chosen}]", given, set(given), kept)
     cfg.notes.append(f"epoch_presets: the settings for {chosen} epochs"
                      + ("" if chosen == epochs else f" (the nearest preset to {epochs})")
-                     + (f"; kept as set: {', '.join(kept)}" if kept else ""))
+                     + (f"; kept as set: {', '.join(sorted(kept))}" if kept else ""))
     return chosen
-
-
-def _nested_keys(obj, values: dict, prefix: str = "") -> list[str]:
-    """The dotted keys that nested `values` set on the dataclass `obj` (a dict-valued field such
-    as model.backbone_args is one key)."""
-    keys = []
-    for k, v in values.items():
-        current = getattr(obj, k, None)
-        if dataclasses.is_dataclass(current) and isinstance(v, dict):
-            keys += _nested_keys(current, v, f"{prefix}{k}.")
-        else:
-            keys.append(f"{prefix}{k}")
-    return keys
 
 
 def from_dict(values: dict | None, source: str = "config") -> Config:

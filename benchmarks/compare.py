@@ -23,6 +23,7 @@ Two comparisons (--comparison):
 
     python benchmarks/compare.py --cifar DIR --split val --seeds 0,1 --libraries byol --set optim.base_lr=0.08
     python benchmarks/compare.py --cifar DIR --split test --seeds 100,101,102 --epochs 10 --comparison fp32
+    python benchmarks/compare.py --rows seed100.jsonl seed101.jsonl seed102.jsonl
 
 Prints one JSON object per library and seed (and for the untrained network), then one summary
 object per library over the seeds: mean kNN top-1, mean gain over the untrained network,
@@ -314,9 +315,39 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+SETTINGS = ("comparison", "split", "epochs", "batch", "backbone", "train_images", "query_images", "cpu_kind")
+
+
+def summarize_files(paths: list[str]) -> int:
+    """The summary of rows saved from earlier runs; refuses rows whose settings differ."""
+    rows = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                rows += [json.loads(line) for line in f if line.strip()]
+        except (OSError, json.JSONDecodeError) as e:
+            sys.exit(f"compare: --rows {path}: {e}")
+    rows = [r for r in rows if "library" in r]  # not the summaries those runs printed
+    if not rows:
+        sys.exit(f"compare: --rows {' '.join(paths)}: no result rows (JSON lines with a 'library')")
+    for key in SETTINGS:
+        values = sorted({str(r.get(key)) for r in rows})
+        if len(values) > 1:
+            sys.exit(f"compare: --rows: the rows differ in {key} ({', '.join(values)}): summarize each setting apart")
+    seen = [(r["seed"], r["library"]) for r in rows]
+    twice = sorted({f"seed {s} {lib}" for s, lib in seen if seen.count((s, lib)) > 1})
+    if twice:
+        sys.exit(f"compare: --rows: {', '.join(twice)} appear more than once: give each run's file once")
+    common = {k: rows[0].get(k) for k in ("benchmark", *SETTINGS, "knn_k", "knn_temperature")}
+    common.update(torch=sorted({r.get("torch") for r in rows}), commit=sorted({r.get("commit") for r in rows}))
+    for line in summarize(rows):
+        print(json.dumps({**common, **line}), flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cifar", required=True, help="folder with CIFAR-10's train.tar.gz and test.tar.gz")
+    p.add_argument("--cifar", help="folder with CIFAR-10's train.tar.gz and test.tar.gz (needed unless --rows)")
     p.add_argument("--libraries", default="untrained," + ",".join(LIBRARIES),
                    help="comma-separated, in order: untrained, byol, lightly, byol-pytorch")
     p.add_argument("--epochs", type=int, default=10)
@@ -335,7 +366,14 @@ def main(argv=None) -> int:
     p.add_argument("--target-knn", action="store_true", help="also the kNN of this project's EMA target backbone")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=None, help="one seed (the same as --seeds S)")
+    p.add_argument("--rows", nargs="+", metavar="FILE",
+                   help="run nothing: print the summary of the rows that earlier runs printed (JSON lines, "
+                        "e.g. one file per seed); every row must come from the same comparison, split and epochs")
     args = p.parse_args(argv)
+    if args.rows:
+        return summarize_files(args.rows)
+    if not args.cifar:
+        p.error("give --cifar DIR (CIFAR-10's train.tar.gz and test.tar.gz), or --rows FILE to summarize saved rows")
     if args.one:
         print(json.dumps(run_one(args)), flush=True)
         return 0

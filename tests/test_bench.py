@@ -23,8 +23,10 @@ def test_bench_throughput_prints_json(capsys):
     assert all(r["images_per_sec"] > 0 and r["peak_memory_mb"] > 0 for r in lines)
     for r in lines:  # the step's share of this machine's matrix-multiply rate, in the precision it ran
         assert r["matmul_gflops"] > 0 and r["step_gflop"] > 0 and r["cpu_kind"]
-        assert r["share_of_matmul_rate"] == pytest.approx(r["achieved_gflops"] / r["matmul_gflops"], rel=0.01)
-        assert r["achieved_gflops"] == pytest.approx(r["step_gflop"] * r["images_per_sec"] / r["batch"], rel=0.02)
+        # the share is rounded to 3 decimals, the other figures to 1 or 2: compare within those roundings
+        rate = r["step_gflop"] * r["images_per_sec"] / r["batch"]
+        assert r["share_of_matmul_rate"] == pytest.approx(rate / r["matmul_gflops"], rel=0.02, abs=6e-4)
+        assert r["achieved_gflops"] == pytest.approx(rate, rel=0.02, abs=0.06)
 
 
 def test_a_step_counts_the_operations_of_both_views_and_the_target():
@@ -84,6 +86,27 @@ def test_compare_summary_means_gains_and_time_ratios():
     assert byol["time_ratio_to_byol"] == 1.0 and byol["seeds"] == [1, 2]
     assert lightly["knn_top1_mean"] == 27.0 and lightly["gain_over_untrained_mean"] == 6.0
     assert lightly["time_ratio_to_byol"] == pytest.approx(2.86, abs=0.01)
+
+
+def test_compare_summarizes_saved_rows_of_separate_runs_and_refuses_mixed_ones(tmp_path, capsys):
+    def row(seed, library, knn, seconds, **kw):
+        return {"benchmark": "B2-compare", "comparison": "defaults", "split": "test", "epochs": 10, "seed": seed,
+                "library": library, "knn_top1": knn, "knn_top1_own_norm": 20.0, "knn_top1_imagenet_norm": 20.0,
+                "pretrain_seconds": seconds, "commit": f"c{seed}", **kw}
+
+    for seed in (1, 2):
+        rows = [row(seed, "untrained", None, 0.0), row(seed, "byol", 30.0 + seed, 100.0)]
+        (tmp_path / f"s{seed}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n"
+                                                 + json.dumps({"summary": "byol"}) + "\n")
+    assert compare().main(["--rows", str(tmp_path / "s1.jsonl"), str(tmp_path / "s2.jsonl")]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["summary"] == "byol" and out["seeds"] == [1, 2] and out["knn_top1_mean"] == 31.5
+    assert out["gain_over_untrained_mean"] == 11.5 and out["commit"] == ["c1", "c2"] and out["split"] == "test"
+    (tmp_path / "s3.jsonl").write_text(json.dumps(row(3, "byol", 33.0, 100.0, epochs=30)) + "\n")
+    with pytest.raises(SystemExit, match="differ in epochs \\(10, 30\\)"):
+        compare().main(["--rows", str(tmp_path / "s1.jsonl"), str(tmp_path / "s3.jsonl")])
+    with pytest.raises(SystemExit, match="seed 1 byol, seed 1 untrained appear more than once"):
+        compare().main(["--rows", str(tmp_path / "s1.jsonl"), str(tmp_path / "s1.jsonl")])
 
 
 def test_compare_runs_this_project_and_the_untrained_network_on_two_seeds(cifar_dir, capsys):

@@ -56,11 +56,14 @@ def test_corrupt_and_truncated_images_are_skipped_with_one_line_each(tmp_path, c
     (root / "a" / "bad.png").write_bytes(b"not a png at all")
     good = (root / "b" / "0.png").read_bytes()
     (root / "b" / "trunc.png").write_bytes(good[: len(good) // 2])
+    (root / "b" / "zero.png").write_bytes(b"")
     mem = decode_to_memory(list_images(root), 16)
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 2 and all(line.startswith("byol: skipping unreadable image ") for line in lines)
-    assert any("bad.png (" in line for line in lines) and not any(".py" in line for line in lines)
-    assert len(mem) == 6 and sorted(p.rsplit("/", 1)[-1] for p in mem.skipped) == ["bad.png", "trunc.png"]
+    assert len(lines) == 3 and all(line.startswith("byol: skipping unreadable image ") for line in lines)
+    assert any("bad.png (not in an image format PIL can read)" in line for line in lines)
+    assert any("zero.png (an empty file (0 bytes))" in line for line in lines)
+    assert not any(".py" in line or "BytesIO" in line for line in lines)
+    assert len(mem) == 6 and sorted(p.rsplit("/", 1)[-1] for p in mem.skipped) == ["bad.png", "trunc.png", "zero.png"]
 
 
 def test_grayscale_images_become_three_channels_or_stay_one(tmp_path):
@@ -99,3 +102,47 @@ def test_memory_dataset_batches_and_held_out_split():
     rest, held = split_held_out(listing, 0.25, seed=0)
     assert len(rest) == 28 and len(held) == 12 and not set(rest.items) & set(held.items)
     assert sorted(held.labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]  # class-balanced
+
+
+def test_symbolic_links_never_list_an_image_twice_or_under_another_class(tmp_path, capsys):
+    import os
+
+    from conftest import write_folder
+
+    root = write_folder(tmp_path / "data", classes=("a", "b"), per_class=10)
+    os.symlink("..", root / "a" / "up")  # a loop: 20 images became 1,220
+    os.symlink("../b", root / "a" / "tob")  # b's images under label a
+    os.symlink("../b/0.png", root / "a" / "also.png")  # one file twice
+    elsewhere = write_folder(tmp_path / "elsewhere", classes=("c",), per_class=3)
+    os.symlink(elsewhere / "c", root / "c")  # a class folder kept outside: followed
+    images = list_images(root)
+    assert len(images) == 23 and len(set(images.items)) == 23
+    assert images.classes == ["a", "b", "c"] and images.labels.count(0) == 10 and images.labels.count(1) == 10
+    assert all(item.split("/")[0] == images.classes[label] for item, label in zip(images.items, images.labels))
+    err = capsys.readouterr().err
+    assert "3 symbolic link(s) skipped" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_16_bit_png_keeps_its_picture(tmp_path, demo_data):
+    # PIL's convert clips 16-bit values at 255: the image became all white
+    src = sorted((demo_data / "test").rglob("*.png"))[0]  # a real image of the demo set
+    gray8 = np.asarray(Image.open(src).convert("L"))
+    (tmp_path / "c").mkdir()
+    Image.fromarray(gray8).save(tmp_path / "c" / "eight.png")
+    Image.fromarray(gray8.astype(np.uint16) * 257).save(tmp_path / "c" / "sixteen.png")
+    assert Image.open(tmp_path / "c" / "sixteen.png").mode == "I;16"
+    for channels in (1, 3):
+        mem = decode_to_memory(list_images(tmp_path), size=gray8.shape[0], channels=channels)
+        eight, sixteen = mem.images[0].float(), mem.images[1].float()
+        assert (eight - sixteen).abs().max() <= 1 and sixteen.std() > 5, channels
+
+
+def test_an_unreadable_image_is_said_once_however_often_it_is_decoded(tmp_path, capsys, monkeypatch):
+    # the kNN bank and the training stream both decode it: one line, counted by each
+    root = write_folder(tmp_path / "d", classes=("a",), per_class=2, size=(40, 40))
+    write_folder(root, classes=("b",), per_class=2, size=(10, 10))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 40 x 40 = 1600 > 2 x 500: a "decompression bomb"
+    first, second = decode_to_memory(list_images(root), 16), decode_to_memory(list_images(root), 16)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(first.skipped) == len(second.skipped) == 2 and len(first) == 2 and len(lines) == 2
+    assert all("decompression bomb" in line.lower() or "exceeds" in line for line in lines), lines

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from byol.core.augment import AugmentConfig, crop_from_full
+from byol.core.augment import AugmentConfig, ViewConfig, crop_from_full
 from byol.data.batch import Batch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -87,6 +87,45 @@ def _strip_common_prefix(names: list[str]) -> list[str]:
     return names
 
 
+def _walk_images(path: Path) -> tuple[list[str], int]:
+    """(relative paths of the image files under `path`, symbolic links skipped). Links that lead
+    out of the folder are followed (a class folder may live elsewhere); a link that leads back
+    into it (a loop, or a second way to a folder or file listed in its own place) is skipped,
+    and no real folder or file is listed twice."""
+    root = os.path.realpath(path)
+
+    def leads_inside(p: str) -> bool:
+        return os.path.islink(p) and os.path.commonpath([root, os.path.realpath(p)]) == root
+
+    rel, links, seen_dirs, seen_files = [], 0, set(), set()
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:  # reached a second way from outside links
+            dirnames[:] = []
+            links += 1
+            continue
+        seen_dirs.add(real)
+        kept = []
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            if leads_inside(os.path.join(dirpath, d)):
+                links += 1
+            else:
+                kept.append(d)
+        dirnames[:] = kept
+        for f in filenames:
+            full = os.path.join(dirpath, f)
+            if not is_image_name(f) or f.startswith("."):
+                continue
+            if leads_inside(full) or os.path.realpath(full) in seen_files:
+                links += 1
+                continue
+            seen_files.add(os.path.realpath(full))
+            rel.append(os.path.relpath(full, path).replace(os.sep, "/"))
+    return rel, links
+
+
 def list_images(path: str | Path) -> ImageList:
     """Scan a folder (recursively) or a tar archive for images."""
     path = Path(path)
@@ -107,12 +146,10 @@ def list_images(path: str | Path) -> ImageList:
         prefix = {s: n for s, n in zip(stripped, names)}
         images.items = [prefix[s] for s in images.items]
         return images
-    rel = []
-    for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for f in filenames:
-            if is_image_name(f) and not f.startswith("."):
-                rel.append(os.path.relpath(os.path.join(dirpath, f), path).replace(os.sep, "/"))
+    rel, links = _walk_images(path)
+    if links:
+        print(f"byol: {str(path)!r}: {links} symbolic link(s) skipped: they lead back into the folder or to a "
+              "file already listed; each image is read once, labeled by the folder it is in", file=sys.stderr)
     if not rel:
         what = "is empty" if not any(path.iterdir()) else f"has no image files ({', '.join(IMAGE_EXTENSIONS)})"
         raise DataError(f"data folder {str(path)!r} {what}")
@@ -185,13 +222,28 @@ def decode_item(img: Image.Image, size: int | None, mode: str, rng: np.random.Ge
 
 def open_image(data: bytes | str, channels: int) -> Image.Image:
     """Decode fully (so truncation shows here) and convert to RGB (3) or L (1)."""
+    if (len(data) if isinstance(data, bytes) else os.path.getsize(data)) == 0:
+        raise UnidentifiedImageError("an empty file (0 bytes)")
     img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
     img.load()
-    return img.convert("RGB" if channels == 3 else "L")
+    return to_8_bit(img).convert("RGB" if channels == 3 else "L")
+
+
+def to_8_bit(img: Image.Image) -> Image.Image:
+    """16-bit grayscale (PNG's I;16, or PIL's 32-bit I holding values above 255) scaled to 8 bits,
+    65535 -> 255. PIL's own convert clips such values at 255, which turns most images white."""
+    if not (img.mode.startswith("I;16") or img.mode == "I"):
+        return img
+    arr = np.asarray(img).astype(np.float64)
+    scale = 257.0 if img.mode != "I" or arr.max(initial=0) > 255 else 1.0  # an I image of 8-bit values stays
+    return Image.fromarray(np.clip(np.round(arr / scale), 0, 255).astype(np.uint8), "L")
 
 
 class BadImages:
-    """Counts unreadable files and says so once per file: one line on stderr with its path."""
+    """Counts unreadable files and says so once per file and process (the kNN bank and the
+    training stream may both meet it): one line on stderr with its path."""
+
+    said: set[str] = set()  # the paths already reported in this process
 
     def __init__(self):
         self.paths: list[str] = []
@@ -199,11 +251,20 @@ class BadImages:
     def report(self, path: str, error: Exception) -> None:
         if path not in self.paths:
             self.paths.append(path)
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            print(f"byol: skipping unreadable image {path} ({reason})", file=sys.stderr, flush=True)
+        if path not in BadImages.said:
+            BadImages.said.add(path)
+            print(f"byol: skipping unreadable image {path} ({unreadable_reason(error)})", file=sys.stderr, flush=True)
 
     def __len__(self) -> int:
         return len(self.paths)
+
+
+def unreadable_reason(error: Exception) -> str:
+    """Why a file could not be decoded, in a few words (PIL names the in-memory buffer otherwise)."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if isinstance(error, UnidentifiedImageError) and text.startswith("cannot identify image file"):
+        return "not in an image format PIL can read"
+    return text
 
 
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
@@ -356,6 +417,32 @@ class StreamImages(torch.utils.data.Dataset):
         raise DataError(f"no readable image found near index {i} in {self.images.root!r}")
 
 
+class WholeImageCrops(StreamImages):
+    """Labeled images decoded per item, each as one random resized crop (`view`'s scale and
+    ratio) of the whole image, its shorter side shrunk to `bound` only where longer: the training
+    crops of linear evaluation and fine-tuning on photographs of many sizes, drawn as DeepMind's
+    `_decode_and_random_crop` (byol/utils/dataset.py) draws them. Items are Batch(images=crop
+    (C, size, size) uint8, labels); flips and the rest happen on the training device."""
+
+    def __init__(self, images: ImageList, size: int, bound: int | None, channels: int = 3,
+                 view: ViewConfig | None = None, interpolation: str = "bicubic"):
+        super().__init__(images, bound, channels, mode="full")
+        self.view, self.crop_size, self.interpolation = view or ViewConfig(), size, interpolation
+        self.labels = torch.tensor(images.labels, dtype=torch.long)
+
+    def subset(self, indices: torch.Tensor) -> "WholeImageCrops":
+        """The same crops of only the images at `indices`."""
+        keep = [int(i) for i in indices]
+        images = ImageList(self.images.root, [self.images.items[i] for i in keep],
+                           [self.images.labels[i] for i in keep], self.images.classes)
+        return WholeImageCrops(images, self.crop_size, self.size, self.channels, self.view, self.interpolation)
+
+    def load(self, i: int):
+        path = os.path.join(self.images.root, self.images.items[i])
+        whole = torch.from_numpy(fit_full(open_image(path, self.channels), self.size))
+        return crop_from_full(whole, self.view, self.crop_size, self.interpolation)[0], None
+
+
 def training_item(x: torch.Tensor, label: int, partner: torch.Tensor | None, transform=None) -> Batch:
     """What a streamed data set yields for one image: the uint8 image (with view 2's crop as its
     partner where the crops were taken from the full image), or its two views augmented by a
@@ -443,6 +530,23 @@ def first_per_class(images: ImageList, n: int) -> ImageList:
             counts[label] = counts.get(label, 0) + 1
             keep.append(i)
     return ImageList(images.root, [images.items[i] for i in keep], [images.labels[i] for i in keep], images.classes)
+
+
+def match_classes(test_set: MemoryImages, classes: list[str], where: str) -> MemoryImages:
+    """The test images with labels that index `classes` (the training set's), matched by class
+    name: a test set may hold some of the classes, in any order. A test class that training
+    never saw cannot be scored, and is refused."""
+    if not test_set.classes:
+        raise DataError(f"{where!r} has no class sub-folders: evaluation needs labels")
+    if test_set.classes == classes:
+        return test_set
+    unseen = [c for c in test_set.classes if c not in classes]
+    if unseen:
+        raise DataError(f"{where!r}: class folder {unseen[0]!r} is not among the training classes "
+                        f"({', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''}); evaluate on the "
+                        "classes training saw, or add that class to the training images")
+    index = torch.tensor([classes.index(c) for c in test_set.classes], dtype=torch.long)
+    return MemoryImages(test_set.images, index[test_set.labels], list(classes), test_set.skipped)
 
 
 def balanced_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,6 @@
 """End to end through the command line, on small generated data (demo shapes)."""
 import json
+import re
 
 import pytest
 import torch
@@ -184,6 +185,42 @@ def test_nonfinite_loss_stops_and_keeps_the_checkpoint(demo_data, tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step \d+"):
         pretrain(cfg, net=NaNFeatures(nan_after=6))  # NaN from the third step on
     assert not (tmp_path / "n" / "checkpoints" / "last.ckpt").exists()  # no bad checkpoint written
+
+
+def test_no_checkpoint_holds_diverged_weights_and_none_is_loaded(demo_data, tmp_path, capsys):
+    # weights can overflow while the loss (a bounded cosine) stays finite: the check before each
+    # checkpoint write looks at every parameter and buffer, and loading refuses such a file
+    import torch
+
+    from byol.checkpoint import load_checkpoint
+    from byol.config import load_config
+    from byol.training.guard import NonFiniteLossError
+    from byol.training.pretrain import pretrain
+    from user_nets import DivergingStatistics
+
+    out = tmp_path / "d"
+    cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
+                             "--train.epochs", "2", "--train.knn_every", "0", "--train.checkpoint_every_steps", "1",
+                             *TINY[2:]])
+    with pytest.raises(NonFiniteLossError, match=r"weights are no longer finite at step (\d+) \(\d+ tensor\(s\) hold "
+                                                 r"inf or NaN, e.g. .*running_var\).*The last checkpoint, .*last.ckpt, "
+                                                 r"is from before it") as stop:
+        pretrain(cfg, net=DivergingStatistics(inf_after=7))  # 2 online forwards per step: inf in step 4 or so
+    failed = int(re.search(r"at step (\d+)", str(stop.value)).group(1))
+    ckpt = load_checkpoint(out / "checkpoints" / "last.ckpt")  # finite, else refused
+    assert 3 <= failed <= 5 and ckpt["global_step"] == failed - 1
+    key = next(k for k in ckpt["state_dict"] if k.endswith("running_var"))
+    ckpt["state_dict"][key] = torch.full_like(ckpt["state_dict"][key], float("nan"))
+    bad = tmp_path / "bad.ckpt"
+    torch.save(ckpt, bad)
+    for argv in (["export", str(bad), "-o", str(tmp_path / "x.safetensors")],
+                 ["embed", str(bad), str(demo_data / "test"), "-o", str(tmp_path / "e.npy")],
+                 ["evaluate", "knn", "--checkpoint", str(bad), "--train", str(demo_data / "train"),
+                  "--test", str(demo_data / "test")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "tensor(s) hold inf or NaN" in err and "running_var" in err, (argv, err)
+    assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "e.npy").exists()
 
 
 def test_collapse_monitor_is_logged(demo_run):

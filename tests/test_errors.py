@@ -36,6 +36,47 @@ def read_only_dir(tmp_path):
         subprocess.run(["umount", str(target)], capture_output=True)
 
 
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real, tiny file system (a 16 KiB tmpfs, as root): anything bigger fills it."""
+    target = tmp_path / "small"
+    target.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(target)],
+                                           capture_output=True).returncode:
+        pytest.skip("a small tmpfs needs root and mount here")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], capture_output=True)
+
+
+def test_outputs_go_to_new_folders_and_unwritable_ones_are_one_line(demo_run, demo_data, tmp_path, read_only_dir,
+                                                                    capsys):
+    ckpt, test = str(demo_run / "checkpoints" / "last.ckpt"), str(demo_data / "test")
+    assert main(["export", ckpt, "-o", str(tmp_path / "new" / "b.safetensors")]) == 0
+    assert main(["embed", ckpt, test, "-o", str(tmp_path / "new2" / "e.npy")]) == 0
+    assert (tmp_path / "new" / "b.safetensors").is_file() and (tmp_path / "new2" / "e.npy").is_file()
+    capsys.readouterr()
+    knn = ["evaluate", "knn", "--checkpoint", ckpt, "--train", str(demo_data / "train"), "--test", test, "-k", "5"]
+    for argv in (["export", ckpt, "-o", str(read_only_dir / "b.safetensors")],
+                 ["embed", ckpt, test, "-o", str(read_only_dir / "sub" / "e.npy")],
+                 [*knn, "-o", str(read_only_dir / "r.json")],
+                 ["evaluate", "linear-aug", *knn[2:], "--save-model", str(read_only_dir / "m.safetensors")]):
+        rc, err = run(argv, capsys)
+        assert rc == 2 and len(err.splitlines()) == 1 and "cannot be written" in err, (argv, err)
+    assert not any(read_only_dir.iterdir())
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(demo_run, demo_data, full_disk, capsys):
+    ckpt = str(demo_run / "checkpoints" / "last.ckpt")
+    for argv in (["export", ckpt, "-o", str(full_disk / "b.safetensors")],
+                 ["embed", ckpt, str(demo_data / "test"), "-o", str(full_disk / "e.npy")]):
+        rc, err = run(argv, capsys)
+        assert rc == 2 and len(err.splitlines()) == 1, (argv, err)
+        assert "could not write" in err and "No space left" in err and "nothing was written" in err
+    assert not any(full_disk.iterdir())
+
+
 @pytest.mark.parametrize("sub", ["", "new/run"])
 def test_read_only_output_folder_is_one_line(demo_data, read_only_dir, capsys, sub):
     out = read_only_dir / sub if sub else read_only_dir
@@ -105,3 +146,57 @@ def test_the_console_shows_what_the_user_needs(demo_data, tmp_path, capfd):
     assert any(v in text for v in ("Pretraining helped", "No clear change from pretraining",
                                    "Pretraining made the features worse"))  # the verdict
     assert "precision: fp32" in text  # the probe answers 'no fast bf16' in the suite (conftest)
+
+
+def test_checkpoints_are_not_staged_through_tmpdir(demo_data, tmp_path, read_only_dir, monkeypatch):
+    # a small or read-only $TMPDIR looked like a full output disk: checkpoints went through it
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(read_only_dir))
+    out = tmp_path / "run"
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
+                 "--train.epochs", "1", "--train.knn_every", "0", "--log.report", "false", *TINY]) == 0
+    assert (out / "checkpoints" / "last.ckpt").is_file() and not any(read_only_dir.iterdir())
+
+
+def test_malformed_yaml_is_one_line_with_file_line_and_column(tmp_path, capsys):
+    bad = tmp_path / "my.yaml"
+    bad.write_text("model:\n  backbone: [resnet18\n  width: 1\n")
+    rc, err = run(["pretrain", "--config", str(bad), "--data.path", str(tmp_path)], capsys)
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert f"{bad}: not valid YAML at line 3, column 8" in err and "<unicode string>" not in err
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("data: {path: [x\n")
+    rc, err = run(["report", str(run_dir)], capsys)
+    assert rc == 2 and len(err.splitlines()) == 1 and "config.yaml: not valid YAML at line 2" in err
+
+
+def test_unreadable_held_out_images_are_counted_in_the_summary(demo_data, tmp_path):
+    import json
+    import shutil
+
+    held = tmp_path / "held"
+    shutil.copytree(demo_data / "test", held)
+    next(held.iterdir()).joinpath("broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "run"
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--data.val_path", str(held),
+                 "--train.epochs", "1", "--train.out_dir", str(out), "--log.report", "false", *TINY]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_held_out_images"] == 1 and summary["skipped_held_out_paths"][0].endswith("broken.png")
+    assert summary["skipped_images"] == 0
+
+
+def test_a_raw_pickle_is_refused_in_one_line_without_torchs_warning(tmp_path, capsys):
+    import pickle
+    import warnings
+
+    import torch
+
+    bad = tmp_path / "raw.ckpt"
+    bad.write_bytes(pickle.dumps({"state_dict": {"w": torch.zeros(1)}, "x": Path(".")}))  # a class: not weights-only
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        rc, err = run(["export", str(bad), "-o", str(tmp_path / "x.safetensors")], capsys)
+    assert rc == 2 and len(err.splitlines()) == 1 and "is not a byol checkpoint" in err
+    assert not seen, [str(w.message) for w in seen]

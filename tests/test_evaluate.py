@@ -50,3 +50,26 @@ def test_linear_eval_freezes_and_finetune_trains_the_backbone():
         assert torch.equal(v, before[k]), k  # frozen: not even BN statistics moved
     r = train_classifier(net, 4, 2, images, labels, images, labels, fine_tune=True, bn_momentum=0.5, **kw)
     assert not torch.equal(net[0].weight, before["0.weight"]) and net[1].momentum == 0.5 and r["fine_tune"]
+
+
+def test_test_labels_are_matched_to_training_classes_by_name(tmp_path):
+    # a test set with some of the classes (here: copies of two training classes) is scored
+    # against those classes, not against whichever classes happen to share its folder indices
+    import shutil
+
+    import pytest
+
+    from byol.data.images import DataError
+    from byol.evaluation.saved import Reader, evaluate
+    from conftest import write_folder
+
+    train = write_folder(tmp_path / "train", classes=("bird", "cat", "dog"), per_class=3, size=(16, 16))
+    for c in ("cat", "dog"):
+        shutil.copytree(train / c, tmp_path / "test" / c)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+    reader = Reader(net, (0.5,) * 3, (0.25,) * 3, image_size=16, crop=1.0, channels=3)
+    r = evaluate("unused", "knn", train=str(train), test=str(tmp_path / "test"), reader=reader, k=1)
+    assert r["top1"] == 1.0 and r["test_images"] == 6
+    shutil.copytree(train / "cat", tmp_path / "test" / "zebra")
+    with pytest.raises(DataError, match="class folder 'zebra' is not among the training classes"):
+        evaluate("unused", "knn", train=str(train), test=str(tmp_path / "test"), reader=reader, k=1)

@@ -1,13 +1,13 @@
-"""The package's layout: imports go one way (core <- data, checkpoint <- config <- evaluation
-<- training <- cli), with no circles, and byol.core imports nothing else from byol."""
+"""The package's layout: imports go one way (core <- data, checkpoint <- config, tracking <-
+evaluation <- training <- cli), with no circles, and byol.core imports nothing else from byol."""
 import ast
 from pathlib import Path
 
 import byol
 
 PACKAGE = Path(byol.__file__).parent
-LAYERS = {"core": 0, "version": 0, "data": 1, "checkpoint": 1, "config": 2, "evaluation": 3, "training": 4,
-          "cli": 5}
+LAYERS = {"core": 0, "version": 0, "data": 1, "checkpoint": 1, "config": 2, "tracking": 2, "evaluation": 3,
+          "training": 4, "cli": 5}
 
 
 def modules() -> dict[str, Path]:

@@ -42,3 +42,37 @@ def test_a_run_logs_params_metrics_and_its_files(demo_data, tmp_path, store, cap
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.mlflow.runName = 'evaluate-knn'")
     assert len(runs) == 1 and runs[0].data.tags["mlflow.parentRunId"] == run.info.run_id
     assert runs[0].data.metrics["top1"] == pytest.approx(top1)
+
+
+def test_uris_that_cannot_work_are_one_line_before_any_work(demo_data, tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import time
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    out = tmp_path / "run"
+    base = ["pretrain", "--data.path", str(demo_data / "train"), "--train.epochs", "1", "--train.out_dir", str(out),
+            *TINY]
+    cases = [(f"file://{tmp_path / 'mlruns'}", "MLFLOW_ALLOW_FILE_STORE=true"),
+             ("http://127.0.0.1:9", "no MLflow server answers at 127.0.0.1:9")]
+    if importlib.util.find_spec("sqlalchemy") is None:  # mlflow-skinny: no database store
+        cases.append((f"sqlite:///{tmp_path / 'm.db'}", "pip install 'byol[mlflow]'"))
+    for uri, says in cases:
+        start = time.time()
+        assert main([*base, "--mlflow-uri", uri]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err and uri in err, err
+        assert time.time() - start < 30 and not out.exists()  # no hang, no run folder
+        assert main(["evaluate", "knn", "--checkpoint", str(tmp_path / "none.ckpt"), "--train", "x", "--test", "y",
+                     "--mlflow-uri", uri]) == 2
+        assert says in capsys.readouterr().err  # checked before the checkpoint is even read
+
+
+def test_a_real_sqlite_store_where_the_database_extra_is_installed(demo_data, tmp_path):
+    pytest.importorskip("sqlalchemy", reason="mlflow-skinny here: the sqlite store needs pip install 'byol[mlflow]'")
+    pytest.importorskip("alembic")
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.epochs", "1", "--train.knn_every", "0",
+                 "--train.out_dir", str(tmp_path / "run"), "--mlflow-uri", uri, *TINY]) == 0
+    client = mlflow.tracking.MlflowClient(uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert "train/loss_epoch" in run.data.metrics

@@ -155,6 +155,87 @@ def test_a_bound_shrinks_only_images_above_it():
     assert fit_full(Image.new("RGB", (500, 375)), 512).shape == (3, 375, 500)
 
 
+def _bands_folder(root, per_class=4):
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            _three_bands(root / c / f"{i}.png")
+    return root
+
+
+def _tiny_reader(train_crops="whole", bound=None):
+    from byol.evaluation.saved import Reader
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten())
+    return Reader(net, (0, 0, 0), (1, 1, 1), image_size=16, crop=1.0, channels=3, train_crops=train_crops,
+                  bound=bound)
+
+
+def test_evaluation_training_crops_come_from_the_whole_image(tmp_path):
+    # linear-aug and finetune train on crop + flip views; from the whole wide image the crops
+    # show its red left third, from the decoded centre square they never could
+    from byol.core.augment import augment_view
+    from byol.data.images import decode_to_memory
+    from byol.evaluation.protocols import crop_flip
+    from byol.evaluation.saved import whole_image_crops
+
+    train = _bands_folder(tmp_path / "train")
+    torch.manual_seed(0)
+    crops = whole_image_crops(str(train), _tiny_reader())
+    items = [crops[0] for _ in range(256)]
+    assert items[0].images.shape == (3, 16, 16) and items[0].partners is None and crops.labels.tolist() == [0] * 4 + [1] * 4
+    reds = (torch.stack([b.images for b in items])[:, 0] > 128).flatten(1).any(1).float().mean()
+    square = decode_to_memory(list_images(train), 32).images[:1].expand(256, -1, -1, -1).float() / 255
+    reds_square = (augment_view(square, crop_flip(), 16)[:, 0] > 0.5).flatten(1).any(1).float().mean()
+    assert reds > 0.2 and reds_square == 0
+    assert len(crops.subset(torch.tensor([0, 5]))) == 2 and crops.subset(torch.tensor([0, 5])).labels.tolist() == [0, 1]
+
+
+def test_linear_aug_and_finetune_record_their_training_crops(tmp_path):
+    from byol.evaluation.saved import evaluate
+
+    train, test = _bands_folder(tmp_path / "train"), _bands_folder(tmp_path / "test", per_class=2)
+    kw = dict(train=str(train), test=str(test), epochs=1, batch_size=4)
+    r = evaluate("unused", "linear-aug", reader=_tiny_reader(), workers=0, **kw)
+    assert r["settings"]["train_crops"] == "whole" and r["train_images"] == 8 and r["test_images"] == 4
+    r = evaluate("unused", "finetune", reader=_tiny_reader(bound=24), workers=1, label_fraction=0.5, **kw)
+    assert r["settings"]["train_crops"] == "whole" and r["settings"]["load_size"] == 24 and r["train_images"] == 4
+    r = evaluate("unused", "linear-aug", reader=_tiny_reader("square"), **kw)
+    assert r["settings"]["train_crops"] == "square" and r["train_images"] == 8
+    assert "train_crops" not in evaluate("unused", "knn", reader=_tiny_reader(), k=2, **kw)["settings"]
+
+
+def test_readers_crop_the_whole_image_where_pretraining_did(tmp_path, demo_run):
+    import tarfile
+
+    from byol.checkpoint import read_export_metadata, reader_settings, save_safetensors
+    from byol.evaluation.saved import load_reader, whole_image_crops
+
+    assert {k: reader_settings({"data": {"large_images": "full", "load_size": 512}})[k]
+            for k in ("large_images", "load_size")} == {"large_images": "full", "load_size": 512}
+    path = tmp_path / "b.safetensors"  # JSON values; a file exported before that holds Python literals
+    save_safetensors({"w": torch.zeros(1)}, path, {"large_images": '"full"', "load_size": "512",
+                                                   "hidden_layer": "'layer4'"})
+    assert read_export_metadata(path) == {"large_images": "full", "load_size": 512, "hidden_layer": "layer4"}
+    ckpt = str(demo_run / "checkpoints" / "last.ckpt")  # the demo resizes: square crops
+    from safetensors import safe_open
+
+    from byol.checkpoint import export_backbone
+
+    with safe_open(str(export_backbone(ckpt, tmp_path / "e.safetensors")), "pt") as f:
+        meta = f.metadata()
+    assert all(json.loads(v) is not None or v == "null" for k, v in meta.items() if k != "backbone")
+    assert json.loads(meta["backbone_args"]) == {"stem": "cifar", "width": 0.125}
+    assert load_reader(ckpt).train_crops == "square" and load_reader(ckpt, train_crops="whole").train_crops == "whole"
+    with pytest.raises(ConfigError, match="'round'"):
+        load_reader(ckpt, train_crops="round")
+    with tarfile.open(tmp_path / "t.tar", "w") as tar:
+        tar.add(_bands_folder(tmp_path / "train"), arcname="train")
+    with pytest.raises(ConfigError, match="archive.*unpack it, or give --train-crops square"):
+        whole_image_crops(str(tmp_path / "t.tar"), _tiny_reader())
+
+
 def test_evaluation_takes_the_centre_crop():
     x = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)
     x[:, :, 16:48, 16:48] = 255  # a bright centre half

@@ -3,6 +3,7 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from byol.cli import main
@@ -78,3 +79,37 @@ def test_a_small_labeled_folder_gets_its_report_with_a_note(tmp_path, capsys):
     assert "Left out: t-SNE map" in page and "at least 4" in page
     assert "kNN accuracy" in page and "id='verdict'" in page
     assert main(["report", str(out)]) == 0
+
+
+def test_diverged_values_never_reach_a_plot(tmp_path):
+    # features of weights near 3e34: their float32 norms overflow, and scikit-learn's t-SNE
+    # died of SIGSEGV on the NaN that followed
+    from byol.evaluation.report import plot_embedding_map, plot_series
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 4
+    huge = rng.normal(size=(40, 8)).astype(np.float32) * np.float32(3.4e34)
+    assert plot_embedding_map(huge, labels, list("abcd"), tmp_path / "map.png").stat().st_size > 0
+    for bad in (np.inf, np.nan):
+        x = huge.copy()
+        x[3, 2] = bad
+        with pytest.raises(ValueError, match="inf or NaN"):
+            plot_embedding_map(x, labels, list("abcd"), tmp_path / "bad.png")
+    assert plot_series([(1, 0.5), (2, float("inf")), (3, 0.4)], "loss", "loss", tmp_path / "s.png").exists()
+    with pytest.raises(ValueError, match="every value is inf or NaN"):
+        plot_series([(1, float("nan"))], "loss", "loss", tmp_path / "n.png")
+
+
+def test_a_crash_while_drawing_never_fails_the_run(tmp_path, monkeypatch, capsys):
+    # the report is drawn in a process of its own: here that process dies of SIGSEGV
+    import sys
+
+    from byol.training.pretrain import draw_report
+
+    crash = tmp_path / "crash.sh"
+    crash.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    crash.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(crash))
+    assert draw_report(tmp_path / "run") is None
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "died of SIGSEGV" in err and f"byol report {tmp_path / 'run'}" in err

@@ -68,6 +68,11 @@ def test_keep_last_k_step_checkpoints(demo_data, tmp_path):
     assert main(run_args(demo_data, out, "--train.checkpoint_every_steps", "4", "--train.keep_checkpoints", "2")) == 0
     assert sorted(p.name for p in (out / "checkpoints").glob("*.ckpt")) == [
         "last.ckpt", "step-00000016.ckpt", "step-00000018.ckpt"]
+    last, kept = out / "checkpoints" / "last.ckpt", out / "checkpoints" / "step-00000018.ckpt"
+    assert kept.read_bytes() == last.read_bytes() and os.stat(kept).st_ino != os.stat(last).st_ino  # a copy
+    with open(last, "r+b") as f:  # damage to one never reaches the other
+        f.write(b"\0" * 64)
+    assert load_checkpoint(kept)["global_step"] == 18
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one(demo_data, tmp_path, monkeypatch, capsys):
@@ -114,7 +119,9 @@ def test_a_dead_data_worker_is_a_message_not_a_hang(demo_data, tmp_path, monkeyp
     monkeypatch.setattr(StreamImages, "load", die_in_worker)
     rc = main(run_args(demo_data, tmp_path / "w", "--data.in_memory", "false", "--data.num_workers", "1"))
     assert rc == 2
-    assert "a data-loading worker failed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "a data-loading worker failed" in err  # in the first epoch: no checkpoint to promise
+    assert "no checkpoint had been written yet" in err and "intact" not in err
 
 
 def test_sampler_shards_are_disjoint_and_cover_the_epoch(monkeypatch):
@@ -145,3 +152,67 @@ def test_resume_with_another_number_of_processes_is_refused(demo_data, tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "with 2 training processes: it was trained with 1" in err
     assert "train.devices 1 x train.num_nodes 1" in err
+
+
+def test_resume_on_other_training_data_is_refused(demo_data, tmp_path, capsys):
+    # 40 more images would change the plan (steps, the cosine's length) and redraw the held-out split
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data / "train", data)
+    out = tmp_path / "run"
+    args = ["pretrain", "--data.path", str(data), "--train.out_dir", str(out), "--train.knn_every", "0",
+            "--log.report", "false", *TINY]
+    assert main([*args, "--train.epochs", "1"]) == 0
+    summary = (out / "summary.json").read_text()
+    capsys.readouterr()
+    first = sorted(data.rglob("*.png"))[0]
+    shutil.copy(first, first.with_name("extra.png"))
+    assert main([*args, "--train.epochs", "1", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "training data in" in err and "changed since the run started" in err
+    import re
+
+    now, had = map(int, re.search(r"it now has (\d+) training images, the run had (\d+)", err).groups())
+    assert now == had + 1
+    first.with_name("extra.png").rename(first.with_name("other.png"))
+    first.unlink()  # the same count, one file renamed
+    assert main([*args, "--train.epochs", "1", "--resume"]) == 2
+    assert "the same number of training images" in capsys.readouterr().err
+    assert (out / "summary.json").read_text() == summary  # the run's files are untouched
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_signal_writes_the_last_step_and_exits_non_zero(demo_data, tmp_path, sig, code):
+    # a scheduler's preemption (SIGTERM) or Ctrl+C (SIGINT): the step in progress ends, its
+    # checkpoint is written, one line says how to go on, and the exit status is not 0
+    out = tmp_path / "run"
+    args = run_args(demo_data, out, "--train.epochs", "4", "--train.checkpoint_every_steps", "3")
+    proc = subprocess.Popen([sys.executable, "-m", "byol.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "last.ckpt").exists():  # training is under way
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == code, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert f"stopped by {signal.Signals(sig).name} after step" in last and "with --resume" in last, last
+    step = int(last.split("after step ")[1].split(";")[0])
+    assert f"holds step {step}" in last
+    assert load_checkpoint(out / "checkpoints" / "last.ckpt")["global_step"] == step > 0
+    assert step < 36 and not (out / "summary.json").exists()  # not a finished run
+    assert main([*args, "--resume"]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 36
+
+
+def test_resuming_a_finished_run_keeps_its_summary(demo_data, tmp_path, capsys):
+    out = tmp_path / "done"
+    assert main(run_args(demo_data, out, "--train.epochs", "1")) == 0
+    before = (out / "summary.json").read_text()
+    assert json.loads(before)["final_loss"] is not None
+    assert main(run_args(demo_data, out, "--train.epochs", "1", "--resume")) == 0
+    assert (out / "summary.json").read_text() == before
+    assert "already complete (9 steps)" in capsys.readouterr().out

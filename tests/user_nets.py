@@ -1,4 +1,5 @@
 """A user's own network, imported by path in the tests (`user_nets:TinyGenerator`)."""
+import torch
 from torch import nn
 
 
@@ -42,3 +43,20 @@ class NaNFeatures(nn.Module):
         y = self.conv(x).mean(dim=(2, 3))
         bad = self.calls in self.nan_calls or (self.nan_after is not None and self.calls > self.nan_after)
         return y * float("nan") if bad else y
+
+
+class DivergingStatistics(nn.Module):
+    """Finite features, but a buffer (as a batch-norm running variance would) that overflows to
+    inf after `inf_after` training forward calls: the loss still looks fine, the weights do not."""
+
+    def __init__(self, inf_after: int):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.register_buffer("running_var", torch.ones(8))
+        self.calls, self.inf_after = 0, inf_after
+
+    def forward(self, x):
+        self.calls += 1
+        if self.training and self.calls > self.inf_after:
+            self.running_var.fill_(float("inf"))
+        return self.conv(x).mean(dim=(2, 3))

@@ -5,6 +5,7 @@ Where to start reading (README.md, "How the code is laid out"):
     byol.data        image folders and archives, named data sets, shards, loaders
     byol.checkpoint  atomic writes, checkpoints, export with metadata
     byol.config      the configuration schema, recipes, --help text
+    byol.tracking    MLflow URIs, checked before any work
     byol.evaluation  kNN, linear, logistic, fine-tuning, embeddings, the report and the preview
     byol.training    the LightningModule, its callbacks, and pretrain()
     byol.cli         the `byol` command line

@@ -7,7 +7,10 @@ user's network), optimiser and scheduler states, loop progress, `hyper_parameter
 """
 from __future__ import annotations
 
+import json
 import os
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -46,14 +49,32 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns before it refuses a pickle; the error below says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - torch raises many kinds here; its advice to load unsafely is not ours
         raise CheckpointError(f"{str(path)!r} is not a byol checkpoint or safetensors file (it cannot be read as "
                               "a checkpoint of tensors); pass checkpoints/last.ckpt of a run or an exported "
                               ".safetensors file") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{str(path)!r} is not a byol checkpoint or safetensors file (no state_dict)")
+    refuse_nonfinite(ckpt["state_dict"], path)
     return ckpt
+
+
+def nonfinite_keys(state: dict) -> list[str]:
+    """The names of the floating-point tensors in `state` that hold inf or NaN."""
+    return [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())]
+
+
+def refuse_nonfinite(state: dict, path: str | Path) -> None:
+    """A checkpoint or weights file with an inf or NaN tensor is refused: its network diverged."""
+    bad = nonfinite_keys(state)
+    if bad:
+        raise CheckpointError(f"{str(path)!r}: {len(bad)} tensor(s) hold inf or NaN (e.g. {bad[0]}): the network "
+                              "had diverged when this was written; use an earlier checkpoint, or train again "
+                              "with a lower optim.base_lr")
 
 
 def checkpoint_config(ckpt: dict) -> dict:
@@ -80,14 +101,21 @@ def follow_umask(path: str | Path) -> None:
 
 
 def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> None:
-    """Tensors (and string metadata) to .safetensors, atomically, with the user's umask."""
+    """Tensors (and string metadata) to .safetensors, atomically, with the user's umask. A failed
+    write (a full disk) raises OSError, as any other file write does."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(tmp),
-                  metadata={k: str(v) for k, v in (metadata or {}).items()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(tmp),
+                      metadata={k: str(v) for k, v in (metadata or {}).items()})
+        except SafetensorError as e:  # safetensors reports I/O errors as its own kind, e.g. "(os error 28)"
+            code = re.search(r"os error (\d+)", str(e))
+            raise (OSError(int(code.group(1)), os.strerror(int(code.group(1)))) if code else OSError(str(e))) from None
         follow_umask(tmp)
         atomic_replace(tmp, path)
     except BaseException:
@@ -96,18 +124,20 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata:
 
 
 READER_SETTINGS = ("backbone", "backbone_args", "hidden_layer", "image_size", "channels", "mean", "std",
-                   "eval_crop")
+                   "eval_crop", "large_images", "load_size")
 
 
 def reader_settings(config: dict) -> dict:
     """What a reader of a backbone needs besides its weights, from a run's config: the backbone
-    and its arguments, the hidden layer, the input size and channels, the normalisation and
-    the evaluation centre crop."""
+    and its arguments, the hidden layer, the input size and channels, the normalisation, the
+    evaluation centre crop, and how training images were cropped (data.large_images, with
+    data.load_size its bound: 'full' crops from the whole image, and so does evaluation)."""
     model, data, augment = config.get("model", {}), config.get("data", {}), config.get("augment", {})
     return {"backbone": model.get("backbone", ""), "backbone_args": model.get("backbone_args", {}),
             "hidden_layer": model.get("hidden_layer"), "image_size": data.get("image_size"),
             "channels": data.get("channels", 3), "mean": list(augment.get("mean", [])),
-            "std": list(augment.get("std", [])), "eval_crop": data.get("eval_crop", 1.0)}
+            "std": list(augment.get("std", [])), "eval_crop": data.get("eval_crop", 1.0),
+            "large_images": data.get("large_images", "resize"), "load_size": data.get("load_size")}
 
 
 def read_export_metadata(path: str | Path) -> dict:
@@ -120,7 +150,7 @@ def read_export_metadata(path: str | Path) -> dict:
     out = {}
     for key in READER_SETTINGS:
         if key in meta:
-            out[key] = meta[key] if key == "backbone" else _literal(meta[key])
+            out[key] = meta[key] if key == "backbone" else _value(meta[key])
     return out
 
 
@@ -130,7 +160,7 @@ def export_backbone(checkpoint: str | Path, out: str | Path) -> Path:
     ckpt = load_checkpoint(checkpoint)
     settings = reader_settings(checkpoint_config(ckpt))
     save_safetensors(backbone_state(ckpt), out,
-                     {k: v if k == "backbone" else repr(v) for k, v in settings.items()})
+                     {k: v if k == "backbone" else json.dumps(v) for k, v in settings.items()})
     return Path(out)
 
 
@@ -177,7 +207,9 @@ def load_backbone(path: str | Path, backbone: str | None = None, backbone_args: 
         args = backbone_args if backbone_args is not None else (meta.get("backbone_args") or {})
         if name not in REGISTRY and name != backbone:
             raise CheckpointError(f"{str(path)!r} was made with backbone {name!r}; pass --backbone {name} to import it")
-        return load_into(build_backbone(name, **args), load_file(str(path)), str(path))
+        state = load_file(str(path))
+        refuse_nonfinite(state, path)
+        return load_into(build_backbone(name, **args), state, str(path))
     ckpt = load_checkpoint(path)
     model = checkpoint_config(ckpt)["model"]
     name = model["backbone"]
@@ -187,7 +219,12 @@ def load_backbone(path: str | Path, backbone: str | None = None, backbone_args: 
     return load_into(build_backbone(backbone or name, **args), backbone_state(ckpt), str(path))
 
 
-def _literal(text: str):
+def _value(text: str):
+    """A metadata value: JSON, or a Python literal in files exported before it was JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
     import ast
 
     try:

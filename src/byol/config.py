@@ -326,10 +326,16 @@ def parse_overrides(args: list[str]) -> dict:
         try:
             node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as e:
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(f"command line: --{key} {raw!r} is not valid YAML ({problem}); quote it "
+            raise ConfigError(f"command line: --{key} {raw!r} is not valid YAML ({yaml_problem(e)}); quote it "
                               "and close every bracket, e.g. --model.backbone_args '{width: 0.25}'") from None
     return out
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error in one line: where (line and column, counted from 1) and what."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return (f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else "") + problem
 
 
 def load_config(path: str | Path | list | None = None, overrides: list[str] | None = None) -> Config:
@@ -349,7 +355,7 @@ def load_config(path: str | Path | list | None = None, overrides: list[str] | No
         try:
             values = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+            raise ConfigError(f"{p}: not valid YAML at {yaml_problem(e)}") from None
         source = str(p)
         _apply(cfg, values, "", source, given)
     if overrides:

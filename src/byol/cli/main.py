@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shlex
 import sys
@@ -35,6 +36,13 @@ def _user_errors():
     from byol.training.guard import NonFiniteLossError
 
     return (*USER_ERRORS, NonFiniteLossError)
+
+
+def _interrupted():
+    """A run stopped by SIGTERM or SIGINT after writing its checkpoint (exit 143 or 130)."""
+    from byol.training.callbacks import Interrupted
+
+    return Interrupted
 
 
 def _json_arg(text: str) -> dict:
@@ -121,7 +129,7 @@ def _reader(args):
     from byol.evaluation.saved import load_reader
 
     return load_reader(args.checkpoint, args.backbone, _json_arg(args.args) if args.args else None,
-                       args.hidden_layer, args.image_size, args.channels)
+                       args.hidden_layer, args.image_size, args.channels, getattr(args, "train_crops", None))
 
 
 def cmd_evaluate(args, extra) -> int:
@@ -129,17 +137,24 @@ def cmd_evaluate(args, extra) -> int:
     next to the checkpoint (eval-PROTOCOL.json) or to -o."""
     from byol.evaluation.saved import evaluate, log_evaluation_to_mlflow
 
+    if args.mlflow_uri:
+        from byol.tracking import check_tracking_uri
+
+        check_tracking_uri(args.mlflow_uri)
+    out = output_path(args.output if args.output else Path(args.checkpoint).parent / (
+        f"eval-{args.protocol}" + (f"-{args.label_fraction:g}" if args.label_fraction < 1 else "") + ".json"),
+        "the result file")
+    if args.save_model:
+        output_path(args.save_model, "--save-model")
     record = evaluate(args.checkpoint, args.protocol, args.train, args.test, args.dataset, args.data,
                       reader=_reader(args), k=args.k, temperature=args.temperature, epochs=args.epochs,
                       lr=args.lr, batch_size=args.batch_size, label_fraction=args.label_fraction,
-                      bn_momentum=args.bn_momentum, seed=args.seed, save_model=args.save_model)
+                      bn_momentum=args.bn_momentum, seed=args.seed, save_model=args.save_model,
+                      workers=args.workers)
     print(json.dumps(record))
     if args.mlflow_uri:
         log_evaluation_to_mlflow(record, args.mlflow_uri, args.mlflow_experiment_name, args.mlflow_run_id)
-    out = Path(args.output) if args.output else Path(args.checkpoint).parent / (
-        f"eval-{args.protocol}" + (f"-{args.label_fraction:g}" if args.label_fraction < 1 else "") + ".json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
+    write_output(out, lambda f: f.write(json.dumps(record, indent=1).encode()), "the result")
     return 0
 
 
@@ -154,10 +169,50 @@ def cmd_report(args, extra) -> int:
     return 0
 
 
+def output_path(path: str | Path, what: str) -> Path:
+    """`path`, checked writable before any work is done (one line if not); missing folders on the
+    way are made when the file is written, so a command that fails leaves none behind."""
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(20, f"{folder} is not a folder")
+        probe = folder / f".{path.name}.probe"  # a real write: access() misses read-only mounts
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{what} {str(path)!r} cannot be written ({e.strerror or e}): choose another place") from None
+    return path
+
+
+def write_output(path: Path, write, what: str) -> None:
+    """write(binary file) into a temporary file beside `path`, renamed over it when complete: a
+    full disk leaves no half-written file, and says so in one line."""
+    from byol.checkpoint import atomic_replace
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            write(f)
+        atomic_replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"could not write {what} {str(path)!r} ({e.strerror or e}); nothing was written there: "
+                          "free space or choose another place") from None
+
+
 def cmd_export(args, extra) -> int:
     from byol.checkpoint import export_backbone
 
-    path = export_backbone(args.checkpoint, args.output)
+    out = output_path(args.output, "the exported weights")
+    try:
+        path = export_backbone(args.checkpoint, out)
+    except OSError as e:  # the checkpoint was read (CheckpointError otherwise): the write failed
+        raise ConfigError(f"could not write the exported weights {str(out)!r} ({e.strerror or e}); nothing was "
+                          "written there: free space or choose another place") from None
     print(f"wrote {path} (load with net.load_state_dict(safetensors.torch.load_file({str(path)!r})))")
     return 0
 
@@ -167,9 +222,15 @@ def cmd_embed(args, extra) -> int:
 
     from byol.evaluation.saved import embed
 
+    out = output_path(args.output, "the embeddings file")
     feats = embed(args.checkpoint, args.data, reader=_reader(args))
-    np.save(args.output, feats.numpy())
-    print(f"wrote {args.output}: {tuple(feats.shape)} embeddings of {args.data}")
+    def npy(f):  # through Python's own write, whose error names the cause (numpy's gives byte counts)
+        buffer = io.BytesIO()
+        np.save(buffer, feats.numpy())
+        f.write(buffer.getbuffer())
+
+    write_output(out, npy, "the embeddings")
+    print(f"wrote {out}: {tuple(feats.shape)} embeddings of {args.data}")
     return 0
 
 
@@ -269,6 +330,11 @@ def add_evaluation_commands(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the label subset and of training")
     s.add_argument("-o", "--output", help="write the result JSON here (default: next to the checkpoint)")
     s.add_argument("--save-model", help="linear-aug/finetune: write the trained network + head here (.safetensors)")
+    s.add_argument("--train-crops", choices=("whole", "square"),
+                   help="linear-aug/finetune: training crops from each whole image of the --train folder (decoded "
+                        "per epoch in workers), or from the decoded square in memory (default: whole where "
+                        "pretraining used data.large_images full)")
+    s.add_argument("--workers", type=int, help="with whole-image crops: DataLoader workers (default: up to 8)")
     s.add_argument("--mlflow-uri", help="also log the result to MLflow at this tracking URI")
     s.add_argument("--mlflow-experiment-name", default="byol_experiment")
     s.add_argument("--mlflow-run-id", help="nest the evaluation under this (pretraining) MLflow run")
@@ -330,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"byol {args.command}: interrupted", file=sys.stderr)
         return 130
+    except _interrupted() as e:  # evaluated only when an exception gets here
+        print(f"byol {args.command}: {e}", file=sys.stderr)
+        return e.code
 
 
 if __name__ == "__main__":

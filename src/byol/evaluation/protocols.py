@@ -182,13 +182,38 @@ def crop_flip():
     return ViewConfig(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
 
 
+def epoch_batches(train_images, train_labels, batch_size: int, workers: int = 0):
+    """One epoch of (uint8 images, labels, cropped) in random order, full batches only (one
+    short batch when there are fewer images than a batch): slices of images in memory (cropped
+    False), or batches of a data set whose items are crops already (cropped True)."""
+    if isinstance(train_images, torch.Tensor):
+        n = len(train_images)
+        perm = torch.randperm(n)
+        for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            idx = perm[start:start + batch_size]
+            yield train_images[idx], train_labels[idx], False
+        return
+    from byol.data.batch import collate
+
+    g = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))  # from the seeded global generator
+    loader = torch.utils.data.DataLoader(train_images, batch_size=batch_size, shuffle=True, generator=g,
+                                         drop_last=len(train_images) >= batch_size, num_workers=workers,
+                                         collate_fn=collate, persistent_workers=False)
+    for batch in loader:
+        yield batch.images, batch.labels, True
+
+
 def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_images, train_labels,
                      test_images, test_labels, mean, std, image_size: int, epochs: int = 30, lr: float = 0.1,
                      weight_decay: float = 0.0, batch_size: int = 256, fine_tune: bool = False,
                      bn_momentum: float | None = None, seed: int = 0, device="cpu",
-                     save_to: str | None = None, crop: float = 1.0) -> dict:
+                     save_to: str | None = None, crop: float = 1.0, workers: int = 0) -> dict:
     """A linear head on `net`, trained on augmented images (crop + flip): the paper's linear
     evaluation with a frozen backbone, or fine-tuning of the whole network (fine_tune=True).
+
+    train_images: uint8 images in memory (N, C, S, S), cropped here, with `train_labels`; or a
+    data set of crops of whole images (`WholeImageCrops`: labels in its items, train_labels
+    None) read by `workers` DataLoader workers, only flipped here.
 
     SGD with Nesterov momentum 0.9 and a cosine schedule (Appendix C). bn_momentum, when
     given, replaces the backbone's batch-norm momentum while fine-tuning (as `main.py --run-type fine_tune` does;
@@ -210,17 +235,14 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
     steps = epochs * max(1, len(train_images) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
     view = crop_flip()
-    n = len(train_images)
     for _ in range(epochs):
         net.train(fine_tune)
-        perm = torch.randperm(n)
-        for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-            idx = perm[start:start + batch_size]
-            x = to_float(train_images[idx].to(device))
-            x = normalize(augment_view(x, view, image_size), mean, std)
+        for images, labels, cropped in epoch_batches(train_images, train_labels, batch_size, workers):
+            x = to_float(images.to(device))
+            x = normalize(augment_view(x, view, image_size, cropped=cropped), mean, std)
             with torch.set_grad_enabled(fine_tune):
                 f = pool_features(net(x))
-            loss = F.cross_entropy(head(f.float()), train_labels[idx].to(device))
+            loss = F.cross_entropy(head(f.float()), labels.to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -56,12 +57,17 @@ def _figure():
 
 def plot_series(points: list[tuple[int, float]], title: str, ylabel: str, out: Path,
                 reference: float | None = None) -> Path:
+    finite = [(s, v) for s, v in points if math.isfinite(v)]
+    if not finite:
+        raise ValueError("every value is inf or NaN")
     plt, fig, ax = _figure()
-    steps, values = zip(*points)
+    steps, values = zip(*finite)
     ax.plot(steps, values, lw=1.2)
     if reference is not None:
         ax.axhline(reference, color="grey", ls="--", lw=1, label=f"healthy 1/sqrt(d) = {reference:.3f}")
         ax.legend()
+    if len(finite) < len(points):
+        title += f" ({len(points) - len(finite)} inf/NaN values left out)"
     ax.set(title=title, xlabel="step", ylabel=ylabel)
     fig.tight_layout()
     fig.savefig(out)
@@ -87,10 +93,12 @@ def plot_embedding_map(features: np.ndarray, labels: np.ndarray, classes: list[s
     """t-SNE (van der Maaten & Hinton 2008, scikit-learn) of the features, coloured by class."""
     from sklearn.manifold import TSNE
 
-    x = features.astype(np.float32)
+    x = features.astype(np.float64)  # float32 norms of diverged features overflow
     if len(x) < 4:
         raise ValueError(f"only {len(x)} held-out images; a map needs at least 4")
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    if not np.isfinite(x).all():
+        raise ValueError("the embeddings hold inf or NaN (the network diverged); no map")
+    x = (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     perplexity = float(min(30.0, max(1.0, (len(x) - 1) / 3)))  # scikit-learn needs it below the sample count
     xy = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x)
     plt, fig, ax = _figure()
@@ -140,12 +148,15 @@ def _flatten(cfg: dict) -> list[tuple[str, str]]:
 
 def write_report(run_dir: str | Path) -> Path:
     """Draw every plot the run's files allow and write report.html; returns its path."""
-    from byol.config import from_dict
+    from byol.config import ConfigError, from_dict, yaml_problem
 
     run = Path(run_dir)
     if not (run / "config.yaml").exists():
         raise FileNotFoundError(f"{run} is not a run folder: it has no config.yaml (byol pretrain writes one)")
-    cfg_dict = yaml.safe_load((run / "config.yaml").read_text())
+    try:
+        cfg_dict = yaml.safe_load((run / "config.yaml").read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{run / 'config.yaml'}: not valid YAML at {yaml_problem(e)}") from None
     cfg = from_dict(cfg_dict)
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     knn = json.loads((run / "knn.json").read_text()) if (run / "knn.json").exists() else []

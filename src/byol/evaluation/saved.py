@@ -9,7 +9,9 @@ layer, evaluation crop) unless told otherwise.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -19,11 +21,13 @@ from byol.config import ConfigError
 from byol.core.augment import IMAGENET_MEAN, IMAGENET_STD
 from byol.core.model import feature_extractor
 from byol.data.datasets import load_dataset, match_channels
-from byol.data.images import DataError, MemoryImages, balanced_split, decode_to_memory, list_images
-from byol.evaluation.protocols import (extract_features, knn_accuracy, linear_probe, logistic_regression,
+from byol.data.images import (DataError, MemoryImages, WholeImageCrops, balanced_split, decode_to_memory,
+                              list_images, match_classes)
+from byol.evaluation.protocols import (crop_flip, extract_features, knn_accuracy, linear_probe, logistic_regression,
                                        train_classifier)
 
 PROTOCOLS = ("knn", "linear", "linear-aug", "logistic", "finetune")
+TRAIN_CROPS = ("square", "whole")
 
 
 @dataclass
@@ -35,6 +39,8 @@ class Reader:
     image_size: int
     crop: float  # evaluation centre crop: decode at image_size / crop, then crop image_size
     channels: int
+    train_crops: str = "square"  # linear-aug/finetune training crops: from the decoded square, or "whole" image
+    bound: int | None = None  # with train_crops "whole": the bound on the shorter side (data.load_size)
 
     def features(self, images: torch.Tensor, device: str | None = None) -> torch.Tensor:
         return extract_features(self.net, images, self.mean, self.std, self.image_size, device=device,
@@ -43,10 +49,12 @@ class Reader:
 
 def load_reader(checkpoint: str, backbone: str | None = None, backbone_args: dict | None = None,
                 hidden_layer: str | int | None = None, image_size: int | None = None,
-                channels: int | None = None) -> Reader:
+                channels: int | None = None, train_crops: str | None = None) -> Reader:
     """The Reader of a .ckpt or .safetensors file: the run's own settings (a checkpoint's config,
     an export's metadata) where the arguments do not give them; 224 px and ImageNet
-    normalisation when neither does."""
+    normalisation when neither does. Training crops of linear-aug and finetune come from the
+    whole image where pretraining took them so (data.large_images 'full'), unless
+    `train_crops` says "whole" or "square"."""
     net = load_backbone(checkpoint, backbone, backbone_args)
     if str(checkpoint).endswith(".safetensors"):
         saved = read_export_metadata(checkpoint)
@@ -55,9 +63,12 @@ def load_reader(checkpoint: str, backbone: str | None = None, backbone_args: dic
     layer = hidden_layer if hidden_layer is not None else saved.get("hidden_layer")
     if isinstance(layer, str) and layer.lstrip("-").isdigit():
         layer = int(layer)
+    if train_crops not in (None, *TRAIN_CROPS):
+        raise ConfigError(f"train crops {train_crops!r}: choose {' or '.join(TRAIN_CROPS)}")
+    crops = train_crops or ("whole" if saved.get("large_images") == "full" else "square")
     return Reader(feature_extractor(net, layer), saved.get("mean") or IMAGENET_MEAN, saved.get("std") or IMAGENET_STD,
                   image_size or saved.get("image_size") or 224, saved.get("eval_crop", 1.0),
-                  channels or saved.get("channels") or 3)
+                  channels or saved.get("channels") or 3, crops, saved.get("load_size") if crops == "whole" else None)
 
 
 def labeled_sets(size: int, channels: int, train: str | None = None, test: str | None = None,
@@ -73,27 +84,55 @@ def labeled_sets(size: int, channels: int, train: str | None = None, test: str |
     if not (train and test):
         raise ConfigError("give --train and --test (labeled folders or tars), or --dataset NAME --data PATH")
     train_set = decode_to_memory(list_images(train), size, channels)
-    test_set = decode_to_memory(list_images(test), size, channels)
     if not train_set.classes:
         raise DataError(f"{train!r} has no class sub-folders: evaluation needs labels")
-    return train_set, test_set
+    return train_set, match_classes(decode_to_memory(list_images(test), size, channels), train_set.classes, test)
+
+
+def whole_image_crops(train: str, r: Reader) -> WholeImageCrops:
+    """The labeled folder `train` as crop + flip training crops of each whole image, shorter side
+    bounded by r.bound (see WholeImageCrops)."""
+    if Path(train).is_file():
+        raise ConfigError(f"--train {train!r} is an archive: crops from the whole image read a folder of images; "
+                          "unpack it, or give --train-crops square")
+    images = list_images(train)
+    if not images.classes:
+        raise DataError(f"{train!r} has no class sub-folders: evaluation needs labels")
+    return WholeImageCrops(images, r.image_size, r.bound, 1 if r.channels == 1 else 3, crop_flip())
 
 
 def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str | None = None,
              dataset: str | None = None, data: str | None = None, reader: Reader | None = None,
              k: int = 200, temperature: float = 0.1, epochs: int = 100, lr: float = 0.1, batch_size: int = 256,
              label_fraction: float = 1.0, bn_momentum: float | None = None, seed: int = 0,
-             save_model: str | None = None) -> dict:
+             save_model: str | None = None, workers: int | None = None) -> dict:
     """Evaluate a frozen (or, for finetune, trained) backbone on labeled data; returns the
-    record `byol evaluate` prints: protocol, data, settings, top1 and top5 on the test set."""
+    record `byol evaluate` prints: protocol, data, settings, top1 and top5 on the test set.
+    linear-aug and finetune train on crops of each whole image of a `train` folder where the
+    reader says so (Reader.train_crops "whole"), decoded by `workers` DataLoader workers
+    (default: up to 8); else on crops of the decoded square images in memory."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     r = reader or load_reader(checkpoint)
-    train_set, test_set = labeled_sets(round(r.image_size / r.crop), r.channels, train, test, dataset, data)
+    size = round(r.image_size / r.crop)
+    whole = protocol in ("linear-aug", "finetune") and r.train_crops == "whole" and not (dataset and dataset != "folder")
+    if whole:
+        if not (train and test):
+            raise ConfigError("give --train and --test (labeled folders)")
+        train_set = whole_image_crops(train, r)
+        test_set = match_classes(decode_to_memory(list_images(test), size, 1 if r.channels == 1 else 3),
+                                 train_set.classes, test)
+    else:
+        train_set, test_set = labeled_sets(size, r.channels, train, test, dataset, data)
     settings: dict = {"image_size": r.image_size, "eval_crop": r.crop}
+    if protocol in ("linear-aug", "finetune"):
+        settings["train_crops"] = "whole" if whole else "square"
+        if whole:
+            settings["load_size"] = r.bound
     if label_fraction < 1.0:  # semi-supervised: a class-balanced subset, seed recorded
         _, keep = balanced_split(train_set.labels, label_fraction, seed)
-        train_set = MemoryImages(train_set.images[keep], train_set.labels[keep], train_set.classes)
+        train_set = train_set.subset(keep) if whole else MemoryImages(train_set.images[keep], train_set.labels[keep],
+                                                                       train_set.classes)
         settings.update(label_fraction=label_fraction, subset_seed=seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if protocol in ("knn", "linear", "logistic"):
@@ -105,12 +144,14 @@ def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str
         else:
             result = logistic_regression(ftr, train_set.labels, fte, test_set.labels, seed=seed)
     else:
-        feature_dim = r.features(train_set.images[:2]).shape[1]
+        feature_dim = r.features(test_set.images[:2]).shape[1]
         num_classes = max(len(train_set.classes), int(train_set.labels.max()) + 1)
-        result = train_classifier(r.net, feature_dim, num_classes, train_set.images, train_set.labels,
-                                  test_set.images, test_set.labels, r.mean, r.std, r.image_size, epochs=epochs, lr=lr,
-                                  fine_tune=protocol == "finetune", bn_momentum=bn_momentum,
-                                  batch_size=batch_size, seed=seed, device=device, save_to=save_model, crop=r.crop)
+        result = train_classifier(r.net, feature_dim, num_classes, train_set if whole else train_set.images,
+                                  None if whole else train_set.labels, test_set.images, test_set.labels, r.mean,
+                                  r.std, r.image_size, epochs=epochs, lr=lr, fine_tune=protocol == "finetune",
+                                  bn_momentum=bn_momentum, batch_size=batch_size, seed=seed, device=device,
+                                  save_to=save_model, crop=r.crop,
+                                  workers=min(8, os.cpu_count() or 1) if workers is None else workers)
         if save_model:
             settings["saved_model"] = save_model
     top1, top5 = result.pop("top1"), result.pop("top5")
@@ -130,10 +171,11 @@ def embed(checkpoint: str, data: str, reader: Reader | None = None) -> torch.Ten
 
 def log_evaluation_to_mlflow(record: dict, uri: str, experiment: str, parent_run_id: str | None) -> None:
     """An evaluation as an MLflow run, nested under the pretraining run when its id is given."""
-    try:
-        import mlflow
-    except ImportError:
-        raise ConfigError("--mlflow-uri is set but mlflow is not installed: pip install 'byol[mlflow]'") from None
+    from byol.tracking import check_tracking_uri
+
+    check_tracking_uri(uri)
+    import mlflow
+
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
     name = f"evaluate-{record['protocol']}"

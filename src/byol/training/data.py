@@ -4,6 +4,8 @@ shards, video frames) ends in one of two loaders: a ResumableLoader over a map-s
 (exact mid-epoch resume) or a DataLoader over a self-splitting stream (shards)."""
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +13,7 @@ import torch
 from byol.config import Config, ConfigError
 from byol.core.augment import TwoViewTransform
 from byol.data.images import (AugmentedImages, BatchIndices, DataError, MemoryImages, StreamImages, VideoFramePairs,
-                              decode_to_memory, first_per_class, list_images, random_subset,
+                              decode_to_memory, first_per_class, list_images, match_classes, random_subset,
                               split_held_out)
 from byol.data.batch import already_batched, collate
 from byol.data.loader import ResumableLoader, ShardedSampler
@@ -30,6 +32,25 @@ class TrainingData:
     test: MemoryImages | None
     images: int
     resident: torch.Tensor | None = None
+    identity: dict | None = None  # see data_identity: what a resumed run must find again
+
+
+def data_identity(names: list[str] | None = None, images: torch.Tensor | None = None,
+                  labels: torch.Tensor | None = None, count: int | None = None) -> dict:
+    """The training data's identity, kept in each checkpoint: how many images and a fingerprint
+    of them: of their file names (a folder, a video, shards: renaming, adding or removing a file
+    changes it), or of the decoded images (a standard data set: every 64th image's pixels and
+    all labels)."""
+    h = hashlib.sha256()
+    if names is not None:
+        h.update("\n".join(names).encode())
+        count = len(names) if count is None else count
+    if images is not None:
+        h.update(images[::64].contiguous().numpy().tobytes())
+        count = len(images) if count is None else count
+    if labels is not None:
+        h.update(labels.contiguous().numpy().tobytes())
+    return {"images": count, "fingerprint": h.hexdigest()[:16]}
 
 
 def build_data(cfg: Config) -> TrainingData:
@@ -41,12 +62,13 @@ def build_data(cfg: Config) -> TrainingData:
         transform = worker_transform(cfg)
         frames = VideoFramePairs(d.path, d.load_size or d.image_size, d.max_frame_gap, d.channels,
                                  d.large_images, transform, t.seed)
-        return make_loader(cfg, frames, None, None)
+        return make_loader(cfg, frames, None, None, data_identity([os.path.relpath(f, d.path) for f in frames.frames]))
     if d.dataset == "shards":
-        return make_loader(cfg, *shard_dataset(cfg))
+        train, bank, test = shard_dataset(cfg)
+        return make_loader(cfg, train, bank, test, data_identity(train.shards, count=train.total))
     if d.dataset != "folder":
         train, bank, test = named_dataset(cfg)
-        return make_loader(cfg, train, bank, test)
+        return make_loader(cfg, train, bank, test, data_identity(images=train.images, labels=train.labels))
     images = list_images(d.path)
     if d.limit_per_class:
         images = first_per_class(images, d.limit_per_class)
@@ -71,10 +93,9 @@ def build_data(cfg: Config) -> TrainingData:
         train = StreamImages(images, load, d.channels, d.large_images, worker_transform(cfg), full_crops(cfg))
         if monitor:
             bank = decode_to_memory(random_subset(images, 10_000, t.seed), evaluated, d.channels)
-    if bank is not None and test is not None and bank.classes != test.classes:
-        raise DataError(f"classes differ between {d.path!r} ({len(bank.classes)}) and the kNN test set "
-                        f"({len(test.classes)})")
-    return make_loader(cfg, train, bank, test)
+    if bank is not None and test is not None and d.val_path:
+        test = match_classes(test, bank.classes, d.val_path)
+    return make_loader(cfg, train, bank, test, data_identity(images.items))
 
 
 def shard_dataset(cfg: Config):
@@ -86,8 +107,9 @@ def shard_dataset(cfg: Config):
                         t.batch_size, crops=full_crops(cfg), eval_size=eval_size(cfg))
     bank = test = None
     if t.knn_every > 0 and d.val_path:
-        test = decode_to_memory(list_images(d.val_path), eval_size(cfg), d.channels)
         bank = train.head(10_000)
+        test = decode_to_memory(list_images(d.val_path), eval_size(cfg), d.channels)
+        test = match_classes(test, bank.classes, d.val_path) if bank.classes else test
     return train, bank, test
 
 
@@ -139,7 +161,7 @@ def named_dataset(cfg: Config):
     return train, bank, test
 
 
-def make_loader(cfg: Config, train, bank, test) -> TrainingData:
+def make_loader(cfg: Config, train, bank, test, identity: dict | None = None) -> TrainingData:
     """The loader of `train`: in-memory images in whole-batch slices (on the training device when
     it is a GPU), everything else per item in DataLoader workers, collated into one Batch."""
     t = cfg.train
@@ -158,7 +180,7 @@ def make_loader(cfg: Config, train, bank, test) -> TrainingData:
             train, batch_size=t.batch_size, drop_last=True, collate_fn=collate, num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(), timeout=WORKER_TIMEOUT_S if workers > 0 else 0)
-        return TrainingData(loader, bank, test, train.total, resident)
+        return TrainingData(loader, bank, test, train.total, resident, identity)
     loader = ResumableLoader(
         train, batch_size=t.batch_size, sampler=ShardedSampler(len(train), seed=t.seed),
         collate_fn=already_batched if memory else collate, num_workers=workers,
@@ -167,7 +189,7 @@ def make_loader(cfg: Config, train, bank, test) -> TrainingData:
     )
     if bank is None or test is None:
         bank = test = None
-    return TrainingData(loader, bank, test, len(train), resident)
+    return TrainingData(loader, bank, test, len(train), resident, identity)
 
 
 def on_device(cfg: Config) -> bool:

@@ -1,10 +1,12 @@
 """What happens when the loss is NaN or infinite: the run stops (NonFiniteLossError) with its
 last checkpoint from before it, or, with train.skip_nonfinite, the step is skipped: no
 optimiser step, no EMA update, and the batch-norm statistics the bad forward changed are put
-back. No checkpoint is ever written from a non-finite state."""
+back. No checkpoint is ever written from a non-finite state: before each write the losses
+since the last check and every parameter and buffer are checked."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -66,6 +68,18 @@ class NonFiniteGuard:
             self.settle(step, epoch)
         return True
 
+    def check_weights(self, step: int, epoch: int) -> None:
+        """Raise NonFiniteLossError if a parameter or buffer holds inf or NaN (before a checkpoint
+        is written): weights can overflow while the loss, a bounded cosine, still looks finite."""
+        from byol.checkpoint import nonfinite_keys
+
+        named = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
+        finite = torch.stack([torch.isfinite(t).all() for t in named.values() if t.is_floating_point()]).all()
+        if not bool(all_ranks(finite.float(), torch.distributed.ReduceOp.MIN).item()):
+            bad = nonfinite_keys(named)
+            self._raise(f"the weights are no longer finite at step {step} ({len(bad)} tensor(s) hold inf or NaN"
+                        + (f", e.g. {bad[0]}" if bad else " on another rank") + ")", epoch)
+
     def step_was_skipped(self) -> bool:
         """Whether the optimizer step now ending belongs to a skipped step (asked once per step)."""
         skipped, self._skip_pending = self._skip_pending, False
@@ -87,6 +101,8 @@ class NonFiniteGuard:
         return bool(all_ranks(torch.isfinite(loss.detach()).float(), torch.distributed.ReduceOp.MIN).item())
 
     def _raise(self, what: str, epoch: int):
+        last = Path(self.out_dir) / "checkpoints" / "last.ckpt"
+        kept = f"The last checkpoint, {last}, is from before it" if last.exists() else "No checkpoint was written before it"
         raise NonFiniteLossError(
-            f"{what} (epoch {epoch}); stopped. The last checkpoint in {self.out_dir}/checkpoints is from "
-            "before it. Lower optim.base_lr, or check the data (or pass --train.skip_nonfinite true).")
+            f"{what} (epoch {epoch}); stopped. {kept}. Lower optim.base_lr, or check the data "
+            "(or pass --train.skip_nonfinite true).")

@@ -58,6 +58,7 @@ class BYOLModule(L.LightningModule):
         # estimated_stepping_batches in configure_optimizers would set up the data before a
         # checkpoint's loader position is restored, and a mid-epoch resume would restart the epoch.
         self.train_loader = None
+        self.data_identity: dict | None = None  # kept in each checkpoint: a resume must find the same data
 
     @property
     def backbone(self) -> nn.Module:
@@ -73,6 +74,10 @@ class BYOLModule(L.LightningModule):
     def keep_on_device(self, images: torch.Tensor) -> None:
         """Hold every training image (uint8) on the training device; batches are then indices."""
         self._resident = images
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.data_identity is not None:
+            checkpoint.setdefault("byol", {})["data"] = self.data_identity
 
     def on_fit_start(self):
         if self._resident is not None:
@@ -125,9 +130,10 @@ class BYOLModule(L.LightningModule):
                 logger.log_metrics({"train/tau": tau, "train/lr": optimizer.param_groups[0]["lr"]}, step=step)
 
     def settle_nonfinite(self) -> None:
-        """Raise NonFiniteLossError if any loss since the last check was not finite (before a
-        checkpoint is written)."""
+        """Raise NonFiniteLossError if any loss since the last check, or any weight, is not finite
+        (before a checkpoint is written)."""
         self.guard.settle(self.trainer.global_step, self.current_epoch)
+        self.guard.check_weights(self.trainer.global_step, self.current_epoch)
 
     @property
     def total_steps(self) -> int:

@@ -75,6 +75,10 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
     from byol.training.callbacks import KNNMonitor
     from byol.training.module import BYOLModule
 
+    if cfg.log.mlflow_uri:  # before anything is written, and before the data is read
+        from byol.tracking import check_tracking_uri
+
+        check_tracking_uri(cfg.log.mlflow_uri)
     out = Path(cfg.train.out_dir)
     last = check_start(out, resume)
     if cfg.train.threads:
@@ -85,9 +89,9 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
     for note in cfg.notes:
         print(note)
     if resume:  # after the data-aware defaults, which the checkpoint's config holds too
-        check_resume_config(last, cfg)
+        check_resume_config(last, cfg, data.identity)
     module = BYOLModule(net, cfg)  # a bad backbone or hidden layer fails here, before any file is written
-    module.train_loader = data.loader
+    module.train_loader, module.data_identity = data.loader, data.identity
     if data.resident is not None:
         module.keep_on_device(data.resident)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,10 +105,24 @@ def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None
         print(describe_precision(resolve_precision(t.precision, t.accelerator)))
     with closing_process_group():
         wall = fit(trainer, module, data.loader, last if resume else None)
+        finished = finished_summary(out) if resume else None
+        if finished is not None and finished.get("steps") == trainer.global_step:  # nothing left to train
+            if trainer.is_global_zero:
+                print(f"byol: the run in {out} was already complete ({trainer.global_step} steps); its summary and "
+                      "report are kept as they were")
+            return finished
         summary = summarize(cfg, trainer, module, data, monitor, wall)
         if trainer.is_global_zero:
             finish(cfg, summary, mlflow)
     return summary
+
+
+def finished_summary(out: Path) -> dict | None:
+    """The summary.json of a run that finished (written only then), or None."""
+    try:
+        return json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @contextmanager
@@ -138,12 +156,13 @@ def check_start(out: Path, resume: bool) -> Path:
 
 def standard_callbacks(cfg: Config, monitor) -> list:
     """The kNN monitor (when there are labels), atomic checkpoints and the progress bar."""
-    from byol.training.callbacks import AtomicCheckpoint
+    from byol.training.callbacks import AtomicCheckpoint, StopOnSignal
 
     t = cfg.train
     callbacks = [] if monitor is None else [monitor]
-    callbacks.append(AtomicCheckpoint(Path(t.out_dir) / "checkpoints", t.checkpoint_every, t.checkpoint_every_steps,
-                                      t.keep_checkpoints))
+    checkpoint = AtomicCheckpoint(Path(t.out_dir) / "checkpoints", t.checkpoint_every, t.checkpoint_every_steps,
+                                  t.keep_checkpoints)
+    callbacks += [checkpoint, StopOnSignal(checkpoint)]
     if cfg.log.progress:  # refreshing reads the loss: once per log interval, not every step
         callbacks.append(progress_bar(t.log_every))
     return callbacks
@@ -169,6 +188,8 @@ def make_trainer(cfg: Config, callbacks: list, loggers: list):
     """A Lightning Trainer for cfg.train: devices and strategy, precision, accumulation."""
     import lightning as L
 
+    from byol.training.callbacks import LocalCheckpointIO
+
     t = cfg.train
     quiet_lightning()
     with warnings.catch_warnings():
@@ -181,12 +202,17 @@ def make_trainer(cfg: Config, callbacks: list, loggers: list):
             accumulate_grad_batches=t.accumulate, callbacks=callbacks, logger=loggers or False,
             log_every_n_steps=t.log_every, enable_checkpointing=False, enable_model_summary=False,
             enable_progress_bar=cfg.log.progress, num_sanity_val_steps=0, default_root_dir=t.out_dir,
+            plugins=[LocalCheckpointIO()],
         )
 
 
 def fit(trainer, module, loader, checkpoint: Path | None) -> float:
     """trainer.fit (from `checkpoint` when resuming); returns the seconds it took. A failed data
     worker ends in one line that says the checkpoint is intact."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from byol.training.callbacks import Interrupted, StopOnSignal
+
     start = time.time()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -196,13 +222,20 @@ def fit(trainer, module, loader, checkpoint: Path | None) -> float:
         warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")  # skip_nonfinite says it itself
         try:
             trainer.fit(module, loader, ckpt_path=str(checkpoint) if checkpoint else None, weights_only=True)
+        except SIGTERMException:  # Lightning's stop after a step on SIGTERM (and SIGINT, see StopOnSignal)
+            stopper = next((c for c in trainer.callbacks if isinstance(c, StopOnSignal)), None)
+            if stopper is None:
+                raise Interrupted("stopped by SIGTERM", 15) from None
+            raise stopper.stop(trainer) from None
         except RuntimeError as e:
             if "DataLoader worker" not in str(e):
                 raise
-            raise DataError(f"a data-loading worker failed ({str(e).splitlines()[0]}). Training stopped; the "
-                            f"last checkpoint in {module.cfg.train.out_dir}/checkpoints is intact: fix the cause "
-                            "(memory? a bad file?) and resume with --resume, or set data.num_workers 0 to see "
-                            "the error in the main process") from None
+            last = Path(module.cfg.train.out_dir) / "checkpoints" / "last.ckpt"
+            kept = (f"the last checkpoint, {last}, is intact: fix the cause (memory? a bad file?) and resume with "
+                    "--resume" if last.exists() else "no checkpoint had been written yet: fix the cause (memory? "
+                    "a bad file?) and run again")
+            raise DataError(f"a data-loading worker failed ({str(e).splitlines()[0]}). Training stopped; {kept}, "
+                            "or set data.num_workers 0 to see the error in the main process") from None
     return time.time() - start
 
 
@@ -240,6 +273,8 @@ def summarize(cfg: Config, trainer, module, data, monitor, wall: float) -> dict:
     dataset = data.loader.dataset
     skipped = getattr(getattr(dataset, "dataset", dataset), "skipped", [])
     summary["skipped_images"], summary["skipped_image_paths"] = len(skipped), skipped[:1000]
+    held = [] if data.test is None else data.test.skipped  # the kNN monitor's held-out images
+    summary["skipped_held_out_images"], summary["skipped_held_out_paths"] = len(held), held[:1000]
     summary["verdict"] = verdict(summary, cfg)
     return summary
 
@@ -251,15 +286,36 @@ def finish(cfg: Config, summary: dict, mlflow) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(summary["verdict"]["message"])
     if cfg.log.report:
-        from byol.evaluation.report import write_report
-
-        try:
-            summary["report"] = str(write_report(out))
-        except Exception as e:  # noqa: BLE001 - the run is done and saved; a report must not undo that
-            print(f"byol: the report could not be written ({type(e).__name__}: {e}); the run itself is "
-                  f"complete. Rebuild it with: byol report {out}", file=sys.stderr)
+        report = draw_report(out)
+        if report is not None:
+            summary["report"] = report
     if mlflow is not None:
         log_artifacts_to_mlflow(mlflow, out, Path(summary["checkpoint"]))
+
+
+def draw_report(out: Path, timeout: float = 600.0) -> str | None:
+    """report.html and its plots, drawn by `byol report` in a process of its own, so that nothing
+    in plotting (a crash of native code included) can fail or hide the finished run. Returns the
+    report's path, or None after one line on stderr that says why and how to draw it again."""
+    import signal
+    import subprocess
+
+    try:
+        proc = subprocess.run([sys.executable, "-m", "byol.cli", "report", str(out)], capture_output=True,
+                              text=True, timeout=timeout)
+        if proc.returncode == 0:
+            return str(out / "report.html")
+        if proc.returncode < 0:
+            why = f"the report process died of {signal.Signals(-proc.returncode).name}"
+        else:
+            why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    except subprocess.TimeoutExpired:
+        why = f"drawing took longer than {timeout:.0f} s"
+    except OSError as e:
+        why = str(e)
+    print(f"byol: the report could not be written ({why}); the run itself is complete. Draw it again with: "
+          f"byol report {out}", file=sys.stderr)
+    return None
 
 
 def progress_bar(refresh_rate: int):
@@ -402,20 +458,18 @@ def log_artifacts_to_mlflow(logger, out: Path, checkpoint: Path) -> None:
 
 
 def mlflow_logger(cfg: Config):
-    try:
-        from lightning.pytorch.loggers import MLFlowLogger
-        import mlflow  # noqa: F401
-    except ImportError:
-        raise ConfigError("log.mlflow_uri is set but mlflow is not installed: pip install 'byol[mlflow]'") from None
+    from lightning.pytorch.loggers import MLFlowLogger  # the URI was checked at the start (check_tracking_uri)
+
     return MLFlowLogger(experiment_name=cfg.log.mlflow_experiment, tracking_uri=cfg.log.mlflow_uri,
                         run_id=cfg.log.mlflow_run_id, log_model=False)
 
 
-def check_resume_config(last: Path, cfg: Config) -> None:
+def check_resume_config(last: Path, cfg: Config, identity: dict | None = None) -> None:
     """Resuming with settings that change the run (model shape, data, schedule) is refused,
     naming the keys that differ. Keys that only affect logging or speed may change. So is a
     different number of processes: the learning rate (global batch), the schedules' length
-    and the data order all depend on it."""
+    and the data order all depend on it; and so is other training data (`identity`, see
+    data_identity): more or fewer images change the schedule, and the held-out split."""
     from byol.checkpoint import checkpoint_config, load_checkpoint
 
     ckpt = load_checkpoint(last)
@@ -447,3 +501,13 @@ def check_resume_config(last: Path, cfg: Config) -> None:
     if diffs:
         raise ConfigError(f"cannot resume {last}: the config differs from the checkpoint's in "
                           f"{'; '.join(diffs)}")
+    was = extra.get("data")
+    if was and identity and was != identity:
+        where = cfg.data.path
+        change = (f"it now has {identity['images']} training images, the run had {was['images']}"
+                  if was["images"] != identity["images"] else
+                  f"it has the same number of training images ({was['images']}), but not the same files")
+        raise ConfigError(f"cannot resume {last}: the training data in {where!r} changed since the run started "
+                          f"({change}: files added, removed or renamed, or another held-out split from "
+                          "train.knn_every, data.val_fraction or data.val_path). Resume with the data and "
+                          "settings it started with, or start a new run")

@@ -221,6 +221,11 @@ def test_no_checkpoint_holds_diverged_weights_and_none_is_loaded(demo_data, tmp_
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "tensor(s) hold inf or NaN" in err and "running_var" in err, (argv, err)
     assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "e.npy").exists()
+    torch.save(ckpt, out / "checkpoints" / "last.ckpt")  # and a resume from it
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
+                 "--train.epochs", "2", "--train.knn_every", "0", "--train.checkpoint_every_steps", "1", *TINY[2:],
+                 "--resume"]) == 2
+    assert "tensor(s) hold inf or NaN" in capsys.readouterr().err
 
 
 def test_collapse_monitor_is_logged(demo_run):

@@ -46,7 +46,7 @@ class AtomicCheckpoint(L.Callback):
     def __init__(self, dirpath: str | Path, every_n_epochs: int = 1, every_n_steps: int = 0, keep_last: int = 0):
         self.dirpath = Path(dirpath)
         self.every, self.every_steps, self.keep_last = every_n_epochs, every_n_steps, keep_last
-        self._saved_step = -1  # the step of the last checkpoint this process wrote
+        self.saved_step = -1  # the step of the last checkpoint this process wrote
 
     @property
     def last(self) -> Path:
@@ -56,7 +56,7 @@ class AtomicCheckpoint(L.Callback):
         # at the start of the next batch the previous step is complete (scheduler stepped too)
         step = trainer.global_step
         accumulating = batch_idx % trainer.accumulate_grad_batches != 0
-        if self.every_steps and step and step % self.every_steps == 0 and step != self._saved_step \
+        if self.every_steps and step and step % self.every_steps == 0 and step != self.saved_step \
                 and not accumulating:
             self.save(trainer, batches_done=batch_idx)
 
@@ -76,7 +76,7 @@ class AtomicCheckpoint(L.Callback):
         """On a stop signal, at the end of a step: a checkpoint of that step, unless one was just
         written or the step is mid-accumulation (then the previous one stands). True if written."""
         epoch, done = getattr(self, "_position", (trainer.current_epoch, 0))
-        if trainer.global_step in (0, self._saved_step) or done % trainer.accumulate_grad_batches != 0:
+        if trainer.global_step in (0, self.saved_step) or done % trainer.accumulate_grad_batches != 0:
             return False
         self.save(trainer, batches_done=done, epoch=epoch)
         return True
@@ -99,7 +99,7 @@ class AtomicCheckpoint(L.Callback):
             raise CheckpointWriteError(
                 f"could not write checkpoint {self.last} at step {trainer.global_step} ({e}); training stopped. "
                 "The previous checkpoint, if any, is intact: free space and resume with --resume") from None
-        self._saved_step = trainer.global_step
+        self.saved_step = trainer.global_step
 
     def _keep(self, step: int) -> None:
         if not self.keep_last:
@@ -176,7 +176,7 @@ class StopOnSignal(L.Callback):
         return self._stopped
 
     def _message(self, trainer, name: str, wrote: bool) -> str:
-        last, saved = self.checkpoint.last, self.checkpoint._saved_step
+        last, saved = self.checkpoint.last, self.checkpoint.saved_step
         if last.exists():
             holds = f"holds step {saved}" if saved >= 0 else "holds the last checkpoint"
             return (f"stopped by {name} after step {trainer.global_step}; {last} {holds}: to go on, run the same "

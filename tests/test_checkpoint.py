@@ -9,9 +9,8 @@ def test_atomic_save_keeps_previous_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "last.ckpt"
     atomic_save({"a": torch.ones(2)}, path)
 
-    def broken(obj, f, *a, **k):
-        with open(f, "wb") as fh:
-            fh.write(b"partial")
+    def broken(obj, f, *a, **k):  # f: the open temporary file
+        f.write(b"partial")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", broken)

@@ -32,16 +32,24 @@ def atomic_replace(tmp: str | Path, final: str | Path) -> None:
     os.replace(tmp, final)
 
 
-def atomic_save(obj, path: str | Path) -> None:
-    """torch.save through a temporary file in the same folder, then an atomic rename."""
+def atomic_write(path: str | Path, write) -> None:
+    """write(binary file) into a temporary file in the same folder (made if missing), then an
+    atomic rename over `path`: a crash or a full disk leaves the old file or none, never half."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        torch.save(obj, tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            write(f)
         atomic_replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save through atomic_write."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: str | Path) -> dict:

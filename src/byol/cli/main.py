@@ -188,18 +188,12 @@ def output_path(path: str | Path, what: str) -> Path:
 
 
 def write_output(path: Path, write, what: str) -> None:
-    """write(binary file) into a temporary file beside `path`, renamed over it when complete: a
-    full disk leaves no half-written file, and says so in one line."""
-    from byol.checkpoint import atomic_replace
+    """byol.checkpoint.atomic_write, with a failure (a full disk) said in one line."""
+    from byol.checkpoint import atomic_write
 
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            write(f)
-        atomic_replace(tmp, path)
+        atomic_write(path, write)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"could not write {what} {str(path)!r} ({e.strerror or e}); nothing was written there: "
                           "free space or choose another place") from None
 

@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from byol.checkpoint import CheckpointError, atomic_replace
+from byol.checkpoint import CheckpointError, atomic_replace, atomic_write
 from byol.core.model import feature_extractor
 from byol.evaluation.protocols import extract_features, knn_evaluate
 from byol.evaluation.report import save_embeddings
@@ -104,14 +104,11 @@ class AtomicCheckpoint(L.Callback):
     def _keep(self, step: int) -> None:
         if not self.keep_last:
             return
-        copy = self.dirpath / f"step-{step:08d}.ckpt"
-        tmp = self.dirpath / f".{copy.name}.tmp"
-        try:  # a copy, never a hard link: damage to one file must not reach the other
-            shutil.copyfile(self.last, tmp)
-            atomic_replace(tmp, copy)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        def copy_of_last(f):  # a copy, never a hard link: damage to one file must not reach the other
+            with open(self.last, "rb") as src:
+                shutil.copyfileobj(src, f)
+
+        atomic_write(self.dirpath / f"step-{step:08d}.ckpt", copy_of_last)
         for old in sorted(self.dirpath.glob("step-*.ckpt"))[:-self.keep_last]:
             old.unlink()
 
@@ -137,6 +134,7 @@ class StopOnSignal(L.Callback):
         self.checkpoint = checkpoint
         self.signum: int | None = None
         self._previous: dict = {}
+        self._stopped: Interrupted | None = None
 
     def setup(self, trainer, pl_module, stage):  # before Lightning installs its SIGTERM handler (it keeps ours)
         import signal
@@ -170,7 +168,7 @@ class StopOnSignal(L.Callback):
         import signal
 
         signum = self.signum or signal.SIGTERM
-        if not getattr(self, "_stopped", None):
+        if self._stopped is None:
             self._stopped = Interrupted(self._message(trainer, signal.Signals(signum).name,
                                                       self.checkpoint.save_at_stop(trainer)), signum)
         return self._stopped

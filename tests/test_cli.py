@@ -1,5 +1,6 @@
 """End to end through the command line, on small generated data (demo shapes)."""
 import json
+from pathlib import Path
 import re
 
 import pytest
@@ -57,6 +58,16 @@ def test_evaluate_embed_and_preview(demo_run, demo_data, tmp_path, capsys):
     import numpy as np
 
     assert np.load(emb).shape == (100, 64)  # width 0.125: 512/8 channels
+    files = (tmp_path / "e.files.txt").read_text().splitlines()  # which file each row is
+    assert len(files) == 100 and files == sorted(files) and (Path(test) / files[0]).is_file()
+    mixed = tmp_path / "mixed"  # an unreadable file is left out of the rows and of the list
+    mixed.mkdir()
+    for name in files[:3]:
+        (mixed / Path(name).name).write_bytes((Path(test) / name).read_bytes())
+    (mixed / "0-broken.png").write_bytes(b"not an image")
+    assert main(["embed", ckpt, str(mixed), "-o", str(tmp_path / "m.npy")]) == 0
+    assert (tmp_path / "m.files.txt").read_text().split() == sorted(Path(n).name for n in files[:3])
+    assert np.load(tmp_path / "m.npy").shape == (3, 64)
     png = tmp_path / "views.png"
     assert main(["preview", test, "-o", str(png), "-n", "4"]) == 0 and png.stat().st_size > 0
 
@@ -398,3 +409,29 @@ def test_a_checkpoint_from_before_a_key_existed_resumes_with_that_keys_default(d
     torch.save(ckpt, old)
     with pytest.raises(Exception, match="model.head_bias"):
         check_resume_config(old, cfg)
+
+
+def test_demo_config_files_layer_on_the_demo_recipe_and_version_is_printed(tmp_path, monkeypatch, capsys):
+    import byol.training.pretrain as pretrain_module
+    from byol.version import __version__
+
+    seen = []
+
+    def stop(cfg, resume=False):
+        seen.append(cfg)
+        raise KeyboardInterrupt  # nothing to run: the resolved settings are what is checked
+
+    monkeypatch.setattr(pretrain_module, "pretrain", stop)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / ".complete").write_text("")  # an existing (empty) demo set: not generated again
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("optim: {base_lr: 0.09}\n")
+    assert main(["demo", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--config", str(mine),
+                 "--train.epochs", "3"]) == 130
+    cfg = seen[0]
+    assert cfg.optim.base_lr == 0.09 and cfg.train.epochs == 3  # the file and the command line
+    assert cfg.model.projection_hidden_dim == 1024 and cfg.train.batch_size == 128  # the demo recipe under them
+    assert cfg.given["optim.base_lr"] == str(mine)
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0 and capsys.readouterr().out.strip() == f"byol {__version__}"

@@ -48,5 +48,11 @@ def test_train_fine_tune_eval_on_a_custom_folder(demo_data, tmp_path, capsys):
     assert "head.weight" in weights and weights["head.weight"].shape[0] == 10
     net = resnet18(stem="cifar", width=0.125)  # the fine-tuned network loads into the user's model
     net.load_state_dict({k[9:]: v for k, v in weights.items() if k.startswith("backbone.")})
+    from byol.checkpoint import read_export_metadata  # what a user needs to apply it, in the file
+
+    meta = read_export_metadata(out / "fine_tuned.safetensors")
+    assert meta["classes"] == sorted(p.name for p in (demo_data / "train").iterdir() if p.is_dir())
+    assert meta["protocol"] == "finetune" and meta["image_size"] == 32 and len(meta["mean"]) == 3
+    assert meta["backbone"] == "resnet18" and "hidden_layer" in meta and "head" in meta
     assert main(["--run-type", "eval", *common, "--model-path", str(ckpt), "--epochs", "5"]) == 0
     assert json.loads((out / "eval.json").read_text())["protocol"] == "linear"

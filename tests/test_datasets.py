@@ -105,7 +105,24 @@ def test_download_checks_md5_and_keeps_nothing_on_mismatch(tmp_path, monkeypatch
     monkeypatch.setitem(datasets.SOURCES, "cifar10", [(archive.as_uri(), "other.tar.gz", "0" * 32)])
     with pytest.raises(DataError, match="does not match"):
         download("cifar10", tmp_path / "dl2")
-    assert list((tmp_path / "dl2").iterdir()) == []
+    assert not (tmp_path / "dl2").exists()  # the folder it made is gone with the failure
+
+
+def test_download_without_internet_leaves_no_folder_and_names_the_alternatives(tmp_path, monkeypatch, capsys):
+    from byol.cli import main
+
+    missing = (tmp_path / "nowhere" / "cifar-10-python.tar.gz").as_uri()  # fails like an unreachable host
+    monkeypatch.setitem(datasets.SOURCES, "cifar10", [(missing, "cifar-10-python.tar.gz", "0" * 32)])
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert main(["download", "cifar10", "--root", str(tmp_path / "a" / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot download" in err
+    assert "copy cifar-10-python.tar.gz" in err and "--data.path FOLDER" in err
+    assert not (tmp_path / "a").exists()  # both folders it made are removed
+    assert main(["download", "cifar10", "--root", str(kept)]) == 2
+    assert (kept / "notes.txt").read_text() == "mine"  # a user's folder is never removed
 
 
 def test_pretrain_on_a_named_dataset(tmp_path):

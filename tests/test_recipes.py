@@ -290,6 +290,10 @@ def test_verdict_decides_on_the_paired_images_helped_no_change_worse():
     noisy = verdict(summary_of(*paired_predictions(1000, 0.30, 240, 260), base), cfg)
     assert noisy["outcome"] == "no clear change" and noisy["helped"] is False and noisy["p_value"] > 0.05
     assert "may be chance" in noisy["message"] and "more images" in noisy["message"]
+    assert "--config cifar10" in noisy["message"]  # the recipe for small images, when another one ran
+    in_use = verdict(summary_of(*paired_predictions(1000, 0.30, 240, 260), base),
+                     load_config("cifar10", ["--train.epochs", "5"]))
+    assert "--config cifar10" not in in_use["message"] and "another recipe" in in_use["message"]
     # one image better is no gain
     one = verdict(summary_of(*paired_predictions(1000, 0.50, 0, 1), base), cfg)
     assert one["outcome"] == "no clear change" and one["p_value"] == 1.0

@@ -133,6 +133,7 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata:
 
 READER_SETTINGS = ("backbone", "backbone_args", "hidden_layer", "image_size", "channels", "mean", "std",
                    "eval_crop", "large_images", "load_size")
+CLASSIFIER_SETTINGS = ("classes", "protocol", "head")  # a saved classifier's, besides its reader settings
 
 
 def reader_settings(config: dict) -> dict:
@@ -148,15 +149,21 @@ def reader_settings(config: dict) -> dict:
             "large_images": data.get("large_images", "resize"), "load_size": data.get("load_size")}
 
 
+def export_metadata(settings: dict) -> dict[str, str]:
+    """reader_settings (and a classifier's classes, protocol, head) as .safetensors metadata:
+    strings, JSON except the backbone's name."""
+    return {k: v if k == "backbone" else json.dumps(v) for k, v in settings.items()}
+
+
 def read_export_metadata(path: str | Path) -> dict:
     """reader_settings of an exported .safetensors file (the keys it holds; older files hold
-    only backbone and backbone_args)."""
+    only backbone and backbone_args), with classes/protocol/head for a trained classifier."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     out = {}
-    for key in READER_SETTINGS:
+    for key in (*READER_SETTINGS, *CLASSIFIER_SETTINGS):
         if key in meta:
             out[key] = meta[key] if key == "backbone" else _value(meta[key])
     return out
@@ -167,8 +174,7 @@ def export_backbone(checkpoint: str | Path, out: str | Path) -> Path:
     with its reader_settings as metadata."""
     ckpt = load_checkpoint(checkpoint)
     settings = reader_settings(checkpoint_config(ckpt))
-    save_safetensors(backbone_state(ckpt), out,
-                     {k: v if k == "backbone" else json.dumps(v) for k, v in settings.items()})
+    save_safetensors(backbone_state(ckpt), out, export_metadata(settings))
     return Path(out)
 
 

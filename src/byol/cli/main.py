@@ -24,7 +24,7 @@ import yaml
 
 from byol.core.backbones import BackboneError
 from byol.checkpoint import CheckpointError
-from byol.config import RECIPES_DIR, ConfigError, keys_help, recipe_names
+from byol.config import ConfigError, keys_help, recipe_names
 from byol.data.images import DataError
 from byol.core.model import HiddenLayerError
 from byol.evaluation.saved import PROTOCOLS
@@ -78,10 +78,9 @@ def cmd_demo(args, extra) -> int:
     data = Path(args.data)
     if not (data / ".complete").exists():  # generated once; an existing set is reused as it is
         generate_textures(data)
-    config = Path(args.config)
     overrides = ["--data.path", str(data / "train"), "--data.val_path", str(data / "test"),
                  "--train.out_dir", args.out, *extra]
-    cfg = load_config(config, overrides)
+    cfg = load_config(["demo", *(args.config or [])], overrides)  # the user's files layer on the demo recipe
     resume = (Path(args.out) / "checkpoints" / "last.ckpt").exists()
     if resume:
         print(f"{args.out} has a finished or interrupted demo run; continuing it (delete the folder to start over)")
@@ -217,14 +216,17 @@ def cmd_embed(args, extra) -> int:
     from byol.evaluation.saved import embed
 
     out = output_path(args.output, "the embeddings file")
-    feats = embed(args.checkpoint, args.data, reader=_reader(args))
+    listing = out.with_suffix(".files.txt")
+    output_path(listing, "the list of files")
+    feats, files = embed(args.checkpoint, args.data, reader=_reader(args))
     def npy(f):  # through Python's own write, whose error names the cause (numpy's gives byte counts)
         buffer = io.BytesIO()
         np.save(buffer, feats.numpy())
         f.write(buffer.getbuffer())
 
     write_output(out, npy, "the embeddings")
-    print(f"wrote {out}: {tuple(feats.shape)} embeddings of {args.data}")
+    write_output(listing, lambda f: f.write("".join(f"{name}\n" for name in files).encode()), "the list of files")
+    print(f"wrote {out}: {tuple(feats.shape)} embeddings of {args.data}; row i is the file on line i of {listing}")
     return 0
 
 
@@ -246,9 +248,13 @@ def cmd_download(args, extra) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from byol.version import __version__
+
     p = argparse.ArgumentParser(prog="byol", description="BYOL self-supervised pretraining for any PyTorch network",
-                                epilog="Seed 003's command line is accepted too: byol --run-type train|fine_tune|eval "
-                                       "--dataset-type ... --dataset-path ... (see README)")
+                                epilog="The arguments of the earlier `python main.py --run-type ...` command line are "
+                                       "accepted too: byol --run-type train|fine_tune|eval --dataset-type ... "
+                                       "--dataset-path ... (README, 'The main.py --run-type command line')")
+    p.add_argument("--version", action="version", version=f"byol {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("pretrain", help="pretrain a network with BYOL (overrides: --section.key value)",
@@ -271,9 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
 def add_setup_commands(sub) -> None:
     """demo, preview, layers: trying byol and choosing its settings."""
     s = sub.add_parser("demo", help="generate the shapes demo data, pretrain on it, report kNN")
-    s.add_argument("--data", default="data/demo")
-    s.add_argument("--out", default="runs/demo")
-    s.add_argument("--config", default=str(RECIPES_DIR / "demo.yaml"))
+    s.add_argument("--data", default="data/demo", help="where the generated demo images go (default data/demo; "
+                                                        "made once, then reused)")
+    s.add_argument("--out", default="runs/demo", help="the run folder (default runs/demo; an existing run is continued)")
+    s.add_argument("--config", action="append", help="a YAML file or recipe name layered on the demo recipe; "
+                                                     "repeat to layer more (any --section.key value works too)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("preview", help="write a PNG grid: original / view 1 / view 2")

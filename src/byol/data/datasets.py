@@ -16,6 +16,7 @@ torchvision also uses); nothing is downloaded unless asked.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import pickle
@@ -216,36 +217,54 @@ def download(name: str, root: str | Path) -> Path:
     """Fetch the official files of `name` into root, check their MD5, and unpack archives.
 
     A file already there with the right checksum is not fetched again; a wrong one is
-    replaced. A download that fails or does not match leaves no file behind.
+    replaced. A download that fails or does not match leaves no file behind, and no folder
+    that this call made. The error names the offline alternatives: the same files copied into
+    root by other means (they are checked the same way), or the images as a labeled folder.
     """
     key = "emnist" if name.startswith("emnist") else name
     if key not in SOURCES:
         raise DataError(f"no download for {name!r}; available: {', '.join(SOURCES)}")
     root = Path(root)
+    made = [p for p in (root, *root.parents) if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
-    for url, filename, md5 in SOURCES[key]:
-        target = root / filename
-        if not (target.exists() and md5sum(target) == md5):
-            tmp = target.with_name(f".{filename}.part")
-            try:
-                with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                got = md5sum(tmp)
-                if got != md5:
-                    raise DataError(f"{url}: MD5 {got} does not match the expected {md5}")
-                tmp.replace(target)
-            except OSError as e:
-                raise DataError(f"cannot download {url}: {e}") from None
-            finally:
-                tmp.unlink(missing_ok=True)
-        if filename.endswith((".tar.gz", ".tgz")):
-            with tarfile.open(target) as tar:
-                tar.extractall(root, filter="data")
-        elif filename.endswith(".zip"):
-            with zipfile.ZipFile(target) as z:
-                z.extractall(root)
+    try:
+        for url, filename, md5 in SOURCES[key]:
+            target = root / filename
+            if not (target.exists() and md5sum(target) == md5):
+                fetch(url, target, md5, name)
+            if filename.endswith((".tar.gz", ".tgz")):
+                with tarfile.open(target) as tar:
+                    tar.extractall(root, filter="data")
+            elif filename.endswith(".zip"):
+                with zipfile.ZipFile(target) as z:
+                    z.extractall(root)
+    except DataError:
+        for folder in made:  # innermost first; a folder that holds anything is kept
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return root
+
+
+def fetch(url: str, target: Path, md5: str, name: str) -> None:
+    """`url` into `target` through a temporary file, kept only if its MD5 is `md5`."""
+    tmp = target.with_name(f".{target.name}.part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+        got = md5sum(tmp)
+        if got != md5:
+            raise DataError(f"{url}: MD5 {got} does not match the expected {md5}")
+        tmp.replace(target)
+    except OSError as e:
+        reason = getattr(e, "reason", None) or e.strerror or e
+        raise DataError(f"cannot download {url} ({reason}). Without internet: copy {target.name} (MD5 {md5}) into "
+                        f"{target.parent} by other means and run this again, or give the images as a labeled folder "
+                        f"(one sub-folder per class) or a .tar of one: --data.path FOLDER instead of "
+                        f"--data.dataset {name}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def match_channels(images: MemoryImages, channels: int) -> MemoryImages:

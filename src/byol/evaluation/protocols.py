@@ -207,7 +207,8 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
                      test_images, test_labels, mean, std, image_size: int, epochs: int = 30, lr: float = 0.1,
                      weight_decay: float = 0.0, batch_size: int = 256, fine_tune: bool = False,
                      bn_momentum: float | None = None, seed: int = 0, device="cpu",
-                     save_to: str | None = None, crop: float = 1.0, workers: int = 0) -> dict:
+                     save_to: str | None = None, crop: float = 1.0, workers: int = 0,
+                     metadata: dict | None = None) -> dict:
     """A linear head on `net`, trained on augmented images (crop + flip): the paper's linear
     evaluation with a frozen backbone, or fine-tuning of the whole network (fine_tune=True).
 
@@ -218,7 +219,8 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
     SGD with Nesterov momentum 0.9 and a cosine schedule (Appendix C). bn_momentum, when
     given, replaces the backbone's batch-norm momentum while fine-tuning (as `main.py --run-type fine_tune` does;
     PyTorch convention: the weight of the new batch statistics). save_to: write the trained
-    network and head as one .safetensors file (backbone.<the network's own keys>, head.*).
+    network and head as one .safetensors file (backbone.<the network's own keys>, head.*), with
+    `metadata` (classes, normalisation, ...: byol.checkpoint.export_metadata).
     crop: the centre fraction of the test images evaluated (see extract_features).
     """
     from byol.core.augment import augment_view, normalize, to_float
@@ -251,15 +253,12 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
     with torch.no_grad():
         scores = head.cpu()(test_f)
     if save_to:
-        from byol.checkpoint import save_safetensors
+        from byol.checkpoint import export_metadata, save_safetensors
 
-        from pathlib import Path
-
-        Path(save_to).parent.mkdir(parents=True, exist_ok=True)
         backbone = getattr(net, "net", net)  # the user's network inside a feature_extractor
         state = {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
                  **{f"head.{k}": v for k, v in head.state_dict().items()}}
-        save_safetensors(state, save_to)
+        save_safetensors(state, save_to, export_metadata(metadata or {}))
     return {"top1": topk_accuracy(scores, test_labels, 1), "top5": topk_accuracy(scores, test_labels, 5),
             "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
             "fine_tune": fine_tune, "bn_momentum": bn_momentum, "seed": seed}

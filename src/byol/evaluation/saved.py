@@ -4,19 +4,20 @@ layer, evaluation crop) unless told otherwise.
 
     from byol.evaluation.saved import evaluate, embed
     record = evaluate("runs/x/checkpoints/last.ckpt", "knn", train="data/train", test="data/test")
-    features = embed("backbone.safetensors", "data/unlabeled")
+    features, files = embed("backbone.safetensors", "data/unlabeled")
 """
 from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from byol.checkpoint import checkpoint_config, load_backbone, load_checkpoint, read_export_metadata, reader_settings
+from byol.checkpoint import (READER_SETTINGS, checkpoint_config, load_backbone, load_checkpoint, read_export_metadata,
+                             reader_settings)
 from byol.config import ConfigError
 from byol.core.augment import IMAGENET_MEAN, IMAGENET_STD
 from byol.core.model import feature_extractor
@@ -41,6 +42,7 @@ class Reader:
     channels: int
     train_crops: str = "square"  # linear-aug/finetune training crops: from the decoded square, or "whole" image
     bound: int | None = None  # with train_crops "whole": the bound on the shorter side (data.load_size)
+    settings: dict = field(default_factory=dict)  # the reader settings in force (export metadata keys)
 
     def features(self, images: torch.Tensor, device: str | None = None) -> torch.Tensor:
         return extract_features(self.net, images, self.mean, self.std, self.image_size, device=device,
@@ -66,9 +68,15 @@ def load_reader(checkpoint: str, backbone: str | None = None, backbone_args: dic
     if train_crops not in (None, *TRAIN_CROPS):
         raise ConfigError(f"train crops {train_crops!r}: choose {' or '.join(TRAIN_CROPS)}")
     crops = train_crops or ("whole" if saved.get("large_images") == "full" else "square")
-    return Reader(feature_extractor(net, layer), saved.get("mean") or IMAGENET_MEAN, saved.get("std") or IMAGENET_STD,
-                  image_size or saved.get("image_size") or 224, saved.get("eval_crop", 1.0),
-                  channels or saved.get("channels") or 3, crops, saved.get("load_size") if crops == "whole" else None)
+    r = Reader(feature_extractor(net, layer), saved.get("mean") or IMAGENET_MEAN, saved.get("std") or IMAGENET_STD,
+               image_size or saved.get("image_size") or 224, saved.get("eval_crop", 1.0),
+               channels or saved.get("channels") or 3, crops, saved.get("load_size") if crops == "whole" else None)
+    r.settings = {**{k: v for k, v in saved.items() if k in READER_SETTINGS},
+                  "backbone": backbone or saved.get("backbone", ""),
+                  "backbone_args": backbone_args if backbone_args is not None else saved.get("backbone_args", {}),
+                  "hidden_layer": layer, "image_size": r.image_size, "channels": r.channels, "mean": list(r.mean),
+                  "std": list(r.std), "eval_crop": r.crop}
+    return r
 
 
 def labeled_sets(size: int, channels: int, train: str | None = None, test: str | None = None,
@@ -151,6 +159,8 @@ def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str
                                   r.std, r.image_size, epochs=epochs, lr=lr, fine_tune=protocol == "finetune",
                                   bn_momentum=bn_momentum, batch_size=batch_size, seed=seed, device=device,
                                   save_to=save_model, crop=r.crop,
+                                  metadata={**r.settings, "classes": list(train_set.classes), "protocol": protocol,
+                                            "head": f"linear {feature_dim} -> {num_classes} on the pooled hidden layer"},
                                   workers=min(8, os.cpu_count() or 1) if workers is None else workers)
         if save_model:
             settings["saved_model"] = save_model
@@ -162,11 +172,15 @@ def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str
             "test_images": len(test_set), "settings": settings, "top1": top1, "top5": top5}
 
 
-def embed(checkpoint: str, data: str, reader: Reader | None = None) -> torch.Tensor:
-    """Features of every image of the folder or tar `data`, in listed order (N, D)."""
+def embed(checkpoint: str, data: str, reader: Reader | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Features of every readable image of the folder or tar `data` (N, D), and the file of
+    each row (paths inside `data`, in listed order; unreadable files are left out)."""
     r = reader or load_reader(checkpoint)
-    mem = decode_to_memory(list_images(data), round(r.image_size / r.crop), r.channels)
-    return r.features(mem.images)
+    images = list_images(data)
+    mem = decode_to_memory(images, round(r.image_size / r.crop), r.channels)
+    skipped = set(mem.skipped)
+    files = [item for item in images.items if f"{images.root}/{item}" not in skipped]
+    return r.features(mem.images), files
 
 
 def log_evaluation_to_mlflow(record: dict, uri: str, experiment: str, parent_run_id: str | None) -> None:

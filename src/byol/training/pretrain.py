@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from byol.config import Config, ConfigError, adapt_to_data, to_dict
+from byol.config import RECIPES_DIR, Config, ConfigError, adapt_to_data, to_dict
 from byol.data.images import DataError, looks_grayscale
 from byol.evaluation.protocols import mcnemar_exact
 from byol.training.data import build_data
@@ -389,8 +389,8 @@ def verdict(summary: dict, cfg: Config) -> dict:
         base = {"gain_points": round(gain, 2), "p_value": p, "level": VERDICT_LEVEL, "test": "mcnemar-exact",
                 "final_only": better, "untrained_only": worse}
         hint = (f"More epochs or more images ({summary['train_images']} now) may help; gentler crops "
-                f"(--augment.view1.crop_scale '[0.2, 1.0]' and the same for view2), or another recipe "
-                f"(--config cifar10); README.md, 'Recipes'.")
+                f"(--augment.view1.crop_scale '[0.2, 1.0]' and the same for view2), or {other_recipe(cfg)}; "
+                f"README.md, 'Recipes'.")
         if p < VERDICT_LEVEL and better > worse:
             return {**base, "helped": True, "outcome": "helped",
                     "message": f"Pretraining helped: {figures}; {test})."}
@@ -412,6 +412,14 @@ def verdict(summary: dict, cfg: Config) -> dict:
             "message": f"No check of whether pretraining helped was possible: the kNN monitor needs labeled "
                        f"held-out images (data.val_path with class folders, or labeled training data). "
                        f"Collapse monitor: {state}."}
+
+
+def other_recipe(cfg: Config) -> str:
+    """The recipe a verdict suggests: cifar10 for small images unless it is in use already."""
+    in_use = {Path(source).stem for source in cfg.given.values() if Path(source).parent == RECIPES_DIR}
+    if cfg.data.image_size <= 64 and "cifar10" not in in_use:
+        return "the recipe measured best on small images (--config cifar10)"
+    return "another recipe (--config NAME)"
 
 
 def distributed(cfg: Config) -> bool:

@@ -19,14 +19,24 @@ from byol.core.optim import LARS, build_optimizer, build_scheduler
 from byol.version import __version__
 
 __all__ = ["BYOL", "layer_names", "MLP", "byol_loss", "cosine_tau", "ema_update", "AugmentConfig", "BatchAugment",
-           "TwoViewTransform", "ViewConfig", "LARS", "build_optimizer", "build_scheduler", "pretrain",
-           "__version__"]
+           "TwoViewTransform", "ViewConfig", "LARS", "build_optimizer", "build_scheduler", "pretrain", "export",
+           "evaluate", "embed", "__version__"]
 
 
 def __getattr__(name: str):
-    """`byol.pretrain` without importing Lightning when only the core is used."""
+    """The whole-run functions, imported when first used (the core alone needs no Lightning):
+    byol.pretrain(config), byol.export(checkpoint, out), byol.evaluate(checkpoint, protocol, ...),
+    byol.embed(checkpoint, data); each does what the `byol` command of the same name does."""
     if name == "pretrain":
         from byol.training.pretrain import pretrain
 
         return pretrain
+    if name == "export":
+        from byol.checkpoint import export_backbone
+
+        return export_backbone
+    if name in ("evaluate", "embed"):
+        from byol.evaluation import saved
+
+        return getattr(saved, name)
     raise AttributeError(f"module 'byol' has no attribute {name!r}")

@@ -290,6 +290,18 @@ def from_dict(values: dict | None, source: str = "config") -> Config:
     return cfg
 
 
+def as_config(value: Config | dict | str | Path | list | None) -> Config:
+    """A Config from what a Python caller has: a Config as it is; a dict of nested values
+    (from_dict); a YAML path or packaged recipe name, or a list of them (load_config)."""
+    if isinstance(value, Config):
+        return value
+    if value is None or isinstance(value, dict):
+        return from_dict(value)
+    if isinstance(value, (str, Path, list, tuple)):
+        return load_config(value)
+    raise ConfigError(f"a config must be a dict, a YAML path, a recipe name or a byol Config; got {type(value).__name__}")
+
+
 def _plain(x):
     """Tuples as lists, recursively: what YAML writes and reads back."""
     if isinstance(x, (tuple, list)):

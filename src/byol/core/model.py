@@ -16,6 +16,7 @@ import threading
 import torch
 from torch import nn
 
+from byol.core.augment import normalize, to_float
 from byol.core.ema import cosine_tau, ema_update
 from byol.core.heads import MLP
 from byol.core.loss import byol_loss
@@ -249,8 +250,18 @@ class BYOL(nn.Module):
         return self.tau
 
     @torch.no_grad()
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Representation y of the online backbone, in eval mode (running BN statistics)."""
+    def embed(self, images: torch.Tensor, mean=None, std=None) -> torch.Tensor:
+        """Representation y of the online backbone, in eval mode (running BN statistics).
+
+        Float images go in as they are: normalised as the training views were. uint8 images
+        (0-255) are scaled to [0, 1] and normalised with `mean` and `std` per channel, which
+        must then be given (the views' normalisation, e.g. AugmentConfig's mean and std)."""
+        if not images.is_floating_point():
+            if mean is None or std is None:
+                raise TypeError(f"embed() got {images.dtype} images: pass mean= and std= (the normalisation of the "
+                                "training views, e.g. AugmentConfig().mean and .std) to have them scaled and "
+                                "normalised, or float images normalised that way")
+            images = normalize(to_float(images), mean, std)
         was_training = self.online.training
         self.online.eval()
         try:

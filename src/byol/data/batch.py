@@ -62,6 +62,21 @@ def collate(samples: list[Batch]) -> Batch:
     return Batch(**out)
 
 
+def as_batch(batch) -> Batch:
+    """What a plain DataLoader yields, as a Batch: a Batch as it is; an image tensor (B, C, H, W),
+    uint8 or float in [0, 1]; or a tuple/list whose first item is that tensor and whose second,
+    if any, holds the labels (TensorDataset, torchvision-style data sets)."""
+    if isinstance(batch, Batch):
+        return batch
+    if isinstance(batch, torch.Tensor):
+        return Batch(images=batch)
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+        labels = batch[1] if len(batch) > 1 and isinstance(batch[1], torch.Tensor) else None
+        return Batch(images=batch[0], labels=labels)
+    raise TypeError(f"a training batch must be a byol Batch, an image tensor (B, C, H, W) or (images, labels); "
+                    f"got {type(batch).__name__}")
+
+
 def already_batched(batch: Batch) -> Batch:
     """Collate for data sets whose `__getitems__` returns the whole Batch (in-memory images)."""
     return batch

@@ -1,7 +1,7 @@
 """BYOL as a LightningModule: the training step and nothing else.
 
     module = BYOLModule(net, config)          # config: byol.config.Config or a dict
-    pl.Trainer(max_epochs=...).fit(module, loader)
+    pl.Trainer(max_epochs=...).fit(module, loader)   # loader: image tensors, (images, labels) or Batch
     net.load_state_dict(module.backbone.state_dict())
 
 One step: the two views of a byol.data.batch.Batch (augmented here, on the training device,
@@ -18,12 +18,12 @@ import lightning as L
 import torch
 from torch import nn
 
-from byol.config import Config, from_dict, to_dict
+from byol.config import Config, as_config, to_dict
 from byol.core.augment import BatchAugment
 from byol.core.backbones import build_backbone
 from byol.core.model import BYOL
 from byol.core.optim import build_optimizer, build_scheduler, scaled_lr
-from byol.data.batch import Batch
+from byol.data.batch import Batch, as_batch
 from byol.training.guard import NonFiniteGuard, NonFiniteLossError
 from byol.training.support import CompileOrEager, RankRandomness, TargetAgreement, Throughput, WallClock
 
@@ -35,7 +35,7 @@ __all__ = ["BYOLModule", "NonFiniteLossError"]
 class BYOLModule(L.LightningModule):
     def __init__(self, net: nn.Module | None = None, config: Config | dict | None = None):
         super().__init__()
-        cfg = config if isinstance(config, Config) else from_dict(config)
+        cfg = as_config(config)
         self.cfg = cfg
         self.save_hyperparameters({"config": to_dict(cfg)})
         if net is None:
@@ -65,7 +65,8 @@ class BYOLModule(L.LightningModule):
         return self.model.backbone
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.embed(images)
+        """Features of `images`: uint8 ones are normalised as the training views were."""
+        return self.model.embed(images, self.cfg.augment.mean, self.cfg.augment.std)
 
     def configure_callbacks(self) -> list:
         return [RankRandomness(self.cfg.train.seed), WallClock(), Throughput(self.cfg.train.log_every),
@@ -90,7 +91,8 @@ class BYOLModule(L.LightningModule):
             return batch.view1, batch.view2
         return self.augment(batch.images, batch.partners)
 
-    def training_step(self, batch: Batch, batch_idx: int):
+    def training_step(self, batch: Batch | torch.Tensor | tuple, batch_idx: int):
+        batch = as_batch(batch)  # a plain DataLoader's tensors or (images, labels) too
         view1, view2 = self.views(batch)
         snapshot = self.guard.snapshot()
         loss, logs = self.step_loss(view1, view2)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from byol.config import RECIPES_DIR, Config, ConfigError, adapt_to_data, to_dict
+from byol.config import RECIPES_DIR, Config, ConfigError, adapt_to_data, as_config, to_dict
 from byol.data.images import DataError, looks_grayscale
 from byol.evaluation.protocols import mcnemar_exact
 from byol.training.data import build_data
@@ -64,12 +64,15 @@ def describe_precision(precision: str) -> str:
     return f"precision: {names.get(precision, precision)}{why}"
 
 
-def pretrain(cfg: Config, resume: bool = False, net=None, callbacks: list | None = None) -> dict:
+def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, callbacks: list | None = None) -> dict:
     """Pretrain with BYOL as `cfg` says; returns the summary that is also saved as summary.json.
 
+    cfg: a dict of settings ({"data": {"path": ...}, "train": {"epochs": 10}}), a YAML path or
+    recipe name (or a list of them, layered), or a byol.config.Config.
     net: your own nn.Module (else cfg.model.backbone is built); callbacks: extra Lightning callbacks.
     Nothing is written until the config, the data and the model have all been checked.
     """
+    cfg = as_config(cfg)
     import lightning as L
 
     from byol.training.callbacks import KNNMonitor

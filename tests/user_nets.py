@@ -60,3 +60,23 @@ class DivergingStatistics(nn.Module):
         if self.training and self.calls > self.inf_after:
             self.running_var.fill_(float("inf"))
         return self.conv(x).mean(dim=(2, 3))
+
+
+class TinyViT(nn.Module):
+    """A small vision transformer: patches -> tokens (B, 1 + N, D) with a class token first,
+    encoder layers, a final LayerNorm `ln` (torchvision's ViT names it encoder.ln)."""
+
+    def __init__(self, dim: int = 24, patch: int = 8, image_size: int = 32, depth: int = 1):
+        super().__init__()
+        self.patches = nn.Conv2d(3, dim, patch, stride=patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, 1 + (image_size // patch) ** 2, dim) * 0.02)
+        self.encoder = nn.Sequential(*(nn.TransformerEncoderLayer(dim, 2, 2 * dim, dropout=0.0, batch_first=True)
+                                       for _ in range(depth)))
+        self.ln = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x):
+        tokens = self.patches(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
+        return self.head(self.ln(self.encoder(tokens))[:, 0])

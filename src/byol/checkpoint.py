@@ -131,19 +131,20 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata:
         raise
 
 
-READER_SETTINGS = ("backbone", "backbone_args", "hidden_layer", "image_size", "channels", "mean", "std",
-                   "eval_crop", "large_images", "load_size")
+READER_SETTINGS = ("backbone", "backbone_args", "hidden_layer", "token_pool", "image_size", "channels", "mean",
+                   "std", "eval_crop", "large_images", "load_size")
 CLASSIFIER_SETTINGS = ("classes", "protocol", "head")  # a saved classifier's, besides its reader settings
 
 
 def reader_settings(config: dict) -> dict:
     """What a reader of a backbone needs besides its weights, from a run's config: the backbone
-    and its arguments, the hidden layer, the input size and channels, the normalisation, the
+    and its arguments, the hidden layer and how its tokens are pooled, the input size and channels, the normalisation, the
     evaluation centre crop, and how training images were cropped (data.large_images, with
     data.load_size its bound: 'full' crops from the whole image, and so does evaluation)."""
     model, data, augment = config.get("model", {}), config.get("data", {}), config.get("augment", {})
     return {"backbone": model.get("backbone", ""), "backbone_args": model.get("backbone_args", {}),
-            "hidden_layer": model.get("hidden_layer"), "image_size": data.get("image_size"),
+            "hidden_layer": model.get("hidden_layer"), "token_pool": model.get("token_pool", "mean"),
+            "image_size": data.get("image_size"),
             "channels": data.get("channels", 3), "mean": list(augment.get("mean", [])),
             "std": list(augment.get("std", [])), "eval_crop": data.get("eval_crop", 1.0),
             "large_images": data.get("large_images", "resize"), "load_size": data.get("load_size")}

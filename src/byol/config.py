@@ -19,6 +19,7 @@ import yaml
 
 from byol.core.augment import AugmentConfig
 from byol.core.heads import HEAD_BIASES
+from byol.core.model import TOKEN_POOLS
 from byol.core.optim import OPTIMIZERS
 
 
@@ -59,6 +60,7 @@ class ModelConfig:
     concat_views: bool = False  # both views through each network as one batch of 2B (mixes their BN statistics)
     head_batchnorm: bool = True  # BatchNorm1d in projector and predictor (paper, Section 3.3)
     head_bias: str = "hidden"  # hidden: bias on each head's first Linear only (DeepMind's) | output: on the last only (lightly's)
+    token_pool: str = "mean"  # a transformer's tokens (B, N, D) -> (B, D): mean over the tokens | cls: the first token
 
 
 @dataclass
@@ -513,6 +515,7 @@ def validate(cfg: Config, source: str = "config", given: dict | None = None) -> 
     need(o.warmup_epochs >= 0, "optim.warmup_epochs", o.warmup_epochs, "must be >= 0")
     need(o.schedule_per in ("step", "epoch"), "optim.schedule_per", o.schedule_per, "must be step or epoch")
     need(m.head_bias in HEAD_BIASES, "model.head_bias", m.head_bias, f"must be {' or '.join(HEAD_BIASES)}")
+    need(m.token_pool in TOKEN_POOLS, "model.token_pool", m.token_pool, f"must be {' or '.join(TOKEN_POOLS)}")
     need(o.predictor_lr_scale > 0, "optim.predictor_lr_scale", o.predictor_lr_scale, "must be positive")
     need(t.epochs >= 0, "train.epochs", t.epochs, "must be >= 0 (0: evaluate the untrained network only)")
     need(t.batch_size >= 2, "train.batch_size", t.batch_size, "must be at least 2 (batch norm)")

@@ -10,6 +10,8 @@ num_classes=0 (the default) `fc` is the identity and the output is the pooled fe
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -140,6 +142,15 @@ def import_object(path: str):
                          "nor an import path of the form 'package.module:ClassName'")
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        top = module_name.split(".")[0]
+        here = Path.cwd()
+        if e.name != top or str(here) in sys.path or not ((here / f"{top}.py").is_file() or (here / top).is_dir()):
+            raise BackboneError(f"cannot import {module_name!r} for backbone {path!r}: {e}. A module of your own "
+                                "must be importable: run byol in the folder that holds it, or add that folder "
+                                "to PYTHONPATH") from None
+        sys.path.insert(0, str(here))  # the user's module in the current folder, as `python -m` would find it
+        return import_object(path)
     except ImportError as e:
         raise BackboneError(f"cannot import {module_name!r} for backbone {path!r}: {e}") from None
     obj = module
@@ -151,7 +162,13 @@ def import_object(path: str):
 
 
 def build_backbone(name: str, **kwargs) -> nn.Module:
-    """A built-in ResNet by name, or `module:Class` called with kwargs."""
+    """A built-in ResNet by name, or `module:Class` (any callable that returns an nn.Module)
+    called with kwargs: `torchvision.models:resnet18`, `timm:create_model` with
+    {model_name: ..., num_classes: 0}, or its short form `timm:MODEL_NAME` (timm's model
+    without its classifier, pretrained=False unless kwargs say otherwise)."""
+    if name.startswith("timm:") and name != "timm:create_model":
+        kwargs = {"model_name": name[len("timm:"):], "num_classes": 0, **kwargs}
+        name = "timm:create_model"
     if name in REGISTRY:
         try:
             return REGISTRY[name](**kwargs)

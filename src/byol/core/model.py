@@ -58,13 +58,21 @@ def resolve_hidden_layer(net: nn.Module, hidden_layer: str | int | None) -> str 
     return hidden_layer
 
 
-def pool_features(out: torch.Tensor) -> torch.Tensor:
-    """A representation as (B, D): feature maps are global-average-pooled, then flattened.
+TOKEN_POOLS = ("mean", "cls")
 
-    byol-pytorch flattens (B, C, H, W) maps; pooling keeps D = C whatever the image size,
-    which also makes hidden layers of image-to-image networks usable (as in DL-Art-School).
+
+def pool_features(out: torch.Tensor, token_pool: str = "mean") -> torch.Tensor:
+    """A representation as (B, D).
+
+    Feature maps (B, C, H, W) are global-average-pooled to (B, C): byol-pytorch flattens them;
+    pooling keeps D = C whatever the image size, which also makes hidden layers of
+    image-to-image networks usable (as in DL-Art-School). Token sequences (B, N, D) of a
+    transformer are pooled over the tokens, never over the features: their mean ("mean"), or
+    the first token ("cls", a ViT's class token, as torchvision's ViT classifies).
     """
-    if out.dim() > 2:
+    if out.dim() == 3:
+        return out[:, 0] if token_pool == "cls" else out.mean(dim=1)
+    if out.dim() > 3:
         out = out.flatten(2).mean(dim=2)
     return out
 
@@ -72,21 +80,24 @@ def pool_features(out: torch.Tensor) -> torch.Tensor:
 class Encoder(nn.Module):
     """Backbone (the user's network, untouched) and projector: f then g in the paper."""
 
-    def __init__(self, net: nn.Module, hidden_layer: str | None, projector: nn.Module):
+    def __init__(self, net: nn.Module, hidden_layer: str | None, projector: nn.Module, token_pool: str = "mean"):
         super().__init__()
+        if token_pool not in TOKEN_POOLS:
+            raise ValueError(f"token_pool must be one of {', '.join(TOKEN_POOLS)}, got {token_pool!r}")
         self.net = net
         self.projector = projector
         self.hidden_layer = hidden_layer
+        self.token_pool = token_pool
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
-        """y = f(x): the output of `hidden_layer` (or of the network), pooled to (B, D).
+        """y = f(x): the output of `hidden_layer` (or of the network), pooled to (B, D) (pool_features).
 
         The capture hook is registered for this call only and keeps the tensor in a local,
         so replicas under DataParallel never share it (byol-pytorch issues #9, #50, #58).
         It stops the forward pass at the layer: later layers are neither run nor trained.
         """
         if self.hidden_layer is None:
-            return pool_features(self.net(x))
+            return pool_features(self.net(x), self.token_pool)
         captured: list[torch.Tensor] = []
         layer = self.net.get_submodule(self.hidden_layer)
         caller = threading.get_ident()
@@ -109,26 +120,28 @@ class Encoder(nn.Module):
         out = captured[0]
         if isinstance(out, (tuple, list)):
             out = out[0]
-        return pool_features(out)
+        return pool_features(out, self.token_pool)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.representation(x))
 
 
-def feature_extractor(net: nn.Module, hidden_layer: str | int | None = None) -> nn.Module:
+def feature_extractor(net: nn.Module, hidden_layer: str | int | None = None, token_pool: str = "mean") -> nn.Module:
     """`net` up to its representation (the hidden layer's output, pooled), as a module."""
-    return Encoder(net, resolve_hidden_layer(net, hidden_layer), nn.Identity())
+    return Encoder(net, resolve_hidden_layer(net, hidden_layer), nn.Identity(), token_pool)
 
 
 @torch.no_grad()
-def infer_feature_dim(net: nn.Module, hidden_layer: str | None, image_size: int, in_channels: int) -> int:
+def infer_feature_dim(net: nn.Module, hidden_layer: str | None, image_size: int, in_channels: int,
+                      token_pool: str = "mean") -> int:
     """Size of the representation, from one forward pass of two images in eval mode."""
     was_training = net.training
     net.eval()
     try:
         param = next(net.parameters(), None)
         device = param.device if param is not None else "cpu"
-        dim = feature_extractor(net, hidden_layer).representation(torch.zeros(2, in_channels, image_size, image_size, device=device)).shape[1]
+        probe = torch.zeros(2, in_channels, image_size, image_size, device=device)
+        dim = feature_extractor(net, hidden_layer, token_pool).representation(probe).shape[1]
     finally:
         net.train(was_training)
     return int(dim)
@@ -163,6 +176,8 @@ class BYOL(nn.Module):
         head_batchnorm: BatchNorm1d in the projector and predictor (paper: yes).
         head_bias: which Linear of each head has a bias: "hidden" (DeepMind's) or "output"
             (lightly's); see `MLP`.
+        token_pool: how a transformer's token outputs (B, N, D) become (B, D): "mean" over
+            the tokens or the "cls" token; see `pool_features`.
 
     The target network is a deep copy of backbone+projector: its own tensors, no
     gradients, updated only by `update_target`. It runs in training mode (batch statistics,
@@ -185,19 +200,20 @@ class BYOL(nn.Module):
         concat_views: bool = False,
         head_batchnorm: bool = True,
         head_bias: str = "hidden",
+        token_pool: str = "mean",
     ):
         super().__init__()
         if not 0.0 <= tau_base <= 1.0 or not 0.0 <= tau_final <= 1.0:
             raise ValueError(f"tau_base and tau_final must be in [0, 1], got {tau_base}, {tau_final}")
         layer = resolve_hidden_layer(net, hidden_layer)
         if feature_dim is None:
-            feature_dim = infer_feature_dim(net, layer, image_size, in_channels)
+            feature_dim = infer_feature_dim(net, layer, image_size, in_channels, token_pool)
         self.feature_dim = feature_dim
         self.tau_base, self.tau_final = tau_base, tau_final
         self.tau = tau_base
         self.concat_views = concat_views
         self.online = Encoder(net, layer, MLP(feature_dim, projection_hidden_dim, projection_dim, head_batchnorm,
-                                              head_bias))
+                                              head_bias), token_pool)
         self.predictor = MLP(projection_dim, prediction_hidden_dim, projection_dim, head_batchnorm, head_bias)
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)

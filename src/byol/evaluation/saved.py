@@ -68,7 +68,7 @@ def load_reader(checkpoint: str, backbone: str | None = None, backbone_args: dic
     if train_crops not in (None, *TRAIN_CROPS):
         raise ConfigError(f"train crops {train_crops!r}: choose {' or '.join(TRAIN_CROPS)}")
     crops = train_crops or ("whole" if saved.get("large_images") == "full" else "square")
-    r = Reader(feature_extractor(net, layer), saved.get("mean") or IMAGENET_MEAN, saved.get("std") or IMAGENET_STD,
+    r = Reader(feature_extractor(net, layer, saved.get("token_pool") or "mean"), saved.get("mean") or IMAGENET_MEAN, saved.get("std") or IMAGENET_STD,
                image_size or saved.get("image_size") or 224, saved.get("eval_crop", 1.0),
                channels or saved.get("channels") or 3, crops, saved.get("load_size") if crops == "whole" else None)
     r.settings = {**{k: v for k, v in saved.items() if k in READER_SETTINGS},

@@ -212,7 +212,8 @@ class KNNMonitor(L.Callback):
                   device=pl_module.device, channels_last=cfg.train.channels_last, keep_on_device=True,
                   crop=cfg.data.eval_crop)
         dtype = torch.bfloat16 if "bf16" in str(pl_module.trainer.precision) else None
-        net = feature_extractor(pl_module.backbone, pl_module.model.online.hidden_layer)
+        online = pl_module.model.online
+        net = feature_extractor(online.net, online.hidden_layer, online.token_pool)
         with torch.autocast(pl_module.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             bank = self.features(pl_module, net, self.bank.images, kw)
             test = self.features(pl_module, net, self.test.images, kw)

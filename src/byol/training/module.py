@@ -45,7 +45,8 @@ class BYOLModule(L.LightningModule):
                           in_channels=cfg.data.channels, projection_dim=m.projection_dim,
                           projection_hidden_dim=m.projection_hidden_dim,
                           prediction_hidden_dim=m.prediction_hidden_dim, tau_base=m.tau_base, tau_final=m.tau_final,
-                          concat_views=m.concat_views, head_batchnorm=m.head_batchnorm, head_bias=m.head_bias)
+                          concat_views=m.concat_views, head_batchnorm=m.head_batchnorm, head_bias=m.head_bias,
+                          token_pool=m.token_pool)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.augment = BatchAugment(cfg.augment, channels_last=cfg.train.channels_last,

@@ -78,8 +78,40 @@ def test_refuses_to_overwrite_and_resumes(demo_run, demo_data, capsys):
     assert main(args) == 2
     assert "already holds a checkpoint" in capsys.readouterr().err
     assert main(args + ["--train.epochs", "3"]) == 2  # without --resume: refused
-    assert main(args + ["--resume", "--train.epochs", "3"]) == 2
-    assert "train.epochs: 2 -> 3" in capsys.readouterr().err
+    assert main(args + ["--resume", "--train.epochs", "1"]) == 2
+    assert "a resume may add epochs, never remove them" in capsys.readouterr().err
+    assert main(args + ["--resume", "--train.epochs", "3"]) == 2  # more epochs, but other settings than the run's
+    assert "the config differs" in capsys.readouterr().err
+
+
+def lr_by_step(run) -> dict:
+    import csv
+
+    lr = {}
+    for segment in sorted(run.glob("csv*/metrics.csv")):  # csv/, then csv-resume1/, ... of a resumed run
+        with open(segment) as f:
+            lr.update({int(r["step"]): float(r["train/lr"]) for r in csv.DictReader(f) if r.get("train/lr")})
+    return lr
+
+
+def test_resume_with_more_epochs_continues_to_the_new_end_on_the_stretched_schedule(demo_data, tmp_path, capsys):
+    def run(out, epochs, *more):
+        return main(["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
+                     "--train.epochs", str(epochs), "--train.knn_every", "0", "--log.report", "false",
+                     "--optim.name", "sgd", "--optim.warmup_epochs", "0", *TINY, *more])
+
+    assert run(tmp_path / "short", 1) == 0
+    capsys.readouterr()
+    assert run(tmp_path / "short", 2, "--resume") == 0
+    out = capsys.readouterr().out
+    assert "train.epochs raised from 1 to 2" in out and "stretched" in out
+    summary = json.loads((tmp_path / "short" / "summary.json").read_text())
+    assert summary["steps"] == 2 * (300 // 32)
+    assert run(tmp_path / "long", 2) == 0  # the same run planned for 2 epochs from the start
+    extended, planned = lr_by_step(tmp_path / "short"), lr_by_step(tmp_path / "long")
+    later = [step for step in planned if step > 300 // 32]
+    assert later and all(extended[step] == pytest.approx(planned[step], rel=1e-6) for step in later)
+    assert extended[later[0]] > 0.3 * planned[0]  # not the end of the 1-epoch cosine (0)
 
 
 def test_bad_input_gives_one_line_errors(tmp_path, capsys):
@@ -435,3 +467,27 @@ def test_demo_config_files_layer_on_the_demo_recipe_and_version_is_printed(tmp_p
     with pytest.raises(SystemExit) as stopped:
         main(["--version"])
     assert stopped.value.code == 0 and capsys.readouterr().out.strip() == f"byol {__version__}"
+
+
+def test_init_weights_starts_from_saved_weights_of_any_kind(demo_run, demo_data, tmp_path, capsys):
+    from byol.checkpoint import backbone_state, load_checkpoint
+
+    trained = demo_run / "checkpoints" / "last.ckpt"
+    exported = tmp_path / "b.safetensors"
+    assert main(["export", str(trained), "-o", str(exported)]) == 0
+    weights = load_file(str(exported))
+    torch.save(weights, tmp_path / "b.pth")
+    for i, source in enumerate([exported, trained, tmp_path / "b.pth"]):
+        out = tmp_path / f"from{i}"
+        assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(out),
+                     "--train.epochs", "0", "--log.report", "false", *TINY,
+                     "--model.init_weights", str(source)]) == 0, capsys.readouterr().err
+        start = backbone_state(load_checkpoint(out / "checkpoints" / "last.ckpt"))
+        assert all(torch.equal(start[k], v) for k, v in weights.items()), source  # online network = the file
+    wide = tmp_path / "wide.pth"
+    torch.save(resnet18(stem="cifar", width=0.25).state_dict(), wide)
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(tmp_path / "bad"),
+                 "--train.epochs", "0", *TINY, "--model.init_weights", str(wide)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "of another shape" in err and "wide.pth" in err
+    assert not (tmp_path / "bad").exists()

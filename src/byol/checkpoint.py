@@ -234,6 +234,38 @@ def load_backbone(path: str | Path, backbone: str | None = None, backbone_args: 
     return load_into(build_backbone(backbone or name, **args), backbone_state(ckpt), str(path))
 
 
+def load_initial_weights(net: nn.Module, path: str | Path) -> nn.Module:
+    """`net` with the weights in `path` (model.init_weights): an exported or fine-tuned
+    .safetensors (its backbone.* keys), a pretraining checkpoint (.ckpt: the online backbone), or
+    a plain state dict saved with torch.save (.pt, .pth). Strict: keys or shapes that do not
+    fit are one line; inf/NaN weights are refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"model.init_weights {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except Exception:  # noqa: BLE001 - safetensors raises its own kinds for a file that is not one
+            raise CheckpointError(f"model.init_weights {str(path)!r} is not a safetensors file") from None
+        if "head.weight" in state:  # a fine-tuned network: backbone.* and the classifier's head.*
+            state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    elif path.suffix == ".ckpt":
+        state = backbone_state(load_checkpoint(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - pickle and zip errors of a file that is not a state dict
+            raise CheckpointError(f"model.init_weights {str(path)!r} is not a state dict saved with torch.save "
+                                  f"({type(e).__name__}); give a .safetensors, .ckpt, .pt or .pth file") from None
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+            raise CheckpointError(f"model.init_weights {str(path)!r} holds no state dict of tensors")
+    refuse_nonfinite(state, path)
+    return load_into(net, state, f"model.init_weights {str(path)!r}")
+
+
 def _value(text: str):
     """A metadata value: JSON, or a Python literal in files exported before it was JSON."""
     try:

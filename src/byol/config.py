@@ -52,6 +52,7 @@ class ModelConfig:
     backbone: str = "resnet18"  # resnet18/34/50, or 'package.module:Class'
     backbone_args: dict = field(default_factory=dict)  # e.g. {stem: cifar, width: 0.5}
     hidden_layer: Union[int, str, None] = None  # a layer name, an index into the children (-2), or None: the output
+    init_weights: str = ""  # start from these weights: .safetensors (exported or fine-tuned), .ckpt, or .pt/.pth state dict
     projection_dim: int = 256  # output of projector and predictor (paper: 256)
     projection_hidden_dim: int = 4096  # projector hidden layer (paper: 4096)
     prediction_hidden_dim: int = 4096  # predictor hidden layer (paper: 4096)

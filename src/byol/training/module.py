@@ -18,11 +18,12 @@ import lightning as L
 import torch
 from torch import nn
 
+from byol.checkpoint import load_initial_weights
 from byol.config import Config, as_config, to_dict
 from byol.core.augment import BatchAugment
 from byol.core.backbones import build_backbone
 from byol.core.model import BYOL
-from byol.core.optim import build_optimizer, build_scheduler, scaled_lr
+from byol.core.optim import WarmupCosine, build_optimizer, build_scheduler, scaled_lr
 from byol.data.batch import Batch, as_batch
 from byol.training.guard import NonFiniteGuard, NonFiniteLossError
 from byol.training.support import CompileOrEager, RankRandomness, TargetAgreement, Throughput, WallClock
@@ -41,6 +42,8 @@ class BYOLModule(L.LightningModule):
         if net is None:
             net = build_backbone(cfg.model.backbone, **cfg.model.backbone_args)
         m = cfg.model
+        if m.init_weights:  # before the target is copied from the online network
+            load_initial_weights(net, m.init_weights)
         self.model = BYOL(net, hidden_layer=m.hidden_layer, image_size=cfg.data.image_size,
                           in_channels=cfg.data.channels, projection_dim=m.projection_dim,
                           projection_hidden_dim=m.projection_hidden_dim,
@@ -84,6 +87,17 @@ class BYOLModule(L.LightningModule):
     def on_fit_start(self):
         if self._resident is not None:
             self._resident = self._resident.to(self.device)
+
+    def on_train_start(self):
+        """The learning-rate schedule ends where this run ends. A restored scheduler keeps the
+        length it was saved with; a resume with more epochs stretches it to the new end, and
+        the rate of the step in progress is read again from the longer cosine."""
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            for group, base, fn in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+                if isinstance(fn, WarmupCosine) and (fn.warmup_steps, fn.total_steps) != self._schedule:
+                    fn.__init__(*self._schedule)
+                    group["lr"] = base * fn(scheduler.last_epoch)
 
     def views(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         if batch.indices is not None:
@@ -157,8 +171,9 @@ class BYOLModule(L.LightningModule):
                                     {self.model.predictor: o.predictor_lr_scale})
         epochs = max(1, self.trainer.max_epochs)
         if o.schedule_per == "epoch":  # e.g. lightly's CosineAnnealingLR(optimizer, epochs), stepped each epoch
-            scheduler = build_scheduler(optimizer, int(o.warmup_epochs), epochs)
+            self._schedule = (int(o.warmup_epochs), epochs)
         else:
             steps_per_epoch = max(1, self.total_steps // epochs)
-            scheduler = build_scheduler(optimizer, int(o.warmup_epochs * steps_per_epoch), self.total_steps)
+            self._schedule = (int(o.warmup_epochs * steps_per_epoch), self.total_steps)
+        scheduler = build_scheduler(optimizer, *self._schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": o.schedule_per}}

@@ -92,7 +92,10 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
     for note in cfg.notes:
         print(note)
     if resume:  # after the data-aware defaults, which the checkpoint's config holds too
-        check_resume_config(last, cfg, data.identity)
+        extended_from = check_resume_config(last, cfg, data.identity)
+        if extended_from is not None:
+            print(f"resuming {last} with train.epochs raised from {extended_from} to {cfg.train.epochs}: the run "
+                  f"continues to epoch {cfg.train.epochs}, its learning-rate and tau cosines stretched to that end")
     module = BYOLModule(net, cfg)  # a bad backbone or hidden layer fails here, before any file is written
     module.train_loader, module.data_identity = data.loader, data.identity
     if data.resident is not None:
@@ -475,12 +478,14 @@ def mlflow_logger(cfg: Config):
                         run_id=cfg.log.mlflow_run_id, log_model=False)
 
 
-def check_resume_config(last: Path, cfg: Config, identity: dict | None = None) -> None:
+def check_resume_config(last: Path, cfg: Config, identity: dict | None = None) -> int | None:
     """Resuming with settings that change the run (model shape, data, schedule) is refused,
-    naming the keys that differ. Keys that only affect logging or speed may change. So is a
-    different number of processes: the learning rate (global batch), the schedules' length
-    and the data order all depend on it; and so is other training data (`identity`, see
-    data_identity): more or fewer images change the schedule, and the held-out split."""
+    naming the keys that differ. Keys that only affect logging or speed may change, and
+    train.epochs may grow: the run continues to the new end, its learning-rate and tau cosines
+    stretched to it (the run's former epochs are returned; None when unchanged). Refused too: a
+    different number of processes (the learning rate, the schedules' length and the data order
+    depend on it), and other training data (`identity`, see data_identity): more or fewer
+    images change the schedule, and the held-out split."""
     from byol.checkpoint import checkpoint_config, load_checkpoint
 
     ckpt = load_checkpoint(last)
@@ -494,8 +499,12 @@ def check_resume_config(last: Path, cfg: Config, identity: dict | None = None) -
                           f"(train.devices {t.get('devices')} x train.num_nodes {t.get('num_nodes')}), and its "
                           "learning rate, schedule length and data order depend on that number. Resume with the "
                           "same train.devices and train.num_nodes, or start a new run")
+    old_epochs = saved.get("train", {}).get("epochs", cfg.train.epochs)
+    if cfg.train.epochs < old_epochs:
+        raise ConfigError(f"cannot resume {last} with train.epochs {cfg.train.epochs}: the run was set to {old_epochs} "
+                          "epochs; a resume may add epochs, never remove them (start a new run for a shorter one)")
     now, defaults = to_dict(cfg), to_dict(Config())
-    free = {"log", "train.out_dir", "train.knn_every", "train.log_every", "train.threads", "data.num_workers",
+    free = {"log", "train.out_dir", "train.epochs", "train.knn_every", "train.log_every", "train.threads", "data.num_workers",
             "train.checkpoint_every", "train.checkpoint_every_steps", "train.keep_checkpoints", "train.compile",
             "train.skip_nonfinite", "train.devices", "train.num_nodes", "train.accelerator"}
     diffs = []
@@ -510,8 +519,10 @@ def check_resume_config(last: Path, cfg: Config, identity: dict | None = None) -
             if old != value:
                 diffs.append(f"{name}: {old!r} -> {value!r}")
     if diffs:
+        preset = (f" (the epoch preset for {cfg.train.epochs} epochs sets some of these: give the run's values on the "
+                  "command line to keep them)" if cfg.train.epochs != old_epochs and cfg.epoch_presets else "")
         raise ConfigError(f"cannot resume {last}: the config differs from the checkpoint's in "
-                          f"{'; '.join(diffs)}")
+                          f"{'; '.join(diffs)}{preset}")
     was = extra.get("data")
     if was and identity and was != identity:
         where = cfg.data.path
@@ -522,3 +533,4 @@ def check_resume_config(last: Path, cfg: Config, identity: dict | None = None) -
                           f"({change}: files added, removed or renamed, or another held-out split from "
                           "train.knn_every, data.val_fraction or data.val_path). Resume with the data and "
                           "settings it started with, or start a new run")
+    return old_epochs if cfg.train.epochs != old_epochs else None

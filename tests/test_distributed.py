@@ -48,8 +48,8 @@ def run(demo_data, out, processes: int, launcher: str = "lightning") -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, *sys.path])}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    printed = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(printed) == 1, "only rank 0 prints the summary"
+    printed = [line for line in proc.stdout.splitlines() if line.startswith("Run folder: ")]
+    assert len(printed) == 1, "only rank 0 prints the footer"
     return json.loads((out / "summary.json").read_text())
 
 

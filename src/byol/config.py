@@ -108,7 +108,8 @@ class TrainConfig:
 class LogConfig:
     csv: bool = True  # csv/metrics.csv in the run folder
     tensorboard: bool = True  # tensorboard/ in the run folder
-    progress: bool = True  # progress bar
+    progress: bool = True  # a progress bar on a terminal; plain lines every log.progress_every seconds otherwise
+    progress_every: float = 30.0  # seconds between plain progress lines (output to a file: nohup, SLURM)
     mlflow_uri: Union[str, None] = None  # MLflow tracking URI (pip install 'byol[mlflow]')
     mlflow_experiment: str = "byol_experiment"  # MLflow experiment name
     mlflow_run_id: Union[str, None] = None  # log into this existing MLflow run

@@ -66,8 +66,18 @@ def cmd_pretrain(args, extra) -> int:
     cfg = load_config(args.config, extra)
     summary = pretrain(cfg, resume=args.resume)
     if summary["global_rank"] == 0:
-        print(json.dumps({k: v for k, v in summary.items() if k != "knn"}))
+        print("\n".join(run_footer(summary)))
     return 0
+
+
+def run_footer(summary: dict) -> list[str]:
+    """The last lines of a run: where it is, how to export it, its report and its summary."""
+    out = summary["out_dir"]
+    lines = [f"Run folder: {out}  (export: byol export {summary['checkpoint']} -o backbone.safetensors)"]
+    if summary.get("report"):
+        lines.append(f"Report: {summary['report']}  (plots of the run; open it in a browser)")
+    lines.append(f"Summary: {Path(out) / 'summary.json'}  (every figure of the run, as JSON)")
+    return lines
 
 
 def cmd_demo(args, extra) -> int:
@@ -90,9 +100,7 @@ def cmd_demo(args, extra) -> int:
           f"{summary['wall_seconds']:.0f} s, {describe_precision(summary['precision'])}")
     if untrained is not None and final is not None:
         print(f"kNN top-1 on held-out textures: untrained {100 * untrained:.1f}%  ->  BYOL {100 * final:.1f}%")
-    print(f"Run folder: {args.out}  (export: byol export {summary['checkpoint']} -o backbone.safetensors)")
-    if summary.get("report"):
-        print(f"Report: {summary['report']}  (plots of the run; open it in a browser)")
+    print("\n".join(run_footer(summary)))
     return 0
 
 

@@ -15,6 +15,9 @@ from torch import nn
 from byol.core.augment import normalize, to_float
 from byol.data.images import balanced_split
 from byol.core.model import pool_features
+from byol.progress import Progress
+
+PROGRESS_SECONDS = 30.0  # at most one progress line this often while a classifier trains
 
 
 @torch.no_grad()
@@ -237,7 +240,8 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
     steps = epochs * max(1, len(train_images) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
     view = crop_flip()
-    for _ in range(epochs):
+    progress, step = Progress(steps, every=PROGRESS_SECONDS), 0
+    for epoch in range(epochs):
         net.train(fine_tune)
         for images, labels, cropped in epoch_batches(train_images, train_labels, batch_size, workers):
             x = to_float(images.to(device))
@@ -249,6 +253,10 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
             loss.backward()
             opt.step()
             sched.step()
+            step += 1
+            if progress.due():  # one sync with the device, at most every PROGRESS_SECONDS
+                progress.say(step, f"{'fine-tuning' if fine_tune else 'linear evaluation'}: epoch {epoch + 1}/{epochs}"
+                                   f"  step {step}/{steps}  loss {loss.item():.4f}")
     test_f = extract_features(net, test_images, mean, std, image_size, device=device, crop=crop)
     with torch.no_grad():
         scores = head.cpu()(test_f)

@@ -1,10 +1,11 @@
 """The callbacks pretraining runs with: atomic checkpoints (never of a non-finite state) and the
-kNN monitor on held-out labeled images."""
+kNN monitor on held-out labeled images, and progress as plain lines when the output is a file."""
 from __future__ import annotations
 
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 
 import lightning as L
@@ -13,8 +14,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from byol.checkpoint import CheckpointError, atomic_replace, atomic_write
 from byol.core.model import feature_extractor
+from byol.data.batch import as_batch
 from byol.evaluation.protocols import extract_features, knn_evaluate
 from byol.evaluation.report import save_embeddings
+from byol.progress import Progress
 from byol.training.module import BYOLModule
 
 
@@ -279,3 +282,29 @@ class KNNMonitor(L.Callback):
     def load_state_dict(self, state):
         self.history = list(state.get("history", []))
         self.correct = dict(state.get("correct", {}))
+
+
+class PlainProgress(L.Callback):
+    """Progress as plain lines when the output is a file (nohup, SLURM): every `every` seconds
+    the epoch, step, loss, images/s since the last line and the whole run's ETA, on rank 0."""
+
+    def __init__(self, every: float = 30.0):
+        self.every = every
+        self.progress: Progress | None = None
+        self.images = 0
+
+    def on_train_start(self, trainer, pl_module):
+        self.progress = Progress(pl_module.total_steps, trainer.global_step, self.every)
+        self.images, self.since = 0, time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.images += len(as_batch(batch)) * trainer.world_size
+        if not (trainer.is_global_zero and self.progress.due()):
+            return
+        now = time.monotonic()
+        loss = trainer.callback_metrics.get("train/loss_step")
+        shown = f"  loss {float(loss):.4f}" if loss is not None else ""
+        step, total = trainer.global_step, self.progress.total
+        self.progress.say(step, f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  step {step}/{total}"
+                                f"{shown}  {self.images / max(now - self.since, 1e-9):.1f} img/s")
+        self.images, self.since = 0, now

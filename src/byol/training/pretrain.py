@@ -169,8 +169,12 @@ def standard_callbacks(cfg: Config, monitor) -> list:
     checkpoint = AtomicCheckpoint(Path(t.out_dir) / "checkpoints", t.checkpoint_every, t.checkpoint_every_steps,
                                   t.keep_checkpoints)
     callbacks += [checkpoint, StopOnSignal(checkpoint)]
-    if cfg.log.progress:  # refreshing reads the loss: once per log interval, not every step
+    if cfg.log.progress and sys.stdout.isatty():  # refreshing reads the loss: once per log interval
         callbacks.append(progress_bar(t.log_every))
+    elif cfg.log.progress:  # a file (nohup, SLURM): a bar would show nothing until the end
+        from byol.training.callbacks import PlainProgress
+
+        callbacks.append(PlainProgress(cfg.log.progress_every))
     return callbacks
 
 

@@ -146,3 +146,35 @@ def test_an_unreadable_image_is_said_once_however_often_it_is_decoded(tmp_path, 
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(first.skipped) == len(second.skipped) == 2 and len(first) == 2 and len(lines) == 2
     assert all("decompression bomb" in line.lower() or "exceeds" in line for line in lines), lines
+
+
+def test_image_size_comes_from_the_data_unless_set(tmp_path, capsys):
+    from byol.cli import main
+    from byol.config import load_config
+    from byol.training.data import size_from_data
+
+    big = write_folder(tmp_path / "big", per_class=3, size=(300, 200))
+    cfg = load_config(None, ["--data.path", str(big)])
+    assert size_from_data(cfg) and cfg.data.image_size == 200 and cfg.augment.size == 200
+    assert "typical shorter side is 200 px" in cfg.notes[0]
+    huge = write_folder(tmp_path / "huge", per_class=3, size=(500, 375))
+    cfg = load_config(None, ["--data.path", str(huge)])
+    size_from_data(cfg)
+    assert cfg.data.image_size == 224 and "kept within 16-224" in cfg.notes[0]
+    cfg = load_config(None, ["--data.path", str(huge), "--data.image_size", "32"])  # set: kept, with a line
+    size_from_data(cfg)
+    assert cfg.data.image_size == 32 and "12x data.image_size 32" in cfg.notes[0]
+    cfg = load_config(None, ["--data.path", str(write_folder(tmp_path / "small", per_class=3, size=(12, 10)))])
+    size_from_data(cfg)
+    assert cfg.data.image_size == 16
+    cfg = load_config(None, ["--data.dataset", "stl10", "--data.path", str(tmp_path)])
+    size_from_data(cfg)
+    assert cfg.data.image_size == 96
+    # a run says it at the start and trains at that size
+    assert main(["pretrain", "--data.path", str(big), "--train.out_dir", str(tmp_path / "run"), "--train.epochs", "0",
+                 "--model.backbone_args", "{stem: cifar, width: 0.125}", "--log.report", "false",
+                 "--log.progress", "false", "--log.tensorboard", "false", "--train.batch_size", "4"]) == 0
+    assert "data.image_size 200" in capsys.readouterr().out
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["image_size"] == 200

@@ -53,6 +53,56 @@ def data_identity(names: list[str] | None = None, images: torch.Tensor | None = 
     return {"images": count, "fingerprint": h.hexdigest()[:16]}
 
 
+IMAGE_SIZE_RANGE = (16, 224)  # a size taken from the data is kept within these (224: the paper's)
+NAMED_SIZES = {"cifar10": 32, "cifar100": 32, "stl10": 96, "mnist": 28, "emnist": 28}
+SIZE_SAMPLE = 64  # images whose headers are read to find the typical size
+
+
+def typical_size(cfg: Config) -> int | None:
+    """The median shorter side of the training images (the headers of up to SIZE_SAMPLE of a
+    folder, or a named data set's size); None where it cannot be told cheaply (archives,
+    shards, video)."""
+    d = cfg.data
+    if d.dataset != "folder":
+        return NAMED_SIZES.get(d.dataset.split("-")[0])
+    if not (d.path and os.path.isdir(d.path)):
+        return None
+    from PIL import Image
+
+    images = random_subset(list_images(d.path), SIZE_SAMPLE, 0)
+    sides = []
+    for item in images.items:
+        try:
+            with Image.open(os.path.join(images.root, item)) as im:
+                sides.append(min(im.size))
+        except OSError:
+            continue  # unreadable: said when the images are decoded
+    return sorted(sides)[len(sides) // 2] if sides else None
+
+
+def size_from_data(cfg: Config) -> list[str]:
+    """data.image_size from the images when no file or command line set it: their typical
+    shorter side, kept within IMAGE_SIZE_RANGE; a line when a size that was set is far below the
+    images' own (they are shrunk before cropping). Returns the lines said (also in cfg.notes)."""
+    d = cfg.data
+    typical = typical_size(cfg)
+    notes = []
+    if typical is None:
+        return notes
+    if "data.image_size" not in cfg.given:
+        size = min(max(typical, IMAGE_SIZE_RANGE[0]), IMAGE_SIZE_RANGE[1])
+        capped = f", kept within {IMAGE_SIZE_RANGE[0]}-{IMAGE_SIZE_RANGE[1]}" if size != typical else ""
+        notes.append(f"data.image_size {size}: the images' typical shorter side is {typical} px{capped} (set "
+                     "data.image_size to choose another)")
+        d.image_size = cfg.augment.size = size
+    elif typical >= 4 * d.image_size:
+        notes.append(f"the images' typical shorter side is {typical} px, {typical / d.image_size:.0f}x data.image_size "
+                     f"{d.image_size}: each is shrunk to {d.image_size} px before it is cropped (a larger "
+                     "data.image_size keeps more detail)")
+    cfg.notes = [*getattr(cfg, "notes", []), *notes]
+    return notes
+
+
 def build_data(cfg: Config) -> TrainingData:
     """The TrainingData of cfg.data (source, subset, memory or stream) and cfg.train (batch, seed)."""
     d, t = cfg.data, cfg.train

@@ -23,7 +23,7 @@ import yaml
 from byol.config import RECIPES_DIR, Config, ConfigError, adapt_to_data, as_config, to_dict
 from byol.data.images import DataError, looks_grayscale
 from byol.evaluation.protocols import mcnemar_exact
-from byol.training.data import build_data
+from byol.training.data import build_data, size_from_data
 
 
 def cpu_bf16_hardware() -> bool:
@@ -87,6 +87,7 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    size_from_data(cfg)  # before the data is decoded at that size
     data = build_data(cfg)
     adapt_to_data(cfg, data.images, looks_grayscale(data.loader.dataset, cfg.data.channels))
     for note in cfg.notes:

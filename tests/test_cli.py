@@ -491,3 +491,23 @@ def test_init_weights_starts_from_saved_weights_of_any_kind(demo_run, demo_data,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "of another shape" in err and "wide.pth" in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_help_is_grouped_and_shows_a_recipes_values_and_print_config_shows_sources_and_plan(demo_data, tmp_path,
+                                                                                           capsys):
+    for argv, optimiser in ((["pretrain", "--help"], "lars"), (["pretrain", "--config", "cifar10", "--help"], "sgd")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = capsys.readouterr().out
+        assert f"  optim.name = {optimiser} " in text
+        assert "\ndata: what to train on" in text and "\noptim: optimiser" in text and "\nlog: " in text
+    assert "values with --config cifar10 shown" in text
+    out = tmp_path / "never"
+    assert main(["pretrain", "--config", "cifar10", "--data.path", str(demo_data / "train"), "--train.epochs", "3",
+                 "--train.out_dir", str(out), "--print-config"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("optim.base_lr: 0.06  # ") and line.endswith("cifar10.yaml") for line in lines)
+    assert "train.epochs: 3  # command line" in lines and "data.image_size: 32  # " in "\n".join(lines)
+    assert lines[-1].startswith("plan: 270 training images at 32 px, 3 epochs x 1 steps = 3 steps of 256 images; "
+                                "sgd lr 0.06") and "precision: " in lines[-1]
+    assert not out.exists()  # nothing written

@@ -415,13 +415,37 @@ def describe_keys(obj=None, prefix: str = "") -> list[tuple[str, str, str]]:
     return rows
 
 
-def keys_help() -> str:
-    """The text `byol pretrain --help` ends with: every key, its default and what it does."""
-    rows = describe_keys()
+SECTIONS = {"data": "what to train on, and the held-out images of the kNN monitor",
+            "model": "the network, where its features are taken, the heads and the EMA target",
+            "augment": "the two views (the paper's Table 6; view1 and view2 each)",
+            "optim": "optimiser and learning-rate schedule",
+            "train": "length, batch, devices, precision, checkpoints, the kNN monitor",
+            "log": "what the run folder gets, progress, MLflow",
+            "epoch_presets": "settings picked by the run's length (train.epochs)"}
+
+
+def keys_help(cfg: Config | None = None, title: str = "defaults") -> str:
+    """The text `byol pretrain --help` ends with: every key, grouped by section under a heading,
+    with its value in `cfg` (the defaults, or what the --config files give) and what it does."""
+    rows = describe_keys(cfg)
     width = min(44, max(len(k) + len(d) for k, d, _ in rows) + 4)
-    lines = ["config keys (set them in a YAML file or as --section.key VALUE; defaults shown):"]
-    for key, default, text in rows:
-        lines.append(f"  {key} = {default}".ljust(width + 2) + f"  {text}".rstrip())
+    lines = [f"config keys (in a YAML file, or --section.key VALUE on the command line; {title} shown):"]
+    section = None
+    for key, value, text in rows:
+        if key.split(".")[0] != section:
+            section = key.split(".")[0]
+            lines += ["", f"{section}: {SECTIONS.get(section, '')}".rstrip(": ")]
+        lines.append(f"  {key} = {value}".ljust(width + 2) + f"  {text}".rstrip())
+    return "\n".join(lines)
+
+
+def describe_config(cfg: Config) -> str:
+    """The resolved settings as YAML, each key that a file, preset or the command line set
+    followed by where it came from (the rest are defaults or data-aware choices, in cfg.notes)."""
+    lines = []
+    for key, value, _ in describe_keys(cfg):
+        source = cfg.given.get(key)
+        lines.append(f"{key}: {value}" + (f"  # {source}" if source else ""))
     return "\n".join(lines)
 
 

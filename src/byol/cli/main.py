@@ -64,6 +64,14 @@ def cmd_pretrain(args, extra) -> int:
         if getattr(args, flag):
             extra = [*extra, f"--{key}", getattr(args, flag)]
     cfg = load_config(args.config, extra)
+    if args.print_config:
+        from byol.config import describe_config
+        from byol.training.pretrain import plan
+
+        lines = plan(cfg)  # reads the data: its size, and the data-aware defaults, decide the settings
+        print(describe_config(cfg))
+        print("\n".join(lines))
+        return 0
     summary = pretrain(cfg, resume=args.resume)
     if summary["global_rank"] == 0:
         print("\n".join(run_footer(summary)))
@@ -255,7 +263,21 @@ def cmd_download(args, extra) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def help_config(argv: list[str]):
+    """(config, title) for `byol pretrain --config NAME --help`: the keys as those files set them."""
+    from byol.config import load_config
+
+    configs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    configs += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    if not configs:
+        return None, "defaults"
+    try:
+        return load_config(configs), f"values with --config {' --config '.join(configs)}"
+    except ConfigError as e:
+        return None, f"defaults ({e})"
+
+
+def build_parser(help_for: tuple = (None, "defaults")) -> argparse.ArgumentParser:
     from byol.version import __version__
 
     p = argparse.ArgumentParser(prog="byol", description="BYOL self-supervised pretraining for any PyTorch network",
@@ -266,11 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("pretrain", help="pretrain a network with BYOL (overrides: --section.key value)",
-                       epilog=keys_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=keys_help(*help_for), formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--config", action="append",
                    help=f"a YAML file, or a packaged recipe by name ({', '.join(recipe_names())}); "
                         "repeat to layer files")
-    s.add_argument("--resume", action="store_true", help="continue from train.out_dir/checkpoints/last.ckpt")
+    s.add_argument("--resume", action="store_true", help="continue from train.out_dir/checkpoints/last.ckpt "
+                                                          "(with a larger --train.epochs: continue to the new end)")
+    s.add_argument("--print-config", action="store_true",
+                   help="print the settings this run would use (with where each came from) and its plan "
+                        "(images, steps, image size, precision), then exit without training")
     s.add_argument("--mlflow-uri", help="log to MLflow at this tracking URI (same as --log.mlflow_uri)")
     s.add_argument("--mlflow-experiment-name", help="MLflow experiment (default byol_experiment)")
     s.add_argument("--mlflow-run-id", help="MLflow run to log into")
@@ -284,27 +310,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_setup_commands(sub) -> None:
     """demo, preview, layers: trying byol and choosing its settings."""
-    s = sub.add_parser("demo", help="generate the shapes demo data, pretrain on it, report kNN")
-    s.add_argument("--data", default="data/demo", help="where the generated demo images go (default data/demo; "
-                                                        "made once, then reused)")
-    s.add_argument("--out", default="runs/demo", help="the run folder (default runs/demo; an existing run is continued)")
+    s = sub.add_parser("demo", help="generate the textures demo data, pretrain on it, report kNN",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--data", default="data/demo", help="where the generated demo images go (made once, then reused)")
+    s.add_argument("--out", default="runs/demo", help="the run folder (an existing run is continued)")
     s.add_argument("--config", action="append", help="a YAML file or recipe name layered on the demo recipe; "
                                                      "repeat to layer more (any --section.key value works too)")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("preview", help="write a PNG grid: original / view 1 / view 2")
-    s.add_argument("data")
-    s.add_argument("-o", "--output", default="views.png")
-    s.add_argument("--config")
-    s.add_argument("-n", type=int, default=8)
-    s.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("preview", help="write a PNG grid: original / view 1 / view 2",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("data", help="a folder or .tar of images")
+    s.add_argument("-o", "--output", default="views.png", help="the PNG to write")
+    s.add_argument("--config", action="append", help="a YAML file or recipe name whose augment settings to show; "
+                                                     "repeat to layer (any --section.key value works too)")
+    s.add_argument("-n", type=int, default=8, help="how many images")
+    s.add_argument("--seed", type=int, default=0, help="seed of the image choice and the augmentations")
     s.set_defaults(func=cmd_preview)
 
-    s = sub.add_parser("layers", help="list a backbone's layers (names for model.hidden_layer)")
-    s.add_argument("backbone")
+    s = sub.add_parser("layers", help="list a backbone's layers (names for model.hidden_layer)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("backbone", help="resnet18/34/50, or an import path such as mynets:MyNet (found in the current "
+                                    "folder or on PYTHONPATH)")
     s.add_argument("--args", default="", help="backbone keyword arguments, YAML/JSON mapping")
-    s.add_argument("--image-size", type=int, default=32)
-    s.add_argument("--channels", type=int, default=3)
+    s.add_argument("--image-size", type=int, default=32, help="size of the probe image the shapes are measured with")
+    s.add_argument("--channels", type=int, default=3, help="channels of the probe image")
     s.set_defaults(func=cmd_layers)
 
 
@@ -321,7 +351,8 @@ def weights_args(s) -> None:
 
 def add_evaluation_commands(sub) -> None:
     """evaluate and embed: what saved weights are worth."""
-    s = sub.add_parser("evaluate", help="evaluate a pretrained backbone on labeled data")
+    s = sub.add_parser("evaluate", help="evaluate a pretrained backbone on labeled data",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("protocol", choices=PROTOCOLS,
                    help="knn; linear (on features computed once); linear-aug (the paper's: frozen "
                         "backbone, crop+flip images); logistic (L-BFGS, L2 swept); finetune (whole network)")
@@ -330,11 +361,11 @@ def add_evaluation_commands(sub) -> None:
     s.add_argument("--test", help="labeled test images (folder or tar)")
     s.add_argument("--dataset", help="a standard data set instead: cifar10, stl10, emnist-letters, ...")
     s.add_argument("--data", help="with --dataset: where its files are")
-    s.add_argument("-k", type=int, default=200)
-    s.add_argument("--temperature", type=float, default=0.1)
-    s.add_argument("--epochs", type=int, default=100)
-    s.add_argument("--lr", type=float, default=0.1)
-    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("-k", type=int, default=200, help="knn: neighbours voting (the field's standard: 200)")
+    s.add_argument("--temperature", type=float, default=0.1, help="knn: temperature of the weighted vote")
+    s.add_argument("--epochs", type=int, default=100, help="linear, linear-aug, finetune: training epochs")
+    s.add_argument("--lr", type=float, default=0.1, help="linear, linear-aug, finetune: learning rate (SGD, cosine)")
+    s.add_argument("--batch-size", type=int, default=256, help="linear-aug, finetune: training batch")
     s.add_argument("--label-fraction", type=float, default=1.0, help="semi-supervised: 0.01 or 0.1 of the labels")
     s.add_argument("--bn-momentum", type=float, help="finetune: batch-norm momentum of the backbone")
     s.add_argument("--seed", type=int, default=0, help="seed of the label subset and of training")
@@ -351,10 +382,12 @@ def add_evaluation_commands(sub) -> None:
     weights_args(s)
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("embed", help="write embeddings of a folder of images to .npy")
-    s.add_argument("checkpoint")
-    s.add_argument("data")
-    s.add_argument("-o", "--output", default="embeddings.npy")
+    s = sub.add_parser("embed", help="write embeddings of a folder of images to .npy",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("checkpoint", help=".ckpt from pretrain or exported .safetensors")
+    s.add_argument("data", help="a folder or .tar of images")
+    s.add_argument("-o", "--output", default="embeddings.npy",
+                   help="the (N, D) array; the file of each row goes beside it (NAME.files.txt)")
     weights_args(s)
     s.set_defaults(func=cmd_embed)
 
@@ -362,24 +395,25 @@ def add_evaluation_commands(sub) -> None:
 def add_file_commands(sub) -> None:
     """report, export, shards, download: files a user keeps or makes."""
     s = sub.add_parser("report", help="(re)build a run folder's plots and report.html")
-    s.add_argument("run_dir")
+    s.add_argument("run_dir", help="the run folder (train.out_dir)")
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("export", help="write the online backbone's weights as .safetensors")
-    s.add_argument("checkpoint")
-    s.add_argument("-o", "--output", default="backbone.safetensors")
+    s = sub.add_parser("export", help="write the online backbone's weights as .safetensors",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("checkpoint", help="a pretraining checkpoint (.ckpt)")
+    s.add_argument("-o", "--output", default="backbone.safetensors", help="the weights file, your network's key names")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("shards", help="write an image folder as WebDataset tar shards for streaming")
     s.add_argument("folder", help="ImageFolder (class sub-folders) or unlabeled folder, or a .tar of one")
-    s.add_argument("out")
+    s.add_argument("out", help="the folder the shards and their index go to")
     s.add_argument("--shard-size", type=int, default=10000, help="images per shard")
     s.add_argument("--seed", type=int, default=0, help="seed of the shuffle before sharding")
     s.set_defaults(func=cmd_shards)
 
     s = sub.add_parser("download", help="fetch a standard data set's official files (MD5 checked)")
     s.add_argument("name", help="cifar10, cifar100, stl10, mnist or emnist")
-    s.add_argument("--root", default="data")
+    s.add_argument("--root", default="data", help="where the files go (default data)")
     s.set_defaults(func=cmd_download)
 
 
@@ -394,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"byol --run-type: error: {e}", file=sys.stderr)
             return 2
         print("byol " + shlex.join(argv), flush=True)  # the output folder is made only once there is a result
-    parser = build_parser()
+    wants_help = argv[:1] == ["pretrain"] and ("-h" in argv or "--help" in argv)
+    parser = build_parser(help_config(argv) if wants_help else (None, "defaults"))
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("pretrain", "demo", "preview"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

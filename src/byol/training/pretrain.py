@@ -10,6 +10,7 @@ Run folder (train.out_dir):
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -21,9 +22,10 @@ import torch
 import yaml
 
 from byol.config import RECIPES_DIR, Config, ConfigError, adapt_to_data, as_config, to_dict
+from byol.core.optim import scaled_lr
 from byol.data.images import DataError, looks_grayscale
 from byol.evaluation.protocols import mcnemar_exact
-from byol.training.data import build_data, size_from_data
+from byol.training.data import TrainingData, build_data, size_from_data
 
 
 def cpu_bf16_hardware() -> bool:
@@ -87,11 +89,9 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    size_from_data(cfg)  # before the data is decoded at that size
-    data = build_data(cfg)
-    adapt_to_data(cfg, data.images, looks_grayscale(data.loader.dataset, cfg.data.channels))
-    for note in cfg.notes:
-        print(note)
+    data = read_data(cfg)
+    for line in [*cfg.notes, plan_line(cfg, data)]:
+        print(line)
     if resume:  # after the data-aware defaults, which the checkpoint's config holds too
         extended_from = check_resume_config(last, cfg, data.identity)
         if extended_from is not None:
@@ -108,8 +108,6 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
                                                         t.knn_temperature, out / "knn.json")
     loggers, mlflow = make_loggers(cfg, out, resume)
     trainer = make_trainer(cfg, standard_callbacks(cfg, monitor) + list(callbacks or []), loggers)
-    if trainer.is_global_zero:
-        print(describe_precision(resolve_precision(t.precision, t.accelerator)))
     with closing_process_group():
         wall = fit(trainer, module, data.loader, last if resume else None)
         finished = finished_summary(out) if resume else None
@@ -122,6 +120,33 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
         if trainer.is_global_zero:
             finish(cfg, summary, mlflow)
     return summary
+
+
+def read_data(cfg: Config) -> TrainingData:
+    """The training data, with the settings that depend on it decided first (data.image_size)
+    or after (data-aware defaults: adapt_to_data), each said in cfg.notes."""
+    size_from_data(cfg)  # before the data is decoded at that size
+    data = build_data(cfg)
+    adapt_to_data(cfg, data.images, looks_grayscale(data.loader.dataset, cfg.data.channels))
+    return data
+
+
+def plan_line(cfg: Config, data: TrainingData) -> str:
+    """One line said at the start: images, size, steps, global batch, learning rate, precision."""
+    t, o = cfg.train, cfg.optim
+    world = int(os.environ.get("WORLD_SIZE", t.devices * t.num_nodes))
+    per_epoch = math.ceil(data.images // world // t.batch_size / t.accumulate)
+    batch = t.batch_size * world * t.accumulate
+    return (f"plan: {data.images} training images at {cfg.data.image_size} px, {t.epochs} epochs x {per_epoch} steps = "
+            f"{t.epochs * per_epoch} steps of {batch} images; {o.name} lr {scaled_lr(o.base_lr, batch):.4g} "
+            f"({o.base_lr:g} x {batch}/256); {describe_precision(resolve_precision(t.precision, t.accelerator))}")
+
+
+def plan(cfg: Config) -> list[str]:
+    """What `byol pretrain --print-config` says after the settings: the data-aware decisions and
+    the plan line. Reads the data; writes nothing."""
+    data = read_data(cfg)
+    return [*cfg.notes, plan_line(cfg, data)]
 
 
 def finished_summary(out: Path) -> dict | None:

@@ -263,6 +263,16 @@ def cmd_download(args, extra) -> int:
     return 0
 
 
+class WithDefaults(argparse.HelpFormatter):
+    """Help lines that end with the option's default, where it has one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, "", False, argparse.SUPPRESS) and "default" not in text and action.option_strings:
+            text += f" (default: {action.default})"
+        return text
+
+
 def help_config(argv: list[str]):
     """(config, title) for `byol pretrain --config NAME --help`: the keys as those files set them."""
     from byol.config import load_config
@@ -311,7 +321,7 @@ def build_parser(help_for: tuple = (None, "defaults")) -> argparse.ArgumentParse
 def add_setup_commands(sub) -> None:
     """demo, preview, layers: trying byol and choosing its settings."""
     s = sub.add_parser("demo", help="generate the textures demo data, pretrain on it, report kNN",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=WithDefaults)
     s.add_argument("--data", default="data/demo", help="where the generated demo images go (made once, then reused)")
     s.add_argument("--out", default="runs/demo", help="the run folder (an existing run is continued)")
     s.add_argument("--config", action="append", help="a YAML file or recipe name layered on the demo recipe; "
@@ -319,7 +329,7 @@ def add_setup_commands(sub) -> None:
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("preview", help="write a PNG grid: original / view 1 / view 2",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=WithDefaults)
     s.add_argument("data", help="a folder or .tar of images")
     s.add_argument("-o", "--output", default="views.png", help="the PNG to write")
     s.add_argument("--config", action="append", help="a YAML file or recipe name whose augment settings to show; "
@@ -329,7 +339,7 @@ def add_setup_commands(sub) -> None:
     s.set_defaults(func=cmd_preview)
 
     s = sub.add_parser("layers", help="list a backbone's layers (names for model.hidden_layer)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=WithDefaults)
     s.add_argument("backbone", help="resnet18/34/50, or an import path such as mynets:MyNet (found in the current "
                                     "folder or on PYTHONPATH)")
     s.add_argument("--args", default="", help="backbone keyword arguments, YAML/JSON mapping")
@@ -352,7 +362,7 @@ def weights_args(s) -> None:
 def add_evaluation_commands(sub) -> None:
     """evaluate and embed: what saved weights are worth."""
     s = sub.add_parser("evaluate", help="evaluate a pretrained backbone on labeled data",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=WithDefaults)
     s.add_argument("protocol", choices=PROTOCOLS,
                    help="knn; linear (on features computed once); linear-aug (the paper's: frozen "
                         "backbone, crop+flip images); logistic (L-BFGS, L2 swept); finetune (whole network)")
@@ -383,7 +393,7 @@ def add_evaluation_commands(sub) -> None:
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("embed", help="write embeddings of a folder of images to .npy",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=WithDefaults)
     s.add_argument("checkpoint", help=".ckpt from pretrain or exported .safetensors")
     s.add_argument("data", help="a folder or .tar of images")
     s.add_argument("-o", "--output", default="embeddings.npy",
@@ -399,7 +409,7 @@ def add_file_commands(sub) -> None:
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("export", help="write the online backbone's weights as .safetensors",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=WithDefaults)
     s.add_argument("checkpoint", help="a pretraining checkpoint (.ckpt)")
     s.add_argument("-o", "--output", default="backbone.safetensors", help="the weights file, your network's key names")
     s.set_defaults(func=cmd_export)

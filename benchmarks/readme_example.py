@@ -1,6 +1,6 @@
 """The README's Python example, run as written on real images: does it beat the untrained network?
 
-Runs the code block under "## Python API" in README.md, with `MyNet` a width-0.25 CIFAR
+Runs the training loop under "## Python API" in README.md, with `MyNet` a width-0.25 CIFAR
 ResNet-18 (it has an `avgpool` layer, as the example expects) and `loader` 5,000 CIFAR-10
 training images (the first 500 of each class) in shuffled batches of 128, for as many
 passes as fit in --steps steps. Prints the kNN top-1 (k 200, T 0.1; bank: those 5,000
@@ -54,7 +54,8 @@ def main(argv=None) -> int:
 
     torch.manual_seed(args.seed)
     initial = resnet18(stem="cifar", width=0.25)
-    code = re.search(r"## Python API\s+```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    code = next(b for b in blocks if "model.update_target" in b)  # the training loop of "## Python API"
     code = code.replace('torch.save(net.state_dict(), "pretrained.pt")', "")  # keep the weights in memory
     namespace = {"MyNet": lambda: copy.deepcopy(initial), "loader": batches, "total_steps": len(batches)}
     start = time.perf_counter()

@@ -35,7 +35,7 @@ class DataConfig:
     max_frame_gap: int = 1  # video: the two views are frames at most this far apart
     val_path: Union[str, None] = None  # labeled images for the kNN monitor
     val_fraction: float = 0.1  # held out of labeled training data when val_path is unset
-    image_size: int = 32  # network input (output of the random resized crop)
+    image_size: int = 32  # network input (the random resized crop's output); unset: the images' typical shorter side (16-224)
     load_size: Union[int, None] = None  # images are decoded to this size (default image_size); large_images full: the bound on the shorter side (None: none)
     channels: int = 3  # 3 (RGB) or 1 (grayscale networks)
     in_memory: Union[bool, None] = None  # decode all once into RAM; None: yes below 300k images

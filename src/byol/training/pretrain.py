@@ -195,7 +195,7 @@ def standard_callbacks(cfg: Config, monitor) -> list:
     checkpoint = AtomicCheckpoint(Path(t.out_dir) / "checkpoints", t.checkpoint_every, t.checkpoint_every_steps,
                                   t.keep_checkpoints)
     callbacks += [checkpoint, StopOnSignal(checkpoint)]
-    if cfg.log.progress and sys.stdout.isatty():  # refreshing reads the loss: once per log interval
+    if progress_bar_wanted(cfg):  # refreshing reads the loss: once per log interval
         callbacks.append(progress_bar(t.log_every))
     elif cfg.log.progress:  # a file (nohup, SLURM): a bar would show nothing until the end
         from byol.training.callbacks import PlainProgress
@@ -237,7 +237,7 @@ def make_trainer(cfg: Config, callbacks: list, loggers: list):
             precision=resolve_precision(t.precision, t.accelerator),
             accumulate_grad_batches=t.accumulate, callbacks=callbacks, logger=loggers or False,
             log_every_n_steps=t.log_every, enable_checkpointing=False, enable_model_summary=False,
-            enable_progress_bar=cfg.log.progress, num_sanity_val_steps=0, default_root_dir=t.out_dir,
+            enable_progress_bar=progress_bar_wanted(cfg), num_sanity_val_steps=0, default_root_dir=t.out_dir,
             plugins=[LocalCheckpointIO()],
         )
 
@@ -352,6 +352,11 @@ def draw_report(out: Path, timeout: float = 600.0) -> str | None:
     print(f"byol: the report could not be written ({why}); the run itself is complete. Draw it again with: "
           f"byol report {out}", file=sys.stderr)
     return None
+
+
+def progress_bar_wanted(cfg: Config) -> bool:
+    """A progress bar on a terminal; in a file (nohup, SLURM) it would show nothing until the end."""
+    return cfg.log.progress and sys.stdout.isatty()
 
 
 def progress_bar(refresh_rate: int):

@@ -57,7 +57,7 @@ def run_variant(variant: str, batch_size: int, width: float, steps: int, warmup:
     from byol.core.backbones import resnet18
     from byol.core.model import BYOL
     from byol.core.optim import build_optimizer, scaled_lr
-    from byol.training.pretrain import resolve_precision
+    from byol.training.trainer import resolve_precision
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
@@ -125,7 +125,7 @@ def run_variant(variant: str, batch_size: int, width: float, steps: int, warmup:
 def cpu_kind() -> str:
     """'AVX-512 BF16' where this CPU multiplies bf16 in hardware (or AMX), else its vector
     capability as torch reports it (e.g. 'AVX2')."""
-    from byol.training.pretrain import cpu_bf16_hardware
+    from byol.training.trainer import cpu_bf16_hardware
 
     return "AVX-512 BF16" if cpu_bf16_hardware() else torch.backends.cpu.get_cpu_capability().replace("AVX512", "AVX-512")
 

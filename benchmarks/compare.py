@@ -377,7 +377,7 @@ def main(argv=None) -> int:
     if args.one:
         print(json.dumps(run_one(args)), flush=True)
         return 0
-    from byol.training.pretrain import cpu_bf16_hardware
+    from byol.training.trainer import cpu_bf16_hardware
 
     if args.comparison == "bf16" and not cpu_bf16_hardware():
         sys.exit("compare: this CPU has no AVX-512 BF16 or AMX: bf16 is emulated here and slower than fp32, so the "

@@ -23,7 +23,7 @@ from byol.checkpoint import export_backbone
 from byol.config import load_config
 from byol.data.images import MemoryImages, decode_to_memory, list_images
 from byol.data.datasets import load_dataset
-from byol.evaluation.protocols import train_classifier
+from byol.evaluation.protocols import ClassifierSettings, Inputs, train_classifier
 from byol.core.model import feature_extractor
 from byol.data.images import first_per_class
 from byol.training.pretrain import pretrain
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     test = cifar(root, "test", a.test_images // 10)
     results = {"pretrain_knn_top1": summary.get("knn_final_top1"), "labeled_images": len(train)}
     for name, net in (("byol", pretrained), ("random_init", resnet18(stem="cifar", width=a.width))):
-        r = train_classifier(feature_extractor(net), net.feature_dim, 10, train.images, train.labels, test.images,
-                             test.labels, cfg.augment.mean, cfg.augment.std, 32, epochs=a.finetune_epochs,
-                             lr=0.05, weight_decay=5e-4, batch_size=min(256, len(train)), fine_tune=True)
+        r = train_classifier(feature_extractor(net), 10, train, test, Inputs(cfg.augment.mean, cfg.augment.std, 32),
+                             ClassifierSettings(epochs=a.finetune_epochs, lr=0.05, weight_decay=5e-4,
+                                                batch_size=min(256, len(train)), fine_tune=True))
         results[f"finetune_{name}_top1"] = r["top1"]
     print(json.dumps(results))
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -78,7 +78,7 @@ def test_pretrain_takes_a_dict_or_a_yaml_path_and_export_evaluate_embed_are_func
     out = byol.export(ckpt, tmp_path / "backbone.safetensors")
     net = resnet18(stem="cifar", width=0.125)
     net.load_state_dict(load_file(str(out)))  # strict, the user's own key names
-    record = byol.evaluate(ckpt, "knn", train=str(demo_data / "train"), test=str(demo_data / "test"), k=10)
+    record = byol.evaluate(ckpt, "knn", train=str(demo_data / "train"), test=str(demo_data / "test"), settings={"k": 10})
     assert record["protocol"] == "knn" and record["test_images"] == 100 and 0 < record["top1"] <= 1
     features, files = byol.embed(str(out), str(demo_data / "test"))
     assert features.shape == (100, 64) and len(files) == 100 and files == sorted(files)

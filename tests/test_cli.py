@@ -324,7 +324,7 @@ def test_in_memory_images_are_augmented_in_workers_when_asked(demo_data, tmp_pat
 
     cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--data.augment_on", "workers",
                              "--data.num_workers", "1", "--train.knn_every", "0", *TINY[2:]])
-    loader = build_data(cfg).loader
+    loader = build_data(cfg)[1].loader
     assert isinstance(loader.dataset, AugmentedImages) and loader.num_workers == 1
     batch = next(iter(loader))
     v1, v2 = batch.view1, batch.view2
@@ -409,7 +409,7 @@ def test_an_exported_backbone_is_read_with_its_own_settings(demo_run, demo_data,
 def test_auto_precision_follows_the_probe_and_the_run_says_which(fast_bf16, expected, demo_data, tmp_path,
                                                                 monkeypatch, capsys):
     # both answers of the probe on any CPU: the bf16 path (autocast, bf16 kNN features) and the fp32 one
-    from byol.training.pretrain import resolve_precision
+    from byol.training.trainer import resolve_precision
 
     monkeypatch.setenv("BYOL_CPU_BF16", fast_bf16)
     assert resolve_precision("auto", "cpu") == expected
@@ -430,7 +430,7 @@ def test_a_checkpoint_from_before_a_key_existed_resumes_with_that_keys_default(d
     import copy
 
     from byol.config import from_dict
-    from byol.training.pretrain import check_resume_config
+    from byol.training.bookkeeping import check_resume_config
 
     ckpt = torch.load(demo_run / "checkpoints" / "last.ckpt", weights_only=False)
     saved = ckpt["hyper_parameters"]["config"]

@@ -145,3 +145,36 @@ def test_new_keys_are_refused_with_one_line_naming_them():
         from_dict({"optim": {"schedule_per": "batch"}})
     with pytest.raises(ConfigError, match=r"data.large_images = 'full': full reads image folders and shards"):
         from_dict({"data": {"dataset": "video", "large_images": "full"}})
+
+
+def test_a_config_is_a_frozen_value_and_every_change_makes_a_new_one():
+    import dataclasses
+
+    from byol.config import adapt_to_data, updated
+
+    cfg = load_config(None, ["--data.image_size", "32", "--augment.view2.blur_p", "0.5"])
+    for section, name in ((cfg.train, "epochs"), (cfg.augment.view1, "blur_p"), (cfg, "train")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(section, name, 3)
+    adapted, notes = adapt_to_data(cfg, grayscale=True)
+    assert cfg.augment.view1.blur_p == 1.0 and cfg.augment.view1.saturation == 0.2 and cfg.notes == []  # untouched
+    assert adapted.augment.view1.blur_p == 0.0 and adapted.augment.view2.blur_p == 0.5  # what was set is kept
+    assert adapted.notes == notes and adapted.given == cfg.given  # a data-aware choice stays a default
+    larger = updated(cfg, {"data.image_size": 64}, ["a note"])
+    assert (larger.data.image_size, larger.augment.size, cfg.augment.size) == (64, 64, 32)
+    assert larger.notes == ["a note"] and larger != cfg
+    with pytest.raises(ConfigError, match="data.image_size = 4: must be >= 8"):
+        updated(cfg, {"data.image_size": 4})
+
+
+def test_the_data_is_built_from_the_final_config(tmp_path):
+    from conftest import write_folder
+
+    from byol.training.pretrain import read_data
+
+    gray = write_folder(tmp_path / "gray", classes=("a", "b"), per_class=8, size=(32, 32), mode="L")
+    cfg = load_config(None, ["--data.path", str(gray), "--data.augment_on", "workers", "--train.batch_size", "4"])
+    final, data = read_data(cfg)
+    views = data.loader.dataset.transform.batch.cfg  # the per-image transform the workers run
+    assert views == final.augment and views.view1.saturation == views.view1.blur_p == 0.0
+    assert cfg.augment.view1.saturation == 0.2  # the config it started from is unchanged

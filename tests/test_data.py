@@ -155,20 +155,21 @@ def test_image_size_comes_from_the_data_unless_set(tmp_path, capsys):
 
     big = write_folder(tmp_path / "big", per_class=3, size=(300, 200))
     cfg = load_config(None, ["--data.path", str(big)])
-    assert size_from_data(cfg) and cfg.data.image_size == 200 and cfg.augment.size == 200
+    cfg, notes = size_from_data(cfg)
+    assert notes and cfg.data.image_size == 200 and cfg.augment.size == 200
     assert "typical shorter side is 200 px" in cfg.notes[0]
     huge = write_folder(tmp_path / "huge", per_class=3, size=(500, 375))
     cfg = load_config(None, ["--data.path", str(huge)])
-    size_from_data(cfg)
+    cfg, _ = size_from_data(cfg)
     assert cfg.data.image_size == 224 and "kept within 16-224" in cfg.notes[0]
     cfg = load_config(None, ["--data.path", str(huge), "--data.image_size", "32"])  # set: kept, with a line
-    size_from_data(cfg)
+    cfg, _ = size_from_data(cfg)
     assert cfg.data.image_size == 32 and "12x data.image_size 32" in cfg.notes[0]
     cfg = load_config(None, ["--data.path", str(write_folder(tmp_path / "small", per_class=3, size=(12, 10)))])
-    size_from_data(cfg)
+    cfg, _ = size_from_data(cfg)
     assert cfg.data.image_size == 16
     cfg = load_config(None, ["--data.dataset", "stl10", "--data.path", str(tmp_path)])
-    size_from_data(cfg)
+    cfg, _ = size_from_data(cfg)
     assert cfg.data.image_size == 96
     # a run says it at the start and trains at that size
     assert main(["pretrain", "--data.path", str(big), "--train.out_dir", str(tmp_path / "run"), "--train.epochs", "0",

@@ -84,7 +84,7 @@ def test_two_processes_match_one_process(demo_data, tmp_path, one_process, launc
 
 def test_sync_batchnorm_on_gpus_and_said_off_on_cpus(monkeypatch):
     from byol.config import load_config
-    from byol.training.pretrain import strategy, sync_batchnorm
+    from byol.training.trainer import strategy, sync_batchnorm
 
     two = load_config(None, ["--train.devices", "2"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -104,7 +104,7 @@ def one_process_group(store) -> None:
 
 
 def test_the_process_group_a_run_opens_is_closed_and_the_callers_is_kept(tmp_path):
-    from byol.training.pretrain import closing_process_group
+    from byol.training.trainer import closing_process_group
 
     with closing_process_group():  # as Lightning's DDP opens one inside fit
         one_process_group(tmp_path / "a")

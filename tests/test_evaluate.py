@@ -1,8 +1,9 @@
 import torch
 from torch import nn
 
-from byol.data.images import balanced_split
-from byol.evaluation.protocols import knn_accuracy, knn_predict, linear_probe, logistic_regression, train_classifier
+from byol.data.images import MemoryImages, balanced_split
+from byol.evaluation.protocols import (ClassifierSettings, Inputs, knn_accuracy, knn_predict, linear_probe,
+                                       logistic_regression, train_classifier)
 
 
 def blobs(n=200, d=8, classes=4, seed=0):
@@ -44,11 +45,12 @@ def test_linear_eval_freezes_and_finetune_trains_the_backbone():
     images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8)
     labels = torch.arange(32) % 2
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    kw = dict(mean=(0.5,) * 3, std=(0.25,) * 3, image_size=16, epochs=1, batch_size=16)
-    train_classifier(net, 4, 2, images, labels, images, labels, **kw)
+    data, inputs = MemoryImages(images, labels), Inputs((0.5,) * 3, (0.25,) * 3, 16)
+    train_classifier(net, 2, data, data, inputs, ClassifierSettings(epochs=1, batch_size=16))
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k]), k  # frozen: not even BN statistics moved
-    r = train_classifier(net, 4, 2, images, labels, images, labels, fine_tune=True, bn_momentum=0.5, **kw)
+    r = train_classifier(net, 2, data, data, inputs, ClassifierSettings(epochs=1, batch_size=16, fine_tune=True,
+                                                                         bn_momentum=0.5))
     assert not torch.equal(net[0].weight, before["0.weight"]) and net[1].momentum == 0.5 and r["fine_tune"]
 
 
@@ -68,8 +70,8 @@ def test_test_labels_are_matched_to_training_classes_by_name(tmp_path):
         shutil.copytree(train / c, tmp_path / "test" / c)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
     reader = Reader(net, (0.5,) * 3, (0.25,) * 3, image_size=16, crop=1.0, channels=3)
-    r = evaluate("unused", "knn", train=str(train), test=str(tmp_path / "test"), reader=reader, k=1)
+    r = evaluate("unused", "knn", train=str(train), test=str(tmp_path / "test"), reader=reader, settings={"k": 1})
     assert r["top1"] == 1.0 and r["test_images"] == 6
     shutil.copytree(train / "cat", tmp_path / "test" / "zebra")
     with pytest.raises(DataError, match="class folder 'zebra' is not among the training classes"):
-        evaluate("unused", "knn", train=str(train), test=str(tmp_path / "test"), reader=reader, k=1)
+        evaluate("unused", "knn", train=str(train), test=str(tmp_path / "test"), reader=reader, settings={"k": 1})

@@ -11,10 +11,10 @@ from torch import nn
 
 from byol.core.augment import AugmentConfig, BatchAugment, ViewConfig
 from byol.cli import main
-from byol.config import ConfigError, adapt_to_data, load_config, recipe_names
+from byol.config import ConfigError, adapt_to_data, load_config, recipe_names, small_data_note
 from byol.data.images import StreamImages, decode_item, list_images
 from byol.evaluation.protocols import extract_features
-from byol.training.pretrain import verdict
+from byol.training.bookkeeping import verdict
 
 from conftest import TINY, write_folder
 
@@ -75,13 +75,15 @@ def test_zero_init_residual_starts_every_block_as_identity():
 
 def test_data_aware_defaults_change_only_what_no_one_set():
     cfg = load_config(None, ["--data.image_size", "32", "--augment.view2.blur_p", "0.5"])
-    notes = adapt_to_data(cfg, 1200, grayscale=True)
+    cfg, notes = adapt_to_data(cfg, grayscale=True)
+    notes += small_data_note(cfg, 1200)
     assert cfg.augment.view1.blur_p == 0.0 and cfg.augment.view2.blur_p == 0.5  # given: kept
     assert cfg.augment.view1.saturation == cfg.augment.view2.hue == cfg.augment.view1.grayscale_p == 0.0
     assert "32-px images and grayscale images" in notes[0] and "view1.blur_p: 1.0 -> 0.0" in notes[0]
     assert notes[1].startswith("1200 training images") and "more images or more epochs" in notes[1]
     big = load_config(None, ["--data.image_size", "96"])
-    assert adapt_to_data(big, 50_000, grayscale=False) == [] and big.augment.view1.blur_p == 1.0
+    big, notes = adapt_to_data(big, grayscale=False)
+    assert notes + small_data_note(big, 50_000) == [] and big.augment.view1.blur_p == 1.0
 
 
 def test_a_grayscale_run_records_the_values_it_used(tmp_path):
@@ -196,14 +198,15 @@ def test_linear_aug_and_finetune_record_their_training_crops(tmp_path):
     from byol.evaluation.saved import evaluate
 
     train, test = _bands_folder(tmp_path / "train"), _bands_folder(tmp_path / "test", per_class=2)
-    kw = dict(train=str(train), test=str(test), epochs=1, batch_size=4)
-    r = evaluate("unused", "linear-aug", reader=_tiny_reader(), workers=0, **kw)
+    kw = dict(train=str(train), test=str(test))
+    r = evaluate("unused", "linear-aug", reader=_tiny_reader(), settings=dict(epochs=1, batch_size=4, workers=0), **kw)
     assert r["settings"]["train_crops"] == "whole" and r["train_images"] == 8 and r["test_images"] == 4
-    r = evaluate("unused", "finetune", reader=_tiny_reader(bound=24), workers=1, label_fraction=0.5, **kw)
+    r = evaluate("unused", "finetune", reader=_tiny_reader(bound=24),
+                 settings=dict(epochs=1, batch_size=4, workers=1, label_fraction=0.5), **kw)
     assert r["settings"]["train_crops"] == "whole" and r["settings"]["load_size"] == 24 and r["train_images"] == 4
-    r = evaluate("unused", "linear-aug", reader=_tiny_reader("square"), **kw)
+    r = evaluate("unused", "linear-aug", reader=_tiny_reader("square"), settings=dict(epochs=1, batch_size=4), **kw)
     assert r["settings"]["train_crops"] == "square" and r["train_images"] == 8
-    assert "train_crops" not in evaluate("unused", "knn", reader=_tiny_reader(), k=2, **kw)["settings"]
+    assert "train_crops" not in evaluate("unused", "knn", reader=_tiny_reader(), settings={"k": 2}, **kw)["settings"]
 
 
 def test_readers_crop_the_whole_image_where_pretraining_did(tmp_path, demo_run):
@@ -258,7 +261,7 @@ def paired_predictions(n: int, untrained_acc: float, untrained_only: int, final_
 
 
 def summary_of(before, after, base):
-    from byol.training.callbacks import KNNMonitor
+    from byol.training.monitors import KNNMonitor
 
     monitor = KNNMonitor(None, None, 1)
     monitor.correct = {"untrained": before, "latest": after}

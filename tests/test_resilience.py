@@ -14,7 +14,7 @@ from byol.checkpoint import load_checkpoint
 from byol.cli import main
 from byol.config import load_config
 from byol.data.images import StreamImages
-from byol.training.callbacks import CheckpointWriteError
+from byol.training.saving import CheckpointWriteError
 from byol.data.loader import ShardedSampler
 from byol.training.pretrain import pretrain
 from conftest import TINY

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -32,19 +33,31 @@ def atomic_replace(tmp: str | Path, final: str | Path) -> None:
     os.replace(tmp, final)
 
 
-def atomic_write(path: str | Path, write) -> None:
-    """write(binary file) into a temporary file in the same folder (made if missing), then an
-    atomic rename over `path`: a crash or a full disk leaves the old file or none, never half."""
+@contextmanager
+def atomic_path(path: str | Path):
+    """A temporary path in the folder of `path` (made if missing) for the block to write; when
+    the block ends it is renamed over `path` (atomic_replace), or removed if the block failed: a
+    crash or a full disk leaves the old file or none, never half of one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            write(f)
+        yield tmp
         atomic_replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """write(binary file) into `path` through atomic_path."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """`text` into `path` through atomic_path."""
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def atomic_save(obj, path: str | Path) -> None:
@@ -114,10 +127,7 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata:
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
         try:
             save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(tmp),
                       metadata={k: str(v) for k, v in (metadata or {}).items()})
@@ -125,10 +135,6 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata:
             code = re.search(r"os error (\d+)", str(e))
             raise (OSError(int(code.group(1)), os.strerror(int(code.group(1)))) if code else OSError(str(e))) from None
         follow_umask(tmp)
-        atomic_replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 READER_SETTINGS = ("backbone", "backbone_args", "hidden_layer", "token_pool", "image_size", "channels", "mean",

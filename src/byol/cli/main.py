@@ -40,7 +40,7 @@ def _user_errors():
 
 def _interrupted():
     """A run stopped by SIGTERM or SIGINT after writing its checkpoint (exit 143 or 130)."""
-    from byol.training.callbacks import Interrupted
+    from byol.training.saving import Interrupted
 
     return Interrupted
 
@@ -57,6 +57,7 @@ def _json_arg(text: str) -> dict:
 
 def cmd_pretrain(args, extra) -> int:
     from byol.config import load_config
+    from byol.training.bookkeeping import run_footer
     from byol.training.pretrain import pretrain
 
     for flag, key in (("mlflow_uri", "log.mlflow_uri"), ("mlflow_experiment_name", "log.mlflow_experiment"),
@@ -68,7 +69,7 @@ def cmd_pretrain(args, extra) -> int:
         from byol.config import describe_config
         from byol.training.pretrain import plan
 
-        lines = plan(cfg)  # reads the data: its size, and the data-aware defaults, decide the settings
+        cfg, lines = plan(cfg)  # reads the data: its size, and the data-aware defaults, decide the settings
         print(describe_config(cfg))
         print("\n".join(lines))
         return 0
@@ -78,20 +79,12 @@ def cmd_pretrain(args, extra) -> int:
     return 0
 
 
-def run_footer(summary: dict) -> list[str]:
-    """The last lines of a run: where it is, how to export it, its report and its summary."""
-    out = summary["out_dir"]
-    lines = [f"Run folder: {out}  (export: byol export {summary['checkpoint']} -o backbone.safetensors)"]
-    if summary.get("report"):
-        lines.append(f"Report: {summary['report']}  (plots of the run; open it in a browser)")
-    lines.append(f"Summary: {Path(out) / 'summary.json'}  (every figure of the run, as JSON)")
-    return lines
-
-
 def cmd_demo(args, extra) -> int:
     from byol.config import load_config
     from byol.data.demo import generate_textures
-    from byol.training.pretrain import describe_precision, pretrain
+    from byol.training.bookkeeping import run_footer
+    from byol.training.pretrain import pretrain
+    from byol.training.trainer import describe_precision
 
     data = Path(args.data)
     if not (data / ".complete").exists():  # generated once; an existing set is reused as it is
@@ -113,13 +106,10 @@ def cmd_demo(args, extra) -> int:
 
 
 def cmd_preview(args, extra) -> int:
-    from byol.config import load_config
+    from byol.config import load_config, to_dict
     from byol.evaluation.preview import write_preview
 
-    from byol.config import to_dict
-
-    cfg = load_config(args.config, extra)
-    path = write_preview(args.data, args.output, cfg, n=args.n, seed=args.seed)
+    path, cfg = write_preview(args.data, args.output, load_config(args.config, extra), n=args.n, seed=args.seed)
     for note in cfg.notes:
         print(note)
     for view in ("view1", "view2"):
@@ -150,7 +140,7 @@ def _reader(args):
 def cmd_evaluate(args, extra) -> int:
     """Evaluate a frozen (or fine-tuned) backbone; prints the result JSON and saves it
     next to the checkpoint (eval-PROTOCOL.json) or to -o."""
-    from byol.evaluation.saved import evaluate, log_evaluation_to_mlflow
+    from byol.evaluation.saved import EvalSettings, evaluate, log_evaluation_to_mlflow
 
     if args.mlflow_uri:
         from byol.tracking import check_tracking_uri
@@ -161,11 +151,11 @@ def cmd_evaluate(args, extra) -> int:
         "the result file")
     if args.save_model:
         output_path(args.save_model, "--save-model")
+    settings = EvalSettings(k=args.k, temperature=args.temperature, epochs=args.epochs, lr=args.lr,
+                            batch_size=args.batch_size, label_fraction=args.label_fraction,
+                            bn_momentum=args.bn_momentum, seed=args.seed, workers=args.workers)
     record = evaluate(args.checkpoint, args.protocol, args.train, args.test, args.dataset, args.data,
-                      reader=_reader(args), k=args.k, temperature=args.temperature, epochs=args.epochs,
-                      lr=args.lr, batch_size=args.batch_size, label_fraction=args.label_fraction,
-                      bn_momentum=args.bn_momentum, seed=args.seed, save_model=args.save_model,
-                      workers=args.workers)
+                      reader=_reader(args), settings=settings, save_model=args.save_model)
     print(json.dumps(record))
     if args.mlflow_uri:
         log_evaluation_to_mlflow(record, args.mlflow_uri, args.mlflow_experiment_name, args.mlflow_run_id)

@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.color import hsv_to_rgb, rgb_to_hsv
@@ -49,26 +51,57 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL and torchvision
 
 
-@dataclass
+@dataclass(frozen=True)
 class ViewConfig:
-    """Parameters of one view. Defaults are the paper's view 1 (Table 6)."""
+    """Parameters of one view. Defaults are the paper's view 1 (Table 6). Each field's
+    docstring is its help text (`byol pretrain --help`)."""
 
-    crop_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop: area fraction range
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: aspect ratio range
-    flip_p: float = 0.5  # horizontal flip probability
-    jitter_p: float = 0.8  # colour jitter probability
-    brightness: float = 0.4  # brightness change +-: added (TF's adjust_brightness) or a factor 1 +-
-    brightness_mode: str = "add"  # add: x + delta (the paper's TF code) | scale: x * (1 + delta) (torchvision's)
-    contrast: float = 0.4  # contrast factor 1 +-
-    contrast_mode: str = "channel"  # channel: around each channel's mean (TF's) | gray: around the luma mean (torchvision's)
-    saturation: float = 0.2  # saturation factor 1 +- (blend with luma; the reference scales S in HSV)
-    hue: float = 0.1  # hue shift +-, in turns
-    grayscale_p: float = 0.2  # colour dropping probability
-    blur_p: float = 1.0  # Gaussian blur probability
-    blur_sigma: tuple[float, float] = (0.1, 2.0)  # blur sigma range, pixels
-    blur_kernel_frac: float = 0.1  # blur kernel about this fraction of the side (reflect padding; the reference pads zeros)
-    solarize_p: float = 0.0  # solarization probability
-    solarize_threshold: float = 0.5  # pixels >= this (on [0, 1]) are inverted
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    """random resized crop: area fraction range"""
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    """random resized crop: aspect ratio range"""
+    flip_p: float = 0.5
+    """horizontal flip probability"""
+    jitter_p: float = 0.8
+    """colour jitter probability"""
+    brightness: float = 0.4
+    """brightness change +-: added (TF's adjust_brightness) or a factor 1 +-"""
+    brightness_mode: Literal["add", "scale"] = "add"
+    """add: x + delta (the paper's TF code) | scale: x * (1 + delta) (torchvision's)"""
+    contrast: float = 0.4
+    """contrast factor 1 +-"""
+    contrast_mode: Literal["channel", "gray"] = "channel"
+    """channel: around each channel's mean (TF's) | gray: around the luma mean (torchvision's)"""
+    saturation: float = 0.2
+    """saturation factor 1 +- (blend with luma; the reference scales S in HSV)"""
+    hue: float = 0.1
+    """hue shift +-, in turns"""
+    grayscale_p: float = 0.2
+    """colour dropping probability"""
+    blur_p: float = 1.0
+    """Gaussian blur probability"""
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    """blur sigma range, pixels"""
+    blur_kernel_frac: float = 0.1
+    """blur kernel about this fraction of the side (reflect padding; the reference pads zeros)"""
+    solarize_p: float = 0.0
+    """solarization probability"""
+    solarize_threshold: float = 0.5
+    """pixels >= this (on [0, 1]) are inverted"""
+
+    def __post_init__(self):
+        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+            _need(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "is a probability, must be in [0, 1]")
+        _need(0 < self.crop_scale[0] <= self.crop_scale[1] <= 1, "crop_scale", self.crop_scale,
+              "must be 0 < low <= high <= 1")
+        _need(0 < self.crop_ratio[0] <= self.crop_ratio[1], "crop_ratio", self.crop_ratio, "must be 0 < low <= high")
+        _need(0 < self.blur_sigma[0] <= self.blur_sigma[1], "blur_sigma", self.blur_sigma, "must be 0 < low <= high")
+
+
+def _need(ok: bool, name: str, value, what: str) -> None:
+    """A ValueError that starts 'name = value: ' (the config names the section in front)."""
+    if not ok:
+        raise ValueError(f"{name} = {value!r}: {what}")
 
 
 def paper_view1() -> ViewConfig:
@@ -79,17 +112,27 @@ def paper_view2() -> ViewConfig:
     return ViewConfig(blur_p=0.1, solarize_p=0.2)
 
 
-@dataclass
+@dataclass(frozen=True)
 class AugmentConfig:
     """Both views plus output size and normalisation."""
 
-    size: int = 224  # output side (set from data.image_size)
+    size: int = 224
+    """output side (set from data.image_size)"""
     view1: ViewConfig = field(default_factory=paper_view1)
+    """the first view (the paper's view 1)"""
     view2: ViewConfig = field(default_factory=paper_view2)
-    mean: tuple[float, ...] = IMAGENET_MEAN  # per-channel normalisation mean
-    std: tuple[float, ...] = IMAGENET_STD  # per-channel normalisation std
-    interpolation: str = "bicubic"  # crop resize (PyTorch's bicubic a = -0.75; TF's is -0.5)
-    crop_sampling: str = "rejection"  # rejection (torchvision) | clamp (DeepMind's), see crop_boxes
+    """the second view (the paper's view 2: blur 0.1, solarize 0.2)"""
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    """per-channel normalisation mean"""
+    std: tuple[float, ...] = IMAGENET_STD
+    """per-channel normalisation std"""
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bicubic"
+    """crop resize (PyTorch's bicubic a = -0.75; TF's is -0.5)"""
+    crop_sampling: Literal["rejection", "clamp"] = "rejection"
+    """rejection (torchvision) | clamp (DeepMind's), see crop_boxes"""
+
+    def __post_init__(self):
+        _need(len(self.mean) == len(self.std), "mean/std", (self.mean, self.std), "need one value per channel")
 
 
 # ---------------------------------------------------------------------------
@@ -364,9 +407,11 @@ def image_to_tensor(image) -> torch.Tensor:
     """PIL image, HWC numpy array or CHW tensor -> uint8 CHW tensor."""
     if isinstance(image, torch.Tensor):
         return image
-    import numpy as np
+    return torch.from_numpy(chw(np.asarray(image)))
 
-    arr = np.asarray(image)
+
+def chw(arr: np.ndarray) -> np.ndarray:
+    """An image array (H, W) or (H, W, C), as PIL and numpy hold it -> contiguous (C, H, W)."""
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))

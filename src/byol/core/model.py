@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -131,20 +132,26 @@ def feature_extractor(net: nn.Module, hidden_layer: str | int | None = None, tok
     return Encoder(net, resolve_hidden_layer(net, hidden_layer), nn.Identity(), token_pool)
 
 
+@contextmanager
+def evaluating(net: nn.Module):
+    """`net` in eval mode inside the block, and back in the mode it was in after it."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
+
+
 @torch.no_grad()
 def infer_feature_dim(net: nn.Module, hidden_layer: str | None, image_size: int, in_channels: int,
                       token_pool: str = "mean") -> int:
     """Size of the representation, from one forward pass of two images in eval mode."""
-    was_training = net.training
-    net.eval()
-    try:
+    with evaluating(net):
         param = next(net.parameters(), None)
         device = param.device if param is not None else "cpu"
         probe = torch.zeros(2, in_channels, image_size, image_size, device=device)
-        dim = feature_extractor(net, hidden_layer, token_pool).representation(probe).shape[1]
-    finally:
-        net.train(was_training)
-    return int(dim)
+        return int(feature_extractor(net, hidden_layer, token_pool).representation(probe).shape[1])
 
 
 def projection_std(z: torch.Tensor) -> torch.Tensor:
@@ -278,12 +285,8 @@ class BYOL(nn.Module):
                                 "training views, e.g. AugmentConfig().mean and .std) to have them scaled and "
                                 "normalised, or float images normalised that way")
             images = normalize(to_float(images), mean, std)
-        was_training = self.online.training
-        self.online.eval()
-        try:
+        with evaluating(self.online):
             return self.online.representation(images)
-        finally:
-            self.online.train(was_training)
 
 
 @torch.no_grad()
@@ -297,12 +300,10 @@ def describe_layers(net: nn.Module, image_size: int = 32, in_channels: int = 3) 
                 t = out[0] if isinstance(out, (tuple, list)) else out
                 shapes.setdefault(name, str(tuple(t.shape)) if torch.is_tensor(t) else type(t).__name__)
             handles.append(module.register_forward_hook(hook))
-    was_training = net.training
-    net.eval()
     try:
-        net(torch.zeros(1, in_channels, image_size, image_size))
+        with evaluating(net):
+            net(torch.zeros(1, in_channels, image_size, image_size))
     finally:
         for h in handles:
             h.remove()
-        net.train(was_training)
     return [(n, type(m).__name__, shapes.get(n, "not called")) for n, m in net.named_modules() if n]

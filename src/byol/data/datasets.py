@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from byol.checkpoint import atomic_path
 from byol.data.images import DataError, MemoryImages
 
 EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
@@ -247,24 +248,21 @@ def download(name: str, root: str | Path) -> Path:
 
 
 def fetch(url: str, target: Path, md5: str, name: str) -> None:
-    """`url` into `target` through a temporary file, kept only if its MD5 is `md5`."""
-    tmp = target.with_name(f".{target.name}.part")
+    """`url` into `target` through a temporary file (atomic_path), kept only if its MD5 is `md5`."""
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-        got = md5sum(tmp)
-        if got != md5:
-            raise DataError(f"{url}: MD5 {got} does not match the expected {md5}")
-        tmp.replace(target)
+        with atomic_path(target) as tmp:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+            got = md5sum(tmp)
+            if got != md5:
+                raise DataError(f"{url}: MD5 {got} does not match the expected {md5}")
     except OSError as e:
         reason = getattr(e, "reason", None) or e.strerror or e
         raise DataError(f"cannot download {url} ({reason}). Without internet: copy {target.name} (MD5 {md5}) into "
                         f"{target.parent} by other means and run this again, or give the images as a labeled folder "
                         f"(one sub-folder per class) or a .tar of one: --data.path FOLDER instead of "
                         f"--data.dataset {name}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def match_channels(images: MemoryImages, channels: int) -> MemoryImages:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from byol.core.augment import AugmentConfig, ViewConfig, crop_from_full
+from byol.core.augment import AugmentConfig, ViewConfig, chw, crop_from_full
 from byol.data.batch import Batch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -63,6 +63,11 @@ class ImageList:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def subset(self, indices) -> "ImageList":
+        """The images at `indices` (in that order), with their labels and the same classes."""
+        keep = [int(i) for i in indices]
+        return ImageList(self.root, [self.items[i] for i in keep], [self.labels[i] for i in keep], self.classes)
 
 
 def _label_items(root: str, relpaths: list[str]) -> ImageList:
@@ -182,10 +187,7 @@ def fit_image(img: Image.Image, size: int | None, mode: str, rng: np.random.Gene
             w, h = img.size
             left, top = (w - size) // 2, (h - size) // 2
             img = img.crop((left, top, left + size, top + size))
-    arr = np.asarray(img, dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return chw(np.asarray(img, dtype=np.uint8))
 
 
 def fit_full(img: Image.Image, bound: int | None) -> np.ndarray:
@@ -195,10 +197,7 @@ def fit_full(img: Image.Image, bound: int | None) -> np.ndarray:
     if bound is not None and min(w, h) > bound:
         scale = bound / min(w, h)
         img = img.resize((max(bound, round(w * scale)), max(bound, round(h * scale))), Image.BICUBIC)
-    arr = np.asarray(img, dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return chw(np.asarray(img, dtype=np.uint8))
 
 
 def decode_item(img: Image.Image, size: int | None, mode: str, rng: np.random.Generator | None = None,
@@ -287,7 +286,7 @@ def decode_to_memory(images: ImageList, size: int, channels: int = 3, threads: i
                      limit: int | None = None) -> "MemoryImages":
     """Decode every image once into a uint8 tensor (N, C, size, size); skip unreadable ones."""
     if limit is not None:
-        images = ImageList(images.root, images.items[:limit], images.labels[:limit], images.classes)
+        images = images.subset(range(min(limit, len(images))))
     blobs = _read_all_bytes(images)
     bad = BadImages()
 
@@ -325,6 +324,10 @@ class MemoryImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def subset(self, indices: torch.Tensor) -> "MemoryImages":
+        """The images at `indices` (a tensor of indices or a boolean mask), with the same classes."""
+        return MemoryImages(self.images[indices], self.labels[indices], self.classes)
+
     def __getitem__(self, i) -> Batch:
         return Batch(images=self.images[i], labels=self.labels[i])
 
@@ -337,7 +340,7 @@ class BatchIndices(torch.utils.data.Dataset):
     """The indices of a MemoryImages, for images that live on the training device.
 
     The DataLoader (and its DistributedSampler) then moves only indices; the module slices
-    its device-resident uint8 tensor (`BYOLModule.keep_on_device`).
+    its device-resident uint8 tensor (the `data` a BYOLModule is built with).
     """
 
     def __init__(self, dataset: MemoryImages):
@@ -432,10 +435,7 @@ class WholeImageCrops(StreamImages):
 
     def subset(self, indices: torch.Tensor) -> "WholeImageCrops":
         """The same crops of only the images at `indices`."""
-        keep = [int(i) for i in indices]
-        images = ImageList(self.images.root, [self.images.items[i] for i in keep],
-                           [self.images.labels[i] for i in keep], self.images.classes)
-        return WholeImageCrops(images, self.crop_size, self.size, self.channels, self.view, self.interpolation)
+        return WholeImageCrops(self.images.subset(indices), self.crop_size, self.size, self.channels, self.view, self.interpolation)
 
     def load(self, i: int):
         path = os.path.join(self.images.root, self.images.items[i])
@@ -517,8 +517,7 @@ def random_subset(images: ImageList, n: int, seed: int) -> ImageList:
     if n >= len(images):
         return images
     g = torch.Generator().manual_seed(seed)
-    idx = sorted(torch.randperm(len(images), generator=g)[:n].tolist())
-    return ImageList(images.root, [images.items[i] for i in idx], [images.labels[i] for i in idx], images.classes)
+    return images.subset(sorted(torch.randperm(len(images), generator=g)[:n].tolist()))
 
 
 def first_per_class(images: ImageList, n: int) -> ImageList:
@@ -529,7 +528,7 @@ def first_per_class(images: ImageList, n: int) -> ImageList:
         if counts.get(label, 0) < n:
             counts[label] = counts.get(label, 0) + 1
             keep.append(i)
-    return ImageList(images.root, [images.items[i] for i in keep], [images.labels[i] for i in keep], images.classes)
+    return images.subset(keep)
 
 
 def match_classes(test_set: MemoryImages, classes: list[str], where: str) -> MemoryImages:
@@ -566,8 +565,4 @@ def balanced_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tupl
 def split_held_out(images: ImageList, fraction: float, seed: int = 0) -> tuple[ImageList, ImageList]:
     """(rest, held out): `fraction` of each class held out, drawn with a fixed seed."""
     rest, held = balanced_split(torch.tensor(images.labels), fraction, seed)
-
-    def part(idx):
-        return ImageList(images.root, [images.items[i] for i in idx.tolist()],
-                         [images.labels[i] for i in idx.tolist()], images.classes)
-    return part(rest), part(held)
+    return images.subset(rest), images.subset(held)

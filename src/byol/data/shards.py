@@ -27,7 +27,7 @@ import torch
 from byol.data.images import (_DECODE_ERRORS, BadImages, DataError, _read_all_bytes, decode_item, list_images, open_image,
                    training_item)
 from byol.data import loader
-from byol.checkpoint import atomic_replace
+from byol.checkpoint import atomic_path, atomic_write_text
 
 INDEX = "shards.json"
 
@@ -50,23 +50,15 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int = 10000, seed
     for start in range(0, len(order), shard_size):
         chunk = order[start:start + shard_size]
         name = f"shard-{len(shards):06d}.tar"
-        tmp = out / f".{name}.tmp"
-        try:  # a shard appears whole or not at all
-            with tarfile.open(tmp, "w") as tar:
-                for i in chunk.tolist():
-                    key = f"{i:09d}"
-                    ext = Path(images.items[i]).suffix.lower().lstrip(".") or "jpg"
-                    _add(tar, f"{key}.{ext}", blobs[i] if in_tar else Path(images.root, images.items[i]).read_bytes())
-                    _add(tar, f"{key}.cls", str(images.labels[i]).encode())
-            atomic_replace(tmp, out / name)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_path(out / name) as tmp, tarfile.open(tmp, "w") as tar:  # a shard appears whole or not at all
+            for i in chunk.tolist():
+                key = f"{i:09d}"
+                ext = Path(images.items[i]).suffix.lower().lstrip(".") or "jpg"
+                _add(tar, f"{key}.{ext}", blobs[i] if in_tar else Path(images.root, images.items[i]).read_bytes())
+                _add(tar, f"{key}.cls", str(images.labels[i]).encode())
         shards.append({"name": name, "count": len(chunk)})
     index = out / INDEX  # written last: a folder with an index holds every shard it lists
-    tmp = out / f".{INDEX}.tmp"
-    tmp.write_text(json.dumps({"shards": shards, "classes": images.classes, "source": str(src)}, indent=1))
-    atomic_replace(tmp, index)
+    atomic_write_text(index, json.dumps({"shards": shards, "classes": images.classes, "source": str(src)}, indent=1))
     return index
 
 

@@ -21,15 +21,17 @@ def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def write_preview(data: str | None, output: str, cfg: Config, n: int = 8, seed: int = 0, scale: int = 0,
-                  images: torch.Tensor | None = None) -> Path:
+                  images: torch.Tensor | None = None) -> tuple[Path, Config]:
     """Rows: originals, view 1, view 2 (as the network sees them, before normalisation).
-    The originals are n images of the folder or tar `data`, or the first n of uint8 `images`."""
+    The originals are n images of the folder or tar `data`, or the first n of uint8 `images`.
+    Returns the PNG's path and the config of the views shown: `cfg` with the data-aware
+    defaults that a run on these images would use."""
     torch.manual_seed(seed)
     if images is None:
         load = cfg.data.load_size or cfg.data.image_size
         images = decode_to_memory(random_subset(list_images(data), n, seed), load, cfg.data.channels).images
     images = images[:n]
-    adapt_to_data(cfg, 0, looks_grayscale(images, cfg.data.channels))  # the views a run on this data would use
+    cfg, _ = adapt_to_data(cfg, looks_grayscale(images, cfg.data.channels))
     v1, v2 = BatchAugment(cfg.augment)(images)
     size = cfg.data.image_size
     orig = torch.nn.functional.interpolate(to_float(images), size=(size, size), mode="bilinear", antialias=True)
@@ -43,4 +45,4 @@ def write_preview(data: str | None, output: str, cfg: Config, n: int = 8, seed: 
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     img.save(output)
-    return Path(output)
+    return Path(output), cfg

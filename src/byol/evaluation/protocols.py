@@ -6,18 +6,46 @@ top-1 accuracy.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from byol.core.augment import normalize, to_float
-from byol.data.images import balanced_split
-from byol.core.model import pool_features
+from byol.core.model import evaluating, pool_features
+from byol.data.images import MemoryImages, balanced_split
 from byol.progress import Progress
 
 PROGRESS_SECONDS = 30.0  # at most one progress line this often while a classifier trains
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """How images are fed to a network: the normalisation it was trained with, its input side,
+    and the centre fraction of each evaluation image that is kept (0.875: 224 of 256)."""
+    mean: tuple
+    std: tuple
+    image_size: int
+    crop: float = 1.0
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """How train_classifier trains: SGD with Nesterov momentum 0.9 and a cosine schedule
+    (the paper's Appendix C). bn_momentum, when given, replaces the backbone's batch-norm
+    momentum while fine-tuning (PyTorch convention: the weight of the new batch statistics);
+    workers: DataLoader workers for a data set of whole-image crops."""
+    epochs: int = 30
+    lr: float = 0.1
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    fine_tune: bool = False
+    bn_momentum: float | None = None
+    seed: int = 0
+    workers: int = 0
 
 
 @torch.no_grad()
@@ -31,10 +59,8 @@ def extract_features(net: nn.Module, images: torch.Tensor, mean, std, image_size
     The centre `crop` of each image (0.875: 224 of 256, the ImageNet evaluation) is resized
     to `image_size` where the sizes differ; no augmentation.
     """
-    was_training = net.training
-    net.eval()
     out = []
-    try:
+    with evaluating(net):
         for start in range(0, images.shape[0], batch_size):
             x = to_float(images[start:start + batch_size].to(device, non_blocking=True))
             if crop < 1.0:
@@ -49,8 +75,6 @@ def extract_features(net: nn.Module, images: torch.Tensor, mean, std, image_size
                 x = x.contiguous(memory_format=torch.channels_last)
             f = pool_features(net(x)).float()
             out.append(f if keep_on_device else f.cpu())
-    finally:
-        net.train(was_training)
     return torch.cat(out)
 
 
@@ -185,65 +209,61 @@ def crop_flip():
     return ViewConfig(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
 
 
-def epoch_batches(train_images, train_labels, batch_size: int, workers: int = 0):
+def epoch_batches(train, batch_size: int, workers: int = 0):
     """One epoch of (uint8 images, labels, cropped) in random order, full batches only (one
     short batch when there are fewer images than a batch): slices of images in memory (cropped
     False), or batches of a data set whose items are crops already (cropped True)."""
-    if isinstance(train_images, torch.Tensor):
-        n = len(train_images)
+    if isinstance(train, MemoryImages):
+        n = len(train)
         perm = torch.randperm(n)
         for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
             idx = perm[start:start + batch_size]
-            yield train_images[idx], train_labels[idx], False
+            yield train.images[idx], train.labels[idx], False
         return
     from byol.data.batch import collate
 
     g = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))  # from the seeded global generator
-    loader = torch.utils.data.DataLoader(train_images, batch_size=batch_size, shuffle=True, generator=g,
-                                         drop_last=len(train_images) >= batch_size, num_workers=workers,
+    loader = torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True, generator=g,
+                                         drop_last=len(train) >= batch_size, num_workers=workers,
                                          collate_fn=collate, persistent_workers=False)
     for batch in loader:
         yield batch.images, batch.labels, True
 
 
-def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_images, train_labels,
-                     test_images, test_labels, mean, std, image_size: int, epochs: int = 30, lr: float = 0.1,
-                     weight_decay: float = 0.0, batch_size: int = 256, fine_tune: bool = False,
-                     bn_momentum: float | None = None, seed: int = 0, device="cpu",
-                     save_to: str | None = None, crop: float = 1.0, workers: int = 0,
+def train_classifier(net: nn.Module, num_classes: int, train, test: MemoryImages, inputs: Inputs,
+                     settings: ClassifierSettings = ClassifierSettings(), device="cpu", save_to: str | None = None,
                      metadata: dict | None = None) -> dict:
     """A linear head on `net`, trained on augmented images (crop + flip): the paper's linear
-    evaluation with a frozen backbone, or fine-tuning of the whole network (fine_tune=True).
+    evaluation with a frozen backbone, or fine-tuning of the whole network (settings.fine_tune),
+    then scored on `test` (its centre inputs.crop, see extract_features).
 
-    train_images: uint8 images in memory (N, C, S, S), cropped here, with `train_labels`; or a
-    data set of crops of whole images (`WholeImageCrops`: labels in its items, train_labels
-    None) read by `workers` DataLoader workers, only flipped here.
-
-    SGD with Nesterov momentum 0.9 and a cosine schedule (Appendix C). bn_momentum, when
-    given, replaces the backbone's batch-norm momentum while fine-tuning (as `main.py --run-type fine_tune` does;
-    PyTorch convention: the weight of the new batch statistics). save_to: write the trained
-    network and head as one .safetensors file (backbone.<the network's own keys>, head.*), with
-    `metadata` (classes, normalisation, ...: byol.checkpoint.export_metadata).
-    crop: the centre fraction of the test images evaluated (see extract_features).
+    train: labeled uint8 images in memory (MemoryImages), cropped here; or a data set of crops of
+    whole images (WholeImageCrops) read by settings.workers DataLoader workers, only flipped here.
+    save_to: write the trained network and head as one .safetensors file (backbone.<the
+    network's own keys>, head.*), with `metadata` (classes, normalisation, ...:
+    byol.checkpoint.export_metadata).
     """
     from byol.core.augment import augment_view, normalize, to_float
 
-    torch.manual_seed(seed)
+    s, (mean, std, image_size) = settings, (inputs.mean, inputs.std, inputs.image_size)
+    fine_tune, epochs = s.fine_tune, s.epochs
+    torch.manual_seed(s.seed)
     net = net.to(device)
+    feature_dim = extract_features(net, test.images[:2], mean, std, image_size, device=device).shape[1]
     head = nn.Linear(feature_dim, num_classes).to(device)
-    if fine_tune and bn_momentum is not None:
+    if fine_tune and s.bn_momentum is not None:
         for m in net.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.momentum = bn_momentum
+                m.momentum = s.bn_momentum
     params = list(head.parameters()) + (list(net.parameters()) if fine_tune else [])
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    steps = epochs * max(1, len(train_images) // batch_size)
+    opt = torch.optim.SGD(params, lr=s.lr, momentum=0.9, nesterov=True, weight_decay=s.weight_decay)
+    steps = epochs * max(1, len(train) // s.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
     view = crop_flip()
     progress, step = Progress(steps, every=PROGRESS_SECONDS), 0
     for epoch in range(epochs):
         net.train(fine_tune)
-        for images, labels, cropped in epoch_batches(train_images, train_labels, batch_size, workers):
+        for images, labels, cropped in epoch_batches(train, s.batch_size, s.workers):
             x = to_float(images.to(device))
             x = normalize(augment_view(x, view, image_size, cropped=cropped), mean, std)
             with torch.set_grad_enabled(fine_tune):
@@ -257,7 +277,7 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
             if progress.due():  # one sync with the device, at most every PROGRESS_SECONDS
                 progress.say(step, f"{'fine-tuning' if fine_tune else 'linear evaluation'}: epoch {epoch + 1}/{epochs}"
                                    f"  step {step}/{steps}  loss {loss.item():.4f}")
-    test_f = extract_features(net, test_images, mean, std, image_size, device=device, crop=crop)
+    test_f = extract_features(net, test.images, mean, std, image_size, device=device, crop=inputs.crop)
     with torch.no_grad():
         scores = head.cpu()(test_f)
     if save_to:
@@ -267,6 +287,5 @@ def train_classifier(net: nn.Module, feature_dim: int, num_classes: int, train_i
         state = {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
                  **{f"head.{k}": v for k, v in head.state_dict().items()}}
         save_safetensors(state, save_to, export_metadata(metadata or {}))
-    return {"top1": topk_accuracy(scores, test_labels, 1), "top5": topk_accuracy(scores, test_labels, 5),
-            "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
-            "fine_tune": fine_tune, "bn_momentum": bn_momentum, "seed": seed}
+    record = {k: v for k, v in dataclasses.asdict(s).items() if k != "workers"}
+    return {"top1": topk_accuracy(scores, test.labels, 1), "top5": topk_accuracy(scores, test.labels, 5), **record}

@@ -135,11 +135,11 @@ def write_preview_for(run: Path, cfg) -> Path | None:
     if d.dataset == "video" or not d.path or not Path(d.path).exists():
         return None
     if d.dataset == "folder":
-        return write_preview(d.path, str(run / "preview.png"), cfg)
+        return write_preview(d.path, str(run / "preview.png"), cfg)[0]
     from byol.data.datasets import load_dataset, match_channels
 
     images = match_channels(load_dataset(d.dataset, d.path, "test"), d.channels).images
-    return write_preview(None, str(run / "preview.png"), cfg, images=images)
+    return write_preview(None, str(run / "preview.png"), cfg, images=images)[0]
 
 
 def _flatten(cfg: dict) -> list[tuple[str, str]]:

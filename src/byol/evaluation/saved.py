@@ -24,14 +24,14 @@ from byol.core.model import feature_extractor
 from byol.data.datasets import load_dataset, match_channels
 from byol.data.images import (DataError, MemoryImages, WholeImageCrops, balanced_split, decode_to_memory,
                               list_images, match_classes)
-from byol.evaluation.protocols import (crop_flip, extract_features, knn_accuracy, linear_probe, logistic_regression,
-                                       train_classifier)
+from byol.evaluation.protocols import (ClassifierSettings, Inputs, crop_flip, extract_features, knn_accuracy,
+                                       linear_probe, logistic_regression, train_classifier)
 
 PROTOCOLS = ("knn", "linear", "linear-aug", "logistic", "finetune")
 TRAIN_CROPS = ("square", "whole")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reader:
     """A saved backbone as a feature extractor, with how to feed it."""
     net: nn.Module
@@ -42,7 +42,17 @@ class Reader:
     channels: int
     train_crops: str = "square"  # linear-aug/finetune training crops: from the decoded square, or "whole" image
     bound: int | None = None  # with train_crops "whole": the bound on the shorter side (data.load_size)
-    settings: dict = field(default_factory=dict)  # the reader settings in force (export metadata keys)
+    origin: dict = field(default_factory=dict)  # the saved settings the fields above leave out (backbone, hidden layer, ...)
+
+    @property
+    def settings(self) -> dict:
+        """The reader settings in force, keyed as export metadata is (READER_SETTINGS)."""
+        return {**self.origin, "image_size": self.image_size, "channels": self.channels, "mean": list(self.mean),
+                "std": list(self.std), "eval_crop": self.crop}
+
+    @property
+    def inputs(self) -> Inputs:
+        return Inputs(self.mean, self.std, self.image_size, self.crop)
 
     def features(self, images: torch.Tensor, device: str | None = None) -> torch.Tensor:
         return extract_features(self.net, images, self.mean, self.std, self.image_size, device=device,
@@ -68,15 +78,15 @@ def load_reader(checkpoint: str, backbone: str | None = None, backbone_args: dic
     if train_crops not in (None, *TRAIN_CROPS):
         raise ConfigError(f"train crops {train_crops!r}: choose {' or '.join(TRAIN_CROPS)}")
     crops = train_crops or ("whole" if saved.get("large_images") == "full" else "square")
-    r = Reader(feature_extractor(net, layer, saved.get("token_pool") or "mean"), saved.get("mean") or IMAGENET_MEAN, saved.get("std") or IMAGENET_STD,
-               image_size or saved.get("image_size") or 224, saved.get("eval_crop", 1.0),
-               channels or saved.get("channels") or 3, crops, saved.get("load_size") if crops == "whole" else None)
-    r.settings = {**{k: v for k, v in saved.items() if k in READER_SETTINGS},
-                  "backbone": backbone or saved.get("backbone", ""),
-                  "backbone_args": backbone_args if backbone_args is not None else saved.get("backbone_args", {}),
-                  "hidden_layer": layer, "image_size": r.image_size, "channels": r.channels, "mean": list(r.mean),
-                  "std": list(r.std), "eval_crop": r.crop}
-    return r
+    origin = {**{k: v for k, v in saved.items() if k in READER_SETTINGS},
+              "backbone": backbone or saved.get("backbone", ""),
+              "backbone_args": backbone_args if backbone_args is not None else saved.get("backbone_args", {}),
+              "hidden_layer": layer}
+    return Reader(feature_extractor(net, layer, saved.get("token_pool") or "mean"),
+                  saved.get("mean") or IMAGENET_MEAN, saved.get("std") or IMAGENET_STD,
+                  image_size or saved.get("image_size") or 224, saved.get("eval_crop", 1.0),
+                  channels or saved.get("channels") or 3, crops, saved.get("load_size") if crops == "whole" else None,
+                  origin)
 
 
 def labeled_sets(size: int, channels: int, train: str | None = None, test: str | None = None,
@@ -109,16 +119,34 @@ def whole_image_crops(train: str, r: Reader) -> WholeImageCrops:
     return WholeImageCrops(images, r.image_size, r.bound, 1 if r.channels == 1 else 3, crop_flip())
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """The settings of `byol evaluate`; each protocol reads its own. knn: k neighbours, votes
+    exp(similarity / temperature); linear, linear-aug, finetune: epochs, lr, batch_size;
+    finetune: bn_momentum (see ClassifierSettings); all: a class-balanced label_fraction of the
+    training images (chosen with seed); linear-aug, finetune: workers decode whole-image crops
+    (None: up to 8)."""
+    k: int = 200
+    temperature: float = 0.1
+    epochs: int = 100
+    lr: float = 0.1
+    batch_size: int = 256
+    label_fraction: float = 1.0
+    bn_momentum: float | None = None
+    seed: int = 0
+    workers: int | None = None
+
+
 def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str | None = None,
              dataset: str | None = None, data: str | None = None, reader: Reader | None = None,
-             k: int = 200, temperature: float = 0.1, epochs: int = 100, lr: float = 0.1, batch_size: int = 256,
-             label_fraction: float = 1.0, bn_momentum: float | None = None, seed: int = 0,
-             save_model: str | None = None, workers: int | None = None) -> dict:
+             settings: EvalSettings | dict | None = None, save_model: str | None = None) -> dict:
     """Evaluate a frozen (or, for finetune, trained) backbone on labeled data; returns the
     record `byol evaluate` prints: protocol, data, settings, top1 and top5 on the test set.
-    linear-aug and finetune train on crops of each whole image of a `train` folder where the
-    reader says so (Reader.train_crops "whole"), decoded by `workers` DataLoader workers
-    (default: up to 8); else on crops of the decoded square images in memory."""
+    The data: `train` and `test` folders, or a named `dataset` in `data`. linear-aug and
+    finetune train on crops of each whole image of a `train` folder where the reader says so
+    (Reader.train_crops "whole"); else on crops of the decoded square images in memory.
+    settings: an EvalSettings, or a dict of its fields ({"k": 10})."""
+    s = settings if isinstance(settings, EvalSettings) else EvalSettings(**(settings or {}))
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     r = reader or load_reader(checkpoint)
@@ -132,44 +160,42 @@ def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str
                                  train_set.classes, test)
     else:
         train_set, test_set = labeled_sets(size, r.channels, train, test, dataset, data)
-    settings: dict = {"image_size": r.image_size, "eval_crop": r.crop}
+    record: dict = {"image_size": r.image_size, "eval_crop": r.crop}
     if protocol in ("linear-aug", "finetune"):
-        settings["train_crops"] = "whole" if whole else "square"
+        record["train_crops"] = "whole" if whole else "square"
         if whole:
-            settings["load_size"] = r.bound
-    if label_fraction < 1.0:  # semi-supervised: a class-balanced subset, seed recorded
-        _, keep = balanced_split(train_set.labels, label_fraction, seed)
-        train_set = train_set.subset(keep) if whole else MemoryImages(train_set.images[keep], train_set.labels[keep],
-                                                                       train_set.classes)
-        settings.update(label_fraction=label_fraction, subset_seed=seed)
+            record["load_size"] = r.bound
+    if s.label_fraction < 1.0:  # semi-supervised: a class-balanced subset, seed recorded
+        _, keep = balanced_split(train_set.labels, s.label_fraction, s.seed)
+        train_set = train_set.subset(keep)
+        record.update(label_fraction=s.label_fraction, subset_seed=s.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if protocol in ("knn", "linear", "logistic"):
         ftr, fte = r.features(train_set.images, device), r.features(test_set.images, device)
         if protocol == "knn":
-            result = knn_accuracy(ftr, train_set.labels, fte, test_set.labels, k, temperature)
+            result = knn_accuracy(ftr, train_set.labels, fte, test_set.labels, s.k, s.temperature)
         elif protocol == "linear":
-            result = linear_probe(ftr, train_set.labels, fte, test_set.labels, epochs=epochs, lr=lr)
+            result = linear_probe(ftr, train_set.labels, fte, test_set.labels, epochs=s.epochs, lr=s.lr)
         else:
-            result = logistic_regression(ftr, train_set.labels, fte, test_set.labels, seed=seed)
+            result = logistic_regression(ftr, train_set.labels, fte, test_set.labels, seed=s.seed)
     else:
         feature_dim = r.features(test_set.images[:2]).shape[1]
         num_classes = max(len(train_set.classes), int(train_set.labels.max()) + 1)
-        result = train_classifier(r.net, feature_dim, num_classes, train_set if whole else train_set.images,
-                                  None if whole else train_set.labels, test_set.images, test_set.labels, r.mean,
-                                  r.std, r.image_size, epochs=epochs, lr=lr, fine_tune=protocol == "finetune",
-                                  bn_momentum=bn_momentum, batch_size=batch_size, seed=seed, device=device,
-                                  save_to=save_model, crop=r.crop,
+        classifier = ClassifierSettings(epochs=s.epochs, lr=s.lr, batch_size=s.batch_size,
+                                        fine_tune=protocol == "finetune", bn_momentum=s.bn_momentum, seed=s.seed,
+                                        workers=min(8, os.cpu_count() or 1) if s.workers is None else s.workers)
+        result = train_classifier(r.net, num_classes, train_set, test_set, r.inputs, classifier, device=device,
+                                  save_to=save_model,
                                   metadata={**r.settings, "classes": list(train_set.classes), "protocol": protocol,
-                                            "head": f"linear {feature_dim} -> {num_classes} on the pooled hidden layer"},
-                                  workers=min(8, os.cpu_count() or 1) if workers is None else workers)
+                                            "head": f"linear {feature_dim} -> {num_classes} on the pooled hidden layer"})
         if save_model:
-            settings["saved_model"] = save_model
+            record["saved_model"] = save_model
     top1, top5 = result.pop("top1"), result.pop("top5")
-    settings.update(result)
+    record.update(result)
     return {"protocol": protocol, "checkpoint": str(checkpoint),
             "dataset": dataset if dataset and dataset != "folder" else train,
             "split": "test", "test_data": test or data, "train_images": len(train_set),
-            "test_images": len(test_set), "settings": settings, "top1": top1, "top5": top5}
+            "test_images": len(test_set), "settings": record, "top1": top1, "top5": top5}
 
 
 def embed(checkpoint: str, data: str, reader: Reader | None = None) -> tuple[torch.Tensor, list[str]]:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-from byol.config import Config, ConfigError
+from byol.config import Config, ConfigError, adapt_to_data, updated
 from byol.core.augment import TwoViewTransform
 from byol.data.images import (AugmentedImages, BatchIndices, DataError, MemoryImages, StreamImages, VideoFramePairs,
-                              decode_to_memory, first_per_class, list_images, match_classes, random_subset,
+                              decode_to_memory, first_per_class, list_images, looks_grayscale, match_classes, random_subset,
                               split_held_out)
 from byol.data.batch import already_batched, collate
 from byol.data.loader import ResumableLoader, ShardedSampler
@@ -80,87 +80,136 @@ def typical_size(cfg: Config) -> int | None:
     return sorted(sides)[len(sides) // 2] if sides else None
 
 
-def size_from_data(cfg: Config) -> list[str]:
+def size_from_data(cfg: Config) -> tuple[Config, list[str]]:
     """data.image_size from the images when no file or command line set it: their typical
     shorter side, kept within IMAGE_SIZE_RANGE; a line when a size that was set is far below the
-    images' own (they are shrunk before cropping). Returns the lines said (also in cfg.notes)."""
+    images' own (they are shrunk before cropping). Returns the new Config and the lines said
+    (also in its notes)."""
     d = cfg.data
     typical = typical_size(cfg)
-    notes = []
     if typical is None:
-        return notes
+        return cfg, []
     if "data.image_size" not in cfg.given:
         size = min(max(typical, IMAGE_SIZE_RANGE[0]), IMAGE_SIZE_RANGE[1])
         capped = f", kept within {IMAGE_SIZE_RANGE[0]}-{IMAGE_SIZE_RANGE[1]}" if size != typical else ""
-        notes.append(f"data.image_size {size}: the images' typical shorter side is {typical} px{capped} (set "
-                     "data.image_size to choose another)")
-        d.image_size = cfg.augment.size = size
-    elif typical >= 4 * d.image_size:
-        notes.append(f"the images' typical shorter side is {typical} px, {typical / d.image_size:.0f}x data.image_size "
-                     f"{d.image_size}: each is shrunk to {d.image_size} px before it is cropped (a larger "
-                     "data.image_size keeps more detail)")
-    cfg.notes = [*getattr(cfg, "notes", []), *notes]
-    return notes
+        notes = [f"data.image_size {size}: the images' typical shorter side is {typical} px{capped} (set "
+                 "data.image_size to choose another)"]
+        return updated(cfg, {"data.image_size": size}, notes), notes
+    if typical >= 4 * d.image_size:
+        notes = [f"the images' typical shorter side is {typical} px, {typical / d.image_size:.0f}x data.image_size "
+                 f"{d.image_size}: each is shrunk to {d.image_size} px before it is cropped (a larger "
+                 "data.image_size keeps more detail)"]
+        return updated(cfg, {}, notes), notes
+    return cfg, []
 
 
-def build_data(cfg: Config) -> TrainingData:
-    """The TrainingData of cfg.data (source, subset, memory or stream) and cfg.train (batch, seed)."""
-    d, t = cfg.data, cfg.train
-    if not d.path:
+def build_data(cfg: Config) -> tuple[Config, TrainingData]:
+    """The TrainingData of cfg.data (source, subset, memory or stream) and cfg.train (batch,
+    seed), and the Config it was built with: the data-aware augmentation defaults
+    (adapt_to_data) are decided as soon as it is known whether the images are grayscale, before
+    any augmentation is built: from the pixels of images in memory, from data.channels for
+    streamed ones."""
+    if not cfg.data.path:
         raise ConfigError("data.path is not set: give the folder or .tar of training images")
-    if d.dataset == "video":
-        transform = worker_transform(cfg)
-        frames = VideoFramePairs(d.path, d.load_size or d.image_size, d.max_frame_gap, d.channels,
-                                 d.large_images, transform, t.seed)
-        return make_loader(cfg, frames, None, None, data_identity([os.path.relpath(f, d.path) for f in frames.frames]))
-    if d.dataset == "shards":
-        train, bank, test = shard_dataset(cfg)
-        return make_loader(cfg, train, bank, test, data_identity(train.shards, count=train.total))
-    if d.dataset != "folder":
-        train, bank, test = named_dataset(cfg)
-        return make_loader(cfg, train, bank, test, data_identity(images=train.images, labels=train.labels))
+    source = {"folder": folder_source, "video": video_source, "shards": shard_source}.get(cfg.data.dataset, named_source)
+    cfg, *parts = source(cfg)
+    return cfg, make_loader(cfg, *parts)
+
+
+def decided(cfg: Config, grayscale: bool) -> Config:
+    """cfg with the data-aware augmentation defaults for these images (adapt_to_data)."""
+    return adapt_to_data(cfg, grayscale)[0]
+
+
+# Each source returns (the Config, decided; the training images; the kNN monitor's labeled bank
+# or None; its held-out images or None; the data's identity); make_loader adds what is common.
+
+
+def folder_source(cfg: Config):
+    """A folder or .tar of images (class sub-folders: labels): in memory below
+    MEMORY_LIMIT_IMAGES, else streamed; held out for the kNN monitor: data.val_path, or
+    data.val_fraction of each class (then never trained on)."""
+    d, t = cfg.data, cfg.train
     images = list_images(d.path)
     if d.limit_per_class:
         images = first_per_class(images, d.limit_per_class)
     if d.limit:
         images = random_subset(images, d.limit, t.seed)
-    load, evaluated = train_size(cfg), eval_size(cfg)
     in_memory = d.in_memory if d.in_memory is not None else (len(images) <= MEMORY_LIMIT_IMAGES
                                                              and d.large_images != "full")
     monitor = t.knn_every > 0 and images.labeled
     bank = test = None
     if monitor and d.val_path:
-        test = decode_to_memory(list_images(d.val_path), evaluated, d.channels)
-        if not test.classes:
-            raise DataError(f"data.val_path {d.val_path!r} has no class sub-folders; the kNN monitor needs labels")
+        test = val_images(cfg)
     elif monitor and d.val_fraction > 0:
         images, held = split_held_out(images, d.val_fraction, t.seed)  # held out of training too
-        test = decode_to_memory(held, evaluated, d.channels)
+        test = decode_to_memory(held, eval_size(cfg), d.channels)
     if in_memory:
-        train = decode_to_memory(images, load, d.channels)
+        train = decode_to_memory(images, train_size(cfg), d.channels)
+        cfg = decided(cfg, looks_grayscale(train, d.channels))
         bank = train if monitor else None
     else:
-        train = StreamImages(images, load, d.channels, d.large_images, worker_transform(cfg), full_crops(cfg))
+        cfg = decided(cfg, d.channels == 1)
+        train = StreamImages(images, train_size(cfg), d.channels, d.large_images, worker_transform(cfg),
+                             full_crops(cfg))
         if monitor:
-            bank = decode_to_memory(random_subset(images, 10_000, t.seed), evaluated, d.channels)
+            bank = decode_to_memory(random_subset(images, 10_000, t.seed), eval_size(cfg), d.channels)
     if bank is not None and test is not None and d.val_path:
         test = match_classes(test, bank.classes, d.val_path)
-    return make_loader(cfg, train, bank, test, data_identity(images.items))
+    return cfg, train, bank, test, data_identity(images.items)
 
 
-def shard_dataset(cfg: Config):
-    """(train stream, kNN bank or None, kNN test set or None) for WebDataset-style tar shards."""
+def video_source(cfg: Config):
+    """Pairs of nearby frames of the videos in data.path (no kNN monitor)."""
+    d = cfg.data
+    cfg = decided(cfg, d.channels == 1)
+    frames = VideoFramePairs(d.path, d.load_size or d.image_size, d.max_frame_gap, d.channels,
+                             d.large_images, worker_transform(cfg), cfg.train.seed)
+    return cfg, frames, None, None, data_identity([os.path.relpath(f, d.path) for f in frames.frames])
+
+
+def shard_source(cfg: Config):
+    """WebDataset-style tar shards, streamed; the kNN bank is the first 10,000 images of the stream."""
     from byol.data.shards import ShardStream
 
     d, t = cfg.data, cfg.train
+    cfg = decided(cfg, d.channels == 1)
     train = ShardStream(d.path, train_size(cfg), d.channels, d.large_images, worker_transform(cfg), t.seed,
                         t.batch_size, crops=full_crops(cfg), eval_size=eval_size(cfg))
     bank = test = None
     if t.knn_every > 0 and d.val_path:
         bank = train.head(10_000)
-        test = decode_to_memory(list_images(d.val_path), eval_size(cfg), d.channels)
+        test = val_images(cfg)
         test = match_classes(test, bank.classes, d.val_path) if bank.classes else test
-    return train, bank, test
+    return cfg, train, bank, test, data_identity(train.shards, count=train.total)
+
+
+def named_source(cfg: Config):
+    """A standard data set (byol.data.datasets), in memory; its test split is the held-out set."""
+    from byol.data.datasets import load_dataset, match_channels
+
+    d, t = cfg.data, cfg.train
+    split = d.split or ("train+unlabeled" if d.dataset == "stl10" else "train")
+    train = match_channels(load_dataset(d.dataset, d.path, split), d.channels)
+    if d.limit and d.limit < len(train):
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(t.seed))
+        train = train.subset(order[:d.limit].sort().values)
+    cfg = decided(cfg, looks_grayscale(train, d.channels))
+    bank = test = None
+    if t.knn_every > 0:
+        test = match_channels(load_dataset(d.dataset, d.val_path or d.path, "test"), d.channels)
+        labeled = train.labels >= 0
+        bank = train if labeled.all() else train.subset(labeled)
+    return cfg, train, bank, test, data_identity(images=train.images, labels=train.labels)
+
+
+def val_images(cfg: Config) -> MemoryImages:
+    """The labeled images of data.val_path, decoded at the evaluation size, for the kNN monitor."""
+    d = cfg.data
+    test = decode_to_memory(list_images(d.val_path), eval_size(cfg), d.channels)
+    if not test.classes:
+        raise DataError(f"data.val_path {d.val_path!r} has no class sub-folders; the kNN monitor needs labels")
+    return test
 
 
 def train_size(cfg: Config) -> int | None:
@@ -191,24 +240,6 @@ def worker_transform(cfg: Config) -> TwoViewTransform | None:
     if cfg.data.augment_on != "workers":
         return None
     return TwoViewTransform(cfg.augment, cropped=cfg.data.large_images == "full")
-
-
-def named_dataset(cfg: Config):
-    """(train, kNN bank or None, kNN test set or None) of a standard data set (byol.datasets)."""
-    from byol.data.datasets import load_dataset, match_channels
-
-    d, t = cfg.data, cfg.train
-    split = d.split or ("train+unlabeled" if d.dataset == "stl10" else "train")
-    train = match_channels(load_dataset(d.dataset, d.path, split), d.channels)
-    if d.limit and d.limit < len(train):
-        keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(t.seed))[:d.limit].sort().values
-        train = MemoryImages(train.images[keep], train.labels[keep], train.classes)
-    bank = test = None
-    if t.knn_every > 0:
-        test = match_channels(load_dataset(d.dataset, d.val_path or d.path, "test"), d.channels)
-        labeled = train.labels >= 0
-        bank = train if labeled.all() else MemoryImages(train.images[labeled], train.labels[labeled], train.classes)
-    return train, bank, test
 
 
 def make_loader(cfg: Config, train, bank, test, identity: dict | None = None) -> TrainingData:

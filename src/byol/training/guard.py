@@ -25,12 +25,17 @@ def all_ranks(flag: torch.Tensor, op) -> torch.Tensor:
 
 
 class NonFiniteGuard:
-    """Checks every loss of `model`'s training steps.
+    """Checks every loss of `model`'s training steps, with one entry point per hook:
 
-    On the CPU every step (free there); on a GPU, to keep steps free of device syncs, a flag on
-    the device remembers any non-finite loss until `settle()`, which runs at log steps and
-    before every checkpoint write. With `skip` every step is checked at once (one sync).
-    `check_every_step` forces either way (None: by device).
+        guard.before_forward()                             # training_step, before the forward
+        guard.after_loss(loss, step, epoch, settle_now)    # False: this step is skipped
+        guard.optimizer_stepped()                          # optimizer_step: False for a skipped step
+        guard.before_checkpoint(step, epoch)               # before every checkpoint write
+
+    The loss is checked on the CPU every step (free there); on a GPU, to keep steps free of
+    device syncs, a flag on the device remembers any non-finite loss until it is settled, at
+    log steps (`settle_now`) and before every checkpoint write. With `skip` every step is
+    checked at once (one sync). `check_every_step` forces either way (None: by device).
     """
 
     def __init__(self, model: nn.Module, skip: bool, out_dir: str):
@@ -40,15 +45,16 @@ class NonFiniteGuard:
         self._skip_pending = False  # the current step was skipped: its optimizer step must not count
         self._flag: torch.Tensor | None = None  # any non-finite loss since the last settle (on the device)
         self._settled_step = 0
+        self._snapshot: list[torch.Tensor] | None = None  # with skip: the buffers before the forward
 
-    def snapshot(self) -> list[torch.Tensor] | None:
-        """With skip: the buffers (batch-norm statistics) before the forward, to put back."""
-        return [b.clone() for b in self.model.buffers()] if self.skip else None
+    def before_forward(self) -> None:
+        """With skip: keep the buffers (batch-norm statistics) the forward will change, to put back."""
+        self._snapshot = [b.clone() for b in self.model.buffers()] if self.skip else None
 
-    def check(self, loss: torch.Tensor, step: int, epoch: int, settle_now: bool,
-              snapshot: list[torch.Tensor] | None) -> bool:
+    def after_loss(self, loss: torch.Tensor, step: int, epoch: int, settle_now: bool) -> bool:
         """True when the step may go on; False when it is skipped (with skip). Raises
         NonFiniteLossError otherwise."""
+        snapshot, self._snapshot = self._snapshot, None
         if snapshot is not None:
             if self._finite_everywhere(loss):
                 return True
@@ -65,10 +71,22 @@ class NonFiniteGuard:
         bad = ~torch.isfinite(loss.detach())
         self._flag = bad if self._flag is None else self._flag | bad
         if settle_now:
-            self.settle(step, epoch)
+            self._settle(step, epoch)
         return True
 
-    def check_weights(self, step: int, epoch: int) -> None:
+    def optimizer_stepped(self) -> bool:
+        """Whether the optimizer step now ending belongs to a real step, not a skipped one (asked
+        once per step): the EMA target moves only after real steps."""
+        skipped, self._skip_pending = self._skip_pending, False
+        return not skipped
+
+    def before_checkpoint(self, step: int, epoch: int) -> None:
+        """Raise NonFiniteLossError if any loss since the last check, or any weight, is not
+        finite: no checkpoint is written from a non-finite state."""
+        self._settle(step, epoch)
+        self._check_weights(step, epoch)
+
+    def _check_weights(self, step: int, epoch: int) -> None:
         """Raise NonFiniteLossError if a parameter or buffer holds inf or NaN (before a checkpoint
         is written): weights can overflow while the loss, a bounded cosine, still looks finite."""
         from byol.checkpoint import nonfinite_keys
@@ -80,12 +98,7 @@ class NonFiniteGuard:
             self._raise(f"the weights are no longer finite at step {step} ({len(bad)} tensor(s) hold inf or NaN"
                         + (f", e.g. {bad[0]}" if bad else " on another rank") + ")", epoch)
 
-    def step_was_skipped(self) -> bool:
-        """Whether the optimizer step now ending belongs to a skipped step (asked once per step)."""
-        skipped, self._skip_pending = self._skip_pending, False
-        return skipped
-
-    def settle(self, step: int, epoch: int) -> None:
+    def _settle(self, step: int, epoch: int) -> None:
         """Raise NonFiniteLossError if any loss since the last settle was NaN/inf (one sync)."""
         if self._flag is None:
             return

@@ -1,18 +1,19 @@
 """BYOL as a LightningModule: the training step and nothing else.
 
-    module = BYOLModule(net, config)          # config: byol.config.Config or a dict
+    module = BYOLModule(net, config)          # config: a dict, a YAML path or recipe name, or a Config
     pl.Trainer(max_epochs=...).fit(module, loader)   # loader: image tensors, (images, labels) or Batch
     net.load_state_dict(module.backbone.state_dict())
 
 One step: the two views of a byol.data.batch.Batch (augmented here, on the training device,
 unless the workers did it), the loss, and after a real optimiser step the EMA update of the
 target. The machinery every run needs (per-rank random streams, throughput, wall clock,
-target agreement) comes with it as callbacks (byol.training.support); what a NaN loss does is
+target agreement) comes with it as callbacks (byol.training.randomness, .monitors); what a NaN loss does is
 byol.training.guard's.
 """
 from __future__ import annotations
 
 import math
+import warnings
 
 import lightning as L
 import torch
@@ -25,8 +26,10 @@ from byol.core.backbones import build_backbone
 from byol.core.model import BYOL
 from byol.core.optim import WarmupCosine, build_optimizer, build_scheduler, scaled_lr
 from byol.data.batch import Batch, as_batch
+from byol.training.data import TrainingData
 from byol.training.guard import NonFiniteGuard, NonFiniteLossError
-from byol.training.support import CompileOrEager, RankRandomness, TargetAgreement, Throughput, WallClock
+from byol.training.monitors import TargetAgreement, Throughput, WallClock
+from byol.training.randomness import RankRandomness
 
 SCHEDULE_POINTS = 500  # lr and tau are logged about this many times per run, whatever its length
 
@@ -34,7 +37,16 @@ __all__ = ["BYOLModule", "NonFiniteLossError"]
 
 
 class BYOLModule(L.LightningModule):
-    def __init__(self, net: nn.Module | None = None, config: Config | dict | None = None):
+    """net: the backbone (else config's model.backbone is built). data: the TrainingData that
+    byol.training.pretrain read, when there is one: its loader's length gives the run's step
+    count (asking Lightning for estimated_stepping_batches in configure_optimizers would set
+    up the data before a checkpoint's loader position is restored, and a mid-epoch resume would
+    restart the epoch), its resident images are kept on the training device (batches are then
+    indices into them), and its identity goes into each checkpoint (a resume must find the same
+    data)."""
+
+    def __init__(self, net: nn.Module | None = None, config: Config | dict | None = None,
+                 data: TrainingData | None = None):
         super().__init__()
         cfg = as_config(config)
         self.cfg = cfg
@@ -57,12 +69,9 @@ class BYOLModule(L.LightningModule):
         self.step_loss = CompileOrEager(self.model.step, cfg.train.compile)
         self.guard = NonFiniteGuard(self.model, cfg.train.skip_nonfinite, cfg.train.out_dir)
         self.scaler_skipped_steps = 0  # fp16: steps the gradient scaler skipped (overflow)
-        self._resident: torch.Tensor | None = None  # uint8 images kept on the device
-        # The train loader, when the caller knows it (pretrain does): asking Lightning for
-        # estimated_stepping_batches in configure_optimizers would set up the data before a
-        # checkpoint's loader position is restored, and a mid-epoch resume would restart the epoch.
-        self.train_loader = None
-        self.data_identity: dict | None = None  # kept in each checkpoint: a resume must find the same data
+        self._resident = None if data is None else data.resident  # uint8 images, moved to the device at fit
+        self.train_loader = None if data is None else data.loader  # its length is read once the ranks are set up
+        self.data_identity = None if data is None else data.identity
 
     @property
     def backbone(self) -> nn.Module:
@@ -75,10 +84,6 @@ class BYOLModule(L.LightningModule):
     def configure_callbacks(self) -> list:
         return [RankRandomness(self.cfg.train.seed), WallClock(), Throughput(self.cfg.train.log_every),
                 TargetAgreement()]
-
-    def keep_on_device(self, images: torch.Tensor) -> None:
-        """Hold every training image (uint8) on the training device; batches are then indices."""
-        self._resident = images
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.data_identity is not None:
@@ -109,10 +114,10 @@ class BYOLModule(L.LightningModule):
     def training_step(self, batch: Batch | torch.Tensor | tuple, batch_idx: int):
         batch = as_batch(batch)  # a plain DataLoader's tensors or (images, labels) too
         view1, view2 = self.views(batch)
-        snapshot = self.guard.snapshot()
+        self.guard.before_forward()
         loss, logs = self.step_loss(view1, view2)
         log_step = batch_idx % self.cfg.train.log_every == 0
-        if not self.guard.check(loss, self.trainer.global_step, self.current_epoch, log_step, snapshot):
+        if not self.guard.after_loss(loss, self.trainer.global_step, self.current_epoch, log_step):
             self.log("train/skipped_steps", float(self.guard.skipped_steps), on_step=True, on_epoch=False,
                      batch_size=len(batch))
             return None  # Lightning skips backward; with no gradients the optimizer changes nothing
@@ -130,7 +135,7 @@ class BYOLModule(L.LightningModule):
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # fp16 loss scaling (GPUs only)
         scale = scaler.get_scale() if scaler is not None else None  # one sync per step, fp16 only
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        if self.guard.step_was_skipped():  # a skipped non-finite step: it counts, the target stays
+        if not self.guard.optimizer_stepped():  # a skipped non-finite step: it counts, the target stays
             return
         if scale is not None and scaler.get_scale() < scale:
             # the scaler found inf/NaN gradients, skipped the optimizer step and lowered its
@@ -145,12 +150,6 @@ class BYOLModule(L.LightningModule):
             # (self.log would hold them until the next log_every step)
             for logger in self.trainer.loggers:
                 logger.log_metrics({"train/tau": tau, "train/lr": optimizer.param_groups[0]["lr"]}, step=step)
-
-    def settle_nonfinite(self) -> None:
-        """Raise NonFiniteLossError if any loss since the last check, or any weight, is not finite
-        (before a checkpoint is written)."""
-        self.guard.settle(self.trainer.global_step, self.current_epoch)
-        self.guard.check_weights(self.trainer.global_step, self.current_epoch)
 
     @property
     def total_steps(self) -> int:
@@ -177,3 +176,23 @@ class BYOLModule(L.LightningModule):
             self._schedule = (int(o.warmup_epochs * steps_per_epoch), self.total_steps)
         scheduler = build_scheduler(optimizer, *self._schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": o.schedule_per}}
+
+
+class CompileOrEager:
+    """`fn` through torch.compile when `enabled`; if compiling fails, one warning and `fn`
+    itself from then on."""
+
+    def __init__(self, fn, enabled: bool):
+        self.fn = fn
+        self.compiled = None if enabled else False  # None: not tried yet
+
+    def __call__(self, *args):
+        if self.compiled is None:
+            try:
+                self.compiled = torch.compile(self.fn)
+                return self.compiled(*args)
+            except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
+                warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                              "training continues without compilation", stacklevel=2)
+                self.compiled = False
+        return self.compiled(*args) if self.compiled else self.fn(*args)

@@ -1,11 +1,9 @@
-"""The callbacks pretraining runs with: atomic checkpoints (never of a non-finite state) and the
-kNN monitor on held-out labeled images, and progress as plain lines when the output is a file."""
+"""Checkpoints that a crash, a full disk or a stop signal cannot spoil: written atomically
+(never of a non-finite state), every N epochs and steps, and once more on SIGTERM/SIGINT at the
+end of the step in progress."""
 from __future__ import annotations
 
-import json
-import math
 import shutil
-import time
 from pathlib import Path
 
 import lightning as L
@@ -13,13 +11,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from byol.checkpoint import CheckpointError, atomic_replace, atomic_write
-from byol.core.model import feature_extractor
-from byol.data.batch import as_batch
-from byol.evaluation.protocols import extract_features, knn_evaluate
-from byol.evaluation.report import save_embeddings
-from byol.progress import Progress
 from byol.training.module import BYOLModule
-
 
 class CheckpointWriteError(CheckpointError):
     """A checkpoint could not be written (full disk, permissions); the previous one is intact."""
@@ -86,7 +78,7 @@ class AtomicCheckpoint(L.Callback):
 
     def save(self, trainer, batches_done: int, epoch: int | None = None) -> None:
         if isinstance(trainer.lightning_module, BYOLModule):  # never a checkpoint of a non-finite state
-            trainer.lightning_module.settle_nonfinite()
+            trainer.lightning_module.guard.before_checkpoint(trainer.global_step, trainer.current_epoch)
         loader = trainer.train_dataloader
         if hasattr(loader, "mark"):
             loader.mark(trainer.current_epoch if epoch is None else epoch, batches_done)
@@ -190,121 +182,3 @@ class StopOnSignal(L.Callback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
-
-
-class KNNMonitor(L.Callback):
-    """kNN accuracy of the online backbone on held-out labeled images, every N epochs.
-
-    Also runs once before the first step, which gives the untrained network's accuracy
-    with the same initialisation. Results go to the loggers and `history`; whether each
-    held-out image was right is kept for the untrained network and for the latest evaluation
-    (`correct`), for the paired test of the verdict.
-    """
-
-    def __init__(self, bank, test, every_n_epochs: int, k: int = 200, temperature: float = 0.1,
-                 out_file: str | Path | None = None):
-        self.bank, self.test = bank, test
-        self.every, self.k, self.temperature = every_n_epochs, k, temperature
-        self.history: list[dict] = []
-        self.correct: dict[str, torch.Tensor] = {}  # "untrained" (epoch 0) and "latest": bool per test image
-        self.out_file = Path(out_file) if out_file else None
-
-    def evaluate(self, pl_module: BYOLModule) -> dict:
-        cfg = pl_module.cfg
-        kw = dict(mean=cfg.augment.mean, std=cfg.augment.std, image_size=cfg.data.image_size,
-                  device=pl_module.device, channels_last=cfg.train.channels_last, keep_on_device=True,
-                  crop=cfg.data.eval_crop)
-        dtype = torch.bfloat16 if "bf16" in str(pl_module.trainer.precision) else None
-        online = pl_module.model.online
-        net = feature_extractor(online.net, online.hidden_layer, online.token_pool)
-        with torch.autocast(pl_module.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            bank = self.features(pl_module, net, self.bank.images, kw)
-            test = self.features(pl_module, net, self.test.images, kw)
-        self.test_features = test
-        dev = bank.device
-        return knn_evaluate(bank, self.bank.labels.to(dev), test, self.test.labels.to(dev), self.k, self.temperature)
-
-    @staticmethod
-    def features(pl_module, net, images: torch.Tensor, kw: dict) -> torch.Tensor:
-        """Features of all images; under DDP each rank computes a slice and they are gathered,
-        so every rank holds the same features as a one-process run."""
-        size, rank = pl_module.trainer.world_size, pl_module.global_rank
-        if size == 1:
-            return extract_features(net, images, **kw)
-        per = math.ceil(len(images) / size)
-        mine = images[rank * per:(rank + 1) * per]
-        f = extract_features(net, mine if len(mine) else images[:1], **kw)[:len(mine)]
-        padded = torch.zeros(per, f.shape[1], dtype=f.dtype, device=f.device)
-        padded[:len(f)] = f
-        return pl_module.all_gather(padded).reshape(size * per, -1)[:len(images)]
-
-    def record(self, trainer, pl_module, epoch: int) -> None:
-        result, correct = self.evaluate(pl_module)
-        self.correct["latest"] = correct
-        if epoch == 0:
-            self.correct["untrained"] = correct
-        entry = {"epoch": epoch, "step": trainer.global_step, **result}
-        self.history.append(entry)
-        for logger in trainer.loggers:
-            logger.log_metrics({"knn/top1": result["top1"], "knn/top5": result["top5"]}, step=trainer.global_step)
-        if trainer.is_global_zero:
-            print(f"kNN after {epoch} epochs: top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%")
-            if self.out_file:
-                self.out_file.write_text(json.dumps(self.history, indent=1))
-                save_embeddings(self.test_features, self.test.labels, self.test.classes,
-                                self.out_file.parent / "embeddings.npz")
-
-    def on_train_start(self, trainer, pl_module):
-        if trainer.global_step == 0:
-            self.record(trainer, pl_module, 0)
-
-    def on_fit_end(self, trainer, pl_module):
-        if trainer.max_epochs == 0 and not self.history:  # train.epochs 0: the untrained network only
-            self.record(trainer, pl_module, 0)
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        epoch = trainer.current_epoch + 1
-        if epoch % self.every == 0 or epoch == trainer.max_epochs:
-            self.record(trainer, pl_module, epoch)
-
-    def paired(self) -> dict | None:
-        """The held-out images that only the untrained network, or only the latest one, gets right
-        (the discordant pairs of McNemar's test); None without both evaluations."""
-        before, after = self.correct.get("untrained"), self.correct.get("latest")
-        if before is None or after is None or len(before) != len(after) or self.history[-1]["epoch"] == 0:
-            return None
-        return {"untrained_only": int((before & ~after).sum()), "final_only": int((after & ~before).sum()),
-                "both": int((before & after).sum()), "neither": int((~before & ~after).sum())}
-
-    def state_dict(self):
-        return {"history": self.history, "correct": dict(self.correct)}
-
-    def load_state_dict(self, state):
-        self.history = list(state.get("history", []))
-        self.correct = dict(state.get("correct", {}))
-
-
-class PlainProgress(L.Callback):
-    """Progress as plain lines when the output is a file (nohup, SLURM): every `every` seconds
-    the epoch, step, loss, images/s since the last line and the whole run's ETA, on rank 0."""
-
-    def __init__(self, every: float = 30.0):
-        self.every = every
-        self.progress: Progress | None = None
-        self.images = 0
-
-    def on_train_start(self, trainer, pl_module):
-        self.progress = Progress(pl_module.total_steps, trainer.global_step, self.every)
-        self.images, self.since = 0, time.monotonic()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.images += len(as_batch(batch)) * trainer.world_size
-        if not (trainer.is_global_zero and self.progress.due()):
-            return
-        now = time.monotonic()
-        loss = trainer.callback_metrics.get("train/loss_step")
-        shown = f"  loss {float(loss):.4f}" if loss is not None else ""
-        step, total = trainer.global_step, self.progress.total
-        self.progress.say(step, f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  step {step}/{total}"
-                                f"{shown}  {self.images / max(now - self.since, 1e-9):.1f} img/s")
-        self.images, self.since = 0, now

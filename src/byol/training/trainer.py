@@ -1,0 +1,241 @@
+"""The Lightning Trainer of a run, assembled from its Config: devices and strategy (DDP,
+SyncBatchNorm), precision (bf16 where the CPU multiplies it in hardware), loggers, callbacks and
+the progress display; and `fit`, which runs it."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from byol.config import Config
+from byol.data.images import DataError
+
+def cpu_bf16_hardware() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX-512 BF16 or AMX); elsewhere
+    bf16 is emulated and slower than fp32."""
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or
+                getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def cpu_has_fast_bf16() -> bool:
+    """The precision probe's answer: cpu_bf16_hardware(), unless the environment variable
+    BYOL_CPU_BF16 (1 or 0) says otherwise, so that a test suite can take either path on any CPU."""
+    forced = os.environ.get("BYOL_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return cpu_bf16_hardware()
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """'auto': bf16 mixed precision where the hardware runs it fast, else fp32."""
+    if precision == "32":
+        return "32-true"
+    if precision in ("bf16", "16"):
+        return f"{precision}-mixed"
+    cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if cuda:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
+
+
+def describe_precision(precision: str) -> str:
+    """One line for the start of a run: the precision and why it was chosen."""
+    names = {"32-true": "fp32", "bf16-mixed": "bf16 autocast (mixed)", "16-mixed": "fp16 autocast (mixed)"}
+    why = ""
+    if not torch.cuda.is_available():
+        why = (" (this CPU multiplies bf16 in hardware)" if cpu_has_fast_bf16()
+               else " (this CPU has no AVX-512 BF16 or AMX: fp32 is the fast path)")
+    return f"precision: {names.get(precision, precision)}{why}"
+
+
+def distributed(cfg: Config) -> bool:
+    """More than one training process: devices x nodes, or a launcher's WORLD_SIZE (torchrun, SLURM)."""
+    t = cfg.train
+    return t.devices * t.num_nodes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def sync_batchnorm(cfg: Config) -> bool:
+    """SyncBatchNorm when distributed on GPUs. PyTorch has none for CPUs: there each process
+    normalises its own batch (said once)."""
+    if not (cfg.train.sync_batchnorm and distributed(cfg)):
+        return False
+    if cfg.train.accelerator == "cpu" or not torch.cuda.is_available():
+        warnings.warn("train.sync_batchnorm: PyTorch's SyncBatchNorm runs on GPUs only; on CPUs each process "
+                      "normalises its own batch", stacklevel=2)
+        return False
+    return True
+
+
+def strategy(cfg: Config):
+    """DDP when distributed (gloo on CPUs, NCCL on GPUs: Lightning's choice). A hidden layer
+    stops the forward early, so layers after it get no gradient: DDP must be told."""
+    if not distributed(cfg):
+        return "auto"
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return DDPStrategy(find_unused_parameters=cfg.model.hidden_layer is not None)
+
+
+def prepare_process(cfg: Config) -> None:
+    """This process's CPU threads (train.threads) and random seeds (train.seed), before the data."""
+    import lightning as L
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+
+
+def build_trainer(cfg: Config, monitor, callbacks: list, resume: bool) -> tuple[object, object]:
+    """(the Trainer with the standard callbacks, the user's `callbacks` and the loggers; the MLflow
+    logger or None)."""
+    loggers, mlflow = make_loggers(cfg, Path(cfg.train.out_dir), resume)
+    return make_trainer(cfg, standard_callbacks(cfg, monitor) + list(callbacks), loggers), mlflow
+
+
+def standard_callbacks(cfg: Config, monitor) -> list:
+    """The kNN monitor (when there are labels), atomic checkpoints and the progress bar."""
+    from byol.training.saving import AtomicCheckpoint, StopOnSignal
+
+    t = cfg.train
+    callbacks = [] if monitor is None else [monitor]
+    checkpoint = AtomicCheckpoint(Path(t.out_dir) / "checkpoints", t.checkpoint_every, t.checkpoint_every_steps,
+                                  t.keep_checkpoints)
+    callbacks += [checkpoint, StopOnSignal(checkpoint)]
+    if progress_bar_wanted(cfg):  # refreshing reads the loss: once per log interval
+        callbacks.append(progress_bar(t.log_every))
+    elif cfg.log.progress:  # a file (nohup, SLURM): a bar would show nothing until the end
+        from byol.training.monitors import PlainProgress
+
+        callbacks.append(PlainProgress(cfg.log.progress_every))
+    return callbacks
+
+
+def make_loggers(cfg: Config, out: Path, resume: bool) -> tuple[list, object]:
+    """(the loggers log.* asks for, the MLflow logger or None)."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers = []
+    if cfg.log.csv:  # a resumed run writes next to the first one's log, never over it
+        n = len(list(out.glob("csv*")))
+        loggers.append(CSVLogger(str(out), name="", version="csv" if not resume or n == 0 else f"csv-resume{n}"))
+    if cfg.log.tensorboard:
+        loggers.append(TensorBoardLogger(str(out), name="", version="tensorboard", default_hp_metric=False))
+    mlflow = mlflow_logger(cfg) if cfg.log.mlflow_uri else None
+    if mlflow is not None:
+        loggers.append(mlflow)
+    return loggers, mlflow
+
+
+def mlflow_logger(cfg: Config):
+    from lightning.pytorch.loggers import MLFlowLogger  # the URI was checked at the start (check_tracking_uri)
+
+    return MLFlowLogger(experiment_name=cfg.log.mlflow_experiment, tracking_uri=cfg.log.mlflow_uri,
+                        run_id=cfg.log.mlflow_run_id, log_model=False)
+
+
+def make_trainer(cfg: Config, callbacks: list, loggers: list):
+    """A Lightning Trainer for cfg.train: devices and strategy, precision, accumulation."""
+    import lightning as L
+
+    from byol.training.saving import LocalCheckpointIO
+
+    t = cfg.train
+    quiet_lightning()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        return L.Trainer(
+            max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+            strategy=strategy(cfg), sync_batchnorm=sync_batchnorm(cfg),
+            use_distributed_sampler=False,  # ShardedSampler splits the data across ranks itself
+            precision=resolve_precision(t.precision, t.accelerator),
+            accumulate_grad_batches=t.accumulate, callbacks=callbacks, logger=loggers or False,
+            log_every_n_steps=t.log_every, enable_checkpointing=False, enable_model_summary=False,
+            enable_progress_bar=progress_bar_wanted(cfg), num_sanity_val_steps=0, default_root_dir=t.out_dir,
+            plugins=[LocalCheckpointIO()],
+        )
+
+
+def progress_bar_wanted(cfg: Config) -> bool:
+    """A progress bar on a terminal; in a file (nohup, SLURM) it would show nothing until the end."""
+    return cfg.log.progress and sys.stdout.isatty()
+
+
+def progress_bar(refresh_rate: int):
+    """Lightning's rich progress bar (tqdm without rich), without the logger's version number."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+    def without_version(base):
+        class Bar(base):
+            def get_metrics(self, trainer, pl_module):
+                metrics = super().get_metrics(trainer, pl_module)
+                metrics.pop("v_num", None)
+                return metrics
+        return Bar
+
+    try:
+        return without_version(RichProgressBar)(refresh_rate=refresh_rate)
+    except ModuleNotFoundError:
+        return without_version(TQDMProgressBar)(refresh_rate=refresh_rate)
+
+
+def quiet_lightning() -> None:
+    """Lightning's start-up lines (hardware, precision, a tip for another product) say nothing the
+    run's own summary does not; its warnings still show."""
+    import logging
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def closing_process_group():
+    """Destroys the process group that Lightning's DDP opens inside the block when the block ends;
+    one the caller opened before stays. A process that exits with a gloo group open can abort at
+    interpreter shutdown ("terminate called without an active exception", pytorch/pytorch#190489)."""
+    def active() -> bool:
+        return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+    before = active()
+    try:
+        yield
+    finally:
+        if active() and not before:
+            torch.distributed.destroy_process_group()
+
+
+def fit(trainer, module, loader, checkpoint: Path | None) -> float:
+    """trainer.fit (from `checkpoint` when resuming); returns the seconds it took. A failed data
+    worker ends in one line that says the checkpoint is intact."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from byol.training.saving import Interrupted, StopOnSignal
+
+    start = time.time()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")  # ShardStream splits per worker
+        warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")  # skip_nonfinite says it itself
+        try:
+            trainer.fit(module, loader, ckpt_path=str(checkpoint) if checkpoint else None, weights_only=True)
+        except SIGTERMException:  # Lightning's stop after a step on SIGTERM (and SIGINT, see StopOnSignal)
+            stopper = next((c for c in trainer.callbacks if isinstance(c, StopOnSignal)), None)
+            if stopper is None:
+                raise Interrupted("stopped by SIGTERM", 15) from None
+            raise stopper.stop(trainer) from None
+        except RuntimeError as e:
+            if "DataLoader worker" not in str(e):
+                raise
+            last = Path(module.cfg.train.out_dir) / "checkpoints" / "last.ckpt"
+            kept = (f"the last checkpoint, {last}, is intact: fix the cause (memory? a bad file?) and resume with "
+                    "--resume" if last.exists() else "no checkpoint had been written yet: fix the cause (memory? "
+                    "a bad file?) and run again")
+            raise DataError(f"a data-loading worker failed ({str(e).splitlines()[0]}). Training stopped; {kept}, "
+                            "or set data.num_workers 0 to see the error in the main process") from None
+    return time.time() - start

@@ -75,3 +75,14 @@ def test_test_labels_are_matched_to_training_classes_by_name(tmp_path):
     shutil.copytree(train / "cat", tmp_path / "test" / "zebra")
     with pytest.raises(DataError, match="class folder 'zebra' is not among the training classes"):
         evaluate("unused", "knn", train=str(train), test=str(tmp_path / "test"), reader=reader, settings={"k": 1})
+
+
+def test_evaluate_settings_from_a_dict_refuse_an_unknown_key_in_one_line():
+    import pytest
+
+    from byol.config import ConfigError
+    from byol.evaluation.saved import EvalSettings, eval_settings
+
+    assert eval_settings({"k": 10, "epochs": 3}) == EvalSettings(k=10, epochs=3)
+    with pytest.raises(ConfigError, match="unknown key 'kk'; valid keys: k, temperature"):
+        eval_settings({"kk": 10})

@@ -287,13 +287,13 @@ def _build(values: dict, given: dict, notes, fallback: str = "config") -> Config
                           "data.image_size; leave it out")
     values["augment.size"] = size
     try:
-        return _ADAPTER().validate_python({**_nested(values), "given": dict(given), "notes": list(notes)})
+        return _adapter().validate_python({**_nested(values), "given": dict(given), "notes": list(notes)})
     except ValidationError as e:
         raise _one_line(e.errors()[0], given, fallback) from None
 
 
 @cache
-def _ADAPTER() -> TypeAdapter:
+def _adapter() -> TypeAdapter:
     return TypeAdapter(Config)
 
 
@@ -426,7 +426,7 @@ def yaml_problem(e: yaml.YAMLError) -> str:
 @cache
 def describe() -> dict[str, str]:
     """{dotted key: help text} of every key, from the JSON schema that pydantic makes of Config."""
-    schema = _ADAPTER().json_schema()
+    schema = _adapter().json_schema()
     out: dict[str, str] = {}
 
     def walk(node: dict, prefix: str) -> None:

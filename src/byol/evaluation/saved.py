@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -137,6 +137,15 @@ class EvalSettings:
     workers: int | None = None
 
 
+def eval_settings(values: dict) -> EvalSettings:
+    """EvalSettings from a dict; an unknown key is one ConfigError that lists the valid ones."""
+    names = [f.name for f in fields(EvalSettings)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ConfigError(f"evaluate settings: unknown key {unknown[0]!r}; valid keys: {', '.join(names)}")
+    return EvalSettings(**values)
+
+
 def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str | None = None,
              dataset: str | None = None, data: str | None = None, reader: Reader | None = None,
              settings: EvalSettings | dict | None = None, save_model: str | None = None) -> dict:
@@ -146,7 +155,7 @@ def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str
     finetune train on crops of each whole image of a `train` folder where the reader says so
     (Reader.train_crops "whole"); else on crops of the decoded square images in memory.
     settings: an EvalSettings, or a dict of its fields ({"k": 10})."""
-    s = settings if isinstance(settings, EvalSettings) else EvalSettings(**(settings or {}))
+    s = settings if isinstance(settings, EvalSettings) else eval_settings(settings or {})
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     r = reader or load_reader(checkpoint)

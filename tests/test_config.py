@@ -178,3 +178,36 @@ def test_the_data_is_built_from_the_final_config(tmp_path):
     views = data.loader.dataset.transform.batch.cfg  # the per-image transform the workers run
     assert views == final.augment and views.view1.saturation == views.view1.blur_p == 0.0
     assert cfg.augment.view1.saturation == 0.2  # the config it started from is unchanged
+
+
+def test_print_config_plans_what_the_run_builds_listing_once_and_decoding_only_a_sample(tmp_path, monkeypatch):
+    from conftest import write_folder
+
+    import byol.training.data as training_data
+    from byol.training.pretrain import plan, read_data
+
+    gray = write_folder(tmp_path / "gray", classes=("a", "b"), per_class=8, size=(40, 30), mode="L")
+    cfg = load_config(None, ["--data.path", str(gray), "--train.batch_size", "4", "--train.epochs", "2"])
+    calls = {"list": 0, "decoded": []}
+    listed, decode = training_data.list_images, training_data.decode_to_memory
+
+    def counting_list(path):
+        calls["list"] += 1
+        return listed(path)
+
+    def counting_decode(images, size, channels=3, limit=None, **kw):
+        out = decode(images, size, channels, limit=limit, **kw)
+        calls["decoded"].append(len(out))
+        return out
+
+    monkeypatch.setattr(training_data, "list_images", counting_list)
+    monkeypatch.setattr(training_data, "decode_to_memory", counting_decode)
+    monkeypatch.setattr(training_data, "GRAYSCALE_SAMPLE", 3)
+    planned, lines = plan(cfg)
+    assert calls == {"list": 1, "decoded": [3]}  # one listing; only the sample's pixels are decoded
+    calls.update(list=0, decoded=[])
+    built, data = read_data(cfg)
+    assert calls["list"] == 1 and sum(calls["decoded"]) == 16  # 14 trained on, 2 held out, each decoded once
+    assert planned == built and planned.notes == built.notes and planned.data.image_size == 30
+    assert built.augment.view1.saturation == 0.0  # grayscale decided from the pixels in both
+    assert f"plan: {data.images} training images at 30 px" in lines[-1]

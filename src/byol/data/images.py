@@ -369,7 +369,10 @@ class AugmentedImages(torch.utils.data.Dataset):
         return Batch(view1=v1, view2=v2, labels=self.memory.labels[i])
 
 
-def looks_grayscale(dataset, channels: int = 3, sample: int = 4096) -> bool:
+GRAYSCALE_SAMPLE = 4096  # images whose pixels decide whether the data is grayscale
+
+
+def looks_grayscale(dataset, channels: int = 3, sample: int = GRAYSCALE_SAMPLE) -> bool:
     """One-channel data, or in-memory RGB images (a data set or a uint8 tensor) whose three
     channels are equal (the first `sample` images are checked); streamed RGB data is taken to
     be in colour."""

@@ -12,9 +12,9 @@ import torch
 
 from byol.config import Config, ConfigError, adapt_to_data, updated
 from byol.core.augment import TwoViewTransform
-from byol.data.images import (AugmentedImages, BatchIndices, DataError, MemoryImages, StreamImages, VideoFramePairs,
-                              decode_to_memory, first_per_class, list_images, looks_grayscale, match_classes, random_subset,
-                              split_held_out)
+from byol.data.images import (GRAYSCALE_SAMPLE, AugmentedImages, BatchIndices, DataError, ImageList, MemoryImages,
+                              StreamImages, VideoFramePairs, decode_to_memory, first_per_class, list_images,
+                              looks_grayscale, match_classes, random_subset, split_held_out)
 from byol.data.batch import already_batched, collate
 from byol.data.loader import ResumableLoader, ShardedSampler
 
@@ -58,10 +58,16 @@ NAMED_SIZES = {"cifar10": 32, "cifar100": 32, "stl10": 96, "mnist": 28, "emnist"
 SIZE_SAMPLE = 64  # images whose headers are read to find the typical size
 
 
-def typical_size(cfg: Config) -> int | None:
+def listing(cfg: Config) -> ImageList | None:
+    """The images of a folder or .tar (data.dataset folder), listed once for the whole start-up;
+    None for the other sources."""
+    return list_images(cfg.data.path) if cfg.data.dataset == "folder" and cfg.data.path else None
+
+
+def typical_size(cfg: Config, listed: ImageList | None = None) -> int | None:
     """The median shorter side of the training images (the headers of up to SIZE_SAMPLE of a
-    folder, or a named data set's size); None where it cannot be told cheaply (archives,
-    shards, video)."""
+    folder's `listed` images, or a named data set's size); None where it cannot be told cheaply
+    (archives, shards, video)."""
     d = cfg.data
     if d.dataset != "folder":
         return NAMED_SIZES.get(d.dataset.split("-")[0])
@@ -69,7 +75,7 @@ def typical_size(cfg: Config) -> int | None:
         return None
     from PIL import Image
 
-    images = random_subset(list_images(d.path), SIZE_SAMPLE, 0)
+    images = random_subset(listed if listed is not None else list_images(d.path), SIZE_SAMPLE, 0)
     sides = []
     for item in images.items:
         try:
@@ -80,13 +86,13 @@ def typical_size(cfg: Config) -> int | None:
     return sorted(sides)[len(sides) // 2] if sides else None
 
 
-def size_from_data(cfg: Config) -> tuple[Config, list[str]]:
+def size_from_data(cfg: Config, listed: ImageList | None = None) -> tuple[Config, list[str]]:
     """data.image_size from the images when no file or command line set it: their typical
     shorter side, kept within IMAGE_SIZE_RANGE; a line when a size that was set is far below the
     images' own (they are shrunk before cropping). Returns the new Config and the lines said
-    (also in its notes)."""
+    (also in its notes). `listed`: the folder's images, if listing() has them already."""
     d = cfg.data
-    typical = typical_size(cfg)
+    typical = typical_size(cfg, listed)
     if typical is None:
         return cfg, []
     if "data.image_size" not in cfg.given:
@@ -103,17 +109,38 @@ def size_from_data(cfg: Config) -> tuple[Config, list[str]]:
     return cfg, []
 
 
-def build_data(cfg: Config) -> tuple[Config, TrainingData]:
+def build_data(cfg: Config, listed: ImageList | None = None) -> tuple[Config, TrainingData]:
     """The TrainingData of cfg.data (source, subset, memory or stream) and cfg.train (batch,
     seed), and the Config it was built with: the data-aware augmentation defaults
     (adapt_to_data) are decided as soon as it is known whether the images are grayscale, before
     any augmentation is built: from the pixels of images in memory, from data.channels for
-    streamed ones."""
+    streamed ones. `listed`: a folder's images, if listing() has them already."""
     if not cfg.data.path:
         raise ConfigError("data.path is not set: give the folder or .tar of training images")
-    source = {"folder": folder_source, "video": video_source, "shards": shard_source}.get(cfg.data.dataset, named_source)
-    cfg, *parts = source(cfg)
+    if cfg.data.dataset == "folder":
+        cfg, *parts = folder_source(cfg, listed if listed is not None else listing(cfg))
+    else:
+        cfg, *parts = {"video": video_source, "shards": shard_source}.get(cfg.data.dataset, named_source)(cfg)
     return cfg, make_loader(cfg, *parts)
+
+
+def plan_data(cfg: Config) -> tuple[Config, int]:
+    """What build_data would decide (the final Config) and the number of training images, with
+    less work: a folder's images in memory are not decoded, only the first GRAYSCALE_SAMPLE
+    (the pixels that decide grayscale, as in build_data). For `byol pretrain --print-config`."""
+    listed = listing(cfg)
+    cfg, _ = size_from_data(cfg, listed)
+    if listed is None:
+        cfg, data = build_data(cfg)
+        return cfg, data.images
+    images, _, in_memory, _ = folder_split(cfg, listed)
+    if in_memory:
+        sample = decode_to_memory(images, train_size(cfg), cfg.data.channels, limit=GRAYSCALE_SAMPLE)
+        cfg = decided(cfg, looks_grayscale(sample, cfg.data.channels))
+    else:
+        cfg = decided(cfg, cfg.data.channels == 1)
+    enough_images(cfg, len(images))
+    return cfg, len(images)
 
 
 def decided(cfg: Config, grayscale: bool) -> Config:
@@ -125,12 +152,13 @@ def decided(cfg: Config, grayscale: bool) -> Config:
 # or None; its held-out images or None; the data's identity); make_loader adds what is common.
 
 
-def folder_source(cfg: Config):
-    """A folder or .tar of images (class sub-folders: labels): in memory below
-    MEMORY_LIMIT_IMAGES, else streamed; held out for the kNN monitor: data.val_path, or
-    data.val_fraction of each class (then never trained on)."""
+def folder_split(cfg: Config, listed: ImageList) -> tuple[ImageList, ImageList | None, bool, bool]:
+    """A folder's training images (data.limit_per_class, data.limit, less those held out), the
+    held-out ones (data.val_fraction of each class, when the kNN monitor runs without
+    data.val_path) or None, whether they are kept in memory (below MEMORY_LIMIT_IMAGES), and
+    whether the kNN monitor runs (labeled images and train.knn_every > 0)."""
     d, t = cfg.data, cfg.train
-    images = list_images(d.path)
+    images, held = listed, None
     if d.limit_per_class:
         images = first_per_class(images, d.limit_per_class)
     if d.limit:
@@ -138,11 +166,21 @@ def folder_source(cfg: Config):
     in_memory = d.in_memory if d.in_memory is not None else (len(images) <= MEMORY_LIMIT_IMAGES
                                                              and d.large_images != "full")
     monitor = t.knn_every > 0 and images.labeled
+    if monitor and not d.val_path and d.val_fraction > 0:
+        images, held = split_held_out(images, d.val_fraction, t.seed)  # held out of training too
+    return images, held, in_memory, monitor
+
+
+def folder_source(cfg: Config, listed: ImageList):
+    """A folder or .tar of images (class sub-folders: labels): in memory below
+    MEMORY_LIMIT_IMAGES, else streamed; held out for the kNN monitor: data.val_path, or
+    data.val_fraction of each class (then never trained on)."""
+    d, t = cfg.data, cfg.train
+    images, held, in_memory, monitor = folder_split(cfg, listed)
     bank = test = None
     if monitor and d.val_path:
         test = val_images(cfg)
-    elif monitor and d.val_fraction > 0:
-        images, held = split_held_out(images, d.val_fraction, t.seed)  # held out of training too
+    elif held is not None:
         test = decode_to_memory(held, eval_size(cfg), d.channels)
     if in_memory:
         train = decode_to_memory(images, train_size(cfg), d.channels)
@@ -246,9 +284,7 @@ def make_loader(cfg: Config, train, bank, test, identity: dict | None = None) ->
     """The loader of `train`: in-memory images in whole-batch slices (on the training device when
     it is a GPU), everything else per item in DataLoader workers, collated into one Batch."""
     t = cfg.train
-    if len(train) < t.batch_size:
-        raise DataError(f"{cfg.data.path!r} has {len(train)} usable images, fewer than one batch "
-                        f"(train.batch_size = {t.batch_size})")
+    enough_images(cfg, len(train))
     memory = isinstance(train, MemoryImages)
     resident = None
     if memory and cfg.data.augment_on == "workers":  # per image in the workers, as the setting says
@@ -271,6 +307,13 @@ def make_loader(cfg: Config, train, bank, test, identity: dict | None = None) ->
     if bank is None or test is None:
         bank = test = None
     return TrainingData(loader, bank, test, len(train), resident, identity)
+
+
+def enough_images(cfg: Config, n: int) -> None:
+    """A DataError unless the n training images fill at least one batch."""
+    if n < cfg.train.batch_size:
+        raise DataError(f"{cfg.data.path!r} has {n} usable images, fewer than one batch "
+                        f"(train.batch_size = {cfg.train.batch_size})")
 
 
 def on_device(cfg: Config) -> bool:

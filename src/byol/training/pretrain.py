@@ -17,7 +17,7 @@ from pathlib import Path
 from byol.config import Config, as_config, small_data_note, updated
 from byol.core.optim import scaled_lr
 from byol.training.bookkeeping import check_resume, check_start, close_run, write_config
-from byol.training.data import TrainingData, build_data, size_from_data
+from byol.training.data import TrainingData, build_data, listing, plan_data, size_from_data
 from byol.training.trainer import (build_trainer, closing_process_group, describe_precision, fit, prepare_process,
                                   resolve_precision)
 
@@ -36,7 +36,7 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
     last = check_start(cfg, resume)
     prepare_process(cfg)
     cfg, data = read_data(cfg)
-    print("\n".join([*cfg.notes, plan_line(cfg, data)]))
+    print("\n".join([*cfg.notes, plan_line(cfg, data.images)]))
     if resume:  # after the data-aware decisions, which the checkpoint's config holds too
         check_resume(last, cfg, data.identity)
     module = BYOLModule(net, cfg, data)  # a bad backbone or hidden layer fails here, before any file is written
@@ -62,24 +62,33 @@ def read_data(cfg: Config) -> tuple[Config, TrainingData]:
     """The training data and the Config it was built with: the settings that depend on the data
     are decided before anything is built from them (data.image_size from the images' headers;
     the data-aware augmentation defaults in build_data), each said in its notes."""
-    cfg, _ = size_from_data(cfg)
-    cfg, data = build_data(cfg)
-    return updated(cfg, {}, small_data_note(cfg, data.images)), data
+    listed = listing(cfg)  # a folder's images, listed once
+    cfg, _ = size_from_data(cfg, listed)
+    cfg, data = build_data(cfg, listed)
+    return with_small_data_note(cfg, data.images), data
 
 
-def plan_line(cfg: Config, data: TrainingData) -> str:
+def with_small_data_note(cfg: Config, images: int) -> Config:
+    """cfg, with a note in its notes when `images` are few for BYOL (small_data_note)."""
+    note = small_data_note(cfg, images)
+    return updated(cfg, {}, note) if note else cfg
+
+
+def plan_line(cfg: Config, images: int) -> str:
     """One line said at the start: images, size, steps, global batch, learning rate, precision."""
     t, o = cfg.train, cfg.optim
     world = int(os.environ.get("WORLD_SIZE", t.devices * t.num_nodes))
-    per_epoch = math.ceil(data.images // world // t.batch_size / t.accumulate)
+    per_epoch = math.ceil(images // world // t.batch_size / t.accumulate)
     batch = t.batch_size * world * t.accumulate
-    return (f"plan: {data.images} training images at {cfg.data.image_size} px, {t.epochs} epochs x {per_epoch} steps = "
+    return (f"plan: {images} training images at {cfg.data.image_size} px, {t.epochs} epochs x {per_epoch} steps = "
             f"{t.epochs * per_epoch} steps of {batch} images; {o.name} lr {scaled_lr(o.base_lr, batch):.4g} "
             f"({o.base_lr:g} x {batch}/256); {describe_precision(resolve_precision(t.precision, t.accelerator))}")
 
 
 def plan(cfg: Config) -> tuple[Config, list[str]]:
     """What `byol pretrain --print-config` says: the settings a run would use (with the
-    data-aware decisions), and its notes and plan line. Reads the data; writes nothing."""
-    cfg, data = read_data(cfg)
-    return cfg, [*cfg.notes, plan_line(cfg, data)]
+    data-aware decisions), and its notes and plan line. Reads as little of the data as those
+    decisions need (plan_data); writes nothing."""
+    cfg, images = plan_data(cfg)
+    cfg = with_small_data_note(cfg, images)
+    return cfg, [*cfg.notes, plan_line(cfg, images)]

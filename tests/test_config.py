@@ -56,7 +56,8 @@ def test_pretrain_help_lists_every_key_with_its_default_and_description(capsys):
     import pytest
 
     from byol.cli import main
-    from byol.config import Config, describe_keys, to_dict
+    from byol.cli.keys import describe_keys
+    from byol.config import Config, to_dict
 
     with pytest.raises(SystemExit) as e:
         main(["pretrain", "--help"])

@@ -11,7 +11,8 @@ from torch import nn
 
 from byol.core.augment import AugmentConfig, BatchAugment, ViewConfig
 from byol.cli import main
-from byol.config import ConfigError, adapt_to_data, load_config, recipe_names, small_data_note
+from byol.config import ConfigError, adapt_to_data, load_config, recipe_names
+from byol.training.data import small_data_note
 from byol.data.images import StreamImages, decode_item, list_images
 from byol.evaluation.protocols import extract_features
 from byol.training.bookkeeping import verdict

@@ -24,7 +24,8 @@ import yaml
 
 from byol.core.backbones import BackboneError
 from byol.checkpoint import CheckpointError
-from byol.config import ConfigError, keys_help, recipe_names
+from byol.cli.keys import keys_help
+from byol.config import ConfigError, recipe_names
 from byol.data.images import DataError
 from byol.core.model import HiddenLayerError
 from byol.evaluation.saved import PROTOCOLS
@@ -66,7 +67,7 @@ def cmd_pretrain(args, extra) -> int:
             extra = [*extra, f"--{key}", getattr(args, flag)]
     cfg = load_config(args.config, extra)
     if args.print_config:
-        from byol.config import describe_config
+        from byol.cli.keys import describe_config
         from byol.training.pretrain import plan
 
         cfg, lines = plan(cfg)  # reads the data: its size, and the data-aware defaults, decide the settings

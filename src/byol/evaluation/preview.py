@@ -9,8 +9,7 @@ from PIL import Image
 
 from byol.core.augment import BatchAugment, to_float
 from byol.config import Config, adapt_to_data
-from byol.data.images import decode_to_memory, list_images, looks_grayscale
-from byol.data.images import random_subset
+from byol.data.images import decode_to_memory, list_images, looks_grayscale, random_subset
 
 
 def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:

@@ -14,10 +14,11 @@ import math
 import os
 from pathlib import Path
 
-from byol.config import Config, as_config, small_data_note, updated
+from byol.config import Config, as_config
 from byol.core.optim import scaled_lr
 from byol.training.bookkeeping import check_resume, check_start, close_run, write_config
-from byol.training.data import TrainingData, build_data, listing, plan_data, size_from_data
+from byol.training.data import (TrainingData, build_data, listing, plan_data, size_from_data,
+                                with_small_data_note)
 from byol.training.trainer import (build_trainer, closing_process_group, describe_precision, fit, prepare_process,
                                   resolve_precision)
 
@@ -66,12 +67,6 @@ def read_data(cfg: Config) -> tuple[Config, TrainingData]:
     cfg, _ = size_from_data(cfg, listed)
     cfg, data = build_data(cfg, listed)
     return with_small_data_note(cfg, data.images), data
-
-
-def with_small_data_note(cfg: Config, images: int) -> Config:
-    """cfg, with a note in its notes when `images` are few for BYOL (small_data_note)."""
-    note = small_data_note(cfg, images)
-    return updated(cfg, {}, note) if note else cfg
 
 
 def plan_line(cfg: Config, images: int) -> str:

@@ -123,6 +123,38 @@ def knn_top1(net, train, test, mean, std) -> dict:
     return {"knn_top1": round(100 * result["top1"], 2), "knn_top5": round(100 * result["top5"], 2)}
 
 
+class Curve:
+    """--curve: kNN top-1 on the query split after every epoch (the same knn_top1), with the
+    pretraining seconds up to that epoch's end. The evaluation's own time is kept out of the
+    pretraining time and reported apart (`excluded`)."""
+
+    def __init__(self, train, queries, mean, std):
+        self.train, self.queries, self.mean, self.std = train, queries, mean, std
+        self.points: list[list] = []
+        self.excluded = 0.0
+
+    def record(self, net, epoch: int, since_start: float) -> None:
+        """After `epoch` epochs, `since_start` seconds after training began (evaluation included)."""
+        begin = time.perf_counter()
+        self.points.append([epoch, round(since_start - self.excluded, 1),
+                            knn_top1(net, self.train, self.queries, self.mean, self.std)["knn_top1"]])
+        self.excluded += time.perf_counter() - begin
+
+
+def curve_callback(curve: Curve):
+    """A Lightning callback that feeds `curve` at the end of every training epoch."""
+    import lightning as L
+
+    class EveryEpoch(L.Callback):
+        def on_train_start(self, trainer, module):
+            self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, module):
+            curve.record(module.backbone, trainer.current_epoch + 1, time.perf_counter() - self.start)
+
+    return EveryEpoch()
+
+
 # ---------------------------------------------------------------------------------------------
 # The three trainers. Each returns (trained backbone, seconds of training, normalisation, info).
 
@@ -145,10 +177,13 @@ def train_byol(net, train, args):
             key, _, value = item.partition("=")
             overrides += [f"--{key}", value]
         cfg = load_config(configs, overrides)
-        summary = pretrain(cfg, net=net)
+        curve = Curve(train, args.queries, cfg.augment.mean, cfg.augment.std) if args.curve else None
+        summary = pretrain(cfg, net=net, callbacks=[curve_callback(curve)] if curve else None)
         info = {"config": [os.path.relpath(str(c), ROOT) if os.path.exists(str(c)) else str(c) for c in configs],
                 "set": args.set, "precision": summary["precision"], "steps": summary["steps"],
                 "channels_last": cfg.train.channels_last, "workers": 0}
+        if curve:
+            info.update(curve=curve.points, curve_eval_seconds=round(curve.excluded, 1))
         if args.target_knn:  # the EMA target's backbone, for information
             import copy
 
@@ -157,7 +192,7 @@ def train_byol(net, train, args):
             prefix = "model.target.net."
             target.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
             info["target"] = target
-    return net, summary["wall_seconds"], (cfg.augment.mean, cfg.augment.std), info
+    return net, summary["wall_seconds"] - (curve.excluded if curve else 0.0), (cfg.augment.mean, cfg.augment.std), info
 
 
 class PILImages(torch.utils.data.Dataset):
@@ -210,9 +245,10 @@ def train_lightly(net, train, args):
         return projection_head_momentum(backbone_momentum(x).flatten(start_dim=1)).detach()
 
     bf16 = peer_bf16(args)
+    curve = Curve(train, args.queries, IMAGENET_MEAN, IMAGENET_STD) if args.curve else None
     steps = 0
     start = time.perf_counter()
-    for _ in range(args.epochs):
+    for epoch in range(args.epochs):
         for x0, x1 in loader:
             update_momentum(backbone, backbone_momentum, m=0.99)
             update_momentum(projection_head, projection_head_momentum, m=0.99)
@@ -224,12 +260,16 @@ def train_lightly(net, train, args):
             optim.step()
             steps += 1
         scheduler.step()
-    seconds = time.perf_counter() - start
+        if curve:
+            curve.record(backbone, epoch + 1, time.perf_counter() - start)
+    seconds = time.perf_counter() - start - (curve.excluded if curve else 0.0)
     import lightly
 
-    return backbone, seconds, (IMAGENET_MEAN, IMAGENET_STD), {
-        "version": lightly.__version__, "steps": steps, "precision": "bf16-mixed" if bf16 else "32-true",
-        "channels_last": False, "workers": args.workers}
+    info = {"version": lightly.__version__, "steps": steps, "precision": "bf16-mixed" if bf16 else "32-true",
+            "channels_last": False, "workers": args.workers}
+    if curve:
+        info.update(curve=curve.points, curve_eval_seconds=round(curve.excluded, 1))
+    return backbone, seconds, (IMAGENET_MEAN, IMAGENET_STD), info
 
 
 def train_byol_pytorch(net, train, args):
@@ -282,10 +322,13 @@ def run_one(args) -> dict:
         row.update({f"{k}_imagenet_norm": v for k, v in knn_top1(net, train, queries, IMAGENET_MEAN,
                                                                   IMAGENET_STD).items()})
         return row
+    args.queries = queries
     trained, seconds, (mean, std), info = TRAINERS[args.one](net, train, args)
     target = info.pop("target", None)
     row = {"library": args.one, "pretrain_seconds": round(seconds, 1), **knn_top1(trained, train, queries, mean, std),
            **info}
+    if args.one == "byol" and args.label:
+        row["label"] = args.label
     if target is not None:
         row["knn_top1_target"] = knn_top1(target, train, queries, mean, std)["knn_top1"]
     return row
@@ -364,6 +407,11 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="this project's config overrides, e.g. --set optim.base_lr=0.1")
     p.add_argument("--target-knn", action="store_true", help="also the kNN of this project's EMA target backbone")
+    p.add_argument("--curve", action="store_true",
+                   help="byol and lightly: kNN on the query split after every epoch, with the pretraining seconds "
+                        "so far (the evaluations' own time left out and reported as curve_eval_seconds); "
+                        "benchmarks/time_to_accuracy.py reads these rows")
+    p.add_argument("--label", help="a name for this project's runs in the rows (e.g. byol+levers); default byol")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=None, help="one seed (the same as --seeds S)")
     p.add_argument("--rows", nargs="+", metavar="FILE",

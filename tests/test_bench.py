@@ -113,10 +113,44 @@ def test_compare_runs_this_project_and_the_untrained_network_on_two_seeds(cifar_
     assert compare().main(["--cifar", str(cifar_dir), "--libraries", "untrained,byol", "--epochs", "1",
                            "--per-class", "30", "--seeds", "3,4", "--width", "0.125", "--batch-size", "64",
                            "--comparison", "fp32", "--set", "model.projection_hidden_dim=64",
-                           "--set", "model.prediction_hidden_dim=64"]) == 0
+                           "--set", "model.prediction_hidden_dim=64", "--curve", "--label", "small"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     runs, summary = lines[:4], lines[4:]
     assert [(r["seed"], r["library"]) for r in runs] == [(3, "untrained"), (3, "byol"), (4, "untrained"), (4, "byol")]
     assert all("error" not in r and r["split"] == "val" and r["query_images"] == 5000 for r in runs)
     assert runs[1]["precision"] == "32-true" and runs[1]["steps"] == 4 and runs[1]["cpu_kind"]
     assert summary[0]["summary"] == "byol" and summary[0]["seeds"] == [3, 4]
+    curve = runs[1]["curve"]  # --curve: kNN after every epoch; the last is the run's own figure
+    assert [p[0] for p in curve] == [1] and curve[-1][2] == runs[1]["knn_top1"] and runs[1]["label"] == "small"
+    assert 0 < curve[-1][1] <= runs[1]["pretrain_seconds"] + 0.1 and runs[1]["curve_eval_seconds"] > 0
+
+
+def time_to_accuracy():
+    spec = importlib.util.spec_from_file_location("time_to_accuracy", BENCH.parent / "time_to_accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_time_to_accuracy_finds_the_first_epoch_at_the_reference_level(tmp_path, capsys):
+    def row(library, seed, curve, label=None):
+        r = {"library": library, "seed": seed, "curve": curve, "knn_top1": curve[-1][2], "split": "val",
+             "comparison": "fp32", "cpu_kind": "avx2", "precision": "32-true", "commit": "abc"}
+        return {**r, "label": label} if label else r
+
+    rows = [row("lightly", 0, [[1, 100.0, 20.0], [2, 200.0, 24.0]]),
+            row("lightly", 1, [[1, 100.0, 21.0], [2, 220.0, 26.0]]),  # level: (24 + 26) / 2 = 25
+            row("byol", 0, [[1, 50.0, 25.0], [2, 100.0, 27.0]], "byol+levers"),
+            row("byol", 1, [[1, 50.0, 24.0], [2, 110.0, 25.5]], "byol+levers"),
+            row("byol", 0, [[1, 90.0, 22.0], [2, 180.0, 24.5]])]  # never reaches it
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert time_to_accuracy().main(["--at", "2", str(path)]) == 0
+    out = {r["group"]: r for r in map(json.loads, capsys.readouterr().out.strip().splitlines())}
+    assert out["lightly"]["level_knn_top1"] == 25.0 and out["lightly"]["seconds_to_level"] == [None, 220.0]
+    levers = out["byol+levers"]
+    assert levers["epochs_to_level"] == [1, 2] and levers["seconds_to_level_mean"] == 80.0
+    assert levers["fraction_of_reference_time"] == round(80.0 / 210.0, 3)
+    assert out["byol"]["seconds_to_level"] == [None] and out["byol"]["seconds_to_level_mean"] is None
+    with pytest.raises(SystemExit, match="no lightly curve reaches epoch 3"):
+        time_to_accuracy().main(["--at", "3", str(path)])

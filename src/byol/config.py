@@ -126,6 +126,8 @@ class TrainConfig:
     num_nodes: int = key(1, "machines; train.devices processes on each", ge=1)
     sync_batchnorm: bool = key(True, "SyncBatchNorm across ranks when more than one process trains")
     threads: Optional[int] = key(None, "CPU threads for torch (default: torch's choice)")
+    resolution_schedule: dict[float, int] = key({}, "progressive resizing: {start, as a fraction of the run: view side}, e.g. "
+                                                    "{0: 16, 0.5: 24, 0.75: 32}; data.image_size before the first start and when empty")
 
 
 @dataclass(frozen=True, config=RULES)
@@ -177,6 +179,15 @@ class Config:
         need(m.tau_base <= m.tau_final, "model.tau_final", m.tau_final, "must be in [model.tau_base, 1]")
         need(len(self.augment.mean) >= d.channels, "augment.mean/std", (self.augment.mean, self.augment.std),
              "need one value per channel")
+        schedule = self.train.resolution_schedule
+        need(all(0 <= start < 1 for start in schedule), "train.resolution_schedule", schedule,
+             "each start is a fraction of the run, in [0, 1)")
+        need(all(side >= 8 for side in schedule.values()), "train.resolution_schedule", schedule,
+             "each view side must be at least 8 px")
+        need(not self.augment.small_crops or (d.augment_on == "device" and d.large_images != "full"),
+             "augment.small_crops", self.augment.small_crops,
+             "the small crops are made on the training device from whole images; set data.augment_on: device "
+             "and data.large_images: resize or crop")
 
 
 RECIPES_DIR = Path(__file__).resolve().parent / "configs"
@@ -459,9 +470,10 @@ def adapt_to_data(cfg: Config, grayscale: bool) -> tuple[Config, list[str]]:
     """
     values = flatten(to_dict(cfg), "config")
     small = cfg.data.image_size < 40
-    names = [f"augment.{view}.blur_p" for view in ("view1", "view2")] if small else []
+    views = ("view1", "view2", "small") if cfg.augment.small_crops else ("view1", "view2")
+    names = [f"augment.{view}.blur_p" for view in views] if small else []
     if grayscale:
-        names += [f"augment.{view}.{k}" for view in ("view1", "view2") for k in ("saturation", "hue", "grayscale_p")]
+        names += [f"augment.{view}.{k}" for view in views for k in ("saturation", "hue", "grayscale_p")]
     changes = {k: 0.0 for k in names if k not in cfg.given and values[k] != 0.0}
     if not changes:
         return cfg, []

@@ -112,6 +112,12 @@ def paper_view2() -> ViewConfig:
     return ViewConfig(blur_p=0.1, solarize_p=0.2)
 
 
+def small_view() -> ViewConfig:
+    """The small crops of multi-crop: DINO's local crops (Caron et al. 2021, arXiv 2104.14294,
+    Section 3 and its code): area 0.05-0.4, blur probability 0.5, no solarization."""
+    return ViewConfig(crop_scale=(0.05, 0.4), blur_p=0.5, solarize_p=0.0)
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Both views plus output size and normalisation."""
@@ -130,9 +136,32 @@ class AugmentConfig:
     """crop resize (PyTorch's bicubic a = -0.75; TF's is -0.5)"""
     crop_sampling: Literal["rejection", "clamp"] = "rejection"
     """rejection (torchvision) | clamp (DeepMind's), see crop_boxes"""
+    small_crops: int = 0
+    """multi-crop: this many extra small views per image (SwAV, DINO); each is regressed onto the target's projections of both full views"""
+    small_size: int = 0
+    """side of the small crops; 0: half of size"""
+    small: ViewConfig = field(default_factory=small_view)
+    """the small crops (DINO's local crops: area 0.05-0.4, blur 0.5, no solarization)"""
 
     def __post_init__(self):
         _need(len(self.mean) == len(self.std), "mean/std", (self.mean, self.std), "need one value per channel")
+        _need(self.small_crops >= 0, "small_crops", self.small_crops, "must be >= 0")
+        _need(self.small_size == 0 or self.small_size >= 8, "small_size", self.small_size,
+              "must be 0 (half of size) or at least 8")
+
+    @property
+    def small_side(self) -> int:
+        """The side of the small crops: small_size, or half of size (at least 8 px)."""
+        return self.small_size or max(8, self.size // 2)
+
+
+def scheduled_size(schedule: dict[float, int], fraction: float, full: int) -> int:
+    """The view side at `fraction` (0 to 1) of the run under a resolution schedule
+    {start fraction: side}: the side of the latest start at or before `fraction`; `full`
+    before the first start and with no schedule. Progressive resizing as in FFCV's ImageNet
+    recipes (low resolution first, the full one at the end)."""
+    started = [start for start in schedule if start <= fraction]
+    return schedule[max(started)] if started else full
 
 
 # ---------------------------------------------------------------------------
@@ -364,16 +393,18 @@ class BatchAugment(torch.nn.Module):
         self.channels_last = channels_last
         self.cropped = cropped  # images and partners are view 1's and view 2's crops (crop_from_full)
 
-    def view(self, x: torch.Tensor, view_cfg: ViewConfig) -> torch.Tensor:
+    def view(self, x: torch.Tensor, view_cfg: ViewConfig, size: int | None = None, cropped: bool | None = None):
         c = self.cfg
-        out = normalize(augment_view(x, view_cfg, c.size, c.interpolation, c.crop_sampling, self.cropped),
-                        c.mean, c.std)
+        cropped = self.cropped if cropped is None else cropped
+        out = augment_view(x, view_cfg, size or c.size, c.interpolation, c.crop_sampling, cropped)
+        out = normalize(out, c.mean, c.std)
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor, partners: torch.Tensor | None = None):
-        """View 1 and view 2 of `images`; with `partners` (nearby video frames, or view 2's crops
-        of the same images), view 2 is drawn from the partner image instead.
+    def forward(self, images: torch.Tensor, partners: torch.Tensor | None = None, size: int | None = None):
+        """View 1 and view 2 of `images`, size x size (default cfg.size); with `partners` (nearby
+        video frames, or view 2's crops of the same images), view 2 is drawn from the partner
+        image instead. Crops taken already (cropped) are resized to `size` (see `resize_views`).
 
         Always computed in float32, also inside a mixed-precision region (as the reference
         computes its augmentations in the fp32 input pipeline): the views are quantised
@@ -382,7 +413,27 @@ class BatchAugment(torch.nn.Module):
         with torch.autocast(images.device.type, enabled=False):
             x = to_float(images)
             y = x if partners is None else to_float(partners)
-            return self.view(x, self.cfg.view1), self.view(y, self.cfg.view2)
+            if self.cropped:  # the crops are cfg.size already: the colour operations, then the resize
+                return resize_views((self.view(x, self.cfg.view1), self.view(y, self.cfg.view2)), size or self.cfg.size)
+            return self.view(x, self.cfg.view1, size), self.view(y, self.cfg.view2, size)
+
+    @torch.no_grad()
+    def small_views(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """cfg.small_crops views of whole images (B, C, H, W), each cfg.small_side x cfg.small_side,
+        from the small view's crop range and colours (multi-crop)."""
+        with torch.autocast(images.device.type, enabled=False):
+            x = to_float(images)
+            return [self.view(x, self.cfg.small, self.cfg.small_side, cropped=False)
+                    for _ in range(self.cfg.small_crops)]
+
+
+def resize_views(views, size: int):
+    """Views made at another side (in the data workers), resized to size x size (antialiased
+    bilinear): the resolution schedule for views that come ready-made."""
+    return tuple(v if v.shape[-1] == size else
+                 F.interpolate(v, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+                 .contiguous(memory_format=torch.channels_last if v.is_contiguous(memory_format=torch.channels_last)
+                             else torch.contiguous_format) for v in views)
 
 
 class TwoViewTransform:

@@ -20,3 +20,14 @@ def byol_loss(q1: torch.Tensor, q2: torch.Tensor, z1: torch.Tensor, z2: torch.Te
     Targets must come from the target network, without gradient.
     """
     return (regression_loss(q1, z2.detach()) + regression_loss(q2, z1.detach())).mean()
+
+
+def small_crops_loss(small_predictions, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """Multi-crop: each small crop's online prediction regressed onto the target's projections
+    of both full views, summed over the crops and the two targets, batch mean: as solo-learn's
+    BYOL pairs them (every crop predicts each full view's target but its own). With no small
+    crops: 0. Added to `byol_loss`, which holds the pairs of the two full views."""
+    loss = z1.new_zeros((), dtype=torch.float32)
+    for q in small_predictions:
+        loss = loss + (regression_loss(q, z1.detach()) + regression_loss(q, z2.detach())).mean()
+    return loss

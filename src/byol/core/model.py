@@ -20,7 +20,7 @@ from torch import nn
 from byol.core.augment import normalize, to_float
 from byol.core.ema import cosine_tau, ema_update
 from byol.core.heads import MLP
-from byol.core.loss import byol_loss
+from byol.core.loss import byol_loss, small_crops_loss
 
 
 class HiddenLayerError(ValueError):
@@ -143,6 +143,21 @@ def evaluating(net: nn.Module):
         net.train(was_training)
 
 
+@contextmanager
+def frozen_running_stats(net: nn.Module):
+    """Batch norms of `net` normalise with batch statistics as usual inside the block, but
+    leave their running statistics unchanged (momentum 0)."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    kept = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield net
+    finally:
+        for m, momentum in zip(norms, kept):
+            m.momentum = momentum
+
+
 @torch.no_grad()
 def infer_feature_dim(net: nn.Module, hidden_layer: str | None, image_size: int, in_channels: int,
                       token_pool: str = "mean") -> int:
@@ -247,13 +262,24 @@ class BYOL(nn.Module):
         """The symmetric BYOL loss of two augmented views of the same images."""
         return self.step(view1, view2)[0]
 
-    def step(self, view1: torch.Tensor, view2: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def step(self, view1: torch.Tensor, view2: torch.Tensor,
+             small: list[torch.Tensor] | tuple = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(the loss, what to log): the loss as `forward`, and the collapse monitor
-        (`projection_std` of the target's view-1 projections), a tensor on the device."""
+        (`projection_std` of the target's view-1 projections), a tensor on the device.
+
+        small: multi-crop's small views, through the online network only (a batch per crop,
+        with its own batch statistics), each regressed onto both full views' targets
+        (`small_crops_loss`). They leave the running BN statistics alone: those, which
+        evaluation uses, stay the full views'."""
         q1, q2 = self._online_predictions(view1, view2)
+        with frozen_running_stats(self.online):
+            q_small = [self.predictor(self.online(v)) for v in small]
         with torch.no_grad():
             z1, z2 = self._two_views(self.target, view1, view2)
-        return byol_loss(q1, q2, z1, z2), {"projection_std": projection_std(z1)}
+        loss = byol_loss(q1, q2, z1, z2)
+        if q_small:
+            loss = loss + small_crops_loss(q_small, z1, z2)
+        return loss, {"projection_std": projection_std(z1)}
 
     def _online_predictions(self, view1, view2):
         if self.concat_views:

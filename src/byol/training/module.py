@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from byol.checkpoint import load_initial_weights
-from byol.config import Config, as_config, to_dict
-from byol.core.augment import BatchAugment
+from byol.config import Config, ConfigError, as_config, to_dict
+from byol.core.augment import BatchAugment, resize_views, scheduled_size
 from byol.core.backbones import build_backbone
-from byol.core.model import BYOL
+from byol.core.model import BYOL, infer_feature_dim
 from byol.core.optim import WarmupCosine, build_optimizer, build_scheduler, scaled_lr
 from byol.data.batch import Batch, as_batch
 from byol.training.data import TrainingData
@@ -62,6 +62,7 @@ class BYOLModule(L.LightningModule):
                           prediction_hidden_dim=m.prediction_hidden_dim, tau_base=m.tau_base, tau_final=m.tau_final,
                           concat_views=m.concat_views, head_batchnorm=m.head_batchnorm, head_bias=m.head_bias,
                           token_pool=m.token_pool)
+        check_view_sizes(self.model, cfg)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.augment = BatchAugment(cfg.augment, channels_last=cfg.train.channels_last,
@@ -104,24 +105,33 @@ class BYOLModule(L.LightningModule):
                     fn.__init__(*self._schedule)
                     group["lr"] = base * fn(scheduler.last_epoch)
 
-    def views(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if batch.indices is not None:
-            return self.augment(self._resident[batch.indices.to(self._resident.device)])
-        if batch.view1 is not None:
-            return batch.view1, batch.view2
-        return self.augment(batch.images, batch.partners)
+    def view_size(self) -> int:
+        """The side of this epoch's views: train.resolution_schedule at the run's fraction done."""
+        done = self.current_epoch / max(1, self.trainer.max_epochs)
+        return scheduled_size(self.cfg.train.resolution_schedule, done, self.cfg.data.image_size)
+
+    def views(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """The two full views at this epoch's side and multi-crop's small views (augment.small_crops)."""
+        size = self.view_size()
+        if batch.view1 is not None:  # made in the data workers (no small crops there: see the config's rules)
+            return (*resize_views((batch.view1, batch.view2), size), [])
+        images = batch.images if batch.indices is None else self._resident[batch.indices.to(self._resident.device)]
+        view1, view2 = self.augment(images, batch.partners, size)
+        return view1, view2, self.augment.small_views(images) if self.cfg.augment.small_crops else []
 
     def training_step(self, batch: Batch | torch.Tensor | tuple, batch_idx: int):
         batch = as_batch(batch)  # a plain DataLoader's tensors or (images, labels) too
-        view1, view2 = self.views(batch)
+        view1, view2, small = self.views(batch)
         self.guard.before_forward()
-        loss, logs = self.step_loss(view1, view2)
+        loss, logs = self.step_loss(view1, view2, small)
         log_step = batch_idx % self.cfg.train.log_every == 0
         if not self.guard.after_loss(loss, self.trainer.global_step, self.current_epoch, log_step):
             self.log("train/skipped_steps", float(self.guard.skipped_steps), on_step=True, on_epoch=False,
                      batch_size=len(batch))
             return None  # Lightning skips backward; with no gradients the optimizer changes nothing
         n = len(batch)
+        if log_step and self.cfg.train.resolution_schedule:
+            self.log("train/view_size", float(view1.shape[-1]), on_step=True, on_epoch=False, batch_size=n)
         if log_step:  # the collapse monitor: about 1/sqrt(d) while healthy, 0 when collapsed
             self.log("train/projection_std", logs["projection_std"], on_step=True, on_epoch=False, batch_size=n)
             self.log("train/projection_std_healthy", 1.0 / self.model.online.projector.out_dim ** 0.5,
@@ -176,6 +186,31 @@ class BYOLModule(L.LightningModule):
             self._schedule = (int(o.warmup_epochs * steps_per_epoch), self.total_steps)
         scheduler = build_scheduler(optimizer, *self._schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": o.schedule_per}}
+
+
+def view_sides(cfg: Config) -> list[int]:
+    """Every side the network sees in training besides data.image_size: the resolution
+    schedule's and the small crops'."""
+    sides = set(cfg.train.resolution_schedule.values())
+    if cfg.augment.small_crops:
+        sides.add(cfg.augment.small_side)
+    return sorted(sides - {cfg.data.image_size})
+
+
+def check_view_sizes(model: BYOL, cfg: Config) -> None:
+    """The network must give features of one size at every side it trains on (a global pooling
+    does; a flatten after fixed-size convolutions does not): a ConfigError naming the side."""
+    encoder = model.online
+    for side in view_sides(cfg):
+        try:
+            dim = infer_feature_dim(encoder.net, encoder.hidden_layer, side, cfg.data.channels, encoder.token_pool)
+        except Exception as e:  # noqa: BLE001 - any failure of the probe forward is reported the same way
+            raise ConfigError(f"the network fails on {side} x {side} views (train.resolution_schedule, "
+                             f"augment.small_size): {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        if dim != model.feature_dim:
+            raise ConfigError(f"the network's features are {dim}-d on {side} x {side} views but {model.feature_dim}-d "
+                             f"at data.image_size {cfg.data.image_size}; multi-crop and the resolution schedule need "
+                             "a network whose features do not depend on the input size (a global pooling)")
 
 
 class CompileOrEager:

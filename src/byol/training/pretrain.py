@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from byol.config import Config, as_config
+from byol.core.augment import scheduled_size
 from byol.core.optim import scaled_lr
 from byol.training.bookkeeping import check_resume, check_start, close_run, write_config
 from byol.training.data import (TrainingData, build_data, listing, plan_data, size_from_data,
@@ -77,7 +78,36 @@ def plan_line(cfg: Config, images: int) -> str:
     batch = t.batch_size * world * t.accumulate
     return (f"plan: {images} training images at {cfg.data.image_size} px, {t.epochs} epochs x {per_epoch} steps = "
             f"{t.epochs * per_epoch} steps of {batch} images; {o.name} lr {scaled_lr(o.base_lr, batch):.4g} "
-            f"({o.base_lr:g} x {batch}/256); {describe_precision(resolve_precision(t.precision, t.accelerator))}")
+            f"({o.base_lr:g} x {batch}/256); {describe_precision(resolve_precision(t.precision, t.accelerator))}"
+            + "".join(f"; {part}" for part in view_plan(cfg)))
+
+
+def view_plan(cfg: Config) -> list[str]:
+    """What the plan line says of the resolution schedule (the side of each span of epochs, and
+    the run's pixels against training at data.image_size throughout) and of multi-crop (the
+    small crops, and their cost per step against the two full views, by pixel count: a full
+    view goes through the online network forward and backward (about 3 forward passes) and
+    the target forward (1), a small crop through the online network only (3))."""
+    full, epochs, parts = cfg.data.image_size, cfg.train.epochs, []
+    if cfg.train.resolution_schedule and epochs:
+        sides = [scheduled_size(cfg.train.resolution_schedule, e / epochs, full) for e in range(epochs)]
+        spans, start = [], 0
+        for e in range(1, epochs + 1):
+            if e == epochs or sides[e] != sides[start]:
+                spans.append(f"{sides[start]} px (epoch{'s' if e - start > 1 else ''} {start + 1}"
+                             + (f"-{e})" if e - start > 1 else ")"))
+                start = e
+        pixels = sum((side / full) ** 2 for side in sides) / epochs
+        parts.append(f"views at {', '.join(spans)}: {pixels:.2f}x the pixels of {full} px throughout"
+                     + ("" if sides[-1] == full else f"; the run ends below data.image_size {full} px, the side "
+                        "the network is evaluated and exported at"))
+    a = cfg.augment
+    if a.small_crops:
+        compute = a.small_crops * 3 * a.small_side ** 2 / (2 * 4 * full ** 2)
+        memory = a.small_crops * a.small_side ** 2 / (2 * full ** 2)
+        parts.append(f"+ {a.small_crops} small crops of {a.small_side} px: about +{100 * compute:.0f} % compute and "
+                     f"+{100 * memory:.0f} % activation memory per step at {full} px (by pixel count)")
+    return parts
 
 
 def plan(cfg: Config) -> tuple[Config, list[str]]:

@@ -1,0 +1,96 @@
+"""Time to accuracy: pretraining seconds until kNN on the validation split first reaches a level.
+
+The level is a reference library's kNN top-1 after a given number of epochs (mean over its
+seeds), e.g. lightly's after 10 or 30 epochs. Every run is read from the rows that
+`compare.py --curve` prints (one JSON line per library and seed, each with its curve: kNN
+top-1 after every epoch and the pretraining seconds up to it, the kNN evaluations' own time
+left out and stated as curve_eval_seconds). Runs of this project are grouped by --label
+(e.g. byol, byol+levers).
+
+    # the runs, alone on the cores, one file per run (B2 protocol, validation split, fp32)
+    python benchmarks/compare.py --cifar DIR --split val --comparison fp32 --curve --epochs 10 \\
+        --libraries lightly --seeds 0 > lightly.jsonl
+    python benchmarks/compare.py --cifar DIR --split val --comparison fp32 --curve --epochs 10 \\
+        --libraries byol --seeds 0 --label byol > byol.jsonl
+    python benchmarks/compare.py --cifar DIR --split val --comparison fp32 --curve --epochs 10 \\
+        --libraries byol --seeds 0 --label byol+levers --config cifar10-fast > fast.jsonl
+    # the summary: time to lightly's 10-epoch level, and its ratio to lightly's own time
+    python benchmarks/time_to_accuracy.py --reference lightly --at 10 lightly.jsonl byol.jsonl fast.jsonl
+
+Prints one JSON object per group: the level, for each seed the first epoch and the seconds at
+which the curve reached it (null if it never did), their mean, and the mean as a fraction of
+the reference's own seconds to that epoch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def read_rows(paths: list[str]) -> list[dict]:
+    rows = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                rows += [json.loads(line) for line in f if line.strip()]
+        except (OSError, json.JSONDecodeError) as e:
+            sys.exit(f"time_to_accuracy: {path}: {e}")
+    return [r for r in rows if r.get("curve")]
+
+
+def group(row: dict) -> str:
+    return row.get("label") or row["library"]
+
+
+def first_reach(curve: list, level: float) -> tuple[int, float] | None:
+    """(epoch, seconds) of the first curve point at or above `level`; None if none is."""
+    return next(((epoch, seconds) for epoch, seconds, knn in curve if knn >= level), None)
+
+
+def summarize(rows: list[dict], reference: str, at: int) -> list[dict]:
+    ref = [r for r in rows if group(r) == reference]
+    points = [next((p for p in r["curve"] if p[0] == at), None) for r in ref]
+    if not ref or None in points:
+        sys.exit(f"time_to_accuracy: no {reference} curve reaches epoch {at} in these rows")
+    level = sum(p[2] for p in points) / len(points)
+    ref_seconds = sum(p[1] for p in points) / len(points)
+    for key in ("split", "comparison", "cpu_kind", "train_images", "backbone", "batch"):
+        values = sorted({str(r.get(key)) for r in rows})
+        if len(values) > 1:
+            sys.exit(f"time_to_accuracy: the rows differ in {key} ({', '.join(values)}): compare like with like")
+    out = []
+    for name in dict.fromkeys(group(r) for r in rows):
+        mine = [r for r in rows if group(r) == name]
+        reached = [first_reach(r["curve"], level) for r in mine]
+        seconds = [hit[1] for hit in reached if hit]
+        mean = sum(seconds) / len(seconds) if len(seconds) == len(mine) else None
+        out.append({"group": name, "level_knn_top1": round(level, 2), "level_from": f"{reference} epoch {at}",
+                    "seeds": [r["seed"] for r in mine], "epochs_to_level": [hit[0] if hit else None for hit in reached],
+                    "seconds_to_level": [hit[1] if hit else None for hit in reached],
+                    "seconds_to_level_mean": round(mean, 1) if mean is not None else None,
+                    "fraction_of_reference_time": round(mean / ref_seconds, 3) if mean is not None else None,
+                    "final_knn_top1": [r["knn_top1"] for r in mine],
+                    "eval_seconds_left_out": [r.get("curve_eval_seconds") for r in mine],
+                    "precision": sorted({str(r.get("precision")) for r in mine}),
+                    "commit": sorted({str(r.get("commit")) for r in mine}),
+                    "cpu_kind": mine[0].get("cpu_kind"), "split": mine[0].get("split")})
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("rows", nargs="+", help="JSON-lines files printed by compare.py --curve")
+    p.add_argument("--reference", default="lightly", help="the group whose kNN sets the level (default lightly)")
+    p.add_argument("--at", type=int, required=True, help="the reference's epoch whose kNN is the level")
+    args = p.parse_args(argv)
+    rows = read_rows(args.rows)
+    if not rows:
+        sys.exit(f"time_to_accuracy: {' '.join(args.rows)}: no rows with a curve (run compare.py with --curve)")
+    for line in summarize(rows, args.reference, args.at):
+        print(json.dumps(line), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -66,7 +66,7 @@ def test_pretrain_help_lists_every_key_with_its_default_and_description(capsys):
 
     def flat(d, prefix=""):
         for k, v in d.items():
-            if isinstance(v, dict) and k != "backbone_args" and k != "epoch_presets":
+            if isinstance(v, dict) and k not in ("backbone_args", "epoch_presets", "resolution_schedule"):
                 yield from flat(v, f"{prefix}{k}.")
             else:
                 yield f"{prefix}{k}"

@@ -29,6 +29,10 @@ Prints one JSON object per library and seed (and for the untrained network), the
 object per library over the seeds: mean kNN top-1, mean gain over the untrained network,
 mean pretraining time and the time ratio to this project.
 
+--curve (this project and lightly) adds the kNN top-1 on the query split after every epoch,
+with the pretraining seconds up to it; the evaluations' own time is left out of every time and
+stated as curve_eval_seconds. benchmarks/time_to_accuracy.py reads those rows.
+
 The peers need torchvision, which does not import beside a CPU-only torch build: run this in
 an environment that has torch + torchvision + lightly + byol-pytorch + this project (see
 BENCHMARKS.md), so that all three train on the same torch build.
@@ -361,16 +365,22 @@ def summarize(rows: list[dict]) -> list[dict]:
 SETTINGS = ("comparison", "split", "epochs", "batch", "backbone", "train_images", "query_images", "cpu_kind")
 
 
-def summarize_files(paths: list[str]) -> int:
-    """The summary of rows saved from earlier runs; refuses rows whose settings differ."""
+def read_json_lines(paths: list[str], who: str) -> list[dict]:
+    """Every JSON line of the files; a file that cannot be read ends the script with one line
+    that starts with `who` and names the file."""
     rows = []
     for path in paths:
         try:
             with open(path) as f:
                 rows += [json.loads(line) for line in f if line.strip()]
         except (OSError, json.JSONDecodeError) as e:
-            sys.exit(f"compare: --rows {path}: {e}")
-    rows = [r for r in rows if "library" in r]  # not the summaries those runs printed
+            sys.exit(f"{who} {path}: {e}")
+    return rows
+
+
+def summarize_files(paths: list[str]) -> int:
+    """The summary of rows saved from earlier runs; refuses rows whose settings differ."""
+    rows = [r for r in read_json_lines(paths, "compare: --rows") if "library" in r]  # not the summaries those runs printed
     if not rows:
         sys.exit(f"compare: --rows {' '.join(paths)}: no result rows (JSON lines with a 'library')")
     for key in SETTINGS:

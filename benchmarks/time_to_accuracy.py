@@ -13,7 +13,8 @@ left out and stated as curve_eval_seconds). Runs of this project are grouped by 
     python benchmarks/compare.py --cifar DIR --split val --comparison fp32 --curve --epochs 10 \\
         --libraries byol --seeds 0 --label byol > byol.jsonl
     python benchmarks/compare.py --cifar DIR --split val --comparison fp32 --curve --epochs 10 \\
-        --libraries byol --seeds 0 --label byol+levers --config cifar10-fast > fast.jsonl
+        --libraries byol --seeds 0 --label byol+res --set "train.resolution_schedule={0: 16, 0.5: 24, 0.75: 32}" \\
+        > fast.jsonl
     # the summary: time to lightly's 10-epoch level, and its ratio to lightly's own time
     python benchmarks/time_to_accuracy.py --reference lightly --at 10 lightly.jsonl byol.jsonl fast.jsonl
 
@@ -29,14 +30,10 @@ import sys
 
 
 def read_rows(paths: list[str]) -> list[dict]:
-    rows = []
-    for path in paths:
-        try:
-            with open(path) as f:
-                rows += [json.loads(line) for line in f if line.strip()]
-        except (OSError, json.JSONDecodeError) as e:
-            sys.exit(f"time_to_accuracy: {path}: {e}")
-    return [r for r in rows if r.get("curve")]
+    """The rows of compare.py --curve runs (not their summaries) in these files."""
+    from compare import read_json_lines  # beside this script
+
+    return [r for r in read_json_lines(paths, "time_to_accuracy:") if r.get("curve")]
 
 
 def group(row: dict) -> str:

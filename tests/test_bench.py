@@ -126,6 +126,9 @@ def test_compare_runs_this_project_and_the_untrained_network_on_two_seeds(cifar_
 
 
 def time_to_accuracy():
+    import sys
+
+    sys.path.insert(0, str(BENCH.parent))  # it reads rows with compare.py's reader, beside it
     spec = importlib.util.spec_from_file_location("time_to_accuracy", BENCH.parent / "time_to_accuracy.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -85,12 +85,13 @@ def plan_line(cfg: Config, images: int) -> str:
 def view_plan(cfg: Config) -> list[str]:
     """What the plan line says of the resolution schedule (the side of each span of epochs, and
     the run's pixels against training at data.image_size throughout) and of multi-crop (the
-    small crops, and their cost per step against the two full views, by pixel count: a full
-    view goes through the online network forward and backward (about 3 forward passes) and
-    the target forward (1), a small crop through the online network only (3))."""
+    small crops, and their cost over the run against the two full views at each epoch's side,
+    by pixel count: a full view goes through the online network forward and backward (about 3
+    forward passes) and the target forward (1), a small crop through the online network only
+    (3))."""
     full, epochs, parts = cfg.data.image_size, cfg.train.epochs, []
+    sides = [scheduled_size(cfg.train.resolution_schedule, e / epochs, full) for e in range(epochs)] or [full]
     if cfg.train.resolution_schedule and epochs:
-        sides = [scheduled_size(cfg.train.resolution_schedule, e / epochs, full) for e in range(epochs)]
         spans, start = [], 0
         for e in range(1, epochs + 1):
             if e == epochs or sides[e] != sides[start]:
@@ -103,10 +104,11 @@ def view_plan(cfg: Config) -> list[str]:
                         "the network is evaluated and exported at"))
     a = cfg.augment
     if a.small_crops:
-        compute = a.small_crops * 3 * a.small_side ** 2 / (2 * 4 * full ** 2)
-        memory = a.small_crops * a.small_side ** 2 / (2 * full ** 2)
-        parts.append(f"+ {a.small_crops} small crops of {a.small_side} px: about +{100 * compute:.0f} % compute and "
-                     f"+{100 * memory:.0f} % activation memory per step at {full} px (by pixel count)")
+        compute = a.small_crops * 3 * a.small_side ** 2 * len(sides) / sum(2 * 4 * side ** 2 for side in sides)
+        memory = a.small_crops * a.small_side ** 2 / (2 * max(sides) ** 2)
+        parts.append(f"+ {a.small_crops} small crops of {a.small_side} px: about +{100 * compute:.0f} % compute over "
+                     f"the run and +{100 * memory:.0f} % activation memory at {max(sides)} px (by pixel count; "
+                     "small images run below the full matrix-multiply rate, so more in practice)")
     return parts
 
 

@@ -272,12 +272,12 @@ class BYOL(nn.Module):
         (`small_crops_loss`). They leave the running BN statistics alone: those, which
         evaluation uses, stay the full views'."""
         q1, q2 = self._online_predictions(view1, view2)
-        with frozen_running_stats(self.online):
-            q_small = [self.predictor(self.online(v)) for v in small]
         with torch.no_grad():
             z1, z2 = self._two_views(self.target, view1, view2)
         loss = byol_loss(q1, q2, z1, z2)
-        if q_small:
+        if len(small):  # multi-crop only: the plain step does no extra work
+            with frozen_running_stats(self.online):
+                q_small = [self.predictor(self.online(v)) for v in small]
             loss = loss + small_crops_loss(q_small, z1, z2)
         return loss, {"projection_std": projection_std(z1)}
 

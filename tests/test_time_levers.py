@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from byol.config import ConfigError, load_config
-from byol.core.augment import AugmentConfig, BatchAugment, resize_views, scheduled_size
+from byol.core.augment import AugmentConfig, BatchAugment, ViewConfig, augment_view, resize_views, scheduled_size
 from byol.core.backbones import resnet18
 from byol.core.loss import byol_loss, regression_loss, small_crops_loss
 from byol.core.model import BYOL
@@ -37,6 +37,30 @@ def test_views_come_at_the_asked_side_and_small_crops_at_theirs():
     assert [v.shape[-1] for v in cropped(crops, crops, size=24)] == [24, 24]
     ready = torch.rand(2, 3, 32, 32)
     assert resize_views((ready,), 32)[0] is ready and resize_views((ready,), 16)[0].shape == (2, 3, 16, 16)
+
+
+def test_a_view_below_the_full_side_is_the_full_view_shrunk_without_aliasing():
+    # A 1-pixel checkerboard, the whole image as the crop, no colour: shrunk as a resize does
+    # it, every pixel is the mean grey; sampled straight at 24 or 12 px, a moire pattern.
+    plain = ViewConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0,
+                       blur_p=0.0)
+    cfg = AugmentConfig(size=32, view1=plain, view2=plain, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    i = torch.arange(32)
+    board = (((i[:, None] + i[None, :]) % 2) * 255).to(torch.uint8).expand(2, 3, 32, 32).contiguous()
+    for side in (24, 12):
+        assert augment_view(board.float() / 255, plain, side).std() > 0.2  # what straight sampling gives
+        views = BatchAugment(cfg)(board, size=side)
+        assert all(v.shape[-1] == side and (v - 0.5).abs().max() < 0.1 for v in views)
+    small = BatchAugment(AugmentConfig(size=32, view1=plain, view2=plain, small=plain, small_crops=1, mean=cfg.mean,
+                                       std=cfg.std)).small_views(board)
+    assert (small[0] - 0.5).abs().max() < 0.1  # the small crops too
+    # the scheduled views are drawn as the full-size views are: the same seed, the same views shrunk
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    aug = BatchAugment(AugmentConfig(size=32))
+    torch.manual_seed(0)
+    full = aug(images)
+    torch.manual_seed(0)
+    assert all(torch.allclose(a, b) for a, b in zip(aug(images, size=16), resize_views(full, 16)))
 
 
 def test_the_small_crops_loss_regresses_each_small_crop_onto_both_full_views_targets():

@@ -404,7 +404,14 @@ class BatchAugment(torch.nn.Module):
     def forward(self, images: torch.Tensor, partners: torch.Tensor | None = None, size: int | None = None):
         """View 1 and view 2 of `images`, size x size (default cfg.size); with `partners` (nearby
         video frames, or view 2's crops of the same images), view 2 is drawn from the partner
-        image instead. Crops taken already (cropped) are resized to `size` (see `resize_views`).
+        image instead.
+
+        A side below cfg.size (the resolution schedule) gives the cfg.size views shrunk with
+        an antialiased resize (`resize_views`), the views that a decoder resizing to that side
+        would give: sampling the crop straight at a side of half its box or less would alias
+        (a grid_sample reads 4 or 16 pixels per output pixel, whatever the scale), and the
+        network would learn from textures that the full-size images it is evaluated on do not
+        have. Crops taken already (cropped) are resized the same way.
 
         Always computed in float32, also inside a mixed-precision region (as the reference
         computes its augmentations in the fp32 input pipeline): the views are quantised
@@ -413,23 +420,25 @@ class BatchAugment(torch.nn.Module):
         with torch.autocast(images.device.type, enabled=False):
             x = to_float(images)
             y = x if partners is None else to_float(partners)
-            if self.cropped:  # the crops are cfg.size already: the colour operations, then the resize
-                return resize_views((self.view(x, self.cfg.view1), self.view(y, self.cfg.view2)), size or self.cfg.size)
+            size = size or self.cfg.size
+            if self.cropped or size < self.cfg.size:  # the full-size views, then the resize
+                return resize_views((self.view(x, self.cfg.view1), self.view(y, self.cfg.view2)), size)
             return self.view(x, self.cfg.view1, size), self.view(y, self.cfg.view2, size)
 
     @torch.no_grad()
     def small_views(self, images: torch.Tensor) -> list[torch.Tensor]:
         """cfg.small_crops views of whole images (B, C, H, W), each cfg.small_side x cfg.small_side,
-        from the small view's crop range and colours (multi-crop)."""
+        from the small view's crop range and colours (multi-crop); made at cfg.size and shrunk
+        with an antialiased resize, as the scheduled views are (see `forward`)."""
         with torch.autocast(images.device.type, enabled=False):
             x = to_float(images)
-            return [self.view(x, self.cfg.small, self.cfg.small_side, cropped=False)
-                    for _ in range(self.cfg.small_crops)]
+            return list(resize_views([self.view(x, self.cfg.small, self.cfg.size, cropped=False)
+                                      for _ in range(self.cfg.small_crops)], self.cfg.small_side))
 
 
 def resize_views(views, size: int):
-    """Views made at another side (in the data workers), resized to size x size (antialiased
-    bilinear): the resolution schedule for views that come ready-made."""
+    """Views made at another side, resized to size x size (antialiased bilinear): the
+    resolution schedule's views (see `BatchAugment.forward`)."""
     return tuple(v if v.shape[-1] == size else
                  F.interpolate(v, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
                  .contiguous(memory_format=torch.channels_last if v.is_contiguous(memory_format=torch.channels_last)

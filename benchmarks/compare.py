@@ -31,7 +31,9 @@ mean pretraining time and the time ratio to this project.
 
 --curve (this project and lightly) adds the kNN top-1 on the query split after every epoch,
 with the pretraining seconds up to it; the evaluations' own time is left out of every time and
-stated as curve_eval_seconds. benchmarks/time_to_accuracy.py reads those rows.
+stated as curve_eval_seconds. benchmarks/time_to_accuracy.py reads those rows. --test-too
+(with --split val) adds the final network's kNN on the test images, knn_top1_test: one run
+gives a recipe's validation curve and its test figure, on seeds fresh to every choice.
 
 The peers need torchvision, which does not import beside a CPU-only torch build: run this in
 an environment that has torch + torchvision + lightly + byol-pytorch + this project (see
@@ -99,13 +101,20 @@ def load_images(cifar: str, per_class: int, split: str):
     train_list = first_per_class(everything, per_class)
     train = decode_to_memory(train_list, 32)
     if split == "test":
-        return train, decode_to_memory(list_images(test_tar), 32)
+        return train, test_images(cifar)
     used = set(train_list.items)
     head = first_per_class(ImageList(everything.root,
                                      [i for i in everything.items if i not in used],
                                      [lab for i, lab in zip(everything.items, everything.labels) if i not in used],
                                      everything.classes), VAL_PER_CLASS)
     return train, decode_to_memory(head, 32)
+
+
+def test_images(cifar: str):
+    """The 10,000 CIFAR-10 test images, decoded as the training images are."""
+    from byol.data.images import decode_to_memory, list_images
+
+    return decode_to_memory(list_images(os.path.join(cifar, "test.tar.gz")), 32)
 
 
 def initial_backbone(seed: int, width: float):
@@ -335,6 +344,8 @@ def run_one(args) -> dict:
         row["label"] = args.label
     if target is not None:
         row["knn_top1_target"] = knn_top1(target, train, queries, mean, std)["knn_top1"]
+    if args.test_too and args.split == "val":  # the same final network, once, on the test images
+        row["knn_top1_test"] = knn_top1(trained, train, test_images(args.cifar), mean, std)["knn_top1"]
     return row
 
 
@@ -356,6 +367,9 @@ def summarize(rows: list[dict]) -> list[dict]:
         seconds = mean([r["pretrain_seconds"] for r in mine])
         out.append({"summary": lib, "seeds": [r["seed"] for r in mine], "knn_top1_mean": mean([r["knn_top1"] for r in mine]),
                     "knn_top1_each": [r["knn_top1"] for r in mine], "gain_over_untrained_mean": mean(gains),
+                    **({"knn_top1_test_mean": mean([r["knn_top1_test"] for r in mine]),
+                        "knn_top1_test_each": [r["knn_top1_test"] for r in mine]}
+                       if all("knn_top1_test" in r for r in mine) else {}),
                     "pretrain_seconds_mean": seconds,
                     "time_ratio_to_byol": round(seconds / byol_time, 2) if byol_time else None,
                     "precision": sorted({r.get("precision") for r in mine})})
@@ -421,6 +435,10 @@ def main(argv=None) -> int:
                    help="byol and lightly: kNN on the query split after every epoch, with the pretraining seconds "
                         "so far (the evaluations' own time left out and reported as curve_eval_seconds); "
                         "benchmarks/time_to_accuracy.py reads these rows")
+    p.add_argument("--test-too", action="store_true",
+                   help="with --split val: also the final network's kNN top-1 on the 10,000 test images "
+                        "(knn_top1_test), for the seeds that report a recipe chosen before them; the curve "
+                        "and every choice stay on the validation split")
     p.add_argument("--label", help="a name for this project's runs in the rows (e.g. byol+levers); default byol")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=None, help="one seed (the same as --seeds S)")

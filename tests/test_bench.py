@@ -113,7 +113,7 @@ def test_compare_runs_this_project_and_the_untrained_network_on_two_seeds(cifar_
     assert compare().main(["--cifar", str(cifar_dir), "--libraries", "untrained,byol", "--epochs", "1",
                            "--per-class", "30", "--seeds", "3,4", "--width", "0.125", "--batch-size", "64",
                            "--comparison", "fp32", "--set", "model.projection_hidden_dim=64",
-                           "--set", "model.prediction_hidden_dim=64", "--curve", "--label", "small"]) == 0
+                           "--set", "model.prediction_hidden_dim=64", "--curve", "--label", "small", "--test-too"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     runs, summary = lines[:4], lines[4:]
     assert [(r["seed"], r["library"]) for r in runs] == [(3, "untrained"), (3, "byol"), (4, "untrained"), (4, "byol")]
@@ -123,6 +123,10 @@ def test_compare_runs_this_project_and_the_untrained_network_on_two_seeds(cifar_
     curve = runs[1]["curve"]  # --curve: kNN after every epoch; the last is the run's own figure
     assert [p[0] for p in curve] == [1] and curve[-1][2] == runs[1]["knn_top1"] and runs[1]["label"] == "small"
     assert 0 < curve[-1][1] <= runs[1]["pretrain_seconds"] + 0.1 and runs[1]["curve_eval_seconds"] > 0
+    # --test-too: the same final network on the 10,000 test images, beside the validation figure
+    tests = [runs[1]["knn_top1_test"], runs[3]["knn_top1_test"]]
+    assert all(0 < t <= 100 for t in tests) and "knn_top1_test" not in runs[0]
+    assert summary[0]["knn_top1_test_each"] == tests and summary[0]["knn_top1_test_mean"] == round(sum(tests) / 2, 2)
 
 
 def time_to_accuracy():

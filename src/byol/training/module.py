@@ -197,6 +197,9 @@ def view_sides(cfg: Config) -> list[int]:
     return sorted(sides - {cfg.data.image_size})
 
 
+WITHOUT_LEVERS = "or train at one side: --train.resolution_schedule '{}' --augment.small_crops 0"
+
+
 def check_view_sizes(model: BYOL, cfg: Config) -> None:
     """The network must give features of one size at every side it trains on (a global pooling
     does; a flatten after fixed-size convolutions does not): a ConfigError naming the side."""
@@ -206,11 +209,13 @@ def check_view_sizes(model: BYOL, cfg: Config) -> None:
             dim = infer_feature_dim(encoder.net, encoder.hidden_layer, side, cfg.data.channels, encoder.token_pool)
         except Exception as e:  # noqa: BLE001 - any failure of the probe forward is reported the same way
             raise ConfigError(f"the network fails on {side} x {side} views (train.resolution_schedule, "
-                             f"augment.small_size): {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+                             f"augment.small_size): {type(e).__name__}: {str(e).splitlines()[0][:200]}; "
+                             f"{WITHOUT_LEVERS}") from None
         if dim != model.feature_dim:
             raise ConfigError(f"the network's features are {dim}-d on {side} x {side} views but {model.feature_dim}-d "
                              f"at data.image_size {cfg.data.image_size}; multi-crop and the resolution schedule need "
-                             "a network whose features do not depend on the input size (a global pooling)")
+                             f"a network whose features do not depend on the input size (a global pooling); "
+                             f"{WITHOUT_LEVERS}")
 
 
 class CompileOrEager:

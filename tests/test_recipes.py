@@ -57,6 +57,18 @@ def test_cifar10_recipe_settings_follow_the_run_length(epochs, tau, heads):
     assert (m.tau_base, m.projection_hidden_dim, m.prediction_hidden_dim) == (tau, heads, heads)
 
 
+@pytest.mark.parametrize("epochs", [10, 30, 200])
+def test_the_fast_cifar10_recipe_is_cifar10_with_the_resolution_schedule(epochs):
+    from byol.config import to_dict
+
+    fast, plain = (to_dict(load_config(name, ["--train.epochs", str(epochs)])) for name in ("cifar10-fast", "cifar10"))
+    assert fast["train"].pop("resolution_schedule") == {0: 24, 0.5: 28, 0.75: 32}
+    assert plain["train"].pop("resolution_schedule") == {}
+    assert fast["train"].pop("out_dir") == "runs/cifar10-fast" and plain["train"].pop("out_dir") == "runs/cifar10"
+    assert fast == plain  # every other setting, the epoch presets' included
+    assert load_config("cifar10-fast").train.epochs == 10
+
+
 def test_epoch_presets_take_the_nearest_and_yield_to_the_command_line():
     cfg = load_config("imagenet", ["--train.epochs", "200"])  # log-nearest of 100 and 300: 300
     assert cfg.optim.base_lr == 0.3 and "nearest preset to 200" in cfg.notes[0]

@@ -408,8 +408,8 @@ class BatchAugment(torch.nn.Module):
 
         A side below cfg.size (the resolution schedule) gives the cfg.size views shrunk with
         an antialiased resize (`resize_views`), the views that a decoder resizing to that side
-        would give: sampling the crop straight at a side of half its box or less would alias
-        (a grid_sample reads 4 or 16 pixels per output pixel, whatever the scale), and the
+        would give. Sampling a crop straight at a side below its box's would alias (a
+        grid_sample reads 4 or 16 pixels per output pixel, whatever the scale), and the
         network would learn from textures that the full-size images it is evaluated on do not
         have. Crops taken already (cropped) are resized the same way.
 

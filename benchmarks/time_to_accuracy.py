@@ -4,8 +4,8 @@ The level is a reference library's kNN top-1 after a given number of epochs (mea
 seeds), e.g. lightly's after 10 or 30 epochs. Every run is read from the rows that
 `compare.py --curve` prints (one JSON line per library and seed, each with its curve: kNN
 top-1 after every epoch and the pretraining seconds up to it, the kNN evaluations' own time
-left out and stated as curve_eval_seconds). Runs of this project are grouped by --label
-(e.g. byol, byol+levers).
+left out and stated as curve_eval_seconds). Runs are grouped by --label (e.g. byol,
+byol+levers; the library's name where there is none) and by run length.
 
     # the runs, alone on the cores, one file per run (B2 protocol, validation split, fp32)
     python benchmarks/compare.py --cifar DIR --split val --comparison fp32 --curve --epochs 10 \\
@@ -18,7 +18,7 @@ left out and stated as curve_eval_seconds). Runs of this project are grouped by 
     # the summary: time to lightly's 10-epoch level, and its ratio to lightly's own time
     python benchmarks/time_to_accuracy.py --reference lightly --at 10 lightly.jsonl byol.jsonl fast.jsonl
 
-Prints one JSON object per group: the level, for each seed the first epoch and the seconds at
+Prints one JSON object per group (name and epochs): the level, for each seed the first epoch and the seconds at
 which the curve reached it (null if it never did), their mean, and the mean as a fraction of
 the reference's own seconds to that epoch.
 """
@@ -36,8 +36,14 @@ def read_rows(paths: list[str]) -> list[dict]:
     return [r for r in read_json_lines(paths, "time_to_accuracy:") if r.get("curve")]
 
 
-def group(row: dict) -> str:
+def name(row: dict) -> str:
     return row.get("label") or row["library"]
+
+
+def group(row: dict) -> tuple[str, int | None]:
+    """Runs are grouped by name (--label, else the library) and run length: a 10-epoch and a
+    20-epoch run are two groups, never two seeds of one."""
+    return name(row), row.get("epochs")
 
 
 def first_reach(curve: list, level: float) -> tuple[int, float] | None:
@@ -46,7 +52,10 @@ def first_reach(curve: list, level: float) -> tuple[int, float] | None:
 
 
 def summarize(rows: list[dict], reference: str, at: int) -> list[dict]:
-    ref = [r for r in rows if group(r) == reference]
+    ref = [r for r in rows if name(r) == reference]
+    if len({r.get("epochs") for r in ref}) > 1:
+        sys.exit(f"time_to_accuracy: the rows hold {reference} runs of different lengths "
+                 f"({', '.join(sorted(str(r.get('epochs')) for r in ref))} epochs): give one length of the reference")
     points = [next((p for p in r["curve"] if p[0] == at), None) for r in ref]
     if not ref or None in points:
         sys.exit(f"time_to_accuracy: no {reference} curve reaches epoch {at} in these rows")
@@ -57,13 +66,18 @@ def summarize(rows: list[dict], reference: str, at: int) -> list[dict]:
         if len(values) > 1:
             sys.exit(f"time_to_accuracy: the rows differ in {key} ({', '.join(values)}): compare like with like")
     out = []
-    for name in dict.fromkeys(group(r) for r in rows):
-        mine = [r for r in rows if group(r) == name]
+    for key in dict.fromkeys(group(r) for r in rows):
+        mine = [r for r in rows if group(r) == key]
+        seeds = [r["seed"] for r in mine]
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:
+            sys.exit(f"time_to_accuracy: the rows hold seed {twice[0]} of {key[0]} ({key[1]} epochs) twice: "
+                     "give each run its own compare.py --label")
         reached = [first_reach(r["curve"], level) for r in mine]
         seconds = [hit[1] for hit in reached if hit]
         mean = sum(seconds) / len(seconds) if len(seconds) == len(mine) else None
-        out.append({"group": name, "level_knn_top1": round(level, 2), "level_from": f"{reference} epoch {at}",
-                    "seeds": [r["seed"] for r in mine], "epochs_to_level": [hit[0] if hit else None for hit in reached],
+        out.append({"group": key[0], "epochs": key[1], "level_knn_top1": round(level, 2), "level_from": f"{reference} epoch {at}",
+                    "seeds": seeds, "epochs_to_level": [hit[0] if hit else None for hit in reached],
                     "seconds_to_level": [hit[1] if hit else None for hit in reached],
                     "seconds_to_level_mean": round(mean, 1) if mean is not None else None,
                     "fraction_of_reference_time": round(mean / ref_seconds, 3) if mean is not None else None,

@@ -142,22 +142,32 @@ def time_to_accuracy():
 def test_time_to_accuracy_finds_the_first_epoch_at_the_reference_level(tmp_path, capsys):
     def row(library, seed, curve, label=None):
         r = {"library": library, "seed": seed, "curve": curve, "knn_top1": curve[-1][2], "split": "val",
-             "comparison": "fp32", "cpu_kind": "avx2", "precision": "32-true", "commit": "abc"}
+             "comparison": "fp32", "cpu_kind": "avx2", "precision": "32-true", "commit": "abc", "epochs": len(curve)}
         return {**r, "label": label} if label else r
 
     rows = [row("lightly", 0, [[1, 100.0, 20.0], [2, 200.0, 24.0]]),
             row("lightly", 1, [[1, 100.0, 21.0], [2, 220.0, 26.0]]),  # level: (24 + 26) / 2 = 25
             row("byol", 0, [[1, 50.0, 25.0], [2, 100.0, 27.0]], "byol+levers"),
             row("byol", 1, [[1, 50.0, 24.0], [2, 110.0, 25.5]], "byol+levers"),
-            row("byol", 0, [[1, 90.0, 22.0], [2, 180.0, 24.5]])]  # never reaches it
+            row("byol", 0, [[1, 90.0, 22.0], [2, 180.0, 24.5]]),  # never reaches it
+            row("byol", 0, [[1, 50.0, 22.0], [2, 100.0, 23.0], [3, 150.0, 26.0]], "byol+levers")]  # another length
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert time_to_accuracy().main(["--at", "2", str(path)]) == 0
-    out = {r["group"]: r for r in map(json.loads, capsys.readouterr().out.strip().splitlines())}
-    assert out["lightly"]["level_knn_top1"] == 25.0 and out["lightly"]["seconds_to_level"] == [None, 220.0]
-    levers = out["byol+levers"]
+    out = {(r["group"], r["epochs"]): r for r in map(json.loads, capsys.readouterr().out.strip().splitlines())}
+    assert out["lightly", 2]["level_knn_top1"] == 25.0 and out["lightly", 2]["seconds_to_level"] == [None, 220.0]
+    levers = out["byol+levers", 2]
     assert levers["epochs_to_level"] == [1, 2] and levers["seconds_to_level_mean"] == 80.0
     assert levers["fraction_of_reference_time"] == round(80.0 / 210.0, 3)
-    assert out["byol"]["seconds_to_level"] == [None] and out["byol"]["seconds_to_level_mean"] is None
+    assert out["byol", 2]["seconds_to_level"] == [None] and out["byol", 2]["seconds_to_level_mean"] is None
+    assert out["byol+levers", 3]["seeds"] == [0] and out["byol+levers", 3]["seconds_to_level"] == [150.0]
     with pytest.raises(SystemExit, match="no lightly curve reaches epoch 3"):
         time_to_accuracy().main(["--at", "3", str(path)])
+    # the same name, length and seed twice is refused, never averaged as two seeds
+    path.write_text("\n".join(json.dumps(r) for r in [*rows, rows[-2]]) + "\n")
+    with pytest.raises(SystemExit, match="seed 0 of byol \\(2 epochs\\) twice: give each run its own"):
+        time_to_accuracy().main(["--at", "2", str(path)])
+    longer = row("lightly", 2, [[1, 100.0, 20.0], [2, 200.0, 24.0], [3, 300.0, 28.0]])
+    path.write_text("\n".join(json.dumps(r) for r in [*rows, longer]) + "\n")
+    with pytest.raises(SystemExit, match="lightly runs of different lengths \\(2, 2, 3 epochs\\)"):
+        time_to_accuracy().main(["--at", "2", str(path)])

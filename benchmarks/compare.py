@@ -446,6 +446,8 @@ def main(argv=None) -> int:
                    help="run nothing: print the summary of the rows that earlier runs printed (JSON lines, "
                         "e.g. one file per seed); every row must come from the same comparison, split and epochs")
     args = p.parse_args(argv)
+    if args.test_too and args.split != "val":
+        p.error("--test-too goes with --split val: with --split test the kNN figures are the test set's already")
     if args.rows:
         return summarize_files(args.rows)
     if not args.cifar:

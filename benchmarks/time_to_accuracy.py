@@ -13,14 +13,13 @@ byol+levers; the library's name where there is none) and by run length.
     python benchmarks/compare.py --cifar DIR --split val --comparison fp32 --curve --epochs 10 \\
         --libraries byol --seeds 0 --label byol > byol.jsonl
     python benchmarks/compare.py --cifar DIR --split val --comparison fp32 --curve --epochs 10 \\
-        --libraries byol --seeds 0 --label byol+res --set "train.resolution_schedule={0: 16, 0.5: 24, 0.75: 32}" \\
-        > fast.jsonl
+        --libraries byol --seeds 0 --label byol+cifar10-fast --config cifar10-fast > fast.jsonl
     # the summary: time to lightly's 10-epoch level, and its ratio to lightly's own time
     python benchmarks/time_to_accuracy.py --reference lightly --at 10 lightly.jsonl byol.jsonl fast.jsonl
 
-Prints one JSON object per group (name and epochs): the level, for each seed the first epoch and the seconds at
-which the curve reached it (null if it never did), their mean, and the mean as a fraction of
-the reference's own seconds to that epoch.
+Prints one JSON object per group (name and epochs): the level, for each seed the first epoch
+and the seconds at which the curve reached it (null if it never did), their mean, and the mean
+as a fraction of the reference's own seconds to that epoch.
 """
 from __future__ import annotations
 

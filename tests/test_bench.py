@@ -107,6 +107,9 @@ def test_compare_summarizes_saved_rows_of_separate_runs_and_refuses_mixed_ones(t
         compare().main(["--rows", str(tmp_path / "s1.jsonl"), str(tmp_path / "s3.jsonl")])
     with pytest.raises(SystemExit, match="seed 1 byol, seed 1 untrained appear more than once"):
         compare().main(["--rows", str(tmp_path / "s1.jsonl"), str(tmp_path / "s1.jsonl")])
+    with pytest.raises(SystemExit):  # a test figure beside the test figure: refused, not silently ignored
+        compare().main(["--cifar", str(tmp_path), "--split", "test", "--test-too"])
+    assert "--test-too goes with --split val" in capsys.readouterr().err
 
 
 def test_compare_runs_this_project_and_the_untrained_network_on_two_seeds(cifar_dir, capsys):

@@ -146,9 +146,12 @@ def test_the_plan_line_says_the_sides_per_epoch_and_the_small_crops_cost():
     line = plan_line(cfg, 10_000)
     assert "views at 16 px (epochs 1-4), 24 px (epochs 5-6), 32 px (epochs 7-8): 0.52x the pixels of 32 px" in line
     assert "16 px is below 2/3 of 32 px" in line  # the start that measured worse is said to be
-    ramp = plan_line(load_config("cifar10-fast", ["--train.epochs", "8"]), 10_000)
+    ramp = plan_line(load_config("cifar10", ["--train.resolution_schedule", "{0: 24, 0.5: 28, 0.75: 32}",
+                                             "--train.epochs", "8"]), 10_000)
     assert "views at 24 px (epochs 1-4), 28 px (epochs 5-6), 32 px (epochs 7-8): 0.72x the pixels" in ramp
     assert "below 2/3" not in ramp
+    fast = plan_line(load_config("cifar10-fast", ["--train.epochs", "8"]), 10_000)
+    assert "views at 24 px (epochs 1-8): 0.56x the pixels of 32 px throughout; the run ends below" in fast
     assert "+ 4 small crops of 16 px: about +73 % compute over the run and +50 % activation memory at 32 px" in line
     plain = load_config("cifar10", ["--augment.small_crops", "4", "--train.epochs", "8"])
     assert "about +38 % compute over the run" in plan_line(plain, 10_000)  # 4 x 3 x 16^2 / (2 x 4 x 32^2)

@@ -127,7 +127,7 @@ class TrainConfig:
     sync_batchnorm: bool = key(True, "SyncBatchNorm across ranks when more than one process trains")
     threads: Optional[int] = key(None, "CPU threads for torch (default: torch's choice)")
     resolution_schedule: dict[float, int] = key({}, "progressive resizing: {start, as a fraction of the run: view side}, e.g. "
-                                                    "{0: 24, 0.5: 28, 0.75: 32} at 32 px (start near 0.75 of the side); "
+                                                    "{0: 24} at 32 px (views at 0.75 of the side) or {0: 24, 0.5: 28, 0.75: 32}; "
                                                     "data.image_size before the first start and when empty")
 
 

@@ -47,7 +47,8 @@ def test_recipes_are_selected_by_name_and_state_their_source_settings():
 def test_imagenet_presets_follow_the_epoch_count(epochs, lr, wd, tau):
     cfg = load_config("imagenet", ["--train.epochs", str(epochs)])
     assert (cfg.optim.base_lr, cfg.optim.weight_decay, cfg.model.tau_base) == (lr, wd, tau)
-    assert cfg.notes == [f"epoch_presets: the settings for {epochs} epochs"]
+    assert cfg.notes == [f"epoch_presets: the settings for {epochs} epochs: optim.base_lr {lr}, "
+                         f"optim.weight_decay {wd}, model.tau_base {tau}"]
 
 
 @pytest.mark.parametrize("epochs,tau,heads", [(10, 0.95, 8192), (14, 0.95, 8192), (15, 0.95, 4096),
@@ -70,6 +71,8 @@ def test_the_fast_cifar10_recipe_is_cifar10_with_the_resolution_schedule_up_to_1
     assert fast["epoch_presets"][10].pop("train.resolution_schedule") == {0: 24}
     assert fast == plain  # every other setting, the epoch presets' included
     assert load_config("cifar10-fast").train.epochs == 10
+    note = load_config("cifar10-fast", ["--train.epochs", str(epochs)]).notes[0]
+    assert ("set by other presets only" in note and "train.resolution_schedule" in note) == (schedule == {})
     set_by_hand = load_config("cifar10-fast", ["--train.epochs", "30", "--train.resolution_schedule", "{0: 28}"])
     assert set_by_hand.train.resolution_schedule == {0: 28}
 

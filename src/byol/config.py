@@ -264,7 +264,8 @@ def _resolve(layers: list[tuple[str, dict]]) -> Config:
 
 def _apply_epoch_preset(values: dict, given: dict) -> list[str]:
     """Set the entry of epoch_presets for train.epochs (or the nearest epoch count on a log
-    scale) on every key that no file or command line set (`given`); returns the note saying so."""
+    scale) on every key that no file or command line set (`given`); returns the note saying so,
+    with the values set and the keys that only other presets set (left as the config has them)."""
     presets = values.get("epoch_presets")
     epochs = values.get("train.epochs", TrainConfig().epochs)
     if not presets or not isinstance(epochs, int):
@@ -281,12 +282,18 @@ def _apply_epoch_preset(values: dict, given: dict) -> list[str]:
     where = f"{source}: epoch_presets[{chosen}]"
     preset = flatten(_nested(table[chosen]), where)
     kept = sorted(k for k in preset if k in given)
+    applied = [f"{k} {v}" for k, v in preset.items() if k not in given]
     for k, v in preset.items():
         if k not in given:
             values[k], given[k] = v, where
+    elsewhere = sorted({k for n, entry in table.items() if n != chosen
+                        for k in flatten(_nested(entry), f"{source}: epoch_presets[{n}]")} - set(preset) - set(given))
     return [f"epoch_presets: the settings for {chosen} epochs"
             + ("" if chosen == epochs else f" (the nearest preset to {epochs})")
-            + (f"; kept as set: {', '.join(kept)}" if kept else "")]
+            + (f": {', '.join(applied)}" if applied else "")
+            + (f"; kept as set: {', '.join(kept)}" if kept else "")
+            + (f"; set by other presets only, so as the rest of the config has them: {', '.join(elsewhere)}"
+               if elsewhere else "")]
 
 
 def _build(values: dict, given: dict, notes, fallback: str = "config") -> Config:

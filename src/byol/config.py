@@ -280,14 +280,14 @@ def _apply_epoch_preset(values: dict, given: dict) -> list[str]:
                           "like {optim.base_lr: 0.3}")
     chosen = min(table, key=lambda k: (abs(math.log(k / max(epochs, 1))), k))
     where = f"{source}: epoch_presets[{chosen}]"
-    preset = flatten(_nested(table[chosen]), where)
+    flat = {n: flatten(_nested(entry), f"{source}: epoch_presets[{n}]") for n, entry in table.items()}
+    preset = flat[chosen]
     kept = sorted(k for k in preset if k in given)
     applied = [f"{k} {v}" for k, v in preset.items() if k not in given]
     for k, v in preset.items():
         if k not in given:
             values[k], given[k] = v, where
-    elsewhere = sorted({k for n, entry in table.items() if n != chosen
-                        for k in flatten(_nested(entry), f"{source}: epoch_presets[{n}]")} - set(preset) - set(given))
+    elsewhere = sorted(set().union(*flat.values()) - set(preset) - set(given))
     return [f"epoch_presets: the settings for {chosen} epochs"
             + ("" if chosen == epochs else f" (the nearest preset to {epochs})")
             + (f": {', '.join(applied)}" if applied else "")

@@ -30,7 +30,11 @@ import sys
 
 def read_rows(paths: list[str]) -> list[dict]:
     """The rows of compare.py --curve runs (not their summaries) in these files."""
-    from compare import read_json_lines  # beside this script
+    try:
+        from compare import read_json_lines  # beside this script; compare.py imports torch
+    except ImportError as e:
+        sys.exit(f"time_to_accuracy: reading the rows needs compare.py's environment ({e}): "
+                 "run this script with the python that ran compare.py")
 
     return [r for r in read_json_lines(paths, "time_to_accuracy:") if r.get("curve")]
 

@@ -174,3 +174,13 @@ def test_time_to_accuracy_finds_the_first_epoch_at_the_reference_level(tmp_path,
     path.write_text("\n".join(json.dumps(r) for r in [*rows, longer]) + "\n")
     with pytest.raises(SystemExit, match="lightly runs of different lengths \\(2, 2, 3 epochs\\)"):
         time_to_accuracy().main(["--at", "2", str(path)])
+
+
+def test_time_to_accuracy_without_the_benchmark_environment_says_so_in_one_line(tmp_path, monkeypatch):
+    import sys
+
+    module = time_to_accuracy()
+    monkeypatch.delitem(sys.modules, "compare", raising=False)
+    monkeypatch.setitem(sys.modules, "torch", None)  # what a python without torch does on `import torch`
+    with pytest.raises(SystemExit, match="needs compare.py's environment .*torch.*the python that ran compare.py"):
+        module.main(["--at", "2", str(tmp_path / "rows.jsonl")])

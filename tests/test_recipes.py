@@ -72,7 +72,7 @@ def test_the_fast_cifar10_recipe_is_cifar10_with_the_resolution_schedule_up_to_1
     assert fast == plain  # every other setting, the epoch presets' included
     assert load_config("cifar10-fast").train.epochs == 10
     note = load_config("cifar10-fast", ["--train.epochs", str(epochs)]).notes[0]
-    assert ("set by other presets only" in note and "train.resolution_schedule" in note) == (schedule == {})
+    assert ("train.resolution_schedule" in note.partition("set by other presets only")[2]) == (schedule == {})
     set_by_hand = load_config("cifar10-fast", ["--train.epochs", "30", "--train.resolution_schedule", "{0: 28}"])
     assert set_by_hand.train.resolution_schedule == {0: 28}
 

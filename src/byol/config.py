@@ -282,15 +282,14 @@ def _apply_epoch_preset(values: dict, given: dict) -> list[str]:
     where = f"{source}: epoch_presets[{chosen}]"
     flat = {n: flatten(_nested(entry), f"{source}: epoch_presets[{n}]") for n, entry in table.items()}
     preset = flat[chosen]
-    kept = sorted(k for k in preset if k in given)
-    applied = [f"{k} {v}" for k, v in preset.items() if k not in given]
-    for k, v in preset.items():
-        if k not in given:
-            values[k], given[k] = v, where
+    applied = {k: v for k, v in preset.items() if k not in given}
+    kept = sorted(set(preset) - set(applied))
     elsewhere = sorted(set().union(*flat.values()) - set(preset) - set(given))
+    values.update(applied)
+    given.update(dict.fromkeys(applied, where))
     return [f"epoch_presets: the settings for {chosen} epochs"
             + ("" if chosen == epochs else f" (the nearest preset to {epochs})")
-            + (f": {', '.join(applied)}" if applied else "")
+            + (f": {', '.join(f'{k} {v}' for k, v in applied.items())}" if applied else "")
             + (f"; kept as set: {', '.join(kept)}" if kept else "")
             + (f"; set by other presets only, so as the rest of the config has them: {', '.join(elsewhere)}"
                if elsewhere else "")]

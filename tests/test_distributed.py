@@ -30,26 +30,48 @@ NO_AUGMENT = [a for v in ("view1", "view2") for a in (
 GLOBAL_BATCH = 32
 
 
-def run(demo_data, out, processes: int, launcher: str = "lightning") -> dict:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(demo_data, out, processes: int, launcher: str = "lightning", epochs: int = 2) -> dict:
     args = ["pretrain", "--data.path", str(demo_data / "train"), "--data.val_path", str(demo_data / "test"),
-            "--train.out_dir", str(out), "--train.epochs", "2", "--train.knn_every", "1", "--train.knn_k", "10",
+            "--train.out_dir", str(out), "--train.epochs", str(epochs), "--train.knn_every", "1", "--train.knn_k", "10",
             "--train.precision", "32", "--train.log_every", "1", "--train.threads", "1", "--train.accelerator", "cpu",
             "--train.batch_size", str(GLOBAL_BATCH // processes), "--train.devices", str(processes),
             "--model.backbone", "user_nets:NoBatchNorm", "--model.head_batchnorm", "false",
             "--model.projection_hidden_dim", "64", "--model.prediction_hidden_dim", "64",
             "--model.projection_dim", "32", "--log.report", "false", "--log.progress", "false",
             "--log.tensorboard", "false", *NO_AUGMENT]
-    if launcher == "torchrun":
-        torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-        cmd = [torchrun, f"--nproc_per_node={processes}", "--master_port=29541", "-m", "byol.cli", *args]
-    else:
-        cmd = [sys.executable, "-m", "byol.cli", *args]
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     tests = os.path.dirname(os.path.abspath(__file__))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, *sys.path])}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    printed = [line for line in proc.stdout.splitlines() if line.startswith("Run folder: ")]
+    if launcher == "two-nodes":  # two launchers, as on two machines, meeting at a c10d rendezvous on localhost
+        rendezvous = [f"--rdzv_endpoint=127.0.0.1:{free_port()}", "--rdzv_backend=c10d", "--rdzv_id=byoltest",
+                      "--nnodes=2", "--nproc_per_node=1"]
+        nodes = [subprocess.Popen([torchrun, *rendezvous, "-m", "byol.cli", *args, "--train.num_nodes", "2",
+                                   "--train.devices", "1"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for _ in range(2)]
+        results = [node.communicate(timeout=600) for node in nodes]
+        for node, (_, err) in zip(nodes, results):
+            assert node.returncode == 0, err[-3000:]
+        stdout = "".join(out_ for out_, _ in results)
+    else:
+        if launcher == "torchrun":
+            cmd = [torchrun, f"--nproc_per_node={processes}", f"--master_port={free_port()}", "-m", "byol.cli", *args]
+        else:
+            cmd = [sys.executable, "-m", "byol.cli", *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        stdout = proc.stdout
+    printed = [line for line in stdout.splitlines() if line.startswith("Run folder: ")]
     assert len(printed) == 1, "only rank 0 prints the footer"
+    assert not [p.name for p in out.rglob("*.tmp")], "a temporary file was left behind"
     return json.loads((out / "summary.json").read_text())
 
 
@@ -64,8 +86,9 @@ def one_process(demo_data, tmp_path_factory):
     return out, run(demo_data, out, 1)
 
 
-@pytest.mark.parametrize("launcher", ["lightning", "torchrun"])
+@pytest.mark.parametrize("launcher", ["lightning", "torchrun", "two-nodes"])
 def test_two_processes_match_one_process(demo_data, tmp_path, one_process, launcher):
+    """Lightning's own launcher, torchrun on one node, and two torchrun launchers as two nodes."""
     one, s1 = one_process
     two = tmp_path / "two"
     s2 = run(demo_data, two, 2, launcher)
@@ -80,6 +103,20 @@ def test_two_processes_match_one_process(demo_data, tmp_path, one_process, launc
     t1, t2 = (load_checkpoint(o / "checkpoints" / "last.ckpt")["state_dict"] for o in (one, two))
     for k in (k for k in t1 if k.startswith("model.target.")):
         torch.testing.assert_close(t1[k], t2[k], rtol=1e-4, atol=1e-6)
+
+
+def test_torchrun_starts_cleanly_beside_a_busy_core(demo_data, tmp_path):
+    """Every rank of a torchrun job starts at once and used to write config.yaml through one
+    temporary name (one rank's rename removed the other's file). Ranks that start at different
+    moments, as on a busy machine or a cluster, hit it most: run it beside a CPU-burning process."""
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        for attempt in range(2):
+            summary = run(demo_data, tmp_path / f"busy{attempt}", 2, "torchrun", epochs=1)
+            assert summary["world_size"] == 2 and summary["steps"] == 300 // GLOBAL_BATCH
+    finally:
+        burner.kill()
+        burner.wait()
 
 
 def test_sync_batchnorm_on_gpus_and_said_off_on_cpus(monkeypatch):

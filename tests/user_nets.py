@@ -80,3 +80,8 @@ class TinyViT(nn.Module):
         tokens = self.patches(x).flatten(2).transpose(1, 2)
         tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
         return self.head(self.ln(self.encoder(tokens))[:, 0])
+
+
+def make_tiny():
+    """A factory function of the user's own, not an nn.Module class."""
+    return NoBatchNorm()

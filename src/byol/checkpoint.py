@@ -26,6 +26,38 @@ class CheckpointError(ValueError):
     """A checkpoint or weights file that cannot be used, with its path."""
 
 
+class OutputError(ValueError):
+    """An output path that byol will not write: a link, a folder, a device, FIFO or socket."""
+
+
+def check_output_file(path: str | Path) -> None:
+    """Outputs are regular files: a symbolic link at `path` (a write would follow it out of the
+    run folder, or replace it), a folder, a device, a FIFO or a socket is refused in one line."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:  # a name or path too long, a component that is a file
+        raise OutputError(f"{str(path)!r} cannot be written ({e.strerror}); choose a shorter or other path") from None
+    if stat.S_ISREG(mode):
+        return
+    kind = ("a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else
+            "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device")
+    advice = ("byol writes only regular files and never follows a link: remove the link or choose another name"
+              if stat.S_ISLNK(mode) else "give the path of a file" + (" inside it" if stat.S_ISDIR(mode) else ""))
+    raise OutputError(f"{str(path)!r} is {kind}, not a regular file; {advice}")
+
+
+def follow_umask(path: str | Path) -> None:
+    """Give `path` the mode a newly created file gets (0666 less the umask): temporary files
+    (mkstemp) and safetensors' are made 0600, every output of a run is 0644 under the usual umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def atomic_replace(tmp: str | Path, final: str | Path) -> None:
     """Flush `tmp` to disk and rename it over `final`: a crash leaves the old file or the new."""
     with open(tmp, "rb") as f:
@@ -33,16 +65,30 @@ def atomic_replace(tmp: str | Path, final: str | Path) -> None:
     os.replace(tmp, final)
 
 
+def temporary_name(path: Path) -> Path:
+    """A new, empty file beside `path` whose name no other process or thread can get (mkstemp),
+    kept within the 255-byte name limit: every writer of `path` stages its own copy."""
+    import tempfile
+
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp")
+    os.close(fd)
+    return Path(name)
+
+
 @contextmanager
 def atomic_path(path: str | Path):
-    """A temporary path in the folder of `path` (made if missing) for the block to write; when
-    the block ends it is renamed over `path` (atomic_replace), or removed if the block failed: a
-    crash or a full disk leaves the old file or none, never half of one."""
+    """A temporary path in the folder of `path` (made if missing), unique to this writer, for the
+    block to write; when the block ends it is renamed over `path` (atomic_replace), or removed if
+    the block failed: a crash or a full disk leaves the old file or none, never half of one, and
+    two processes writing the same file each rename a whole copy. `path` must be a regular file
+    or not exist (check_output_file)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    check_output_file(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
+        follow_umask(tmp)
         atomic_replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -113,14 +159,6 @@ def backbone_state(ckpt: dict) -> dict[str, torch.Tensor]:
     return state
 
 
-def follow_umask(path: str | Path) -> None:
-    """Give `path` the mode a newly created file gets (0666 less the umask): safetensors
-    creates its files 0600, every other output of a run is 0644 under the usual umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
 def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> None:
     """Tensors (and string metadata) to .safetensors, atomically, with the user's umask. A failed
     write (a full disk) raises OSError, as any other file write does."""
@@ -134,7 +172,6 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata:
         except SafetensorError as e:  # safetensors reports I/O errors as its own kind, e.g. "(os error 28)"
             code = re.search(r"os error (\d+)", str(e))
             raise (OSError(int(code.group(1)), os.strerror(int(code.group(1)))) if code else OSError(str(e))) from None
-        follow_umask(tmp)
 
 
 READER_SETTINGS = ("backbone", "backbone_args", "hidden_layer", "token_pool", "image_size", "channels", "mean",

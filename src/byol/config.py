@@ -38,7 +38,7 @@ class ConfigError(ValueError):
 
 # Unknown keys are refused; help texts are Field descriptions here and attribute docstrings in
 # byol.core.augment; numbers are accepted where a string is asked for (backbone: 18 is "18").
-RULES = ConfigDict(extra="forbid", use_attribute_docstrings=True, coerce_numbers_to_str=True)
+RULES = ConfigDict(extra="forbid", use_attribute_docstrings=True, coerce_numbers_to_str=True, allow_inf_nan=False)
 
 
 def key(default, help: str, **rules):
@@ -59,8 +59,8 @@ class DataConfig:
     max_frame_gap: int = key(1, "video: the two views are frames at most this far apart", ge=1)
     val_path: Optional[str] = key(None, "labeled images for the kNN monitor")
     val_fraction: float = key(0.1, "held out of labeled training data when val_path is unset", ge=0, lt=1)
-    image_size: int = key(32, "network input (the random resized crop's output); unset: the images' typical shorter side (16-224)", ge=8)
-    load_size: Optional[int] = key(None, "images are decoded to this size (default image_size); large_images full: the bound on the shorter side (None: none)")
+    image_size: int = key(32, "network input (the random resized crop's output); unset: the images' typical shorter side (16-224)", ge=8, le=4096)
+    load_size: Optional[int] = key(None, "images are decoded to this size (default image_size); large_images full: the bound on the shorter side (None: none)", ge=8, le=16384)
     channels: Literal[1, 3] = key(3, "3 (RGB) or 1 (grayscale networks)")
     in_memory: Optional[bool] = key(None, "decode all once into RAM; None: yes below 300k images")
     large_images: Literal["resize", "crop", "full"] = key("resize", "resize (centre square) | crop (random load_size crops, e.g. DIV2K) | full (each view's crop from the whole image, in the data workers; streamed data)")
@@ -85,7 +85,7 @@ class ModelConfig:
     concat_views: bool = key(False, "both views through each network as one batch of 2B (mixes their BN statistics)")
     head_batchnorm: bool = key(True, "BatchNorm1d in projector and predictor (paper, Section 3.3)")
     head_bias: Literal[HEAD_BIASES] = key("hidden", "hidden: bias on each head's first Linear only (DeepMind's) | output: on the last only (lightly's)")
-    token_pool: Literal[TOKEN_POOLS] = key("mean", "a transformer's tokens (B, N, D) -> (B, D): mean over the tokens | cls: the first token")
+    token_pool: Literal[TOKEN_POOLS] = key("auto", "a 3-D output -> (B, D): auto: tokens' mean for a network with attention, over the length for one with 1-D convolutions, else refused | mean: tokens (B, N, D), their mean | cls: the first token | channels: a 1-D map (B, C, L), mean over L")
 
 
 @dataclass(frozen=True, config=RULES)
@@ -93,8 +93,8 @@ class OptimConfig:
     name: Literal[OPTIMIZERS] = key("lars", "lars | sgd | adam | adamw")
     base_lr: float = key(0.2, "learning rate = base_lr x global batch / 256", gt=0)
     weight_decay: float = key(1.5e-6, "paper: 1.5e-6 (LARS, ImageNet)", ge=0)
-    momentum: float = key(0.9, "SGD/LARS momentum")
-    trust_coefficient: float = key(1e-3, "LARS eta (paper: 1e-3)")
+    momentum: float = key(0.9, "SGD/LARS momentum", ge=0, lt=1)
+    trust_coefficient: float = key(1e-3, "LARS eta (paper: 1e-3)", gt=0)
     clip_lr: bool = key(False, "LARS: the adaptive rate never exceeds the scheduled one (LARC clipping)")
     exclude_bias_and_norm: bool = key(True, "no weight decay (nor LARS ratio) on biases and norm parameters")
     warmup_epochs: float = key(10.0, "linear warm-up, then cosine decay to 0 (paper: 10 epochs)", ge=0)
@@ -111,7 +111,7 @@ class TrainConfig:
     channels_last: bool = key(True, "channels-last memory layout (faster convolutions)")
     compile: bool = key(False, "torch.compile the BYOL forward; falls back to eager if it fails")
     data_on_device: Optional[bool] = key(None, "in-memory images kept on the GPU; None: yes on a GPU")
-    seed: int = key(0, "initial weights, data order and augmentations")
+    seed: int = key(0, "initial weights, data order and augmentations", ge=0, le=2**32 - 1)
     out_dir: str = key("runs/byol", "run folder: config, checkpoints, logs, report")
     checkpoint_every: int = key(1, "epochs", ge=1)
     checkpoint_every_steps: int = key(0, "also every N optimizer steps, mid-epoch (0: off)", ge=0)
@@ -121,11 +121,11 @@ class TrainConfig:
     knn_k: int = key(200, "kNN monitor: neighbours (Wu et al. 2018: 200)", ge=1)
     knn_temperature: float = key(0.1, "kNN monitor: vote weights exp(similarity / T)", gt=0)
     log_every: int = key(10, "steps", ge=1)
-    accelerator: str = key("auto", "auto | cpu | gpu (Lightning accelerator)")
+    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = key("auto", "auto | cpu | gpu (Lightning accelerator; gpu and cuda need a CUDA GPU)")
     devices: int = key(1, "per node; >1 trains with DDP (torchrun and SLURM set ranks themselves)", ge=1)
     num_nodes: int = key(1, "machines; train.devices processes on each", ge=1)
     sync_batchnorm: bool = key(True, "SyncBatchNorm across ranks when more than one process trains")
-    threads: Optional[int] = key(None, "CPU threads for torch (default: torch's choice)")
+    threads: Optional[int] = key(None, "CPU threads for torch (default: torch's choice)", ge=1)
     resolution_schedule: dict[float, int] = key({}, "progressive resizing: {start, as a fraction of the run: view side}, e.g. "
                                                     "{0: 24} at 32 px (views at 0.75 of the side) or {0: 24, 0.5: 28, 0.75: 32}; "
                                                     "data.image_size before the first start and when empty")
@@ -183,8 +183,8 @@ class Config:
         schedule = self.train.resolution_schedule
         need(all(0 <= start < 1 for start in schedule), "train.resolution_schedule", schedule,
              "each start is a fraction of the run, in [0, 1)")
-        need(all(side >= 8 for side in schedule.values()), "train.resolution_schedule", schedule,
-             "each view side must be at least 8 px")
+        need(all(8 <= side <= 4096 for side in schedule.values()), "train.resolution_schedule", schedule,
+             "each view side must be 8 to 4096 px (and at most data.image_size, checked once the data set it)")
         need(not self.augment.small_crops or (d.augment_on == "device" and d.large_images != "full"),
              "augment.small_crops", self.augment.small_crops,
              "the small crops are made on the training device from whole images; set data.augment_on: device "
@@ -364,7 +364,7 @@ def load_config(path: str | Path | list | None = None, overrides: list[str] | No
     for p in ([] if path is None else path if isinstance(path, (list, tuple)) else [path]):
         p = resolve_config_path(p)
         try:
-            layers.append((str(p), yaml.safe_load(p.read_text()) or {}))
+            layers.append((str(p), read_yaml(p.read_text()) or {}))
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML at {yaml_problem(e)}") from None
     if overrides:
@@ -424,11 +424,54 @@ def parse_overrides(args: list[str]) -> dict:
             name, raw = arg[2:], args[i + 1]
             i += 2
         try:
-            out[name.replace("-", "_")] = yaml.safe_load(raw) if raw != "" else ""
+            out[name.replace("-", "_")] = read_yaml(raw) if raw != "" else ""
         except yaml.YAMLError as e:
             raise ConfigError(f"command line: --{name} {raw!r} is not valid YAML ({yaml_problem(e)}); quote it "
                               "and close every bracket, e.g. --model.backbone_args '{width: 0.25}'") from None
     return _nested(out)
+
+
+YAML_MAX_NODES = 100_000  # a config, once its aliases are expanded; a "billion laughs" file has 10^9
+
+
+class StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader (plain data, no Python tags) that also refuses a key given twice in one
+    mapping (YAML keeps the last silently) and a document whose aliases expand to more than
+    YAML_MAX_NODES nodes (an alias bomb would take every later step minutes and the memory)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    f"while reading the mapping that starts at line {node.start_mark.line + 1}", node.start_mark,
+                    f"the key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); "
+                    "keep one", key_node.start_mark)
+            seen.setdefault(key, key_node.start_mark.line)
+        return super().construct_mapping(node, deep)
+
+    def construct_document(self, node):
+        sizes: dict[int, int] = {}
+
+        def size(n) -> int:  # nodes after alias expansion, each shared node counted once per use
+            if id(n) not in sizes:
+                sizes[id(n)] = 0  # a recursive alias: counted once
+                children = ([c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode) else
+                            n.value if isinstance(n, yaml.SequenceNode) else [])
+                sizes[id(n)] = min(1 + sum(size(c) for c in children), YAML_MAX_NODES + 1)
+            return sizes[id(n)]
+
+        if size(node) > YAML_MAX_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"its aliases expand to more than {YAML_MAX_NODES} values; a config has a few hundred",
+                node.start_mark)
+        return super().construct_document(node)
+
+
+def read_yaml(text: str):
+    """YAML text as plain data, through StrictLoader; errors are yaml.YAMLError (yaml_problem)."""
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
 
 
 def yaml_problem(e: yaml.YAMLError) -> str:

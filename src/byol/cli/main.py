@@ -23,14 +23,14 @@ from pathlib import Path
 import yaml
 
 from byol.core.backbones import BackboneError
-from byol.checkpoint import CheckpointError
+from byol.checkpoint import CheckpointError, OutputError
 from byol.cli.keys import keys_help
-from byol.config import ConfigError, recipe_names
+from byol.config import ConfigError, read_yaml, recipe_names
 from byol.data.images import DataError
 from byol.core.model import HiddenLayerError
 from byol.evaluation.saved import PROTOCOLS
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, HiddenLayerError, BackboneError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, HiddenLayerError, BackboneError, OutputError)
 
 
 def _user_errors():
@@ -48,7 +48,7 @@ def _interrupted():
 
 def _json_arg(text: str) -> dict:
     try:
-        value = yaml.safe_load(text) if text else {}
+        value = read_yaml(text) if text else {}
     except yaml.YAMLError as e:
         raise ConfigError(f"--args: not valid YAML/JSON: {e}") from None
     if not isinstance(value, dict):
@@ -110,6 +110,7 @@ def cmd_preview(args, extra) -> int:
     from byol.config import load_config, to_dict
     from byol.evaluation.preview import write_preview
 
+    need(args.n >= 1, "-n", args.n, "it must be at least 1 image")
     path, cfg = write_preview(args.data, args.output, load_config(args.config, extra), n=args.n, seed=args.seed)
     for note in cfg.notes:
         print(note)
@@ -119,10 +120,24 @@ def cmd_preview(args, extra) -> int:
     return 0
 
 
+def need(ok: bool, flag: str, value, rule: str) -> None:
+    """One ConfigError line for an option out of its range."""
+    if not ok:
+        raise ConfigError(f"{flag} {value} is out of range: {rule}")
+
+
+def check_image_options(args) -> None:
+    """--image-size and --channels of the commands that take them."""
+    size, channels = getattr(args, "image_size", None), getattr(args, "channels", None)
+    need(size is None or 1 <= size <= 4096, "--image-size", size, "it must be 1 to 4096 pixels")
+    need(channels in (None, 1, 3), "--channels", channels, "it must be 1 (grayscale) or 3 (RGB)")
+
+
 def cmd_layers(args, extra) -> int:
     from byol.core.backbones import build_backbone
     from byol.core.model import describe_layers
 
+    check_image_options(args)
     net = build_backbone(args.backbone, **_json_arg(args.args))
     for name, kind, shape in describe_layers(net, args.image_size, args.channels):
         print(f"{name:40s} {kind:24s} {shape}")
@@ -134,6 +149,7 @@ def _reader(args):
     --hidden-layer, --image-size and --channels where given."""
     from byol.evaluation.saved import load_reader
 
+    check_image_options(args)
     return load_reader(args.checkpoint, args.backbone, _json_arg(args.args) if args.args else None,
                        args.hidden_layer, args.image_size, args.channels, getattr(args, "train_crops", None))
 
@@ -178,16 +194,22 @@ def cmd_report(args, extra) -> int:
 def output_path(path: str | Path, what: str) -> Path:
     """`path`, checked writable before any work is done (one line if not); missing folders on the
     way are made when the file is written, so a command that fails leaves none behind."""
+    from byol.checkpoint import OutputError, check_output_file, temporary_name
+
     path = Path(path)
+    try:
+        check_output_file(path)
+    except OutputError as e:
+        raise ConfigError(f"{what}: {e}") from None
     folder = path.parent
     while not folder.exists():
         folder = folder.parent
     try:
         if not folder.is_dir():
             raise NotADirectoryError(20, f"{folder} is not a folder")
-        probe = folder / f".{path.name}.probe"  # a real write: access() misses read-only mounts
-        probe.write_bytes(b"")
-        probe.unlink()
+        if len(path.name.encode()) > 255:
+            raise OSError(36, f"the file name is {len(path.name.encode())} bytes long, over the 255 a name may have")
+        temporary_name(Path(folder) / path.name).unlink()  # a real write: access() misses read-only mounts
     except OSError as e:
         raise ConfigError(f"{what} {str(path)!r} cannot be written ({e.strerror or e}): choose another place") from None
     return path
@@ -195,13 +217,25 @@ def output_path(path: str | Path, what: str) -> Path:
 
 def write_output(path: Path, write, what: str) -> None:
     """byol.checkpoint.atomic_write, with a failure (a full disk) said in one line."""
-    from byol.checkpoint import atomic_write
+    write_outputs({path: write}, what)
+
+
+def write_outputs(contents: dict, what: str) -> None:
+    """Each {path: bytes, or write(binary file)} staged in full before any is renamed into place
+    (atomic_path): all are written or none, and a failure (a full disk) is one line."""
+    from contextlib import ExitStack
+
+    from byol.checkpoint import atomic_path
 
     try:
-        atomic_write(path, write)
+        with ExitStack() as stack:
+            for path, content in contents.items():
+                tmp = stack.enter_context(atomic_path(path))
+                with open(tmp, "wb") as f:
+                    f.write(content) if isinstance(content, bytes) else content(f)
     except OSError as e:
-        raise ConfigError(f"could not write {what} {str(path)!r} ({e.strerror or e}); nothing was written there: "
-                          "free space or choose another place") from None
+        raise ConfigError(f"could not write {what} {', '.join(repr(str(p)) for p in contents)} ({e.strerror or e}); "
+                          "nothing was written there: free space or choose another place") from None
 
 
 def cmd_export(args, extra) -> int:
@@ -226,13 +260,14 @@ def cmd_embed(args, extra) -> int:
     listing = out.with_suffix(".files.txt")
     output_path(listing, "the list of files")
     feats, files = embed(args.checkpoint, args.data, reader=_reader(args))
-    def npy(f):  # through Python's own write, whose error names the cause (numpy's gives byte counts)
-        buffer = io.BytesIO()
-        np.save(buffer, feats.numpy())
-        f.write(buffer.getbuffer())
-
-    write_output(out, npy, "the embeddings")
-    write_output(listing, lambda f: f.write("".join(f"{name}\n" for name in files).encode()), "the list of files")
+    broken = [name for name in files if "\n" in name or "\r" in name]
+    if broken:  # row i is line i of the list: a name that spans two lines would shift every later row
+        raise ConfigError(f"{len(broken)} file name(s) in {args.data!r} hold a line break (e.g. {broken[0]!r}), "
+                          f"which {listing.name} cannot list one per line; rename them")
+    buffer = io.BytesIO()  # written through Python's own write, whose error names the cause (numpy's gives byte counts)
+    np.save(buffer, feats.numpy())
+    write_outputs({out: buffer.getvalue(), listing: "".join(f"{name}\n" for name in files).encode()},
+                  "the embeddings and their list of files")
     print(f"wrote {out}: {tuple(feats.shape)} embeddings of {args.data}; row i is the file on line i of {listing}")
     return 0
 
@@ -240,6 +275,7 @@ def cmd_embed(args, extra) -> int:
 def cmd_shards(args, extra) -> int:
     from byol.data.shards import write_shards
 
+    need(args.shard_size >= 1, "--shard-size", args.shard_size, "it must be at least 1 image")
     index = write_shards(args.folder, args.out, args.shard_size, args.seed)
     shards = json.loads(index.read_text())["shards"]
     print(f"wrote {len(shards)} shards, {sum(s['count'] for s in shards)} images, to {args.out} "

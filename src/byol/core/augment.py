@@ -371,10 +371,27 @@ def augment_view(x: torch.Tensor, cfg: ViewConfig, size: int, interpolation: str
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, C, H, W) in [0, 255] -> float32 in [0, 1]; float input is taken as [0, 1]."""
+    """Pixels -> float32 in [0, 1]: uint8 (0-255) is scaled, float is taken as [0, 1]
+    (check_pixels). Any other integer type is refused: its range is unknown (torch.randint gives
+    int64 that may hold 0-255 or 0-65535)."""
     if images.dtype == torch.uint8:
         return images.float().div_(255.0)
+    if not images.is_floating_point():
+        raise TypeError(f"images of dtype {images.dtype}: give pixels as uint8 (0-255) or float in [0, 1], e.g. "
+                        "images.to(torch.uint8) when they hold 0-255")
     return images.float()
+
+
+def check_pixels(images: torch.Tensor) -> None:
+    """Pixels are uint8, or float in [0, 1] (to_float); float values far outside [0, 1] are
+    refused: they are normalised already, or 0-255 values in a float tensor."""
+    to_float(images[:0])  # the dtype rule
+    if images.is_floating_point() and images.numel():
+        low, high = (float(v) for v in torch.aminmax(images.detach()))
+        if low < -0.01 or high > 1.01:
+            raise ValueError(f"float images must be pixels in [0, 1], these range over [{low:.3g}, {high:.3g}]: "
+                             + ("divide 0-255 values by 255 (or give uint8)" if high > 1.01 and low >= -0.01 else
+                                "they look normalised already; give pixels, which byol normalises itself"))
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:

@@ -161,10 +161,38 @@ def import_object(path: str):
     return obj
 
 
+FACTORY_MODULES = ("torchvision.models", "timm", "byol")  # whose functions build networks and nothing else
+TRUSTED_FACTORIES_ENV = "BYOL_TRUSTED_FACTORIES"
+
+
+def check_buildable(name: str, obj) -> None:
+    """What a backbone name may call, checked before it is called, since a config file shared
+    by someone else names it: an nn.Module class, or a function of a model library
+    (FACTORY_MODULES: torchvision.models, timm, byol). Any other function (subprocess:getoutput
+    would run a shell command) only when the user names it on the command line in the
+    environment variable BYOL_TRUSTED_FACTORIES (comma-separated import paths)."""
+    import os
+
+    if isinstance(obj, type):
+        if issubclass(obj, nn.Module):
+            return
+        raise BackboneError(f"backbone {name!r} is the class {obj.__qualname__}, not a torch.nn.Module class; "
+                            "name an nn.Module class or a model factory")
+    module = getattr(obj, "__module__", None) or ""
+    if any(module == m or module.startswith(m + ".") for m in FACTORY_MODULES):
+        return
+    if name in [n.strip() for n in os.environ.get(TRUSTED_FACTORIES_ENV, "").split(",")]:
+        return
+    raise BackboneError(f"backbone {name!r} is a function of {module or 'an unknown module'!r}, not an nn.Module "
+                        f"class or a factory of {', '.join(FACTORY_MODULES)}; it was not called. If it is your own "
+                        f"function that returns an nn.Module, allow it for this command: "
+                        f"{TRUSTED_FACTORIES_ENV}={name} byol ...")
+
+
 def build_backbone(name: str, **kwargs) -> nn.Module:
-    """A built-in ResNet by name, or `module:Class` (any callable that returns an nn.Module)
-    called with kwargs: `torchvision.models:resnet18`, `timm:create_model` with
-    {model_name: ..., num_classes: 0}, or its short form `timm:MODEL_NAME` (timm's model
+    """A built-in ResNet by name, or `module:Class` (an nn.Module class, or a model factory:
+    see check_buildable) called with kwargs: `torchvision.models:resnet18`, `timm:create_model`
+    with {model_name: ..., num_classes: 0}, or its short form `timm:MODEL_NAME` (timm's model
     without its classifier, pretrained=False unless kwargs say otherwise)."""
     if name.startswith("timm:") and name != "timm:create_model":
         kwargs = {"model_name": name[len("timm:"):], "num_classes": 0, **kwargs}
@@ -175,6 +203,7 @@ def build_backbone(name: str, **kwargs) -> nn.Module:
         except TypeError as e:
             raise BackboneError(f"backbone {name!r} rejected its arguments {kwargs}: {e}") from None
     factory = import_object(name)
+    check_buildable(name, factory)
     try:
         net = factory(**kwargs)
     except TypeError as e:

@@ -59,7 +59,22 @@ def resolve_hidden_layer(net: nn.Module, hidden_layer: str | int | None) -> str 
     return hidden_layer
 
 
-TOKEN_POOLS = ("mean", "cls")
+TOKEN_POOLS = ("auto", "mean", "cls", "channels")
+
+
+def resolve_token_pool(net: nn.Module, token_pool: str) -> str:
+    """How a 3-D output is read. "auto": as tokens (B, N, D), pooled by their mean, when the
+    network has attention (a transformer); as a 1-D feature map (B, C, L), pooled over L
+    ("channels"), when it has 1-D convolutions and no attention; otherwise it stays "auto", and
+    pool_features refuses a 3-D output, naming both readings. A named choice is kept."""
+    if token_pool != "auto":
+        return token_pool
+    kinds = [type(m) for m in net.modules()]
+    if any(issubclass(k, nn.MultiheadAttention) or "Attention" in k.__name__ for k in kinds):
+        return "mean"
+    if any(issubclass(k, nn.Conv1d) for k in kinds):
+        return "channels"
+    return "auto"
 
 
 def pool_features(out: torch.Tensor, token_pool: str = "mean") -> torch.Tensor:
@@ -67,11 +82,20 @@ def pool_features(out: torch.Tensor, token_pool: str = "mean") -> torch.Tensor:
 
     Feature maps (B, C, H, W) are global-average-pooled to (B, C): byol-pytorch flattens them;
     pooling keeps D = C whatever the image size, which also makes hidden layers of
-    image-to-image networks usable (as in DL-Art-School). Token sequences (B, N, D) of a
-    transformer are pooled over the tokens, never over the features: their mean ("mean"), or
-    the first token ("cls", a ViT's class token, as torchvision's ViT classifies).
+    image-to-image networks usable (as in DL-Art-School). A 3-D output is read as token_pool
+    says (resolve_token_pool): a transformer's tokens (B, N, D) pooled over the tokens, never over
+    the features, by their mean ("mean") or the first token ("cls", a ViT's class token, as
+    torchvision's ViT classifies); a 1-D feature map (B, C, L) pooled over L ("channels").
     """
     if out.dim() == 3:
+        if token_pool == "auto":
+            b, n, d = out.shape
+            raise HiddenLayerError(
+                f"the features are 3-D {tuple(out.shape)} and the network shows no sign of which reading is meant: "
+                f"(batch, tokens {n}, features {d}) gives {d} features (model.token_pool mean or cls), (batch, "
+                f"channels {n}, length {d}) gives {n} (model.token_pool channels); set model.token_pool")
+        if token_pool == "channels":
+            return out.mean(dim=2)
         return out[:, 0] if token_pool == "cls" else out.mean(dim=1)
     if out.dim() > 3:
         out = out.flatten(2).mean(dim=2)
@@ -81,14 +105,14 @@ def pool_features(out: torch.Tensor, token_pool: str = "mean") -> torch.Tensor:
 class Encoder(nn.Module):
     """Backbone (the user's network, untouched) and projector: f then g in the paper."""
 
-    def __init__(self, net: nn.Module, hidden_layer: str | None, projector: nn.Module, token_pool: str = "mean"):
+    def __init__(self, net: nn.Module, hidden_layer: str | None, projector: nn.Module, token_pool: str = "auto"):
         super().__init__()
         if token_pool not in TOKEN_POOLS:
             raise ValueError(f"token_pool must be one of {', '.join(TOKEN_POOLS)}, got {token_pool!r}")
         self.net = net
         self.projector = projector
         self.hidden_layer = hidden_layer
-        self.token_pool = token_pool
+        self.token_pool = resolve_token_pool(net, token_pool)
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         """y = f(x): the output of `hidden_layer` (or of the network), pooled to (B, D) (pool_features).
@@ -127,7 +151,7 @@ class Encoder(nn.Module):
         return self.projector(self.representation(x))
 
 
-def feature_extractor(net: nn.Module, hidden_layer: str | int | None = None, token_pool: str = "mean") -> nn.Module:
+def feature_extractor(net: nn.Module, hidden_layer: str | int | None = None, token_pool: str = "auto") -> nn.Module:
     """`net` up to its representation (the hidden layer's output, pooled), as a module."""
     return Encoder(net, resolve_hidden_layer(net, hidden_layer), nn.Identity(), token_pool)
 
@@ -160,7 +184,7 @@ def frozen_running_stats(net: nn.Module):
 
 @torch.no_grad()
 def infer_feature_dim(net: nn.Module, hidden_layer: str | None, image_size: int, in_channels: int,
-                      token_pool: str = "mean") -> int:
+                      token_pool: str = "auto") -> int:
     """Size of the representation, from one forward pass of two images in eval mode."""
     with evaluating(net):
         param = next(net.parameters(), None)
@@ -198,8 +222,9 @@ class BYOL(nn.Module):
         head_batchnorm: BatchNorm1d in the projector and predictor (paper: yes).
         head_bias: which Linear of each head has a bias: "hidden" (DeepMind's) or "output"
             (lightly's); see `MLP`.
-        token_pool: how a transformer's token outputs (B, N, D) become (B, D): "mean" over
-            the tokens or the "cls" token; see `pool_features`.
+        token_pool: how a 3-D output becomes (B, D): "auto" (by the network's layers), "mean"
+            or "cls" for a transformer's tokens (B, N, D), "channels" for a 1-D map (B, C, L);
+            see `resolve_token_pool` and `pool_features`.
 
     The target network is a deep copy of backbone+projector: its own tensors, no
     gradients, updated only by `update_target`. It runs in training mode (batch statistics,
@@ -222,7 +247,7 @@ class BYOL(nn.Module):
         concat_views: bool = False,
         head_batchnorm: bool = True,
         head_bias: str = "hidden",
-        token_pool: str = "mean",
+        token_pool: str = "auto",
     ):
         super().__init__()
         if not 0.0 <= tau_base <= 1.0 or not 0.0 <= tau_final <= 1.0:
@@ -329,6 +354,10 @@ def describe_layers(net: nn.Module, image_size: int = 32, in_channels: int = 3) 
     try:
         with evaluating(net):
             net(torch.zeros(1, in_channels, image_size, image_size))
+    except (RuntimeError, ValueError) as e:  # a probe of the wrong channels or too small for the network
+        raise HiddenLayerError(f"{type(net).__name__} cannot take a probe image of shape (1, {in_channels}, "
+                               f"{image_size}, {image_size}) ({str(e).splitlines()[0]}); give the channels and "
+                               "image size it takes") from None
     finally:
         for h in handles:
             h.remove()

@@ -90,6 +90,36 @@ def _cifar_members(root: Path, folder: str, names: list[str], archive: str) -> l
     return [out[n] for n in names]
 
 
+# What the official CIFAR batches are made of: dicts, lists, strings and numpy arrays. A pickle
+# that names any other callable (a payload: os.system, subprocess.*, eval) is refused unread.
+CIFAR_PICKLE_GLOBALS = {(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+                        for name in ("_reconstruct", "scalar")} | {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in CIFAR_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which no CIFAR batch holds")
+
+
+def read_cifar_pickle(blob: bytes, source: str) -> dict:
+    """A CIFAR batch file's dict, unpickled with only the numpy globals the official files use
+    (CIFAR_PICKLE_GLOBALS): a file that would call anything else is refused, never run."""
+    import io
+
+    try:
+        entry = _CifarUnpickler(io.BytesIO(blob), encoding="latin1").load()
+    except Exception as e:  # noqa: BLE001 - a damaged or foreign pickle raises many kinds
+        raise DataError(f"{source} is not an official CIFAR batch file and was not read ({e}); fetch the official "
+                        "files with `byol download` or give the images as a folder") from None
+    if not isinstance(entry, dict):
+        raise DataError(f"{source} is not an official CIFAR batch file (it holds {type(entry).__name__}, not a dict)")
+    return entry
+
+
 def load_cifar(root: str | Path, split: str, classes: int = 10) -> MemoryImages:
     root = Path(root)
     if classes == 10:
@@ -102,11 +132,19 @@ def load_cifar(root: str | Path, split: str, classes: int = 10) -> MemoryImages:
             "meta", "fine_label_names", "fine_labels"
     *blobs, meta_blob = _cifar_members(root, folder, files + [meta], archive)
     xs, ys = [], []
-    for blob in blobs:
-        entry = pickle.loads(blob, encoding="latin1")
-        xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.extend(entry[label_key])
-    names = list(pickle.loads(meta_blob, encoding="latin1")[key])
+    for name, blob in zip(files, blobs):
+        entry = read_cifar_pickle(blob, f"{root}: {name}")
+        try:
+            xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.extend(int(y) for y in entry[label_key])
+        except (KeyError, ValueError, TypeError) as e:
+            raise DataError(f"{root}: {name} is not an official CIFAR batch file ({type(e).__name__}: {e})") from None
+        if len(ys) != sum(len(x) for x in xs):
+            raise DataError(f"{root}: {name} holds {len(xs[-1])} images but another number of labels")
+    try:
+        names = [str(n) for n in read_cifar_pickle(meta_blob, f"{root}: {meta}")[key]]
+    except KeyError:
+        raise DataError(f"{root}: {meta} has no {key!r}; it is not the official CIFAR meta file") from None
     return MemoryImages(torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.long), names)
 
 

@@ -17,9 +17,12 @@ Unreadable image files are skipped, counted and reported once each with their pa
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
 import tarfile
+import zlib
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from byol.core.augment import AugmentConfig, ViewConfig, chw, crop_from_full
 from byol.data.batch import Batch
@@ -42,6 +45,11 @@ class DataError(ValueError):
 
 def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders the numbers in a name by value: frame2 before frame10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
 
 
 def is_tar(path: str | Path) -> bool:
@@ -70,9 +78,26 @@ class ImageList:
         return ImageList(self.root, [self.items[i] for i in keep], [self.labels[i] for i in keep], self.classes)
 
 
+def ends_cleanly(tar: tarfile.TarFile) -> bool:
+    """Whether a listed archive (getmembers) ends where tar says an archive ends: nothing but
+    zero blocks after its last member. Garbage in a damaged header makes tarfile stop there."""
+    tar.fileobj.seek(tar.offset)
+    while chunk := tar.fileobj.read(1 << 20):
+        if chunk.count(0) != len(chunk):
+            return False
+    return True
+
+
 def _label_items(root: str, relpaths: list[str]) -> ImageList:
-    """Class = first path component when every image sits in a sub-folder; else unlabeled."""
+    """Class = first path component when every image sits in a sub-folder; else unlabeled. With
+    two or more class folders, images at the top level beside them (a stray README.jpg) are left
+    out with a line, not allowed to turn the whole set unlabeled."""
     relpaths = sorted(relpaths)
+    top = [p for p in relpaths if "/" not in p]
+    if top and len({p.split("/")[0] for p in relpaths if "/" in p}) >= 2:
+        print(f"byol: {root!r}: {len(top)} image(s) at the top level beside the class folders left out (e.g. "
+              f"{top[0]!r}): every image of a labeled set sits in its class folder", file=sys.stderr)
+        relpaths = [p for p in relpaths if "/" in p]
     parts = [p.split("/") for p in relpaths]
     if parts and all(len(p) >= 2 for p in parts):
         classes = sorted({p[0] for p in parts})
@@ -92,17 +117,19 @@ def _strip_common_prefix(names: list[str]) -> list[str]:
     return names
 
 
-def _walk_images(path: Path) -> tuple[list[str], int]:
-    """(relative paths of the image files under `path`, symbolic links skipped). Links that lead
-    out of the folder are followed (a class folder may live elsewhere); a link that leads back
-    into it (a loop, or a second way to a folder or file listed in its own place) is skipped,
-    and no real folder or file is listed twice."""
+def _walk_images(path: Path) -> tuple[list[str], int, list[str]]:
+    """(relative paths of the image files under `path`, symbolic links skipped, image names that
+    are no regular file). Links that lead out of the folder are followed (a class folder may live
+    elsewhere); a link that leads back into it (a loop, or a second way to a folder or file listed
+    in its own place) is skipped, and no real folder or file is listed twice. Only regular files
+    are read: a FIFO would block the reader for ever, a device never ends, a dangling link has
+    nothing to read."""
     root = os.path.realpath(path)
 
     def leads_inside(p: str) -> bool:
         return os.path.islink(p) and os.path.commonpath([root, os.path.realpath(p)]) == root
 
-    rel, links, seen_dirs, seen_files = [], 0, set(), set()
+    rel, links, seen_dirs, seen_files, special = [], 0, set(), set(), []
     for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen_dirs:  # reached a second way from outside links
@@ -123,12 +150,15 @@ def _walk_images(path: Path) -> tuple[list[str], int]:
             full = os.path.join(dirpath, f)
             if not is_image_name(f) or f.startswith("."):
                 continue
+            if not os.path.isfile(full):  # follows links: False for a FIFO, device, socket, dangling link
+                special.append(os.path.relpath(full, path))
+                continue
             if leads_inside(full) or os.path.realpath(full) in seen_files:
                 links += 1
                 continue
             seen_files.add(os.path.realpath(full))
             rel.append(os.path.relpath(full, path).replace(os.sep, "/"))
-    return rel, links
+    return rel, links, special
 
 
 def list_images(path: str | Path) -> ImageList:
@@ -142,8 +172,17 @@ def list_images(path: str | Path) -> ImageList:
         try:
             with tarfile.open(path) as tar:
                 names = [m.name.lstrip("./") for m in tar.getmembers() if m.isfile() and is_image_name(m.name)]
-        except (tarfile.TarError, OSError, EOFError) as e:
+                damaged = not ends_cleanly(tar)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
             raise DataError(f"cannot read archive {str(path)!r}: {e}") from None
+        if damaged:  # tarfile stops listing at a damaged header as if the archive ended there
+            raise DataError(f"archive {str(path)!r} is damaged at byte {tar.offset}: only the {len(names)} image(s) "
+                            "before that point can be listed, the rest would be left out silently; re-create "
+                            "or repair the archive")
+        if len(set(names)) < len(names):  # tar keeps every copy of a name; its last one is the file
+            print(f"byol: {str(path)!r}: {len(names) - len(set(names))} member name(s) appear more than once; each "
+                  "is read once, its last copy (as tar extracts it)", file=sys.stderr)
+            names = list(dict.fromkeys(names))
         if not names:
             raise DataError(f"archive {str(path)!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
         stripped = _strip_common_prefix(names)
@@ -151,7 +190,13 @@ def list_images(path: str | Path) -> ImageList:
         prefix = {s: n for s, n in zip(stripped, names)}
         images.items = [prefix[s] for s in images.items]
         return images
-    rel, links = _walk_images(path)
+    if not path.is_dir():
+        raise DataError(f"data path {str(path)!r} is neither a folder nor a .tar archive (a device, FIFO or "
+                        "socket); give a folder of images or a .tar of one")
+    rel, links, special = _walk_images(path)
+    if special:
+        print(f"byol: {str(path)!r}: {len(special)} image name(s) skipped that are no regular file (a dangling "
+              f"link, FIFO or device; e.g. {special[0]!r})", file=sys.stderr)
     if links:
         print(f"byol: {str(path)!r}: {links} symbolic link(s) skipped: they lead back into the folder or to a "
               "file already listed; each image is read once, labeled by the folder it is in", file=sys.stderr)
@@ -225,12 +270,23 @@ def open_image(data: bytes | str, channels: int) -> Image.Image:
         raise UnidentifiedImageError("an empty file (0 bytes)")
     img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
     img.load()
+    img = ImageOps.exif_transpose(img)  # EXIF orientation (a phone's portrait photo): upright, as viewers show it
     return to_8_bit(img).convert("RGB" if channels == 3 else "L")
 
 
 def to_8_bit(img: Image.Image) -> Image.Image:
     """16-bit grayscale (PNG's I;16, or PIL's 32-bit I holding values above 255) scaled to 8 bits,
-    65535 -> 255. PIL's own convert clips such values at 255, which turns most images white."""
+    65535 -> 255. PIL's own convert clips such values at 255, which turns most images white.
+    32-bit float images (TIFF's F) by their range: [0, 1] -> 0-255, [0, 255] as it is; another
+    range is refused (the image is skipped and said), since no scale would be sure."""
+    if img.mode == "F":
+        arr = np.asarray(img).astype(np.float64)
+        low, high = (float(arr.min(initial=0)), float(arr.max(initial=0))) if arr.size else (0.0, 0.0)
+        if not np.isfinite(arr).all() or low < 0 or high > 255:
+            raise ValueError(f"a float image with values in [{low:.3g}, {high:.3g}], neither [0, 1] nor [0, 255]; "
+                             "save it as 8- or 16-bit, or scaled to [0, 1]")
+        scale = 255.0 if high <= 1.0 else 1.0
+        return Image.fromarray(np.clip(np.round(arr * scale), 0, 255).astype(np.uint8), "L")
     if not (img.mode.startswith("I;16") or img.mode == "I"):
         return img
     arr = np.asarray(img).astype(np.float64)
@@ -266,7 +322,7 @@ def unreadable_reason(error: Exception) -> str:
     return text
 
 
-_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def _read_all_bytes(images: ImageList) -> list[bytes]:
@@ -293,7 +349,7 @@ def decode_to_memory(images: ImageList, size: int, channels: int = 3, threads: i
     def decode(i: int):
         try:
             return fit_image(open_image(blobs[i], channels), size, "resize")
-        except _DECODE_ERRORS as e:
+        except DECODE_ERRORS as e:
             bad.report(f"{images.root}/{images.items[i]}", e)
             return None
 
@@ -416,7 +472,7 @@ class StreamImages(torch.utils.data.Dataset):
             j = (i + attempt) % len(self)
             try:
                 x, partner = self.load(j)
-            except (*_DECODE_ERRORS, FileNotFoundError) as e:
+            except (*DECODE_ERRORS, FileNotFoundError) as e:
                 self.bad.report(os.path.join(self.images.root, self.images.items[j]), e)
                 continue
             return training_item(x, self.images.labels[j], partner, self.transform)
@@ -475,7 +531,7 @@ class VideoFramePairs(torch.utils.data.Dataset):
         self.frames: list[str] = []
         self.clip_range: list[tuple[int, int]] = []
         for clip in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            names = sorted(f.name for f in clip.iterdir() if is_image_name(f.name))
+            names = sorted((f.name for f in clip.iterdir() if is_image_name(f.name) and f.is_file()), key=natural_key)
             if len(names) < 2:
                 continue
             start = len(self.frames)
@@ -488,6 +544,7 @@ class VideoFramePairs(torch.utils.data.Dataset):
         self.seed = seed
         self._rng: tuple[int, np.random.Generator] | None = None
         self.classes: list[str] = []
+        self.bad = BadImages()
 
     @property
     def rng(self) -> np.random.Generator:
@@ -505,7 +562,16 @@ class VideoFramePairs(torch.utils.data.Dataset):
         return int(self.rng.choice(choices))
 
     def load(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(fit_image(open_image(self.frames[i], self.channels), self.size, self.mode, self.rng))
+        """Frame i. An unreadable frame is said once (BadImages) and the nearest readable frame of
+        its clip stands in; a clip with none is one DataError."""
+        lo, hi = self.clip_range[i]
+        for j in sorted(range(lo, hi), key=lambda j: (abs(j - i), j)):
+            try:
+                return torch.from_numpy(fit_image(open_image(self.frames[j], self.channels), self.size, self.mode,
+                                                  self.rng))
+            except DECODE_ERRORS as e:
+                self.bad.report(self.frames[j], e)
+        raise DataError(f"no frame of the clip {str(Path(self.frames[i]).parent)!r} can be read")
 
     def __getitem__(self, i: int) -> Batch:
         a, b = self.load(i), self.load(self.partner(i))
@@ -566,6 +632,40 @@ def balanced_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tupl
 
 
 def split_held_out(images: ImageList, fraction: float, seed: int = 0) -> tuple[ImageList, ImageList]:
-    """(rest, held out): `fraction` of each class held out, drawn with a fixed seed."""
+    """(rest, held out): `fraction` of each class held out, drawn with a fixed seed. A held-out
+    file whose bytes equal a training file's is left out of the held-out set, with a line: a
+    copy on both sides would be its own nearest neighbour and inflate the kNN check."""
     rest, held = balanced_split(torch.tensor(images.labels), fraction, seed)
-    return images.subset(rest), images.subset(held)
+    rest, held = images.subset(rest), images.subset(held)
+    twins = copies_of(held, rest)
+    if twins:
+        print(f"byol: {images.root!r}: {len(twins)} held-out image(s) are byte-identical copies of training images "
+              f"(e.g. {held.items[min(twins)]!r}) and are left out of the held-out set", file=sys.stderr)
+        held = held.subset([i for i in range(len(held)) if i not in twins])
+    return rest, held
+
+
+def copies_of(held: ImageList, rest: ImageList) -> set[int]:
+    """The positions in `held` of files whose bytes equal a file of `rest` (same root): sizes
+    first (file headers, tar headers), then a hash of the files whose size is shared."""
+    import hashlib
+
+    if is_tar(held.root) and Path(held.root).is_file():
+        with tarfile.open(held.root) as tar:
+            size_of = {m.name.lstrip("./"): m.size for m in tar.getmembers() if m.isfile()}
+    else:
+        size_of = {}
+        for name in (*held.items, *rest.items):
+            with contextlib.suppress(OSError):
+                size_of[name] = os.path.getsize(os.path.join(held.root, name))
+    held_sizes = {size_of.get(n) for n in held.items} - {None}
+    rest_candidates = [n for n in rest.items if size_of.get(n) in held_sizes]
+    if not rest_candidates:
+        return set()
+    rest_sizes = {size_of[n] for n in rest_candidates}
+    held_candidates = [i for i, n in enumerate(held.items) if size_of.get(n) in rest_sizes]
+    names = rest_candidates + [held.items[i] for i in held_candidates]
+    blobs = _read_all_bytes(ImageList(held.root, names, [-1] * len(names)))
+    digests = [hashlib.blake2b(b, digest_size=16).digest() for b in blobs]
+    seen = set(digests[:len(rest_candidates)])
+    return {i for i, d in zip(held_candidates, digests[len(rest_candidates):]) if d in seen}

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from byol.data.images import (_DECODE_ERRORS, BadImages, DataError, _read_all_bytes, decode_item, list_images, open_image,
+from byol.data.images import (DECODE_ERRORS, BadImages, DataError, _read_all_bytes, decode_item, list_images, open_image,
                    training_item)
 from byol.data import loader
 from byol.checkpoint import atomic_path, atomic_write_text
@@ -88,26 +90,38 @@ def read_index(root: str) -> dict:
     return index
 
 
-def read_samples(url: str, bad: BadImages):
-    """(key, image bytes, label) of each sample of one shard, in order."""
-    with _open(url) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        key, data, label = None, None, -1
-        for member in tar:
-            stem, _, ext = member.name.rpartition(".")
-            if stem != key:
-                if data is not None:
-                    yield key, data, label
-                key, data, label = stem, None, -1
-            payload = tar.extractfile(member).read() if member.isfile() else b""
-            if ext == "cls":
-                try:
-                    label = int(payload.decode().strip())
-                except ValueError:
-                    bad.report(f"{url}:{member.name}", ValueError(f"class is not an integer: {payload[:20]!r}"))
-            else:
-                data = payload
-        if data is not None:
-            yield key, data, label
+def read_samples(url: str, bad: BadImages, expected: int | None = None):
+    """(key, image bytes, label) of each sample of one shard, in order. A shard that cannot be
+    opened, or that ends early (damaged: tar stops at a bad header) is said once with the number
+    of its samples lost, against the `expected` count of the index."""
+    got = 0
+    try:
+        with _open(url) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+            key, data, label = None, None, -1
+            for member in tar:
+                stem, _, ext = member.name.rpartition(".")
+                if stem != key:
+                    if data is not None:
+                        got += 1
+                        yield key, data, label
+                    key, data, label = stem, None, -1
+                payload = tar.extractfile(member).read() if member.isfile() else b""
+                if ext == "cls":
+                    try:
+                        label = int(payload.decode().strip())
+                    except ValueError:
+                        bad.report(f"{url}:{member.name}", ValueError(f"class is not an integer: {payload[:20]!r}"))
+                else:
+                    data = payload
+            if data is not None:
+                got += 1
+                yield key, data, label
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        bad.report(url, OSError(f"the shard cannot be read past sample {got} ({e})"))
+        return
+    if expected is not None and got < expected:
+        bad.report(url, ValueError(f"{expected - got} of its {expected} samples could not be read: the shard is "
+                                   "damaged; write it again with `byol shards`"))
 
 
 class ShardStream(torch.utils.data.IterableDataset):
@@ -121,6 +135,11 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.root = str(root)
         index = read_index(self.root)
         self.shards = [f"{self.root.rstrip('/')}/{s['name']}" for s in index["shards"]]
+        self.counts = {url: int(s["count"]) for url, s in zip(self.shards, index["shards"])}
+        missing = [url for url in self.shards if "://" not in url and not os.path.isfile(url)]
+        if missing:
+            raise DataError(f"{self.root}: {len(missing)} of the {len(self.shards)} shards its index lists are missing "
+                            f"(e.g. {missing[0]!r}); write the shards again with `byol shards`, or restore them")
         self.total = sum(int(s["count"]) for s in index["shards"])
         self.classes = list(index.get("classes", []))
         self.size, self.channels, self.mode, self.transform = size, channels, mode, transform
@@ -149,7 +168,7 @@ class ShardStream(torch.utils.data.IterableDataset):
 
         images, labels = [], []
         for url in self.shards:
-            for name, data, label in read_samples(url, self.bad):
+            for name, data, label in read_samples(url, self.bad, self.counts[url]):
                 item = self.decode(name, data, label, None, augment=False)
                 if item is not None:
                     images.append(item[0])
@@ -166,7 +185,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             mine, keep = self.shards, reader
         n = 0
         for url in [mine[i] for i in rng.permutation(len(mine))]:
-            for key, data, label in read_samples(url, self.bad):
+            for key, data, label in read_samples(url, self.bad, self.counts[url]):
                 n += 1
                 if keep is None or (n - 1) % readers == keep:
                     yield f"{url}:{key}", data, label
@@ -217,7 +236,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             if not augment:
                 return decode_item(image, self.eval_size, "resize")[0], label
             x, partner = decode_item(image, self.size, self.mode, rng, self.crops)
-        except _DECODE_ERRORS as e:
+        except DECODE_ERRORS as e:
             self.bad.report(name, e)
             return None
         return training_item(x, label, partner, self.transform)

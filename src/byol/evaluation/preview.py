@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from byol.checkpoint import atomic_write
 from byol.core.augment import BatchAugment, to_float
 from byol.config import Config, adapt_to_data
 from byol.data.images import decode_to_memory, list_images, looks_grayscale, random_subset
@@ -42,6 +43,5 @@ def write_preview(data: str | None, output: str, cfg: Config, n: int = 8, seed: 
     img = Image.fromarray(arr)
     scale = scale or max(1, 96 // size)
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    img.save(output)
+    atomic_write(output, lambda f: img.save(f, format="PNG"))
     return Path(output), cfg

@@ -19,12 +19,17 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from byol.checkpoint import atomic_write, atomic_write_text
+
 PLOTS = {  # file: (title, CSV column, y label)
     "loss.png": ("BYOL loss", "train/loss_step", "loss (sum of both directions, 0..8)"),
     "lr.png": ("Learning rate", "train/lr", "learning rate"),
     "tau.png": ("Target EMA tau (cosine schedule, paper eq. 3.2)", "train/tau", "tau"),
     "projection_std.png": ("Collapse monitor: std of normalised projections", "train/projection_std", "std"),
 }
+
+
+REPORT_FILES = ("report.html", *PLOTS, "knn.png", "embedding_map.png", "preview.png")  # what write_report writes
 
 
 def read_metrics(run: Path) -> dict[str, list[tuple[int, float]]]:
@@ -70,7 +75,7 @@ def plot_series(points: list[tuple[int, float]], title: str, ylabel: str, out: P
         title += f" ({len(points) - len(finite)} inf/NaN values left out)"
     ax.set(title=title, xlabel="step", ylabel=ylabel)
     fig.tight_layout()
-    fig.savefig(out)
+    atomic_write(out, lambda f: fig.savefig(f, format="png"))
     plt.close(fig)
     return out
 
@@ -83,7 +88,7 @@ def plot_knn(history: list[dict], out: Path) -> Path:
     ax.set(title="kNN accuracy on held-out images (epoch 0: untrained)", xlabel="epoch", ylabel="accuracy %")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out)
+    atomic_write(out, lambda f: fig.savefig(f, format="png"))
     plt.close(fig)
     return out
 
@@ -112,7 +117,7 @@ def plot_embedding_map(features: np.ndarray, labels: np.ndarray, classes: list[s
         ax.legend(markerscale=3, fontsize=7, loc="best")
     ax.set(title=f"t-SNE of {len(x)} held-out embeddings", xticks=[], yticks=[])
     fig.tight_layout()
-    fig.savefig(out)
+    atomic_write(out, lambda f: fig.savefig(f, format="png"))
     plt.close(fig)
     return out
 
@@ -123,8 +128,9 @@ def save_embeddings(features, labels, classes: list[str], out: Path, limit: int 
 
     n = features.shape[0]
     keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-    np.savez_compressed(out, features=features[keep.to(features.device)].float().cpu().numpy(),
-                        labels=labels[keep.to(labels.device)].cpu().numpy(), classes=np.array(classes))
+    atomic_write(out, lambda f: np.savez_compressed(
+        f, features=features[keep.to(features.device)].float().cpu().numpy(),
+        labels=labels[keep.to(labels.device)].cpu().numpy(), classes=np.array(classes)))
 
 
 def write_preview_for(run: Path, cfg) -> Path | None:
@@ -148,13 +154,13 @@ def _flatten(cfg: dict) -> list[tuple[str, str]]:
 
 def write_report(run_dir: str | Path) -> Path:
     """Draw every plot the run's files allow and write report.html; returns its path."""
-    from byol.config import ConfigError, from_dict, yaml_problem
+    from byol.config import ConfigError, from_dict, read_yaml, yaml_problem
 
     run = Path(run_dir)
     if not (run / "config.yaml").exists():
         raise FileNotFoundError(f"{run} is not a run folder: it has no config.yaml (byol pretrain writes one)")
     try:
-        cfg_dict = yaml.safe_load((run / "config.yaml").read_text())
+        cfg_dict = read_yaml((run / "config.yaml").read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{run / 'config.yaml'}: not valid YAML at {yaml_problem(e)}") from None
     cfg = from_dict(cfg_dict)
@@ -162,7 +168,7 @@ def write_report(run_dir: str | Path) -> Path:
     knn = json.loads((run / "knn.json").read_text()) if (run / "knn.json").exists() else []
     figures, left_out = draw_figures(run, cfg, knn)
     out = run / "report.html"
-    out.write_text(report_page(run, summary, summary_rows(run, summary, knn), figures, left_out, cfg_dict))
+    atomic_write_text(out, report_page(run, summary, summary_rows(run, summary, knn), figures, left_out, cfg_dict))
     return out
 
 

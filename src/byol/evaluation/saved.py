@@ -136,6 +136,27 @@ class EvalSettings:
     seed: int = 0
     workers: int | None = None
 
+    def __post_init__(self):
+        """Each setting within its range, or one ConfigError naming it (as `byol evaluate` spells it)."""
+        import math
+
+        rules = {"k": (self.k, 1, None, "-k"), "temperature": (self.temperature, 0, None, "--temperature"),
+                 "epochs": (self.epochs, 1, None, "--epochs"), "lr": (self.lr, 0, None, "--lr"),
+                 "batch_size": (self.batch_size, 1, None, "--batch-size"),
+                 "label_fraction": (self.label_fraction, 0, 1, "--label-fraction"),
+                 "bn_momentum": (self.bn_momentum, 0, 1, "--bn-momentum"), "seed": (self.seed, 0, None, "--seed"),
+                 "workers": (self.workers, 0, None, "--workers")}
+        exclusive = {"temperature", "lr", "label_fraction"}  # above 0, not at it
+        for name, (value, low, high, flag) in rules.items():
+            if value is None:
+                continue
+            bad = (not math.isfinite(value) or (value <= low if name in exclusive else value < low)
+                   or (high is not None and value > high))
+            if bad:
+                span = (f"{'above' if name in exclusive else 'at least'} {low}"
+                        + (f" and at most {high}" if high is not None else ""))
+                raise ConfigError(f"evaluate: {flag} {value} is out of range: it must be {span}")
+
 
 def eval_settings(values: dict) -> EvalSettings:
     """EvalSettings from a dict; an unknown key is one ConfigError that lists the valid ones."""

@@ -12,9 +12,9 @@ import torch
 
 from byol.config import Config, ConfigError, adapt_to_data, updated
 from byol.core.augment import TwoViewTransform
-from byol.data.images import (GRAYSCALE_SAMPLE, AugmentedImages, BatchIndices, DataError, ImageList, MemoryImages,
-                              StreamImages, VideoFramePairs, decode_to_memory, first_per_class, list_images,
-                              looks_grayscale, match_classes, random_subset, split_held_out)
+from byol.data.images import (DECODE_ERRORS, GRAYSCALE_SAMPLE, AugmentedImages, BatchIndices, DataError, ImageList,
+                              MemoryImages, StreamImages, VideoFramePairs, decode_to_memory, first_per_class,
+                              list_images, looks_grayscale, match_classes, random_subset, split_held_out)
 from byol.data.batch import already_batched, collate
 from byol.data.loader import ResumableLoader, ShardedSampler
 
@@ -81,8 +81,8 @@ def typical_size(cfg: Config, listed: ImageList | None = None) -> int | None:
         try:
             with Image.open(os.path.join(images.root, item)) as im:
                 sides.append(min(im.size))
-        except OSError:
-            continue  # unreadable: said when the images are decoded
+        except DECODE_ERRORS:
+            continue  # unreadable or a decompression bomb: said (and skipped) when the images are decoded
     return sorted(sides)[len(sides) // 2] if sides else None
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from byol.checkpoint import load_initial_weights
 from byol.config import Config, ConfigError, as_config, to_dict
-from byol.core.augment import BatchAugment, resize_views, scheduled_size
+from byol.core.augment import BatchAugment, check_pixels, normalize, resize_views, scheduled_size, to_float
 from byol.core.backbones import build_backbone
 from byol.core.model import BYOL, infer_feature_dim
 from byol.core.optim import WarmupCosine, build_optimizer, build_scheduler, scaled_lr
@@ -79,8 +79,10 @@ class BYOLModule(L.LightningModule):
         return self.model.backbone
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Features of `images`: uint8 ones are normalised as the training views were."""
-        return self.model.embed(images, self.cfg.augment.mean, self.cfg.augment.std)
+        """Features of `images`, pixels as fit takes them (uint8 0-255 or float in [0, 1];
+        check_pixels), normalised as the training views were."""
+        check_pixels(images)
+        return self.model.embed(normalize(to_float(images), self.cfg.augment.mean, self.cfg.augment.std))
 
     def configure_callbacks(self) -> list:
         return [RankRandomness(self.cfg.train.seed), WallClock(), Throughput(self.cfg.train.log_every),
@@ -121,6 +123,8 @@ class BYOLModule(L.LightningModule):
 
     def training_step(self, batch: Batch | torch.Tensor | tuple, batch_idx: int):
         batch = as_batch(batch)  # a plain DataLoader's tensors or (images, labels) too
+        if batch_idx == 0 and batch.images is not None:  # one rule for pixels in every entry point
+            check_pixels(batch.images)
         view1, view2, small = self.views(batch)
         self.guard.before_forward()
         loss, logs = self.step_loss(view1, view2, small)

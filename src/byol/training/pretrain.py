@@ -14,10 +14,11 @@ import math
 import os
 from pathlib import Path
 
-from byol.config import Config, as_config
+from byol.config import Config, ConfigError, as_config
 from byol.core.augment import scheduled_size
 from byol.core.optim import scaled_lr
-from byol.training.bookkeeping import check_resume, check_start, close_run, write_config
+from byol.training.bookkeeping import (RunFolderLock, check_resume, check_start, close_run, launch_rank,
+                                       write_config)
 from byol.training.data import (TrainingData, build_data, listing, plan_data, size_from_data,
                                 with_small_data_note)
 from byol.training.trainer import (build_trainer, closing_process_group, describe_precision, fit, prepare_process,
@@ -42,12 +43,20 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
     if resume:  # after the data-aware decisions, which the checkpoint's config holds too
         check_resume(last, cfg, data.identity)
     module = BYOLModule(net, cfg, data)  # a bad backbone or hidden layer fails here, before any file is written
-    write_config(cfg)
-    monitor = knn_monitor(cfg, data)
-    trainer, mlflow = build_trainer(cfg, monitor, callbacks or [], resume)
-    with closing_process_group():
-        wall = fit(trainer, module, data.loader, last if resume else None)
-        return close_run(cfg, trainer, module, data, monitor, wall, mlflow, resume)
+    with run_folder(cfg):
+        write_config(cfg)
+        monitor = knn_monitor(cfg, data)
+        trainer, mlflow = build_trainer(cfg, monitor, callbacks or [], resume)
+        with closing_process_group():
+            wall = fit(trainer, module, data.loader, last if resume else None)
+            return close_run(cfg, trainer, module, data, monitor, wall, mlflow, resume)
+
+
+def run_folder(cfg: Config):
+    """The run folder held for this run (RunFolderLock) on rank 0, which writes its files."""
+    from contextlib import nullcontext
+
+    return RunFolderLock(Path(cfg.train.out_dir)) if launch_rank(cfg) == 0 else nullcontext()
 
 
 def knn_monitor(cfg: Config, data: TrainingData):
@@ -66,8 +75,20 @@ def read_data(cfg: Config) -> tuple[Config, TrainingData]:
     the data-aware augmentation defaults in build_data), each said in its notes."""
     listed = listing(cfg)  # a folder's images, listed once
     cfg, _ = size_from_data(cfg, listed)
+    check_schedule(cfg)
     cfg, data = build_data(cfg, listed)
     return with_small_data_note(cfg, data.images), data
+
+
+def check_schedule(cfg: Config) -> None:
+    """Every side of train.resolution_schedule at most data.image_size, the side the network is
+    evaluated and exported at (known once the data decided it)."""
+    schedule, full = cfg.train.resolution_schedule, cfg.data.image_size
+    too_big = {start: side for start, side in schedule.items() if side > full}
+    if too_big:
+        raise ConfigError(f"train.resolution_schedule {schedule}: the side {max(too_big.values())} px is above "
+                          f"data.image_size {full} px, the side the network is evaluated at; a schedule shrinks "
+                          "the views, so give sides up to that")
 
 
 def plan_line(cfg: Config, images: int) -> str:
@@ -121,5 +142,6 @@ def plan(cfg: Config) -> tuple[Config, list[str]]:
     data-aware decisions), and its notes and plan line. Reads as little of the data as those
     decisions need (plan_data); writes nothing."""
     cfg, images = plan_data(cfg)
+    check_schedule(cfg)
     cfg = with_small_data_note(cfg, images)
     return cfg, [*cfg.notes, plan_line(cfg, images)]

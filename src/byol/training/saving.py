@@ -10,7 +10,8 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from byol.checkpoint import CheckpointError, atomic_replace, atomic_write
+from byol.checkpoint import (CheckpointError, atomic_replace, atomic_write, check_output_file, follow_umask,
+                             temporary_name)
 from byol.training.module import BYOLModule
 
 class CheckpointWriteError(CheckpointError):
@@ -83,14 +84,19 @@ class AtomicCheckpoint(L.Callback):
         if hasattr(loader, "mark"):
             loader.mark(trainer.current_epoch if epoch is None else epoch, batches_done)
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        tmp = self.dirpath / ".last.ckpt.tmp"
+        tmp = None
         try:
-            trainer.save_checkpoint(tmp, weights_only=False)
-            if trainer.is_global_zero:
+            if trainer.is_global_zero:  # the strategy writes on rank 0 only (Strategy.save_checkpoint)
+                check_output_file(self.last)
+                tmp = temporary_name(self.last)
+            trainer.save_checkpoint(tmp or self.last, weights_only=False)  # the other ranks join its barrier
+            if tmp is not None:
+                follow_umask(tmp)
                 atomic_replace(tmp, self.last)
                 self._keep(trainer.global_step)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
             raise CheckpointWriteError(
                 f"could not write checkpoint {self.last} at step {trainer.global_step} ({e}); training stopped. "
                 "The previous checkpoint, if any, is intact: free space and resume with --resume") from None

@@ -46,6 +46,7 @@ def test_a_run_logs_params_metrics_and_its_files(demo_data, tmp_path, store, cap
 
 def test_uris_that_cannot_work_are_one_line_before_any_work(demo_data, tmp_path, monkeypatch, capsys):
     import importlib.util
+    import socket
     import time
 
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
@@ -56,6 +57,11 @@ def test_uris_that_cannot_work_are_one_line_before_any_work(demo_data, tmp_path,
              ("http://127.0.0.1:9", "no MLflow server answers at 127.0.0.1:9")]
     if importlib.util.find_spec("sqlalchemy") is None:  # mlflow-skinny: no database store
         cases.append((f"sqlite:///{tmp_path / 'm.db'}", "pip install 'byol[mlflow]'"))
+    silent = socket.socket()  # accepts connections (the kernel's backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    cases += [(f"http://127.0.0.1:{silent.getsockname()[1]}", "gave no HTTP answer within"),
+              ("bogus://x", "not bogus://"), ("http://[::1", "is not a valid URI")]
     for uri, says in cases:
         start = time.time()
         assert main([*base, "--mlflow-uri", uri]) == 2

@@ -417,3 +417,42 @@ def test_embed_refuses_a_name_with_a_line_break_and_writes_both_files_or_neither
     rc, err = run(["embed", ckpt, str(root), "-o", str(out)], capsys)
     assert rc == 2 and "hold a line break" in err
     assert (out.read_bytes(), out.with_suffix(".files.txt").read_text()) == before  # both as they were
+
+
+def test_damaged_run_files_are_one_line_or_left_out_of_the_report(demo_run, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(demo_run, run_dir)
+    metrics = run_dir / "csv" / "metrics.csv"
+    metrics.write_text(metrics.read_text() + "not,a,number,row\n")
+    assert main(["report", str(run_dir)]) == 0  # a bad row is left out, the rest drawn, and said in the report
+    assert "unreadable row(s) of the metrics left out" in (run_dir / "report.html").read_text()
+    knn = json_text = (run_dir / "knn.json").read_text()
+    (run_dir / "knn.json").write_text('[{"epoch": 0, "top5": 0.5}]')
+    rc, err = run(["report", str(run_dir)], capsys)
+    assert rc == 2 and "knn.json: entry 0 has no number for top1" in err
+    (run_dir / "knn.json").write_text(json_text)
+    summary = (run_dir / "summary.json").read_text()
+    (run_dir / "summary.json").write_text(summary[: len(summary) // 2])
+    rc, err = run(["report", str(run_dir)], capsys)
+    assert rc == 2 and "summary.json is not valid JSON" in err and len(err.splitlines()) == 1
+    assert knn
+    ckpt = torch.load(demo_run / "checkpoints" / "last.ckpt", weights_only=True)
+    for broken, says in (("garbage", "is a str, not a mapping"), ({"model": "oops"}, "no settings for section"),
+                         ({"model": {"backbone": 5}}, "names no usable backbone")):
+        ckpt["hyper_parameters"]["config"] = broken
+        path = tmp_path / "broken.ckpt"
+        torch.save(ckpt, path)
+        for argv in (["export", str(path), "-o", str(tmp_path / "b.safetensors")],
+                     ["embed", str(path), str(run_dir), "-o", str(tmp_path / "e.npy")]):
+            rc, err = run(argv, capsys)
+            assert rc == 2 and says in err and len(err.splitlines()) == 1, err
+
+
+def test_run_folder_names_too_long_for_the_file_system_are_one_line(image_folder, tmp_path, capsys):
+    for out in (tmp_path / ("x" * 300), tmp_path.joinpath(*["y" * 200] * 25)):
+        rc, err = run(["pretrain", "--data.path", str(image_folder), "--train.out_dir", str(out)], capsys)
+        assert rc == 2 and "over the 255 a name and 4096 a path may have" in err and len(err.splitlines()) == 1

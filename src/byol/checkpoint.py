@@ -145,10 +145,26 @@ def refuse_nonfinite(state: dict, path: str | Path) -> None:
 
 
 def checkpoint_config(ckpt: dict) -> dict:
+    """The run's config in a checkpoint, checked for the shape every reader relies on: sections
+    that are mappings, a backbone named by a string, its arguments a mapping."""
     try:
-        return ckpt["hyper_parameters"]["config"]
+        config = ckpt["hyper_parameters"]["config"]
     except (KeyError, TypeError):
         raise CheckpointError("checkpoint has no byol config (hyper_parameters.config)") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"the checkpoint's config (hyper_parameters.config) is a {type(config).__name__}, not "
+                              "a mapping of settings: the file was changed or not written by byol")
+    broken = [k for k, v in config.items() if not isinstance(v, dict) and k != "epoch_presets"]
+    model = config.get("model")
+    if broken or not isinstance(model, dict):
+        raise CheckpointError(f"the checkpoint's config has no settings for section "
+                              f"{(broken or ['model'])[0]!r}: the file was changed or not written by byol")
+    if not (isinstance(model.get("backbone"), str) and model["backbone"]) or \
+            not isinstance(model.get("backbone_args", {}), dict):
+        raise CheckpointError(f"the checkpoint's config names no usable backbone (model.backbone "
+                              f"{model.get('backbone')!r}, model.backbone_args {model.get('backbone_args')!r}): the file "
+                              "was changed or not written by byol")
+    return config
 
 
 def backbone_state(ckpt: dict) -> dict[str, torch.Tensor]:

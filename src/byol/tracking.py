@@ -27,7 +27,17 @@ def check_tracking_uri(uri: str, flag: str = "--mlflow-uri") -> None:
         import mlflow
     except ImportError:
         raise ConfigError(f"{flag} is set but MLflow is not installed: pip install 'byol[mlflow]'") from None
-    scheme = urlparse(uri).scheme.split("+")[0].lower()
+    try:
+        parsed = urlparse(uri)
+        parsed.port  # noqa: B018 - parses the host and port, which may be malformed
+    except ValueError as e:
+        raise ConfigError(f"{flag} {uri!r} is not a valid URI ({e}); e.g. http://localhost:5000, "
+                          "sqlite:///mlflow.db or a folder") from None
+    scheme = parsed.scheme.split("+")[0].lower()
+    if scheme not in ("", "file", "http", "https", "databricks", *DATABASES) and not (len(scheme) == 1 and os.name == "nt"):
+        raise ConfigError(f"{flag} {uri!r}: MLflow tracks to a folder (or file://), a database ("
+                          f"{', '.join(f'{d}://' for d in DATABASES)}), an http(s):// server or databricks, not "
+                          f"{scheme}://")
     if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):  # a folder (C: is a drive)
         major = int(mlflow.__version__.split(".")[0])
         if major >= 3 and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
@@ -40,14 +50,31 @@ def check_tracking_uri(uri: str, flag: str = "--mlflow-uri") -> None:
             raise ConfigError(f"{flag} {uri}: MLflow's database store needs {' and '.join(missing)}, which this "
                               "install lacks (mlflow-skinny has neither): pip install 'byol[mlflow]'")
     elif scheme in ("http", "https"):
-        parsed = urlparse(uri)
         port = parsed.port or (443 if scheme == "https" else 80)
         try:
             socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
         except OSError as e:
             raise ConfigError(f"{flag} {uri}: no MLflow server answers at {parsed.hostname}:{port} "
                               f"({e.strerror or e}); start it (mlflow server), or check the address") from None
+        check_http_answers(uri, flag)
         bound_http_requests()
+
+
+def check_http_answers(uri: str, flag: str) -> None:
+    """A server that accepts connections must also answer an HTTP request (MLflow's /health)
+    within CONNECT_TIMEOUT_S; any HTTP status counts as an answer."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=CONNECT_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise ConfigError(f"{flag} {uri}: the server accepts connections but gave no HTTP answer within "
+                          f"{CONNECT_TIMEOUT_S:g} s ({reason}); check that it is an MLflow server and that it "
+                          "is running") from None
 
 
 def bound_http_requests() -> None:

@@ -38,15 +38,56 @@ def read_metrics(run: Path) -> dict[str, list[tuple[int, float]]]:
     files = sorted(run.glob("csv*/metrics.csv"), key=lambda p: (p.parent.name != "csv", len(p.parent.name),
                                                                p.parent.name))
     series: dict[str, dict[int, float]] = {}
+    bad: list[str] = []
     for f in files:
-        with open(f, newline="") as fh:
-            for row in csv.DictReader(fh):
-                step = int(float(row.get("step") or 0))
-                for key, value in row.items():
-                    if key in ("step", "epoch") or value in ("", None):
-                        continue
-                    series.setdefault(key, {})[step] = float(value)
-    return {k: sorted(v.items()) for k, v in series.items()}
+        with open(f, newline="", errors="replace") as fh:
+            for line, row in enumerate(csv.DictReader(fh), start=2):
+                try:
+                    step = int(float(row.get("step") or 0))
+                    values = {k: float(v) for k, v in row.items()
+                              if k not in ("step", "epoch", None) and v not in ("", None)}
+                except (TypeError, ValueError):  # a damaged row: left out and counted, the rest still drawn
+                    bad.append(f"{f.relative_to(run)} line {line}")
+                    continue
+                for key, value in values.items():
+                    series.setdefault(key, {})[step] = value
+    out = {k: sorted(v.items()) for k, v in series.items()}
+    if bad:
+        out[BAD_ROWS] = bad
+    return out
+
+
+BAD_ROWS = "unreadable rows"  # read_metrics' entry for rows it left out
+
+
+def read_run_json(path: Path, default, check) -> object:
+    """A run file's JSON (summary.json, knn.json), or `default` when it is missing; a file that is
+    not JSON, or not of the shape `check` accepts, is one ConfigError naming it."""
+    from byol.config import ConfigError
+
+    if not path.exists():
+        return default
+    try:
+        value = json.loads(path.read_text(errors="replace"))
+    except ValueError as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); restore it, or delete it to draw the report "
+                          "without it") from None
+    problem = check(value)
+    if problem:
+        raise ConfigError(f"{path}: {problem}; restore it, or delete it to draw the report without it")
+    return value
+
+
+def knn_problem(value) -> str | None:
+    """What is wrong with a knn.json: a list of {epoch, top1, top5} with numbers."""
+    if not isinstance(value, list):
+        return "not a list of evaluations"
+    for i, entry in enumerate(value):
+        missing = [k for k in ("epoch", "top1", "top5")
+                   if not isinstance(entry, dict) or not isinstance(entry.get(k), (int, float))]
+        if missing:
+            return f"entry {i} has no number for {', '.join(missing)}"
+    return None
 
 
 def _figure():
@@ -164,8 +205,8 @@ def write_report(run_dir: str | Path) -> Path:
     except yaml.YAMLError as e:
         raise ConfigError(f"{run / 'config.yaml'}: not valid YAML at {yaml_problem(e)}") from None
     cfg = from_dict(cfg_dict)
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
-    knn = json.loads((run / "knn.json").read_text()) if (run / "knn.json").exists() else []
+    summary = read_run_json(run / "summary.json", {}, lambda v: None if isinstance(v, dict) else "not a JSON object")
+    knn = read_run_json(run / "knn.json", [], knn_problem)
     figures, left_out = draw_figures(run, cfg, knn)
     out = run / "report.html"
     atomic_write_text(out, report_page(run, summary, summary_rows(run, summary, knn), figures, left_out, cfg_dict))
@@ -178,6 +219,9 @@ def draw_figures(run: Path, cfg, knn: list[dict]) -> tuple[list[tuple[str, str]]
     metrics = read_metrics(run)
     figures: list[tuple[str, str]] = []
     left_out: list[str] = []
+    if metrics.get(BAD_ROWS):
+        rows = metrics.pop(BAD_ROWS)
+        left_out.append(f"{len(rows)} unreadable row(s) of the metrics left out of the plots (e.g. {rows[0]})")
 
     def draw(caption: str, make) -> None:
         try:

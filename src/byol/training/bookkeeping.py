@@ -42,6 +42,7 @@ def check_start(cfg: Config, resume: bool) -> Path:
                           f"{t.devices} x train.num_nodes {t.num_nodes} = {t.devices * t.num_nodes}; set "
                           "train.devices to the processes on each node and train.num_nodes to the nodes")
     out = Path(cfg.train.out_dir)
+    check_path_length(out / "checkpoints" / "last.ckpt", "train.out_dir")
     data = cfg.data.path and os.path.realpath(cfg.data.path)
     if data and cfg.data.dataset in ("folder", "video") and os.path.isdir(data) and \
             os.path.commonpath([data, os.path.realpath(out)]) == data:
@@ -134,6 +135,17 @@ class RunFolderLock:
             os.close(self.fd)  # closing releases the lock
             self.fd = None
             RunFolderLock.held.discard(getattr(self, "key", None))
+
+
+def check_path_length(path: Path, key: str) -> None:
+    """A one-line ConfigError when a name in `path` is over 255 bytes or the whole over 4096
+    (Linux's NAME_MAX and PATH_MAX), before anything trips over it."""
+    long = next((part for part in path.parts if len(part.encode()) > 255), None)
+    if long is not None or len(str(path.absolute()).encode()) > 4095:
+        what = (f"a name of {len(long.encode())} bytes" if long is not None else
+                f"a path of {len(str(path.absolute()).encode())} bytes with what the run writes in it")
+        raise ConfigError(f"{key} {str(path.parent.parent)[:60]!r}...: {what}, over the 255 a name and 4096 a path "
+                          f"may have; choose a shorter --{key}")
 
 
 def check_writable(folder: Path, key: str) -> None:

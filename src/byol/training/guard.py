@@ -116,6 +116,6 @@ class NonFiniteGuard:
     def _raise(self, what: str, epoch: int):
         last = Path(self.out_dir) / "checkpoints" / "last.ckpt"
         kept = f"The last checkpoint, {last}, is from before it" if last.exists() else "No checkpoint was written before it"
-        raise NonFiniteLossError(
-            f"{what} (epoch {epoch}); stopped. {kept}. Lower optim.base_lr, or check the data "
-            "(or pass --train.skip_nonfinite true).")
+        skip = ("" if self.skip else " (or pass --train.skip_nonfinite true)")
+        raise NonFiniteLossError(f"{what} (epoch {epoch}); stopped. {kept}. Lower optim.base_lr, or check the "
+                                 f"data{skip}.")

@@ -190,26 +190,34 @@ class Throughput(L.Callback):
 
 
 class TargetAgreement(L.Callback):
-    """`identical`: after a distributed run, whether every rank holds the same EMA target
-    (compared by per-tensor fingerprints); None for one process."""
+    """`identical`: after a distributed run, whether every rank holds the same EMA target weights
+    (compared by per-tensor fingerprints); None for one process. The batch-norm running
+    statistics are compared apart: without SyncBatchNorm (CPUs) each rank keeps its own batches'
+    statistics by design, so only with SyncBatchNorm does a difference there say anything."""
 
     def __init__(self):
         self.identical: bool | None = None
 
     def on_train_end(self, trainer, pl_module):
         if trainer.world_size > 1:
-            prints = pl_module.all_gather(fingerprint(pl_module.model.target))
+            target = pl_module.model.target
+            prints = pl_module.all_gather(fingerprint(target.parameters()))
             self.identical = bool((prints == prints[0]).all())
             if not self.identical:
-                warnings.warn("the EMA target differs between ranks at the end of training", stacklevel=2)
+                warnings.warn("the EMA target's weights differ between ranks at the end of training", stacklevel=2)
+            if any(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules()):
+                stats = pl_module.all_gather(fingerprint(target.buffers()))
+                if not bool((stats == stats[0]).all()):
+                    warnings.warn("the EMA target's batch-norm statistics differ between ranks although "
+                                  "SyncBatchNorm is on", stacklevel=2)
 
 
 @torch.no_grad()
-def fingerprint(network: torch.nn.Module) -> torch.Tensor:
-    """Per tensor: sum, sum of squares and a position-weighted sum (float64)."""
+def fingerprint(tensors) -> torch.Tensor:
+    """Per tensor: sum, sum of squares and a position-weighted sum (float64); (0, 3) for none."""
     rows = []
-    for t in [*network.parameters(), *network.buffers()]:
+    for t in tensors:
         x = t.detach().double().flatten()
         position = torch.arange(1, len(x) + 1, device=x.device, dtype=x.dtype)
         rows.append(torch.stack([x.sum(), x.square().sum(), (x * position).sum()]))
-    return torch.stack(rows)
+    return torch.stack(rows) if rows else torch.zeros(0, 3, dtype=torch.float64)

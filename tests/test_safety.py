@@ -456,3 +456,21 @@ def test_run_folder_names_too_long_for_the_file_system_are_one_line(image_folder
     for out in (tmp_path / ("x" * 300), tmp_path.joinpath(*["y" * 200] * 25)):
         rc, err = run(["pretrain", "--data.path", str(image_folder), "--train.out_dir", str(out)], capsys)
         assert rc == 2 and "over the 255 a name and 4096 a path may have" in err and len(err.splitlines()) == 1
+
+
+def test_images_skipped_in_data_workers_are_counted_in_the_summary(tmp_path):
+    """Streamed data is decoded in worker processes, whose counts the run's own process never saw."""
+    import json
+
+    from conftest import write_folder
+
+    root = write_folder(tmp_path / "imgs", per_class=12, size=(32, 32))
+    (root / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but no image")
+    out = tmp_path / "run"
+    argv = ["pretrain", "--data.path", str(root), "--train.out_dir", str(out), "--train.epochs", "1",
+            "--data.in_memory", "false", "--data.num_workers", "1", "--train.knn_every", "0", "--log.report", "false",
+            *TINY, "--train.batch_size", "8"]
+    assert subprocess.run([sys.executable, "-m", "byol.cli", *argv], capture_output=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).returncode == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_images"] == 1 and summary["skipped_image_paths"][0].endswith("a/broken.png")

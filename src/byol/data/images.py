@@ -309,6 +309,24 @@ class BadImages:
         if path not in BadImages.said:
             BadImages.said.add(path)
             print(f"byol: skipping unreadable image {path} ({unreadable_reason(error)})", file=sys.stderr, flush=True)
+            record_skipped(path)
+
+
+SKIPPED_DIR_ENV = "BYOL_SKIPPED_DIR"  # where processes (data workers too) list what they skipped
+
+
+def record_skipped(path: str) -> None:
+    """With BYOL_SKIPPED_DIR set (a run, for its summary), one line with `path` in this process's
+    own file there (host-pid.txt: no two processes write one file); data workers are processes of
+    their own, whose counts the run would not see otherwise."""
+    folder = os.environ.get(SKIPPED_DIR_ENV)
+    if not folder:
+        return
+    import socket
+
+    with contextlib.suppress(OSError), open(os.path.join(folder, f"{socket.gethostname()}-{os.getpid()}.txt"),
+                                            "a", encoding="utf-8") as f:
+        f.write(path.replace("\n", " ") + "\n")
 
     def __len__(self) -> int:
         return len(self.paths)

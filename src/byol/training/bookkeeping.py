@@ -3,15 +3,18 @@ folder; a resume's config and data), then summary.json with its verdict, the rep
 artifacts and the footer that says where everything is."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from byol.checkpoint import OutputError, atomic_write_text, check_output_file
 from byol.config import RECIPES_DIR, Config, ConfigError, to_dict
+from byol.data.images import SKIPPED_DIR_ENV
 from byol.evaluation.protocols import mcnemar_exact
 from byol.evaluation.report import REPORT_FILES
 
@@ -65,6 +68,35 @@ def check_start(cfg: Config, resume: bool) -> Path:
         with RunFolderLock(out, probe=True):  # another run there is refused before the data is read
             pass
     return last
+
+
+SKIPPED_DIR = ".skipped"  # in the run folder: each process's list of the images it skipped
+
+
+@contextmanager
+def recording_skipped(cfg: Config):
+    """Within the block, every process of the run (data workers and the other ranks too, which
+    inherit the environment) lists the images it skips in the run folder (record_skipped)."""
+    folder = Path(cfg.train.out_dir) / SKIPPED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    before = os.environ.get(SKIPPED_DIR_ENV)
+    os.environ[SKIPPED_DIR_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(SKIPPED_DIR_ENV, None)
+        else:
+            os.environ[SKIPPED_DIR_ENV] = before
+
+
+def skipped_by_processes(out: Path) -> list[str]:
+    """The images the run's processes listed as skipped (recording_skipped), each once."""
+    paths: list[str] = []
+    for f in sorted((Path(out) / SKIPPED_DIR).glob("*.txt")):
+        with contextlib.suppress(OSError):
+            paths += f.read_text(encoding="utf-8", errors="replace").splitlines()
+    return list(dict.fromkeys(p for p in paths if p))
 
 
 def launch_rank(cfg: Config) -> int:
@@ -297,6 +329,7 @@ def summarize(cfg: Config, trainer, module, data, monitor, wall: float) -> dict:
     summary["notes"] = list(cfg.notes)
     dataset = data.loader.dataset
     skipped = getattr(getattr(dataset, "dataset", dataset), "skipped", [])
+    skipped = list(dict.fromkeys([*skipped, *skipped_by_processes(out)]))  # data workers' too
     summary["skipped_images"], summary["skipped_image_paths"] = len(skipped), skipped[:1000]
     held = [] if data.test is None else data.test.skipped  # the kNN monitor's held-out images
     summary["skipped_held_out_images"], summary["skipped_held_out_paths"] = len(held), held[:1000]

@@ -18,7 +18,7 @@ from byol.config import Config, ConfigError, as_config
 from byol.core.augment import scheduled_size
 from byol.core.optim import scaled_lr
 from byol.training.bookkeeping import (RunFolderLock, check_resume, check_start, close_run, launch_rank,
-                                       write_config)
+                                       recording_skipped, write_config)
 from byol.training.data import (TrainingData, build_data, listing, plan_data, size_from_data,
                                 with_small_data_note)
 from byol.training.trainer import (build_trainer, closing_process_group, describe_precision, fit, prepare_process,
@@ -43,7 +43,7 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
     if resume:  # after the data-aware decisions, which the checkpoint's config holds too
         check_resume(last, cfg, data.identity)
     module = BYOLModule(net, cfg, data)  # a bad backbone or hidden layer fails here, before any file is written
-    with run_folder(cfg):
+    with run_folder(cfg), recording_skipped(cfg):
         write_config(cfg)
         monitor = knn_monitor(cfg, data)
         trainer, mlflow = build_trainer(cfg, monitor, callbacks or [], resume)

@@ -57,11 +57,11 @@ def test_processes_writing_one_file_at_once_each_replace_it_whole(tmp_path):
 
 
 def test_a_second_run_into_a_used_run_folder_is_refused_naming_the_first(tmp_path, demo_data, capsys):
-    from byol.training.bookkeeping import RunFolderLock
+    from byol.training.run_folder import RunFolderLock
 
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from byol.training.bookkeeping import RunFolderLock\n"
+        "import sys, time; from pathlib import Path; from byol.training.run_folder import RunFolderLock\n"
         f"lock = RunFolderLock(Path({str(out)!r})).__enter__(); print('held', flush=True); time.sleep(120)")],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -1,200 +1,47 @@
-"""A run's bookkeeping around training: the checks before anything is written (the output
-folder; a resume's config and data), then summary.json with its verdict, the report, the MLflow
-artifacts and the footer that says where everything is."""
+"""A run's bookkeeping around training: the checks before the data is read (MLflow, devices and
+processes; the run folder's are in run_folder.py), a resume's config and data, then summary.json
+with its verdict, the report, the MLflow artifacts and the footer that says where everything is."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
-
-from byol.checkpoint import OutputError, atomic_write_text, check_output_file
+from byol.checkpoint import atomic_write_text
 from byol.config import RECIPES_DIR, Config, ConfigError, to_dict
-from byol.data.images import SKIPPED_DIR_ENV
 from byol.evaluation.protocols import mcnemar_exact
-from byol.evaluation.report import REPORT_FILES
-
-# Every file a run writes in its folder (train.out_dir), each a regular file or none (check_output_file)
-RUN_FILES = ("config.yaml", "summary.json", "knn.json", "embeddings.npz", "backbone.safetensors",
-             "checkpoints/last.ckpt", *REPORT_FILES)
+from byol.training.run_folder import check_run_folder, skipped_by_processes
 
 def check_start(cfg: Config, resume: bool) -> Path:
-    """The checks before the data is read: refuses a run over an existing one without --resume, a
-    --resume with nothing to resume, an output folder that cannot be written and an MLflow URI
-    the installed MLflow cannot use. Returns the checkpoint path."""
+    """The checks before the data is read: the MLflow URI, the devices and processes, and the
+    run folder (check_run_folder). Returns the checkpoint path."""
     if cfg.log.mlflow_uri:
         from byol.tracking import check_tracking_uri
 
         check_tracking_uri(cfg.log.mlflow_uri)
-    if cfg.train.accelerator in ("gpu", "cuda"):
+    check_launch(cfg)
+    return check_run_folder(cfg, resume)
+
+
+def check_launch(cfg: Config) -> None:
+    """A GPU asked for where there is none (or fewer than train.devices), and a launcher's
+    WORLD_SIZE that differs from train.devices x train.num_nodes, are one line each."""
+    t = cfg.train
+    if t.accelerator in ("gpu", "cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError(f"train.accelerator {cfg.train.accelerator}: this machine has no CUDA GPU that torch "
+            raise ConfigError(f"train.accelerator {t.accelerator}: this machine has no CUDA GPU that torch "
                               f"can use (torch {torch.__version__}); use train.accelerator auto or cpu")
-        if cfg.train.devices > torch.cuda.device_count():
-            raise ConfigError(f"train.devices {cfg.train.devices}: this machine has {torch.cuda.device_count()} "
+        if t.devices > torch.cuda.device_count():
+            raise ConfigError(f"train.devices {t.devices}: this machine has {torch.cuda.device_count()} "
                               "CUDA GPU(s); ask for at most that many")
-    world, t = os.environ.get("WORLD_SIZE"), cfg.train
+    world = os.environ.get("WORLD_SIZE")
     if world is not None and int(world) != t.devices * t.num_nodes:
         raise ConfigError(f"the launcher started {world} training processes (WORLD_SIZE), but train.devices "
                           f"{t.devices} x train.num_nodes {t.num_nodes} = {t.devices * t.num_nodes}; set "
                           "train.devices to the processes on each node and train.num_nodes to the nodes")
-    out = Path(cfg.train.out_dir)
-    check_path_length(out / "checkpoints" / "last.ckpt", "train.out_dir")
-    data = cfg.data.path and os.path.realpath(cfg.data.path)
-    if data and cfg.data.dataset in ("folder", "video") and os.path.isdir(data) and \
-            os.path.commonpath([data, os.path.realpath(out)]) == data:
-        raise ConfigError(f"train.out_dir {str(out)!r} is inside data.path {cfg.data.path!r}: the run's own images "
-                          "(report plots, previews) would be read as training images next time; choose a run "
-                          "folder outside the data")
-    last = out / "checkpoints" / "last.ckpt"
-    if last.exists() and not resume:
-        raise ConfigError(f"{out} already holds a checkpoint ({last}); pass --resume to continue it, "
-                          "or choose another train.out_dir")
-    if resume and not last.exists():
-        raise ConfigError(f"--resume: no checkpoint at {last}")
-    check_writable(out, "train.out_dir")
-    for name in RUN_FILES:  # a link there would be followed out of the run folder, a FIFO would block
-        try:
-            check_output_file(out / name)
-        except OutputError as e:
-            raise ConfigError(f"train.out_dir: {e}") from None
-    if launch_rank(cfg) == 0:
-        with RunFolderLock(out, probe=True):  # another run there is refused before the data is read
-            pass
-    return last
-
-
-SKIPPED_DIR = ".skipped"  # in the run folder: each process's list of the images it skipped
-
-
-@contextmanager
-def recording_skipped(cfg: Config):
-    """Within the block, every process of the run (data workers and the other ranks too, which
-    inherit the environment) lists the images it skips in the run folder (record_skipped)."""
-    folder = Path(cfg.train.out_dir) / SKIPPED_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    before = os.environ.get(SKIPPED_DIR_ENV)
-    os.environ[SKIPPED_DIR_ENV] = str(folder)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(SKIPPED_DIR_ENV, None)
-        else:
-            os.environ[SKIPPED_DIR_ENV] = before
-
-
-def skipped_by_processes(out: Path) -> list[str]:
-    """The images the run's processes listed as skipped (recording_skipped), each once."""
-    paths: list[str] = []
-    for f in sorted((Path(out) / SKIPPED_DIR).glob("*.txt")):
-        with contextlib.suppress(OSError):
-            paths += f.read_text(encoding="utf-8", errors="replace").splitlines()
-    return list(dict.fromkeys(p for p in paths if p))
-
-
-def launch_rank(cfg: Config) -> int:
-    """This process's global rank as its launcher set it, before any process group exists:
-    torchrun's RANK; Lightning's own launcher's NODE_RANK (or GROUP_RANK) and LOCAL_RANK, with
-    train.devices processes a node; SLURM's SLURM_PROCID in a job of several tasks; else 0. Rank
-    0 alone writes the run folder's files."""
-    env = os.environ
-    if "RANK" in env:
-        return int(env["RANK"])
-    if "LOCAL_RANK" in env:
-        return int(env.get("NODE_RANK", env.get("GROUP_RANK", 0))) * cfg.train.devices + int(env["LOCAL_RANK"])
-    if int(env.get("SLURM_NTASKS", "1")) > 1:
-        return int(env.get("SLURM_PROCID", 0))
-    return 0
-
-
-class RunFolderLock:
-    """One run at a time in a run folder: an exclusive lock on `.byol-run.lock` in it, held by rank
-    0 from the first file the run writes to its end. It is a POSIX record lock (lockf): the kernel
-    releases it when the process ends, however it ends (kill -9 too), and forked data-loading
-    workers do not inherit it, so a stale file never blocks a later run or a --resume. A second
-    run finds it held and is refused, naming the holder. probe=True only checks a folder that
-    exists, and creates nothing."""
-
-    NAME = ".byol-run.lock"
-    held: set[str] = set()  # the lock files this process holds (a POSIX lock never blocks its owner)
-
-    def __init__(self, out: Path, probe: bool = False):
-        self.path, self.probe, self.fd = Path(out) / self.NAME, probe, None
-
-    def refuse(self, holder: str):
-        raise ConfigError(f"{self.path.parent} is in use by another byol run ({holder or 'another process'}); wait "
-                          "for it to end or stop it, or choose another train.out_dir")
-
-    def __enter__(self):
-        try:
-            import fcntl
-        except ImportError:  # no POSIX locks (Windows): one writer is the user's to ensure
-            return self
-        key = os.path.realpath(self.path)
-        if key in RunFolderLock.held:
-            self.refuse(f"pid {os.getpid()}, this process")
-        if self.probe and not self.path.is_file():
-            return self
-        if not self.probe:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | (0 if self.probe else os.O_CREAT), 0o644)
-        try:
-            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # EAGAIN or EACCES: held by another process
-            os.close(self.fd)
-            self.fd = None
-            self.refuse(self.path.read_text(errors="replace").strip())
-        if self.probe:
-            self.__exit__()
-            return self
-        import socket
-
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
-        RunFolderLock.held.add(key)
-        self.key = key
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            os.close(self.fd)  # closing releases the lock
-            self.fd = None
-            RunFolderLock.held.discard(getattr(self, "key", None))
-
-
-def check_path_length(path: Path, key: str) -> None:
-    """A one-line ConfigError when a name in `path` is over 255 bytes or the whole over 4096
-    (Linux's NAME_MAX and PATH_MAX), before anything trips over it."""
-    long = next((part for part in path.parts if len(part.encode()) > 255), None)
-    if long is not None or len(str(path.absolute()).encode()) > 4095:
-        what = (f"a name of {len(long.encode())} bytes" if long is not None else
-                f"a path of {len(str(path.absolute()).encode())} bytes with what the run writes in it")
-        raise ConfigError(f"{key} {str(path.parent.parent)[:60]!r}...: {what}, over the 255 a name and 4096 a path "
-                          f"may have; choose a shorter --{key}")
-
-
-def check_writable(folder: Path, key: str) -> None:
-    """A one-line ConfigError unless files can be created in `folder` (or where it would be
-    made); probes with a temporary file that is removed, so nothing is left behind."""
-    import tempfile
-
-    probe_dir = Path(folder)
-    while not probe_dir.exists() and probe_dir != probe_dir.parent:
-        probe_dir = probe_dir.parent
-    try:
-        fd, name = tempfile.mkstemp(dir=probe_dir, prefix=".byol-write-test-")
-        os.close(fd)
-        os.unlink(name)
-    except OSError as e:
-        raise ConfigError(f"{key} {str(folder)!r}: cannot write in {str(probe_dir)!r} ({e.strerror}); "
-                          f"choose a writable folder with --{key}") from None
 
 
 def check_resume_config(last: Path, cfg: Config, identity: dict | None = None) -> int | None:
@@ -261,15 +108,6 @@ def check_resume(last: Path, cfg: Config, identity: dict | None) -> None:
     if extended_from is not None:
         print(f"resuming {last} with train.epochs raised from {extended_from} to {cfg.train.epochs}: the run "
               f"continues to epoch {cfg.train.epochs}, its learning-rate and tau cosines stretched to that end")
-
-
-def write_config(cfg: Config) -> None:
-    """The run folder and its config.yaml: every setting the run uses. Rank 0 writes it; the
-    other ranks of a multi-process run read nothing from it."""
-    out = Path(cfg.train.out_dir)
-    if launch_rank(cfg) == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def close_run(cfg: Config, trainer, module, data, monitor, wall: float, mlflow, resume: bool) -> dict:

@@ -7,6 +7,7 @@ Run folder (train.out_dir):
     csv/metrics.csv, tensorboard/   logs (MLflow too with log.mlflow_uri)
     knn.json, summary.json          kNN history and final figures
     report.html, *.png              plots of the run (byol report RUN_DIR rebuilds them)
+    .byol-run.lock, .skipped/       the lock that keeps one run in the folder; each process's skipped images
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from pathlib import Path
 from byol.config import Config, ConfigError, as_config
 from byol.core.augment import scheduled_size
 from byol.core.optim import scaled_lr
-from byol.training.bookkeeping import (RunFolderLock, check_resume, check_start, close_run, launch_rank,
-                                       recording_skipped, write_config)
+from byol.training.bookkeeping import check_resume, check_start, close_run
+from byol.training.run_folder import holding, recording_skipped, write_config
 from byol.training.data import (TrainingData, build_data, listing, plan_data, size_from_data,
                                 with_small_data_note)
 from byol.training.trainer import (build_trainer, closing_process_group, describe_precision, fit, prepare_process,
@@ -43,20 +44,13 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
     if resume:  # after the data-aware decisions, which the checkpoint's config holds too
         check_resume(last, cfg, data.identity)
     module = BYOLModule(net, cfg, data)  # a bad backbone or hidden layer fails here, before any file is written
-    with run_folder(cfg), recording_skipped(cfg):
+    with holding(cfg), recording_skipped(cfg):
         write_config(cfg)
         monitor = knn_monitor(cfg, data)
         trainer, mlflow = build_trainer(cfg, monitor, callbacks or [], resume)
         with closing_process_group():
             wall = fit(trainer, module, data.loader, last if resume else None)
             return close_run(cfg, trainer, module, data, monitor, wall, mlflow, resume)
-
-
-def run_folder(cfg: Config):
-    """The run folder held for this run (RunFolderLock) on rank 0, which writes its files."""
-    from contextlib import nullcontext
-
-    return RunFolderLock(Path(cfg.train.out_dir)) if launch_rank(cfg) == 0 else nullcontext()
 
 
 def knn_monitor(cfg: Config, data: TrainingData):

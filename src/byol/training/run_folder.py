@@ -1,0 +1,193 @@
+"""The run folder (train.out_dir) and who writes it: the checks before a run writes anything
+(names the file system takes, a writable place, no link or special file where the run writes, not
+inside the training data, no other run using it, a checkpoint only with --resume), the lock that
+keeps one run in it, which process writes (rank 0), and the list of images every process skipped."""
+from __future__ import annotations
+
+import contextlib
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from byol.checkpoint import OutputError, atomic_write_text, check_output_file
+from byol.config import Config, ConfigError, to_dict
+from byol.data.images import SKIPPED_DIR_ENV
+from byol.evaluation.report import REPORT_FILES
+
+# Every file a run writes in its folder (train.out_dir), each a regular file or none (check_output_file)
+RUN_FILES = ("config.yaml", "summary.json", "knn.json", "embeddings.npz", "backbone.safetensors",
+             "checkpoints/last.ckpt", *REPORT_FILES)
+
+
+def check_run_folder(cfg: Config, resume: bool) -> Path:
+    """Refuses a name too long for the file system, a run folder inside the training data, a run
+    over an existing one without --resume, a --resume with nothing to resume, a folder that
+    cannot be written, a link or special file where the run writes, and a folder that another
+    run is using. Returns the checkpoint path."""
+    out = Path(cfg.train.out_dir)
+    check_path_length(out / "checkpoints" / "last.ckpt", "train.out_dir")
+    data = cfg.data.path and os.path.realpath(cfg.data.path)
+    if data and cfg.data.dataset in ("folder", "video") and os.path.isdir(data) and \
+            os.path.commonpath([data, os.path.realpath(out)]) == data:
+        raise ConfigError(f"train.out_dir {str(out)!r} is inside data.path {cfg.data.path!r}: the run's own images "
+                          "(report plots, previews) would be read as training images next time; choose a run "
+                          "folder outside the data")
+    last = out / "checkpoints" / "last.ckpt"
+    if last.exists() and not resume:
+        raise ConfigError(f"{out} already holds a checkpoint ({last}); pass --resume to continue it, "
+                          "or choose another train.out_dir")
+    if resume and not last.exists():
+        raise ConfigError(f"--resume: no checkpoint at {last}")
+    check_writable(out, "train.out_dir")
+    for name in RUN_FILES:  # a link there would be followed out of the run folder, a FIFO would block
+        try:
+            check_output_file(out / name)
+        except OutputError as e:
+            raise ConfigError(f"train.out_dir: {e}") from None
+    if launch_rank(cfg) == 0:
+        with RunFolderLock(out, probe=True):  # another run there is refused before the data is read
+            pass
+    return last
+
+
+def check_path_length(path: Path, key: str) -> None:
+    """A one-line ConfigError when a name in `path` is over 255 bytes or the whole over 4096
+    (Linux's NAME_MAX and PATH_MAX), before anything trips over it."""
+    long = next((part for part in path.parts if len(part.encode()) > 255), None)
+    if long is not None or len(str(path.absolute()).encode()) > 4095:
+        what = (f"a name of {len(long.encode())} bytes" if long is not None else
+                f"a path of {len(str(path.absolute()).encode())} bytes with what the run writes in it")
+        raise ConfigError(f"{key} {str(path.parent.parent)[:60]!r}...: {what}, over the 255 a name and 4096 a path "
+                          f"may have; choose a shorter --{key}")
+
+
+def check_writable(folder: Path, key: str) -> None:
+    """A one-line ConfigError unless files can be created in `folder` (or where it would be
+    made); probes with a temporary file that is removed, so nothing is left behind."""
+    import tempfile
+
+    probe_dir = Path(folder)
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    try:
+        fd, name = tempfile.mkstemp(dir=probe_dir, prefix=".byol-write-test-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise ConfigError(f"{key} {str(folder)!r}: cannot write in {str(probe_dir)!r} ({e.strerror}); "
+                          f"choose a writable folder with --{key}") from None
+
+
+def launch_rank(cfg: Config) -> int:
+    """This process's global rank as its launcher set it, before any process group exists:
+    torchrun's RANK; Lightning's own launcher's NODE_RANK (or GROUP_RANK) and LOCAL_RANK, with
+    train.devices processes a node; SLURM's SLURM_PROCID in a job of several tasks; else 0. Rank
+    0 alone writes the run folder's files."""
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"])
+    if "LOCAL_RANK" in env:
+        return int(env.get("NODE_RANK", env.get("GROUP_RANK", 0))) * cfg.train.devices + int(env["LOCAL_RANK"])
+    if int(env.get("SLURM_NTASKS", "1")) > 1:
+        return int(env.get("SLURM_PROCID", 0))
+    return 0
+
+
+class RunFolderLock:
+    """One run at a time in a run folder: an exclusive lock on `.byol-run.lock` in it, held by rank
+    0 from the first file the run writes to its end. It is a POSIX record lock (lockf): the kernel
+    releases it when the process ends, however it ends (kill -9 too), and forked data-loading
+    workers do not inherit it, so a stale file never blocks a later run or a --resume. A second
+    run finds it held and is refused, naming the holder. probe=True only checks a folder that
+    exists, and creates nothing."""
+
+    NAME = ".byol-run.lock"
+    held: set[str] = set()  # the lock files this process holds (a POSIX lock never blocks its owner)
+
+    def __init__(self, out: Path, probe: bool = False):
+        self.path, self.probe, self.fd = Path(out) / self.NAME, probe, None
+
+    def refuse(self, holder: str):
+        raise ConfigError(f"{self.path.parent} is in use by another byol run ({holder or 'another process'}); wait "
+                          "for it to end or stop it, or choose another train.out_dir")
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # no POSIX locks (Windows): one writer is the user's to ensure
+            return self
+        key = os.path.realpath(self.path)
+        if key in RunFolderLock.held:
+            self.refuse(f"pid {os.getpid()}, this process")
+        if self.probe and not self.path.is_file():
+            return self
+        if not self.probe:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | (0 if self.probe else os.O_CREAT), 0o644)
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # EAGAIN or EACCES: held by another process
+            os.close(self.fd)
+            self.fd = None
+            self.refuse(self.path.read_text(errors="replace").strip())
+        if self.probe:
+            self.__exit__()
+            return self
+        import socket
+
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        RunFolderLock.held.add(key)
+        self.key = key
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None
+            RunFolderLock.held.discard(getattr(self, "key", None))
+
+
+def holding(cfg: Config):
+    """The run folder held for this run (RunFolderLock) on rank 0, which writes its files."""
+    return RunFolderLock(Path(cfg.train.out_dir)) if launch_rank(cfg) == 0 else contextlib.nullcontext()
+
+
+def write_config(cfg: Config) -> None:
+    """The run folder and its config.yaml: every setting the run uses. Rank 0 writes it; the
+    other ranks of a multi-process run read nothing from it."""
+    out = Path(cfg.train.out_dir)
+    if launch_rank(cfg) == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+SKIPPED_DIR = ".skipped"  # in the run folder: each process's list of the images it skipped
+
+
+@contextmanager
+def recording_skipped(cfg: Config):
+    """Within the block, every process of the run (data workers and the other ranks too, which
+    inherit the environment) lists the images it skips in the run folder (record_skipped)."""
+    folder = Path(cfg.train.out_dir) / SKIPPED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    before = os.environ.get(SKIPPED_DIR_ENV)
+    os.environ[SKIPPED_DIR_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(SKIPPED_DIR_ENV, None)
+        else:
+            os.environ[SKIPPED_DIR_ENV] = before
+
+
+def skipped_by_processes(out: Path) -> list[str]:
+    """The images the run's processes listed as skipped (recording_skipped), each once."""
+    paths: list[str] = []
+    for f in sorted((Path(out) / SKIPPED_DIR).glob("*.txt")):
+        with contextlib.suppress(OSError):
+            paths += f.read_text(encoding="utf-8", errors="replace").splitlines()
+    return list(dict.fromkeys(p for p in paths if p))

@@ -403,3 +403,54 @@ def test_the_solo_learn_recipe_has_torchvisions_jitter_and_bicubic_crops():
         assert view.crop_scale == (0.08, 1.0) and view.blur_p == 0.0 and view.grayscale_p == 0.2
     assert a.interpolation == "bicubic" and (a.view1.solarize_p, a.view2.solarize_p) == (0.0, 0.2)
     assert load_config("cifar10").model.head_bias == "hidden" and load_config("cifar10").optim.schedule_per == "step"
+
+
+def test_small_images_without_a_config_get_the_small_image_recipe(tmp_path):
+    from byol.training.data import decide_from_data
+
+    small = write_folder(tmp_path / "small", per_class=2, size=(32, 32))
+    cfg = decide_from_data(load_config(None, ["--data.path", str(small), "--train.epochs", "5"]))
+    cifar = load_config("cifar10", ["--train.epochs", "5"])
+    for key in ("optim.name", "optim.base_lr", "optim.weight_decay", "optim.warmup_epochs", "model.tau_base",
+                "model.projection_hidden_dim"):
+        section, name = key.split(".")
+        assert getattr(getattr(cfg, section), name) == getattr(getattr(cifar, section), name), key
+    assert cfg.model.backbone_args == {"stem": "cifar"} and cfg.augment.mean == load_config(None, []).augment.mean
+    assert any(n.startswith("recipe for the data and the run (32-px images") for n in cfg.notes)
+    # a key on the command line stays; a user's own network keeps its arguments
+    mine = decide_from_data(load_config(None, ["--data.path", str(small), "--optim.base_lr", "0.5",
+                                               "--model.backbone", "user_nets:NoBatchNorm"]))
+    assert mine.optim.base_lr == 0.5 and mine.optim.name == "sgd" and mine.model.backbone_args == {}
+
+
+def test_a_named_config_is_never_changed_and_short_runs_warm_up_for_a_share(tmp_path):
+    from byol.training.data import decide_from_data
+
+    small = write_folder(tmp_path / "small", per_class=2, size=(32, 32))
+    named = load_config("imagenet", ["--data.path", str(small), "--data.dataset", "folder", "--train.epochs", "5",
+                                     "--data.large_images", "resize", "--data.in_memory", "true"])
+    assert decide_from_data(named) == named and not any(n.startswith("recipe") for n in decide_from_data(named).notes)
+    large = write_folder(tmp_path / "large", per_class=2, size=(120, 100))
+    cfg = decide_from_data(load_config(None, ["--data.path", str(large), "--train.epochs", "5"]))
+    assert cfg.data.image_size == 100 and cfg.optim.name == "lars" and cfg.optim.warmup_epochs == 0.5
+    assert decide_from_data(load_config(None, ["--data.path", str(large), "--train.epochs", "200"])).optim.warmup_epochs == 10
+    kept = decide_from_data(load_config(None, ["--data.path", str(large), "--train.epochs", "5",
+                                               "--optim.warmup_epochs", "3"]))
+    assert kept.optim.warmup_epochs == 3
+
+
+def test_preview_decides_as_pretrain_does_and_labels_its_rows(tmp_path, capsys):
+    from PIL import Image
+
+    from byol.training.pretrain import plan
+
+    photos = write_folder(tmp_path / "photos", per_class=3, size=(300, 200))
+    assert main(["preview", str(photos), "-o", str(tmp_path / "p.png"), "-n", "3"]) == 0
+    shown = capsys.readouterr().out
+    cfg, _ = plan(load_config(None, ["--data.path", str(photos), "--train.batch_size", "4"]))
+    assert "data.image_size 200" in shown
+    for view in ("view1", "view2"):
+        line = next(line for line in shown.splitlines() if line.startswith(f"augment.{view}: "))
+        assert f"blur_p {getattr(cfg.augment, view).blur_p}" in line
+    grid = Image.open(tmp_path / "p.png")
+    assert grid.height == 3 * 200 + 30 and grid.width == 3 * 200 + 64  # three rows at the run's 200 px, labelled

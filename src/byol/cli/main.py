@@ -109,9 +109,12 @@ def cmd_demo(args, extra) -> int:
 def cmd_preview(args, extra) -> int:
     from byol.config import load_config, to_dict
     from byol.evaluation.preview import write_preview
+    from byol.training.data import decide_from_data
 
     need(args.n >= 1, "-n", args.n, "it must be at least 1 image")
-    path, cfg = write_preview(args.data, args.output, load_config(args.config, extra), n=args.n, seed=args.seed)
+    cfg = load_config(args.config, [*extra, "--data.path", args.data])
+    cfg = decide_from_data(cfg)  # the image size and recipe that `byol pretrain` would take from these images
+    path, cfg = write_preview(args.data, args.output, cfg, n=args.n, seed=args.seed)
     for note in cfg.notes:
         print(note)
     for view in ("view1", "view2"):

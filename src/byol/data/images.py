@@ -311,6 +311,9 @@ class BadImages:
             print(f"byol: skipping unreadable image {path} ({unreadable_reason(error)})", file=sys.stderr, flush=True)
             record_skipped(path)
 
+    def __len__(self) -> int:
+        return len(self.paths)
+
 
 SKIPPED_DIR_ENV = "BYOL_SKIPPED_DIR"  # where processes (data workers too) list what they skipped
 
@@ -327,9 +330,6 @@ def record_skipped(path: str) -> None:
     with contextlib.suppress(OSError), open(os.path.join(folder, f"{socket.gethostname()}-{os.getpid()}.txt"),
                                             "a", encoding="utf-8") as f:
         f.write(path.replace("\n", " ") + "\n")
-
-    def __len__(self) -> int:
-        return len(self.paths)
 
 
 def unreadable_reason(error: Exception) -> str:

@@ -42,6 +42,27 @@ def write_preview(data: str | None, output: str, cfg: Config, n: int = 8, seed: 
         arr = arr[:, :, 0]
     img = Image.fromarray(arr)
     scale = scale or max(1, 96 // size)
-    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    img = labeled(img.resize((img.width * scale, img.height * scale), Image.NEAREST), cfg)
     atomic_write(output, lambda f: img.save(f, format="PNG"))
     return Path(output), cfg
+
+
+def labeled(grid: Image.Image, cfg: Config) -> Image.Image:
+    """The grid with each row's name at its left (original, view 1, view 2) and a line above
+    that gives the side and what each view applies."""
+    from PIL import ImageDraw
+
+    def settings(view) -> str:
+        return (f"crop {view.crop_scale[0]:g}-{view.crop_scale[1]:g}, flip {view.flip_p:g}, jitter {view.jitter_p:g}, "
+                f"grey {view.grayscale_p:g}, blur {view.blur_p:g}, solarize {view.solarize_p:g}")
+
+    a, margin, top = cfg.augment, 64, 30
+    out = Image.new("RGB", (grid.width + margin, grid.height + top), "white")
+    out.paste(grid.convert("RGB"), (margin, top))
+    draw = ImageDraw.Draw(out)
+    draw.text((4, 2), f"{cfg.data.image_size} px. view 1: {settings(a.view1)}", fill="black")
+    draw.text((4, 15), f"view 2: {settings(a.view2)}", fill="black")
+    row = grid.height // 3
+    for i, name in enumerate(("original", "view 1", "view 2")):
+        draw.text((4, top + i * row + row // 2 - 5), name, fill="black")
+    return out

@@ -85,8 +85,9 @@ def check_resume_config(last: Path, cfg: Config, identity: dict | None = None) -
             if old != value:
                 diffs.append(f"{name}: {old!r} -> {value!r}")
     if diffs:
-        preset = (f" (the epoch preset for {cfg.train.epochs} epochs sets some of these: give the run's values on the "
-                  "command line to keep them)" if cfg.train.epochs != old_epochs and cfg.epoch_presets else "")
+        preset = (f" (settings chosen for the run's length, by an epoch preset or the recipe for the data, set some "
+                  f"of these for {cfg.train.epochs} epochs: give the run's values on the command line to keep them)"
+                  if cfg.train.epochs != old_epochs else "")
         raise ConfigError(f"cannot resume {last}: the config differs from the checkpoint's in "
                           f"{'; '.join(diffs)}{preset}")
     was = extra.get("data")

@@ -109,6 +109,67 @@ def size_from_data(cfg: Config, listed: ImageList | None = None) -> tuple[Config
     return cfg, []
 
 
+SMALL_IMAGES = 64  # px: at or below it, the data is CIFAR-sized and gets the recipe measured there (cifar10)
+WARMUP_SHARE = 0.1  # with no config named, warm-up is at most this share of the run
+SMALL_IMAGE_KEYS = ("model.backbone_args", "model.projection_hidden_dim", "model.prediction_hidden_dim",
+                    "model.projection_dim", "model.tau_base", "model.tau_final", "optim.name", "optim.base_lr",
+                    "optim.weight_decay", "optim.momentum", "optim.warmup_epochs")
+
+
+def named_a_config(cfg: Config) -> bool:
+    """Whether a config file or recipe set any key: every source but the command line and a
+    Python caller's dict ("config", from_dict) is one."""
+    return any(source not in ("command line", "config") for source in cfg.given.values())
+
+
+def recipe_for_data(cfg: Config) -> Config:
+    """With no config file named, the recipe follows the data and the run's length; a named
+    config is never changed, nor is a key set on the command line. Each choice is a note.
+
+    - Images of at most SMALL_IMAGES px: the cifar10 recipe's optimiser, heads and target (its
+      epoch preset for this run's length), and for the built-in ResNet its CIFAR stem (a 3x3
+      stride-1 first convolution, no max-pool: the ImageNet stem leaves a 32-px image 8 px
+      wide after its first block). BENCHMARKS.md, "How the recommended recipe was chosen".
+      The normalisation stays ImageNet's: the CIFAR statistics describe CIFAR only.
+    - Any size: warm-up at most WARMUP_SHARE of the run, so that a short run is never all
+      warm-up with a learning rate that never decays.
+    """
+    if named_a_config(cfg) or cfg.train.epochs == 0:
+        return cfg
+    from byol.config import flatten, load_config, to_dict
+
+    now = flatten(to_dict(cfg), "config")
+    changes: dict = {}
+    if cfg.data.image_size <= SMALL_IMAGES:
+        small = flatten(to_dict(load_config("cifar10", ["--train.epochs", str(cfg.train.epochs)])), "cifar10")
+        keys = [k for k in SMALL_IMAGE_KEYS if k != "model.backbone_args" or now["model.backbone"] == "resnet18"]
+        changes = {k: small[k] for k in keys if k not in cfg.given and small[k] != now[k]}
+        if "model.backbone_args" in changes:  # the stem only: the width of the user's choice stays
+            changes["model.backbone_args"] = {**now["model.backbone_args"], "stem": "cifar"}
+    warmup = changes.get("optim.warmup_epochs", now["optim.warmup_epochs"])
+    if "optim.warmup_epochs" not in cfg.given and warmup > WARMUP_SHARE * cfg.train.epochs:
+        changes["optim.warmup_epochs"] = round(WARMUP_SHARE * cfg.train.epochs, 2)
+    if not changes:
+        return cfg
+    why = (f"{cfg.data.image_size}-px images (at most {SMALL_IMAGES}: the cifar10 recipe's settings)"
+           if cfg.data.image_size <= SMALL_IMAGES else "")
+    short = ("warm-up at most 10 % of the run's " + f"{cfg.train.epochs} epochs"
+             if "optim.warmup_epochs" in changes and changes["optim.warmup_epochs"] != now.get("optim.warmup_epochs")
+             and cfg.data.image_size > SMALL_IMAGES else "")
+    notes = [f"recipe for the data and the run ({'; '.join(filter(None, [why, short]))}; no --config named): "
+             + "; ".join(f"{k} {now[k]} -> {v}" for k, v in changes.items())
+             + ". Set any of these keys, or name a --config, to choose otherwise"]
+    return updated(cfg, changes, notes)
+
+
+def decide_from_data(cfg: Config, listed: ImageList | None = None) -> Config:
+    """The settings that follow from the data before it is decoded, in order: the image size
+    (size_from_data), then the recipe for that size and the run's length (recipe_for_data).
+    pretrain, --print-config and preview all decide through here."""
+    cfg, _ = size_from_data(cfg, listed)
+    return recipe_for_data(cfg)
+
+
 SMALL_DATA_IMAGES = 10_000
 
 
@@ -148,7 +209,7 @@ def plan_data(cfg: Config) -> tuple[Config, int]:
     less work: a folder's images in memory are not decoded, only the first GRAYSCALE_SAMPLE
     (the pixels that decide grayscale, as in build_data). For `byol pretrain --print-config`."""
     listed = listing(cfg)
-    cfg, _ = size_from_data(cfg, listed)
+    cfg = decide_from_data(cfg, listed)
     if listed is None:
         cfg, data = build_data(cfg)
         return cfg, data.images

@@ -20,7 +20,7 @@ from byol.core.augment import scheduled_size
 from byol.core.optim import scaled_lr
 from byol.training.bookkeeping import check_resume, check_start, close_run
 from byol.training.run_folder import holding, recording_skipped, write_config
-from byol.training.data import (TrainingData, build_data, listing, plan_data, size_from_data,
+from byol.training.data import (TrainingData, build_data, decide_from_data, listing, plan_data,
                                 with_small_data_note)
 from byol.training.trainer import (build_trainer, closing_process_group, describe_precision, fit, prepare_process,
                                   resolve_precision)
@@ -68,7 +68,7 @@ def read_data(cfg: Config) -> tuple[Config, TrainingData]:
     are decided before anything is built from them (data.image_size from the images' headers;
     the data-aware augmentation defaults in build_data), each said in its notes."""
     listed = listing(cfg)  # a folder's images, listed once
-    cfg, _ = size_from_data(cfg, listed)
+    cfg = decide_from_data(cfg, listed)
     check_schedule(cfg)
     cfg, data = build_data(cfg, listed)
     return with_small_data_note(cfg, data.images), data

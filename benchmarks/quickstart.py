@@ -1,0 +1,127 @@
+"""The README's quick start, as a new user runs it, on a folder of real photos.
+
+Writes a folder of CIFAR-10 training images in class folders (--per-class of each class,
+chosen with --pick-seed; --side N upscales them, bicubic, and saves JPEGs at quality 90, as
+photos of 96-224 px), then runs exactly
+
+    byol pretrain --data.path FOLDER --train.epochs E --train.out_dir OUT --train.seed S
+
+in a process of its own for each seed, and writes one result row per run: the kNN top-1 of
+the untrained and the final network on the 10 % of each class that the run holds out, the
+verdict (helped, no clear change, got worse) with its McNemar p, the images, steps, wall
+time and precision, and the provenance (CPU kind, torch, commit, the command).
+
+    python benchmarks/quickstart.py --cifar ../shared/data/cifar10 --epochs 12 --seeds 200,201,202 \
+        --out benchmarks/results/quickstart.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def write_photos(cifar: str, folder: Path, per_class: int, pick_seed: int, side: int | None) -> int:
+    """`per_class` training images of each class into folder/<class>/, at `side` px if given."""
+    import tarfile
+
+    import numpy as np
+    from PIL import Image
+
+    archive = os.path.join(cifar, "train.tar.gz")
+    if not os.path.exists(archive):
+        sys.exit(f"quickstart: {archive} not found; pass --cifar DIR (the folder holding train.tar.gz)")
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".jpg")]
+        by_class: dict[str, list] = {}
+        for m in members:
+            by_class.setdefault(m.name.split("/")[-2], []).append(m)
+        rng = np.random.default_rng(pick_seed)
+        count = 0
+        for name, group in sorted(by_class.items()):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            for i in rng.choice(len(group), per_class, replace=False):
+                member = group[int(i)]
+                data = tar.extractfile(member).read()
+                target = folder / name / Path(member.name).name
+                if side:
+                    import io
+
+                    img = Image.open(io.BytesIO(data)).convert("RGB").resize((side, side), Image.BICUBIC)
+                    img.save(target, quality=90)
+                else:
+                    target.write_bytes(data)
+                count += 1
+    return count
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_one(folder: Path, out: Path, epochs: int, seed: int, extra: list[str]) -> dict:
+    import torch
+
+    from bench import cpu_kind
+
+    command = ["byol", "pretrain", "--data.path", str(folder), "--train.epochs", str(epochs),
+               "--train.out_dir", str(out), "--train.seed", str(seed), *extra]
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "byol.cli", *command[1:]], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"quickstart: the run failed: {proc.stderr.strip().splitlines()[-1:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    verdict = summary["verdict"]
+    notes = [n for n in summary.get("notes", []) if n.startswith("recipe for the data")]
+    return {"benchmark": "quickstart", "seed": seed, "epochs": epochs, "train_images": summary["train_images"],
+            "steps": summary["steps"], "held_out_images": summary.get("knn_test_images"),
+            "knn_untrained_top1": summary.get("knn_untrained_top1"), "knn_final_top1": summary.get("knn_final_top1"),
+            "outcome": verdict.get("outcome"), "p_value": verdict.get("p_value"),
+            "wall_seconds": summary["wall_seconds"], "process_seconds": round(time.time() - start, 1),
+            "precision": summary["precision"], "recipe_note": notes[0] if notes else None,
+            "cpu_kind": cpu_kind(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "commit": commit(), "command": shlex.join(command)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cifar", required=True, help="folder with CIFAR-10's train.tar.gz (JPEG copy)")
+    p.add_argument("--per-class", type=int, default=200, help="images of each class (200: 2,000 in all)")
+    p.add_argument("--pick-seed", type=int, default=0, help="seed of the choice of images")
+    p.add_argument("--side", type=int, help="upscale to this side (photos of 96-224 px); default: CIFAR's 32")
+    p.add_argument("--epochs", type=int, default=50, help="the README's quick start: 50")
+    p.add_argument("--seeds", default="200", help="comma-separated train.seed values, never used for a choice")
+    p.add_argument("--out", help="append the rows to this JSONL file")
+    p.add_argument("--set", action="append", default=[], metavar="--KEY VALUE",
+                   help="an extra argument of the command (a comparison, e.g. --set=--config --set=cifar10)")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "photos"
+        n = write_photos(args.cifar, folder, args.per_class, args.pick_seed, args.side)
+        print(f"quickstart: {n} images in {folder}", file=sys.stderr)
+        for seed in (int(s) for s in args.seeds.split(",")):
+            row = {**run_one(folder, Path(tmp) / f"run{seed}", args.epochs, seed, args.set),
+                   "per_class": args.per_class, "pick_seed": args.pick_seed, "side": args.side or 32}
+            print(json.dumps(row), flush=True)
+            if args.out:
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

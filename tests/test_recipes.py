@@ -416,7 +416,7 @@ def test_small_images_without_a_config_get_the_small_image_recipe(tmp_path):
         section, name = key.split(".")
         assert getattr(getattr(cfg, section), name) == getattr(getattr(cifar, section), name), key
     assert cfg.model.backbone_args == {"stem": "cifar"} and cfg.augment.mean == load_config(None, []).augment.mean
-    assert any(n.startswith("recipe for the data and the run (32-px images") for n in cfg.notes)
+    assert any(n.startswith("recipe for the data and the run (32-px images: the cifar10") for n in cfg.notes)
     # a key on the command line stays; a user's own network keeps its arguments
     mine = decide_from_data(load_config(None, ["--data.path", str(small), "--optim.base_lr", "0.5",
                                                "--model.backbone", "user_nets:NoBatchNorm"]))

@@ -140,23 +140,22 @@ def recipe_for_data(cfg: Config) -> Config:
 
     now = flatten(to_dict(cfg), "config")
     changes: dict = {}
-    if cfg.data.image_size <= SMALL_IMAGES:
-        small = flatten(to_dict(load_config("cifar10", ["--train.epochs", str(cfg.train.epochs)])), "cifar10")
+    small = cfg.data.image_size <= SMALL_IMAGES
+    if small:
+        recipe = flatten(to_dict(load_config("cifar10", ["--train.epochs", str(cfg.train.epochs)])), "cifar10")
         keys = [k for k in SMALL_IMAGE_KEYS if k != "model.backbone_args" or now["model.backbone"] == "resnet18"]
-        changes = {k: small[k] for k in keys if k not in cfg.given and small[k] != now[k]}
+        changes = {k: recipe[k] for k in keys if k not in cfg.given and recipe[k] != now[k]}
         if "model.backbone_args" in changes:  # the stem only: the width of the user's choice stays
             changes["model.backbone_args"] = {**now["model.backbone_args"], "stem": "cifar"}
-    warmup = changes.get("optim.warmup_epochs", now["optim.warmup_epochs"])
-    if "optim.warmup_epochs" not in cfg.given and warmup > WARMUP_SHARE * cfg.train.epochs:
-        changes["optim.warmup_epochs"] = round(WARMUP_SHARE * cfg.train.epochs, 2)
+    warmup, longest = changes.get("optim.warmup_epochs", now["optim.warmup_epochs"]), WARMUP_SHARE * cfg.train.epochs
+    shortened = "optim.warmup_epochs" not in cfg.given and warmup > longest
+    if shortened:
+        changes["optim.warmup_epochs"] = round(longest, 2)
     if not changes:
         return cfg
-    why = (f"{cfg.data.image_size}-px images (at most {SMALL_IMAGES}: the cifar10 recipe's settings)"
-           if cfg.data.image_size <= SMALL_IMAGES else "")
-    short = ("warm-up at most 10 % of the run's " + f"{cfg.train.epochs} epochs"
-             if "optim.warmup_epochs" in changes and changes["optim.warmup_epochs"] != now.get("optim.warmup_epochs")
-             and cfg.data.image_size > SMALL_IMAGES else "")
-    notes = [f"recipe for the data and the run ({'; '.join(filter(None, [why, short]))}; no --config named): "
+    reasons = [f"{cfg.data.image_size}-px images: the cifar10 recipe's settings" if small else "",
+               f"warm-up at most {WARMUP_SHARE:.0%} of {cfg.train.epochs} epochs" if shortened else ""]
+    notes = [f"recipe for the data and the run ({'; '.join(filter(None, reasons))}; no --config named): "
              + "; ".join(f"{k} {now[k]} -> {v}" for k, v in changes.items())
              + ". Set any of these keys, or name a --config, to choose otherwise"]
     return updated(cfg, changes, notes)

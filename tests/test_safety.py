@@ -474,3 +474,22 @@ def test_images_skipped_in_data_workers_are_counted_in_the_summary(tmp_path):
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).returncode == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["skipped_images"] == 1 and summary["skipped_image_paths"][0].endswith("a/broken.png")
+
+
+def test_the_core_embed_takes_pixels_with_a_normalisation_and_views_without():
+    import torch
+
+    from byol import BYOL, AugmentConfig
+    from byol.core.augment import normalize, to_float
+
+    from user_nets import NoBatchNorm
+
+    model = BYOL(NoBatchNorm(), image_size=16, projection_hidden_dim=32, prediction_hidden_dim=32)
+    aug = AugmentConfig()
+    x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    views = normalize(to_float(x), aug.mean, aug.std)
+    expected = model.embed(views)  # without mean/std: normalised views, as forward takes them
+    torch.testing.assert_close(model.embed(x, mean=aug.mean, std=aug.std), expected)
+    torch.testing.assert_close(model.embed(x.float() / 255, mean=aug.mean, std=aug.std), expected)  # was ignored
+    with pytest.raises(ValueError, match="look normalised already"):
+        model.embed(views, mean=aug.mean, std=aug.std)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from byol.core.augment import normalize, to_float
+from byol.core.augment import check_pixels, normalize, to_float
 from byol.core.ema import cosine_tau, ema_update
 from byol.core.heads import MLP
 from byol.core.loss import byol_loss, small_crops_loss
@@ -327,15 +327,17 @@ class BYOL(nn.Module):
     def embed(self, images: torch.Tensor, mean=None, std=None) -> torch.Tensor:
         """Representation y of the online backbone, in eval mode (running BN statistics).
 
-        Float images go in as they are: normalised as the training views were. uint8 images
-        (0-255) are scaled to [0, 1] and normalised with `mean` and `std` per channel, which
-        must then be given (the views' normalisation, e.g. AugmentConfig's mean and std)."""
-        if not images.is_floating_point():
-            if mean is None or std is None:
-                raise TypeError(f"embed() got {images.dtype} images: pass mean= and std= (the normalisation of the "
-                                "training views, e.g. AugmentConfig().mean and .std) to have them scaled and "
-                                "normalised, or float images normalised that way")
+        With `mean` and `std` (the views' normalisation, e.g. AugmentConfig's), images are pixels,
+        as BYOLModule and fit take them: uint8 (0-255) or float in [0, 1] (check_pixels), scaled
+        and normalised here. Without them, float images go in as they are, normalised as the
+        training views were (what forward takes), and any other dtype is refused."""
+        if mean is not None and std is not None:
+            check_pixels(images)
             images = normalize(to_float(images), mean, std)
+        elif not images.is_floating_point():
+            raise TypeError(f"embed() got {images.dtype} images: pass mean= and std= (the normalisation of the "
+                            "training views, e.g. AugmentConfig().mean and .std) to have pixels scaled and "
+                            "normalised, or float images normalised that way")
         with evaluating(self.online):
             return self.online.representation(images)
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from byol.checkpoint import load_initial_weights
 from byol.config import Config, ConfigError, as_config, to_dict
-from byol.core.augment import BatchAugment, check_pixels, normalize, resize_views, scheduled_size, to_float
+from byol.core.augment import BatchAugment, check_pixels, resize_views, scheduled_size
 from byol.core.backbones import build_backbone
 from byol.core.model import BYOL, infer_feature_dim
 from byol.core.optim import WarmupCosine, build_optimizer, build_scheduler, scaled_lr
@@ -81,8 +81,7 @@ class BYOLModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Features of `images`, pixels as fit takes them (uint8 0-255 or float in [0, 1];
         check_pixels), normalised as the training views were."""
-        check_pixels(images)
-        return self.model.embed(normalize(to_float(images), self.cfg.augment.mean, self.cfg.augment.std))
+        return self.model.embed(images, self.cfg.augment.mean, self.cfg.augment.std)
 
     def configure_callbacks(self) -> list:
         return [RankRandomness(self.cfg.train.seed), WallClock(), Throughput(self.cfg.train.log_every),

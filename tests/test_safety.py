@@ -493,3 +493,46 @@ def test_the_core_embed_takes_pixels_with_a_normalisation_and_views_without():
     torch.testing.assert_close(model.embed(x.float() / 255, mean=aug.mean, std=aug.std), expected)  # was ignored
     with pytest.raises(ValueError, match="look normalised already"):
         model.embed(views, mean=aug.mean, std=aug.std)
+
+
+def test_the_nan_stop_suggests_skipping_only_when_it_is_off(tmp_path):
+    from torch import nn
+
+    from byol.training.guard import NonFiniteGuard, NonFiniteLossError
+
+    for skip, suggested in ((False, True), (True, False)):
+        with pytest.raises(NonFiniteLossError) as stop:
+            NonFiniteGuard(nn.Linear(2, 2), skip, str(tmp_path))._raise("the loss is nan at step 3", 0)
+        assert ("--train.skip_nonfinite true" in str(stop.value)) == suggested
+
+
+def test_ranks_are_compared_by_weights_and_batch_norm_statistics_only_under_sync_batchnorm():
+    import types
+    import warnings
+
+    import torch
+    from torch import nn
+
+    from byol.training.monitors import TargetAgreement
+
+    def rank_pair(module, buffers_differ: bool):
+        def all_gather(x):  # what the other rank holds: the same weights, its own batch statistics
+            other = x + 1 if buffers_differ and x.shape[0] == len(list(module.model.target.buffers())) else x
+            return torch.stack([x, other])
+        return types.SimpleNamespace(model=module.model, all_gather=all_gather, modules=module.modules)
+
+    def module_with_target(target):  # as BYOLModule holds model.target
+        module, module.model = nn.Module(), nn.Module()
+        module.model.target = target
+        return module
+
+    holder = module_with_target(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+    trainer = types.SimpleNamespace(world_size=2)
+    agreement = TargetAgreement()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # per-rank statistics on CPUs: no warning
+        agreement.on_train_end(trainer, rank_pair(holder, buffers_differ=True))
+    assert agreement.identical is True
+    synced = module_with_target(nn.Sequential(nn.Conv2d(3, 4, 3), nn.SyncBatchNorm(4)))
+    with pytest.warns(UserWarning, match="batch-norm statistics differ between ranks although SyncBatchNorm"):
+        agreement.on_train_end(trainer, rank_pair(synced, buffers_differ=True))

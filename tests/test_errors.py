@@ -77,6 +77,24 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(demo_run, demo_
     assert not any(full_disk.iterdir())
 
 
+def test_an_embed_over_an_earlier_one_on_a_full_disk_leaves_both_earlier_files(demo_run, full_disk, tmp_path, capsys):
+    """The new .npy fits where the earlier one was, its list of files does not: both are staged
+    before either replaces the earlier pair, so the pair stays the earlier one."""
+    ckpt, out = str(demo_run / "checkpoints" / "last.ckpt"), full_disk / "e.npy"
+    assert main(["embed", ckpt, str(write_folder(tmp_path / "few", per_class=1, size=(32, 32))), "-o", str(out)]) == 0
+    before = out.read_bytes(), out.with_suffix(".files.txt").read_bytes()
+    many = tmp_path / "many" / "a"
+    many.mkdir(parents=True)
+    for i in range(20):  # 20 rows of 64 floats: a 2-page .npy; 20 names of 200 bytes: a list over one page
+        (many / f"{i:03d}{'x' * 196}.png").write_bytes((tmp_path / "few" / "a" / "0.png").read_bytes())
+    page = os.statvfs(full_disk).f_frsize
+    (full_disk / "filler").write_bytes(b"\0" * (os.statvfs(full_disk).f_bavail * page - 2 * page))
+    rc, err = run(["embed", ckpt, str(many.parent), "-o", str(out)], capsys)
+    assert rc == 2 and "No space left" in err and "nothing was written" in err
+    assert (out.read_bytes(), out.with_suffix(".files.txt").read_bytes()) == before  # the pair stays a pair
+    assert sorted(p.name for p in full_disk.iterdir()) == ["e.files.txt", "e.npy", "filler"]
+
+
 @pytest.mark.parametrize("sub", ["", "new/run"])
 def test_read_only_output_folder_is_one_line(demo_data, read_only_dir, capsys, sub):
     out = read_only_dir / sub if sub else read_only_dir

@@ -197,7 +197,7 @@ def cmd_report(args, extra) -> int:
 def output_path(path: str | Path, what: str) -> Path:
     """`path`, checked writable before any work is done (one line if not); missing folders on the
     way are made when the file is written, so a command that fails leaves none behind."""
-    from byol.checkpoint import OutputError, check_output_file, temporary_name
+    from byol.checkpoint import check_output_file, temporary_name
 
     path = Path(path)
     try:
@@ -210,8 +210,6 @@ def output_path(path: str | Path, what: str) -> Path:
     try:
         if not folder.is_dir():
             raise NotADirectoryError(20, f"{folder} is not a folder")
-        if len(path.name.encode()) > 255:
-            raise OSError(36, f"the file name is {len(path.name.encode())} bytes long, over the 255 a name may have")
         temporary_name(Path(folder) / path.name).unlink()  # a real write: access() misses read-only mounts
     except OSError as e:
         raise ConfigError(f"{what} {str(path)!r} cannot be written ({e.strerror or e}): choose another place") from None

@@ -4,14 +4,14 @@ end of the step in progress."""
 from __future__ import annotations
 
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from byol.checkpoint import (CheckpointError, atomic_replace, atomic_write, check_output_file, follow_umask,
-                             temporary_name)
+from byol.checkpoint import CheckpointError, atomic_path, atomic_write
 from byol.training.module import BYOLModule
 
 class CheckpointWriteError(CheckpointError):
@@ -83,20 +83,13 @@ class AtomicCheckpoint(L.Callback):
         loader = trainer.train_dataloader
         if hasattr(loader, "mark"):
             loader.mark(trainer.current_epoch if epoch is None else epoch, batches_done)
-        self.dirpath.mkdir(parents=True, exist_ok=True)
-        tmp = None
+        zero = trainer.is_global_zero  # the strategy writes on rank 0 only (Strategy.save_checkpoint)
         try:
-            if trainer.is_global_zero:  # the strategy writes on rank 0 only (Strategy.save_checkpoint)
-                check_output_file(self.last)
-                tmp = temporary_name(self.last)
-            trainer.save_checkpoint(tmp or self.last, weights_only=False)  # the other ranks join its barrier
-            if tmp is not None:
-                follow_umask(tmp)
-                atomic_replace(tmp, self.last)
+            with atomic_path(self.last) if zero else nullcontext(self.last) as path:
+                trainer.save_checkpoint(path, weights_only=False)  # the other ranks join its barrier
+            if zero:
                 self._keep(trainer.global_step)
         except OSError as e:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
             raise CheckpointWriteError(
                 f"could not write checkpoint {self.last} at step {trainer.global_step} ({e}); training stopped. "
                 "The previous checkpoint, if any, is intact: free space and resume with --resume") from None

@@ -649,13 +649,16 @@ def balanced_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tupl
     return mask.nonzero().flatten(), chosen_idx
 
 
-def split_held_out(images: ImageList, fraction: float, seed: int = 0) -> tuple[ImageList, ImageList]:
-    """(rest, held out): `fraction` of each class held out, drawn with a fixed seed. A held-out
-    file whose bytes equal a training file's is left out of the held-out set, with a line: a
-    copy on both sides would be its own nearest neighbour and inflate the kNN check."""
+def split_held_out(images: ImageList, fraction: float, seed: int = 0,
+                   find_copies: bool = True) -> tuple[ImageList, ImageList]:
+    """(rest, held out): `fraction` of each class held out, drawn with a fixed seed. With
+    find_copies, a held-out file whose bytes equal a training file's is left out of the held-out
+    set, with a line: a copy on both sides would be its own nearest neighbour and inflate the kNN
+    check. It reads the files whose sizes match: cheap for a set that is read into memory anyway,
+    a pass over much of the data for a streamed one, which the caller then leaves it off for."""
     rest, held = balanced_split(torch.tensor(images.labels), fraction, seed)
     rest, held = images.subset(rest), images.subset(held)
-    twins = copies_of(held, rest)
+    twins = copies_of(held, rest) if find_copies else set()
     if twins:
         print(f"byol: {images.root!r}: {len(twins)} held-out image(s) are byte-identical copies of training images "
               f"(e.g. {held.items[min(twins)]!r}) and are left out of the held-out set", file=sys.stderr)

@@ -163,10 +163,23 @@ def recipe_for_data(cfg: Config) -> Config:
 
 def decide_from_data(cfg: Config, listed: ImageList | None = None) -> Config:
     """The settings that follow from the data before it is decoded, in order: the image size
-    (size_from_data), then the recipe for that size and the run's length (recipe_for_data).
+    (size_from_data) and the resolution schedule checked against it, then the recipe for that
+    size and the run's length (recipe_for_data).
     pretrain, --print-config and preview all decide through here."""
     cfg, _ = size_from_data(cfg, listed)
+    check_schedule(cfg)
     return recipe_for_data(cfg)
+
+
+def check_schedule(cfg: Config) -> None:
+    """Every side of train.resolution_schedule at most data.image_size, the side the network is
+    evaluated and exported at (known once the data decided it)."""
+    schedule, full = cfg.train.resolution_schedule, cfg.data.image_size
+    too_big = {start: side for start, side in schedule.items() if side > full}
+    if too_big:
+        raise ConfigError(f"train.resolution_schedule {schedule}: the side {max(too_big.values())} px is above "
+                          f"data.image_size {full} px, the side the network is evaluated at; a schedule shrinks "
+                          "the views, so give sides up to that")
 
 
 SMALL_DATA_IMAGES = 10_000
@@ -246,7 +259,8 @@ def folder_split(cfg: Config, listed: ImageList) -> tuple[ImageList, ImageList |
                                                              and d.large_images != "full")
     monitor = t.knn_every > 0 and images.labeled
     if monitor and not d.val_path and d.val_fraction > 0:
-        images, held = split_held_out(images, d.val_fraction, t.seed)  # held out of training too
+        # held out of training too; copies looked for where the images are read whole anyway
+        images, held = split_held_out(images, d.val_fraction, t.seed, find_copies=in_memory)
     return images, held, in_memory, monitor
 
 

@@ -15,7 +15,7 @@ import math
 import os
 from pathlib import Path
 
-from byol.config import Config, ConfigError, as_config
+from byol.config import Config, as_config
 from byol.core.augment import scheduled_size
 from byol.core.optim import scaled_lr
 from byol.training.bookkeeping import check_resume, check_start, close_run
@@ -69,20 +69,8 @@ def read_data(cfg: Config) -> tuple[Config, TrainingData]:
     the data-aware augmentation defaults in build_data), each said in its notes."""
     listed = listing(cfg)  # a folder's images, listed once
     cfg = decide_from_data(cfg, listed)
-    check_schedule(cfg)
     cfg, data = build_data(cfg, listed)
     return with_small_data_note(cfg, data.images), data
-
-
-def check_schedule(cfg: Config) -> None:
-    """Every side of train.resolution_schedule at most data.image_size, the side the network is
-    evaluated and exported at (known once the data decided it)."""
-    schedule, full = cfg.train.resolution_schedule, cfg.data.image_size
-    too_big = {start: side for start, side in schedule.items() if side > full}
-    if too_big:
-        raise ConfigError(f"train.resolution_schedule {schedule}: the side {max(too_big.values())} px is above "
-                          f"data.image_size {full} px, the side the network is evaluated at; a schedule shrinks "
-                          "the views, so give sides up to that")
 
 
 def plan_line(cfg: Config, images: int) -> str:
@@ -136,6 +124,5 @@ def plan(cfg: Config) -> tuple[Config, list[str]]:
     data-aware decisions), and its notes and plan line. Reads as little of the data as those
     decisions need (plan_data); writes nothing."""
     cfg, images = plan_data(cfg)
-    check_schedule(cfg)
     cfg = with_small_data_note(cfg, images)
     return cfg, [*cfg.notes, plan_line(cfg, images)]

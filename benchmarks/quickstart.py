@@ -2,7 +2,7 @@
 
 Writes a folder of CIFAR-10 training images in class folders (--per-class of each class,
 chosen with --pick-seed; --side N upscales them, bicubic, and saves JPEGs at quality 90, as
-photos of 96-224 px), then runs exactly
+photos of 96-224 px; --textures: the demo's generated grey textures instead), then runs
 
     byol pretrain --data.path FOLDER --train.epochs E --train.out_dir OUT --train.seed S
 
@@ -92,13 +92,17 @@ def run_one(folder: Path, out: Path, epochs: int, seed: int, extra: list[str]) -
             "outcome": verdict.get("outcome"), "p_value": verdict.get("p_value"),
             "wall_seconds": summary["wall_seconds"], "process_seconds": round(time.time() - start, 1),
             "precision": summary["precision"], "recipe_note": notes[0] if notes else None,
+            "curve": [[r["step"], r["top1"]] for r in summary.get("knn", [])],
             "cpu_kind": cpu_kind(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "commit": commit(), "command": shlex.join(command)}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cifar", required=True, help="folder with CIFAR-10's train.tar.gz (JPEG copy)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cifar", help="folder with CIFAR-10's train.tar.gz (JPEG copy)")
+    source.add_argument("--textures", action="store_true",
+                        help="the demo's generated grey textures (byol.data.demo) instead of photos")
     p.add_argument("--per-class", type=int, default=200, help="images of each class (200: 2,000 in all)")
     p.add_argument("--pick-seed", type=int, default=0, help="seed of the choice of images")
     p.add_argument("--side", type=int, help="upscale to this side (photos of 96-224 px); default: CIFAR's 32")
@@ -110,10 +114,17 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"
-        n = write_photos(args.cifar, folder, args.per_class, args.pick_seed, args.side)
+        if args.textures:
+            from byol.data.demo import CLASSES, generate_textures
+
+            generate_textures(Path(tmp) / "textures", args.per_class, 0, args.side or 32, args.pick_seed)
+            folder, n = Path(tmp) / "textures" / "train", args.per_class * len(CLASSES)
+        else:
+            n = write_photos(args.cifar, folder, args.per_class, args.pick_seed, args.side)
         print(f"quickstart: {n} images in {folder}", file=sys.stderr)
         for seed in (int(s) for s in args.seeds.split(",")):
             row = {**run_one(folder, Path(tmp) / f"run{seed}", args.epochs, seed, args.set),
+                   "data": "demo textures" if args.textures else "CIFAR-10 photos",
                    "per_class": args.per_class, "pick_seed": args.pick_seed, "side": args.side or 32}
             print(json.dumps(row), flush=True)
             if args.out:

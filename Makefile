@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lock chromium demo test bench clean
+.PHONY: install lock chromium demo test docs bench clean
 
 # requirements.lock pins every package to the version the test suite last passed with; the
 # package metadata (pyproject.toml) keeps its ranges. `make lock` rewrites it from .venv.
@@ -38,8 +38,12 @@ chromium:
 test: install chromium
 	$(BIN)/python -m pytest -q -ra tests
 
+# The documentation site (mkdocs.yml): site/index.html. The test suite builds it too, with --strict.
+docs: install
+	$(BIN)/mkdocs build --strict
+
 bench: install
 	$(BIN)/python benchmarks/bench.py throughput
 
 clean:
-	rm -rf runs data/demo .pytest_cache
+	rm -rf runs data/demo site .pytest_cache

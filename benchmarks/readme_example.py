@@ -1,7 +1,8 @@
-"""The README's Python example, run as written on real images: does it beat the untrained network?
+"""The documentation's plain-PyTorch example, run as written on real images: does it beat the
+untrained network?
 
-Runs the training loop under "## Python API" in README.md, with `MyNet` a width-0.25 CIFAR
-ResNet-18 (it has an `avgpool` layer, as the example expects) and `loader` 5,000 CIFAR-10
+Runs the training loop of docs/python.md ("The method in plain PyTorch") from `model = BYOL(`
+on, with its `net` a width-0.25 CIFAR ResNet-18 as the page has it and `loader` 5,000 CIFAR-10
 training images (the first 500 of each class) in shuffled batches of 128, for as many
 passes as fit in --steps steps. Prints the kNN top-1 (k 200, T 0.1; bank: those 5,000
 images, queries: the 10,000 test images) of the same network before and after, as JSON.
@@ -54,12 +55,14 @@ def main(argv=None) -> int:
 
     torch.manual_seed(args.seed)
     initial = resnet18(stem="cifar", width=0.25)
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    code = next(b for b in blocks if "model.update_target" in b)  # the training loop of "## Python API"
-    code = code.replace('torch.save(net.state_dict(), "pretrained.pt")', "")  # keep the weights in memory
-    namespace = {"MyNet": lambda: copy.deepcopy(initial), "loader": batches, "total_steps": len(batches)}
+    page = ROOT / "docs" / "python.md"
+    block = next(b for b in re.findall(r"```python\n(.*?)```", page.read_text(), re.S) if "model.update_target" in b)
+    imports = [line for line in block.splitlines() if line.startswith(("import ", "from "))]
+    loop = block[block.index("model = BYOL("):].replace('torch.save(net.state_dict(), "pretrained.pt")', "")
+    code = "\n".join(imports) + "\n" + loop  # the page's stand-ins for net and data are replaced by these:
+    namespace = {"net": copy.deepcopy(initial), "images": train.images, "loader": batches, "total_steps": len(batches)}
     start = time.perf_counter()
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, str(page), "exec"), namespace)
     seconds = time.perf_counter() - start
 
     def knn(net, mean, std):

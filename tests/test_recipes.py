@@ -12,7 +12,7 @@ from torch import nn
 from byol.core.augment import AugmentConfig, BatchAugment, ViewConfig
 from byol.cli import main
 from byol.config import ConfigError, adapt_to_data, load_config, recipe_names
-from byol.training.data import small_data_note
+from byol.training.budget import budget_note
 from byol.data.images import StreamImages, decode_item, list_images
 from byol.evaluation.protocols import extract_features
 from byol.training.bookkeeping import verdict
@@ -97,14 +97,14 @@ def test_zero_init_residual_starts_every_block_as_identity():
 def test_data_aware_defaults_change_only_what_no_one_set():
     cfg = load_config(None, ["--data.image_size", "32", "--augment.view2.blur_p", "0.5"])
     cfg, notes = adapt_to_data(cfg, grayscale=True)
-    notes += small_data_note(cfg, 1200)
+    notes += budget_note(cfg, 1200, entries=[])
     assert cfg.augment.view1.blur_p == 0.0 and cfg.augment.view2.blur_p == 0.5  # given: kept
     assert cfg.augment.view1.saturation == cfg.augment.view2.hue == cfg.augment.view1.grayscale_p == 0.0
     assert "32-px images and grayscale images" in notes[0] and "view1.blur_p: 1.0 -> 0.0" in notes[0]
-    assert notes[1].startswith("1200 training images") and "more images or more epochs" in notes[1]
+    assert notes[1].startswith("budget: 1,200 images x 100 epochs") and "more images or more epochs" in notes[1]
     big = load_config(None, ["--data.image_size", "96"])
     big, notes = adapt_to_data(big, grayscale=False)
-    assert notes + small_data_note(big, 50_000) == [] and big.augment.view1.blur_p == 1.0
+    assert notes + budget_note(big, 50_000, entries=[]) == [] and big.augment.view1.blur_p == 1.0
 
 
 def test_a_grayscale_run_records_the_values_it_used(tmp_path):

@@ -1,6 +1,6 @@
 """byol: Bootstrap Your Own Latent (Grill et al. 2020, arXiv 2006.07733) for any PyTorch network.
 
-Where to start reading (README.md, "How the code is laid out"):
+Where to start reading (docs/design.md, "How the code is laid out"):
     byol.core        the method in plain PyTorch: model, heads, loss, EMA, augmentations, optimiser
     byol.data        image folders and archives, named data sets, shards, loaders
     byol.checkpoint  atomic writes, checkpoints, export with metadata

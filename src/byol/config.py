@@ -485,10 +485,11 @@ def yaml_problem(e: yaml.YAMLError) -> str:
 
 
 @cache
-def describe() -> dict[str, str]:
-    """{dotted key: help text} of every key, from the JSON schema that pydantic makes of Config."""
+def key_schemas() -> dict[str, dict]:
+    """{dotted key: its JSON-schema property (type, range, description)} of every key, from the
+    schema that pydantic makes of Config."""
     schema = _adapter().json_schema()
-    out: dict[str, str] = {}
+    out: dict[str, dict] = {}
 
     def walk(node: dict, prefix: str) -> None:
         for name, prop in node.get("properties", {}).items():
@@ -496,10 +497,15 @@ def describe() -> dict[str, str]:
             if ref:
                 walk(schema["$defs"][ref.split("/")[-1]], f"{prefix}{name}.")
             elif name not in PROVENANCE:
-                out[f"{prefix}{name}"] = prop.get("description", "")
+                out[f"{prefix}{name}"] = prop
 
     walk(schema, "")
     return out
+
+
+def describe() -> dict[str, str]:
+    """{dotted key: help text} of every key."""
+    return {k: prop.get("description", "") for k, prop in key_schemas().items()}
 
 
 # --- data-aware defaults ------------------------------------------------------------------

@@ -137,7 +137,7 @@ class AugmentConfig:
     crop_sampling: Literal["rejection", "clamp"] = "rejection"
     """rejection (torchvision) | clamp (DeepMind's), see crop_boxes"""
     small_crops: int = 0
-    """multi-crop: this many extra small views per image (SwAV, DINO); each is regressed onto the target's projections of both full views"""
+    """multi-crop: this many extra small views per image (SwAV, DINO); each is regressed onto the target's projections of both full views, added to the loss (k crops: about (2 + 2k)/2 the loss and gradient, as a larger lr)"""
     small_size: int = 0
     """side of the small crops; 0: half of size"""
     small: ViewConfig = field(default_factory=small_view)

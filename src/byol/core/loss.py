@@ -26,7 +26,9 @@ def small_crops_loss(small_predictions, z1: torch.Tensor, z2: torch.Tensor) -> t
     """Multi-crop: each small crop's online prediction regressed onto the target's projections
     of both full views, summed over the crops and the two targets, batch mean: as solo-learn's
     BYOL pairs them (every crop predicts each full view's target but its own). With no small
-    crops: 0. Added to `byol_loss`, which holds the pairs of the two full views."""
+    crops: 0. Added to `byol_loss`, which holds the pairs of the two full views: the total is
+    a sum over 2 + 2k pairs, not their mean, so k crops raise the loss by about (2 + 2k) / 2
+    and the gradient with it, as a larger learning rate would."""
     loss = z1.new_zeros((), dtype=torch.float32)
     for q in small_predictions:
         loss = loss + (regression_loss(q, z1.detach()) + regression_loss(q, z2.detach())).mean()

@@ -204,7 +204,7 @@ def verdict(summary: dict, cfg: Config) -> dict:
                 "final_only": better, "untrained_only": worse}
         hint = (f"More epochs or more images ({summary['train_images']} now) may help; gentler crops "
                 f"(--augment.view1.crop_scale '[0.2, 1.0]' and the same for view2), or {other_recipe(cfg)}; "
-                f"README.md, 'Recipes'.")
+                f"docs/recipes.md.")
         if p < VERDICT_LEVEL and better > worse:
             return {**base, "helped": True, "outcome": "helped",
                     "message": f"Pretraining helped: {figures}; {test})."}

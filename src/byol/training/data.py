@@ -182,25 +182,6 @@ def check_schedule(cfg: Config) -> None:
                           "the views, so give sides up to that")
 
 
-SMALL_DATA_IMAGES = 10_000
-
-
-def small_data_note(cfg: Config, n_images: int) -> list[str]:
-    """A line when the run has few images for BYOL (fewer than SMALL_DATA_IMAGES)."""
-    if not 0 < n_images < SMALL_DATA_IMAGES or cfg.train.epochs == 0:
-        return []
-    steps = n_images // max(1, cfg.train.batch_size) * cfg.train.epochs
-    return [f"{n_images} training images, {cfg.train.epochs} epochs ({steps} steps): BYOL usually needs more images "
-            "or more epochs (the paper: 1.28 million images, 300-1000 epochs; CIFAR-10 recipes: 50,000 images, "
-            "200-1000 epochs). Check the kNN verdict at the end of the run."]
-
-
-def with_small_data_note(cfg: Config, images: int) -> Config:
-    """cfg, with a note in its notes when `images` are few for BYOL (small_data_note)."""
-    note = small_data_note(cfg, images)
-    return updated(cfg, {}, note) if note else cfg
-
-
 def build_data(cfg: Config, listed: ImageList | None = None) -> tuple[Config, TrainingData]:
     """The TrainingData of cfg.data (source, subset, memory or stream) and cfg.train (batch,
     seed), and the Config it was built with: the data-aware augmentation defaults

@@ -11,7 +11,6 @@ Run folder (train.out_dir):
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -19,9 +18,9 @@ from byol.config import Config, as_config
 from byol.core.augment import scheduled_size
 from byol.core.optim import scaled_lr
 from byol.training.bookkeeping import check_resume, check_start, close_run
+from byol.training.budget import steps_per_epoch, with_budget_note
+from byol.training.data import TrainingData, build_data, decide_from_data, listing, plan_data
 from byol.training.run_folder import holding, recording_skipped, write_config
-from byol.training.data import (TrainingData, build_data, decide_from_data, listing, plan_data,
-                                with_small_data_note)
 from byol.training.trainer import (build_trainer, closing_process_group, describe_precision, fit, prepare_process,
                                   resolve_precision)
 
@@ -70,14 +69,14 @@ def read_data(cfg: Config) -> tuple[Config, TrainingData]:
     listed = listing(cfg)  # a folder's images, listed once
     cfg = decide_from_data(cfg, listed)
     cfg, data = build_data(cfg, listed)
-    return with_small_data_note(cfg, data.images), data
+    return with_budget_note(cfg, data.images), data
 
 
 def plan_line(cfg: Config, images: int) -> str:
     """One line said at the start: images, size, steps, global batch, learning rate, precision."""
     t, o = cfg.train, cfg.optim
     world = int(os.environ.get("WORLD_SIZE", t.devices * t.num_nodes))
-    per_epoch = math.ceil(images // world // t.batch_size / t.accumulate)
+    per_epoch = steps_per_epoch(cfg, images)
     batch = t.batch_size * world * t.accumulate
     return (f"plan: {images} training images at {cfg.data.image_size} px, {t.epochs} epochs x {per_epoch} steps = "
             f"{t.epochs * per_epoch} steps of {batch} images; {o.name} lr {scaled_lr(o.base_lr, batch):.4g} "
@@ -124,5 +123,5 @@ def plan(cfg: Config) -> tuple[Config, list[str]]:
     data-aware decisions), and its notes and plan line. Reads as little of the data as those
     decisions need (plan_data); writes nothing."""
     cfg, images = plan_data(cfg)
-    cfg = with_small_data_note(cfg, images)
+    cfg = with_budget_note(cfg, images)
     return cfg, [*cfg.notes, plan_line(cfg, images)]

@@ -1,0 +1,164 @@
+"""The one script from result rows to what the documentation shows. Reads the committed rows in
+benchmarks/results/*.jsonl and writes, each between its markers or as a whole file:
+
+- docs/benchmarks.md: the quick-start table (one row per run, with its kNN curve and verdict);
+- README.md: the results table (each data set and run length: seeds, kNN before -> after, verdicts, time);
+- src/byol/training/budget.json: the budget advice's measurements (byol.training.budget.summarize);
+- docs/images/quickstart_knn.png: kNN top-1 against steps for every quick-start run.
+
+    python benchmarks/results.py            # rewrite them from the rows
+    python benchmarks/results.py --check    # change nothing; exit 1 if a table or budget.json is stale
+
+No figure in the pages is typed by hand: add rows (benchmarks/quickstart.py --out ...), then run this.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BUDGET = ROOT / "src" / "byol" / "training" / "budget.json"
+PLOT = ROOT / "docs" / "images" / "quickstart_knn.png"
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}: start (benchmarks/results.py writes this) -->", f"<!-- {name}: end -->"
+
+
+def read_rows(path: Path) -> list[dict]:
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                sys.exit(f"results: {path}, line {number}: not JSON ({e.msg}); fix or remove that line")
+    return rows
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def run_key(r: dict) -> tuple:
+    return r["data"], r["side"], r["train_images"], r["epochs"]
+
+
+def quickstart_runs(rows: list[dict]) -> str:
+    """Every quick-start run: its curve (kNN top-1 on its held-out images after each check), the
+    verdict and each run's first crossing of its own untrained network."""
+    from byol.training.budget import first_crossing
+
+    lines = ["| data | side | training images | epochs (steps) | seed | kNN top-1 by step (untrained first) "
+             "| verdict (McNemar p) | first beat at step | time | precision, CPU |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (*run_key(r), r["seed"])):
+        curve = ", ".join(f"{step}: {100 * top1:.1f}" for step, top1 in r["curve"])
+        beat = first_crossing(r["curve"], r["curve"][0][1])
+        lines.append(f"| {r['data']} | {r['side']} px | {r['train_images']:,} | {r['epochs']} ({r['steps']}) "
+                     f"| {r['seed']} | {curve} | {r['outcome']} ({r['p_value']:.2g}) "
+                     f"| {beat if beat is not None else 'never'} | {r['wall_seconds']:.0f} s "
+                     f"| {r['precision']}, {r['cpu_kind']} |")
+    return "\n".join(lines)
+
+
+def budget_lines(entries: list[dict]) -> str:
+    return "\n".join(
+        f"- {e['train_images']:,} {e['data']} at {e['side']} px: first beat the untrained network after "
+        f"about {e['median_first_beat']} steps (median of the runs that did; "
+        f"{sum(c is not None for c in e['first_beat_steps'])} of {e['runs']} did). Rows from: "
+        f"{'; '.join(e['provenance'])}." for e in entries)
+
+
+def quickstart_summary(rows: list[dict]) -> str:
+    """The README's table: each data set and run length, the mean over its seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(run_key(r), []).append(r)
+    lines = ["| `byol pretrain --data.path FOLDER --train.epochs E` on | E (steps) | seeds | kNN top-1, untrained -> after "
+             "(mean) | verdicts | time per run (mean) |", "|---|---|---|---|---|---|"]
+    for (data, side, images, epochs), runs in sorted(groups.items()):
+        verdicts = ", ".join(f"{n} {o}" for o, n in sorted(
+            {o: sum(r["outcome"] == o for r in runs) for o in {r["outcome"] for r in runs}}.items()))
+        folder = images + (runs[0].get("held_out_images") or 0)
+        lines.append(f"| {folder:,} {data}, {side} px ({images:,} trained on) | {epochs} ({runs[0]['steps']}) "
+                     f"| {', '.join(str(r['seed']) for r in sorted(runs, key=lambda r: r['seed']))} "
+                     f"| {pct(statistics.mean(r['knn_untrained_top1'] for r in runs))} -> "
+                     f"**{pct(statistics.mean(r['knn_final_top1'] for r in runs))}** | {verdicts} "
+                     f"| {statistics.mean(r['wall_seconds'] for r in runs) / 60:.0f} min "
+                     f"({runs[0]['precision']}, {runs[0]['cpu_kind']}, {runs[0]['threads']} threads) |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    colours: dict[tuple, str] = {}
+    for r in sorted(rows, key=lambda r: (*run_key(r), r["seed"])):
+        key = run_key(r)
+        first = key not in colours
+        colour = colours.setdefault(key, f"C{len(colours)}")
+        steps, top1 = zip(*r["curve"])
+        label = f"{r['train_images']:,} {r['data']}, {r['side']} px, {r['epochs']} epochs" if first else None
+        ax.plot(steps, [100 * t for t in top1], color=colour, marker="o", markersize=3, linewidth=1, label=label)
+        ax.axhline(100 * r["curve"][0][1], color=colour, linewidth=0.5, linestyle=":")
+    ax.set_xlabel("training steps")
+    ax.set_ylabel("kNN top-1 on held-out images (%)")
+    ax.set_title("The README's quick start: kNN during the run (dotted: untrained)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def replaced(text: str, name: str, content: str, where: Path) -> str:
+    start, end = markers(name)
+    if start not in text or end not in text:
+        sys.exit(f"results: {where} has no '{start}' ... '{end}' markers; add them where the table goes")
+    return text[:text.index(start) + len(start)] + "\n" + content + "\n" + text[text.index(end):]
+
+
+def outputs(rows: list[dict]) -> dict[Path, str]:
+    """Each file this script writes (but the plot), as the rows make it."""
+    from byol.training.budget import summarize
+
+    entries = summarize(rows)
+    page, readme = ROOT / "docs" / "benchmarks.md", ROOT / "README.md"
+    page_text = replaced(page.read_text(), "quickstart-runs", quickstart_runs(rows), page)
+    page_text = replaced(page_text, "budget", budget_lines(entries), page)
+    return {BUDGET: json.dumps(entries, indent=1) + "\n", page: page_text,
+            readme: replaced(readme.read_text(), "results", quickstart_summary(rows), readme)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table or budget.json is stale")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "src"))
+    rows = read_rows(RESULTS / "quickstart.jsonl")
+    files = outputs(rows)
+    if args.check:
+        stale = [str(f.relative_to(ROOT)) for f, text in files.items() if not f.exists() or f.read_text() != text]
+        if stale:
+            print(f"results: stale, rerun python benchmarks/results.py: {', '.join(stale)}")
+            return 1
+        return 0
+    for f, text in files.items():
+        f.write_text(text)
+    plot(rows, PLOT)
+    print(f"results: {len(rows)} quick-start rows -> {', '.join(str(f.relative_to(ROOT)) for f in [*files, PLOT])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

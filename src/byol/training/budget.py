@@ -1,0 +1,113 @@
+"""Budget advice said before a run: how many steps BYOL needed, on measured data like the run's,
+to first beat the untrained network.
+
+The measurements are the quick-start benchmark's rows (benchmarks/quickstart.py: the README's
+command on folders of real photos or the demo's textures, kNN top-1 on the run's held-out
+images after every train.knn_every epochs). benchmarks/results.py summarises them, one entry
+per kind of data, into budget.json beside this file; nothing here is typed by hand.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from importlib import resources
+
+from byol.config import Config, updated
+from byol.training.data import SMALL_IMAGES
+
+MEASURED = "budget.json"
+SIMILAR_IMAGES = 5.0  # data within this factor of the run's image count is "similar"
+SMALL_DATA_IMAGES = 10_000  # below this, a run with no similar measurement gets the general line
+
+
+def steps_per_epoch(cfg: Config, images: int) -> int:
+    """Optimiser steps per epoch: each process's share of the images in whole batches, over
+    the gradient accumulation (the launcher's WORLD_SIZE, else devices x nodes)."""
+    t = cfg.train
+    world = int(os.environ.get("WORLD_SIZE", t.devices * t.num_nodes))
+    return math.ceil(images // world // t.batch_size / t.accumulate)
+
+
+def first_crossing(curve: list, level: float) -> int | None:
+    """The step of the first curve point (step, top-1), after the start, strictly above
+    `level`; None if none is. Every run's time to a level is its own first crossing."""
+    return next((step for step, top1 in curve if step > 0 and top1 > level), None)
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """One entry per kind of data (name, side, training images) from quick-start rows: each
+    run's first crossing of its own untrained kNN top-1, their median over the runs that
+    crossed, and for each run length how many seeds ended above the untrained network."""
+    kinds: dict[tuple, list[dict]] = {}
+    for row in rows:
+        kinds.setdefault((row["data"], row["side"], row["train_images"]), []).append(row)
+    entries = []
+    for (data, side, images), runs in sorted(kinds.items()):
+        crossings = [first_crossing(r["curve"], r["curve"][0][1]) for r in runs]
+        crossed = sorted(c for c in crossings if c is not None)
+        lengths = {}
+        for r in sorted(runs, key=lambda r: r["steps"]):
+            seen = lengths.setdefault(r["steps"], {"steps": r["steps"], "epochs": r["epochs"], "runs": 0,
+                                                   "ended_above": 0})
+            seen["runs"] += 1
+            seen["ended_above"] += r["knn_final_top1"] > r["knn_untrained_top1"]
+        entries.append({"data": data, "side": side, "train_images": images, "runs": len(runs),
+                        "first_beat_steps": crossings,
+                        "median_first_beat": statistics.median_low(crossed) if crossed else None,
+                        "lengths": list(lengths.values()),
+                        "seeds": sorted({r["seed"] for r in runs}),
+                        "provenance": sorted({f"{r['cpu_kind']}, {r['precision']}, torch {r['torch']}, "
+                                              f"commit {r['commit']}" for r in runs})})
+    return entries
+
+
+def measured() -> list[dict]:
+    """The entries of budget.json (an empty list where the package has none)."""
+    try:
+        return json.loads(resources.files("byol.training").joinpath(MEASURED).read_text())
+    except FileNotFoundError:
+        return []
+
+
+def similar(entries: list[dict], images: int, side: int) -> dict | None:
+    """The measured entry most like a run's data: the same size class (at most SMALL_IMAGES px,
+    or above), the nearest number of images within a factor SIMILAR_IMAGES; None if none is."""
+    near = [e for e in entries if (e["side"] <= SMALL_IMAGES) == (side <= SMALL_IMAGES)
+            and e["median_first_beat"] is not None
+            and abs(math.log(e["train_images"] / max(images, 1))) <= math.log(SIMILAR_IMAGES)]
+    return min(near, key=lambda e: abs(math.log(e["train_images"] / max(images, 1)))) if near else None
+
+
+def budget_note(cfg: Config, images: int, entries: list[dict] | None = None) -> list[str]:
+    """The line that says how many steps similar data needed to beat the untrained network,
+    and warns when this run has fewer; where no measured data is similar, a general line for
+    fewer than SMALL_DATA_IMAGES images."""
+    if cfg.train.epochs == 0 or images <= 0:
+        return []
+    per_epoch = steps_per_epoch(cfg, images)
+    steps = cfg.train.epochs * per_epoch
+    entry = similar(measured() if entries is None else entries, images, cfg.data.image_size)
+    if entry is None:
+        return [] if images >= SMALL_DATA_IMAGES else [
+            f"budget: {images:,} images x {cfg.train.epochs} epochs = {steps:,} steps: BYOL usually needs more images "
+            "or more epochs (the paper: 1.28 million images, 300-1000 epochs; CIFAR-10 recipes: 50,000 images, "
+            "200-1000 epochs). Check the kNN verdict at the end of the run."]
+    needed = entry["median_first_beat"]
+    ended = "; ".join(f"runs of {n['steps']} steps ended above it on {n['ended_above']} of {n['runs']} seeds"
+                      for n in entry["lengths"])
+    line = (f"budget: {images:,} images x {cfg.train.epochs} epochs = {steps:,} steps; on similar data "
+            f"({entry['train_images']:,} {entry['data']} at {entry['side']} px) BYOL first beat the untrained "
+            f"network after about {needed:,} steps (median of {entry['runs']} runs; {ended})")
+    if steps < needed:
+        epochs = math.ceil(needed / max(per_epoch, 1))
+        line += (f". This run is shorter: expect no clear gain; --train.epochs {epochs} gives "
+                 f"{epochs * per_epoch:,} steps")
+    return [line]
+
+
+def with_budget_note(cfg: Config, images: int) -> Config:
+    """cfg, with the budget line (budget_note) in its notes."""
+    note = budget_note(cfg, images)
+    return updated(cfg, {}, note) if note else cfg

@@ -1,0 +1,83 @@
+"""The budget advice: each run's first crossing of its untrained kNN, the entries summarised from
+quick-start rows, the line said before a run, and the packaged measurements matching the rows."""
+import subprocess
+import sys
+from pathlib import Path
+
+from byol.cli import main
+from byol.config import load_config
+from byol.training.budget import budget_note, first_crossing, measured, summarize
+
+from conftest import write_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def row(seed, steps, epochs, curve, final=None, data="CIFAR-10 photos", side=32, images=1800):
+    return {"data": data, "side": side, "train_images": images, "seed": seed, "steps": steps, "epochs": epochs,
+            "curve": curve, "knn_untrained_top1": curve[0][1], "knn_final_top1": curve[-1][1] if final is None else final,
+            "cpu_kind": "cpu", "precision": "fp32", "torch": "2", "commit": "abc"}
+
+
+def test_first_crossing_is_the_first_check_strictly_above_the_level():
+    curve = [[0, 0.30], [35, 0.30], [70, 0.29], [105, 0.31], [140, 0.35]]
+    assert first_crossing(curve, 0.30) == 105
+    assert first_crossing(curve, 0.35) is None
+    assert first_crossing([[0, 0.5]], 0.1) is None  # the start is never a crossing
+
+
+def test_summarize_takes_each_runs_own_crossing_and_counts_the_seeds_that_ended_above():
+    rows = [row(1, 350, 50, [[0, .3], [35, .28], [70, .33], [350, .40]]),
+            row(2, 350, 50, [[0, .3], [35, .31], [350, .41]]),
+            row(3, 350, 50, [[0, .3], [35, .29], [350, .29]]),
+            row(1, 84, 12, [[0, .25], [35, .30], [84, .24]]),
+            row(1, 84, 12, [[0, .5], [84, .6]], data="demo textures", images=2700)]
+    photos, textures = summarize(rows)
+    assert photos["data"] == "CIFAR-10 photos" and photos["runs"] == 4
+    assert photos["first_beat_steps"] == [70, 35, None, 35]
+    assert photos["median_first_beat"] == 35  # median of 35, 35, 70
+    assert photos["lengths"] == [{"steps": 84, "epochs": 12, "runs": 1, "ended_above": 0},
+                                 {"steps": 350, "epochs": 50, "runs": 3, "ended_above": 2}]
+    assert textures["train_images"] == 2700 and textures["median_first_beat"] == 84
+
+
+ENTRY = summarize([row(s, 350, 50, [[0, .3], [35, .29], [70, .32], [350, .4]]) for s in (1, 2, 3)])
+
+
+def test_a_run_shorter_than_similar_data_needed_is_warned_with_the_epochs_that_suffice():
+    cfg = load_config(None, ["--data.image_size", "32", "--train.epochs", "5"])
+    line, = budget_note(cfg, 2000, entries=ENTRY)  # 2000 // 256 = 7 steps an epoch
+    assert line.startswith("budget: 2,000 images x 5 epochs = 35 steps; on similar data (1,800 CIFAR-10 photos at 32 px)")
+    assert "after about 70 steps" in line and "ended above it on 3 of 3 seeds" in line
+    assert line.endswith("This run is shorter: expect no clear gain; --train.epochs 10 gives 70 steps")
+
+
+def test_a_run_long_enough_is_told_the_measurement_without_a_warning():
+    cfg = load_config(None, ["--data.image_size", "32", "--train.epochs", "50"])
+    line, = budget_note(cfg, 2000, entries=ENTRY)
+    assert "= 350 steps" in line and "after about 70 steps" in line and "shorter" not in line
+
+
+def test_data_unlike_any_measured_gets_the_general_line_or_none():
+    small = load_config(None, ["--data.image_size", "32", "--train.epochs", "5"])
+    large = load_config(None, ["--data.image_size", "160", "--train.epochs", "5"])
+    assert "more images or more epochs" in budget_note(large, 2000, entries=ENTRY)[0]  # another size class
+    assert "more images or more epochs" in budget_note(small, 300, entries=ENTRY)[0]  # 6x fewer images
+    assert budget_note(small, 50_000, entries=ENTRY) == []  # many images, nothing measured near
+    assert budget_note(load_config(None, ["--train.epochs", "0"]), 2000, entries=ENTRY) == []
+
+
+def test_print_config_says_the_budget_line_with_the_plan(tmp_path, capsys):
+    data = write_folder(tmp_path / "imgs", classes=("a", "b"), per_class=150, size=(32, 32))
+    assert main(["pretrain", "--data.path", str(data), "--train.epochs", "2", "--print-config"]) == 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "budget: 270 images x 2 epochs = 2 steps" in text  # 10 % of each class held out
+
+
+def test_the_packaged_measurements_and_the_pages_tables_are_what_the_committed_rows_give():
+    rows = ROOT / "benchmarks" / "results" / "quickstart.jsonl"
+    assert rows.exists() and measured(), "the quick-start rows and the package's budget.json are committed"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "results.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

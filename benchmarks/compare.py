@@ -9,7 +9,10 @@ query sets (--split):
 - val: the next 500 images of each class of the training file (5,000 images never trained on
   and never in the test set). Recipes are chosen on this split.
 - test: the 10,000 test images. Reported once per recipe, on seeds never used for a choice.
-Pretraining wall time covers the training loop only (no decoding, no kNN).
+Pretraining wall time covers the training loop only (no decoding, no kNN). Every library
+trains on one device (--device: all on the CPU, the default, or all on the GPU); every row
+records the device, the threads, its precision and its DataLoader workers, and a summary of
+rows that differ in device, threads or (in an equal-precision comparison) precision is refused.
 
 Two comparisons (--comparison):
 - defaults: each library as its documentation runs it: this project with train.precision
@@ -128,8 +131,12 @@ def initial_backbone(seed: int, width: float):
 def knn_top1(net, train, test, mean, std) -> dict:
     """The one evaluator: kNN (k 200, T 0.1) on the backbone's pooled features, fp32, bank `train`,
     queries `test` (the validation or the test split)."""
+    import copy
+
     from byol.evaluation.protocols import extract_features, knn_accuracy
 
+    if any(t.device.type != "cpu" for t in net.parameters()):  # evaluated alike for every device: on the CPU
+        net = copy.deepcopy(net).cpu()
     bank = extract_features(net, train.images, mean, std, image_size=32)
     queries = extract_features(net, test.images, mean, std, image_size=32)
     result = knn_accuracy(bank, train.labels, queries, test.labels, k=200, temperature=0.1)
@@ -181,7 +188,7 @@ def train_byol(net, train, args):
         precision = {"defaults": "auto", "fp32": "32", "bf16": "bf16"}[args.comparison]
         overrides = ["--data.path", os.path.join(args.cifar, "train.tar.gz"),  # the same images, decoded alike
                      "--data.limit_per_class", str(args.per_class), "--train.epochs", str(args.epochs),
-                     "--train.precision", precision,
+                     "--train.precision", precision, "--train.accelerator", "gpu" if args.device == "cuda" else "cpu",
                      "--train.batch_size", str(args.batch_size), "--train.seed", str(args.seed),
                      "--model.backbone_args", f"{{stem: cifar, width: {args.width}}}",
                      "--train.knn_every", "0", "--train.out_dir", out, "--log.progress", "false",
@@ -249,7 +256,7 @@ def train_lightly(net, train, args):
     optim = torch.optim.SGD(params, lr=6e-2 * args.batch_size / 128, momentum=0.9, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, args.epochs)
     for m in (backbone, projection_head, prediction_head, backbone_momentum, projection_head_momentum):
-        m.train()
+        m.to(args.device).train()
 
     def forward(x):
         return prediction_head(projection_head(backbone(x).flatten(start_dim=1)))
@@ -263,9 +270,10 @@ def train_lightly(net, train, args):
     start = time.perf_counter()
     for epoch in range(args.epochs):
         for x0, x1 in loader:
+            x0, x1 = x0.to(args.device, non_blocking=True), x1.to(args.device, non_blocking=True)
             update_momentum(backbone, backbone_momentum, m=0.99)
             update_momentum(projection_head, projection_head_momentum, m=0.99)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # Lightning's bf16-mixed
+            with torch.autocast(args.device, dtype=torch.bfloat16, enabled=bf16):  # Lightning's bf16-mixed
                 p0, z0, p1, z1 = forward(x0), forward_momentum(x0), forward(x1), forward_momentum(x1)
                 loss = 0.5 * (criterion(p0, z1) + criterion(p1, z0))
             optim.zero_grad()
@@ -288,7 +296,7 @@ def train_lightly(net, train, args):
 def train_byol_pytorch(net, train, args):
     from byol_pytorch import BYOL
 
-    learner = BYOL(net, image_size=32, hidden_layer="avgpool")
+    learner = BYOL(net, image_size=32, hidden_layer="avgpool").to(args.device)
     opt = torch.optim.Adam(learner.parameters(), lr=3e-4)
     g = torch.Generator().manual_seed(args.seed)
     n = len(train.images)
@@ -298,8 +306,8 @@ def train_byol_pytorch(net, train, args):
     for _ in range(args.epochs):
         order = torch.randperm(n, generator=g)
         for i in range(n // args.batch_size):
-            images = train.images[order[i * args.batch_size:(i + 1) * args.batch_size]].float() / 255
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            images = train.images[order[i * args.batch_size:(i + 1) * args.batch_size]].to(args.device).float() / 255
+            with torch.autocast(args.device, dtype=torch.bfloat16, enabled=bf16):
                 loss = learner(images)
             opt.zero_grad()
             loss.backward()
@@ -376,7 +384,8 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
-SETTINGS = ("comparison", "split", "epochs", "batch", "backbone", "train_images", "query_images", "cpu_kind")
+SETTINGS = ("comparison", "split", "epochs", "batch", "backbone", "train_images", "query_images", "cpu_kind", "device",
+            "threads")
 
 
 def read_json_lines(paths: list[str], who: str) -> list[dict]:
@@ -401,6 +410,10 @@ def summarize_files(paths: list[str]) -> int:
         values = sorted({str(r.get(key)) for r in rows})
         if len(values) > 1:
             sys.exit(f"compare: --rows: the rows differ in {key} ({', '.join(values)}): summarize each setting apart")
+    if rows[0].get("comparison") != "defaults" and len({str(r.get("precision")) for r in rows if "precision" in r}) > 1:
+        sys.exit(f"compare: --rows: the {rows[0].get('comparison')} comparison holds rows of several precisions "
+                 f"({', '.join(sorted({str(r.get('precision')) for r in rows if 'precision' in r}))}): "
+                 "an equal-precision comparison runs every library in one")
     seen = [(r["seed"], r["library"]) for r in rows]
     twice = sorted({f"seed {s} {lib}" for s, lib in seen if seen.count((s, lib)) > 1})
     if twice:
@@ -427,6 +440,9 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--per-class", type=int, default=1000)
     p.add_argument("--workers", type=int, default=2, help="lightly's DataLoader workers")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where every library trains: all on the CPU (default) or all on the GPU; the kNN "
+                        "evaluation is the same fp32 CPU function for all")
     p.add_argument("--config", action="append", help="this project's config file(s) (default configs/cifar10.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="this project's config overrides, e.g. --set optim.base_lr=0.1")
@@ -457,7 +473,9 @@ def main(argv=None) -> int:
         return 0
     from byol.training.trainer import cpu_bf16_hardware
 
-    if args.comparison == "bf16" and not cpu_bf16_hardware():
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("compare: --device cuda, but torch sees no GPU here; use --device cpu")
+    if args.comparison == "bf16" and args.device == "cpu" and not cpu_bf16_hardware():
         sys.exit("compare: this CPU has no AVX-512 BF16 or AMX: bf16 is emulated here and slower than fp32, so the "
                  "bf16 comparison is not run; use --comparison fp32 (the defaults comparison runs fp32 here too)")
     try:
@@ -472,6 +490,7 @@ def main(argv=None) -> int:
               "batch": args.batch_size, "backbone": f"resnet18-cifar@{args.width:g}",
               "train_images": 10 * args.per_class, "query_images": 10000 if args.split == "test" else 10 * VAL_PER_CLASS,
               "knn_k": 200, "knn_temperature": 0.1, "torch": torch.__version__, "cpu_kind": cpu_kind(),
+              "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(0),
               "threads": torch.get_num_threads(), "commit": commit()}
     rows = []
     for seed in seeds:

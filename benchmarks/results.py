@@ -51,14 +51,14 @@ def run_key(r: dict) -> tuple:
 def quickstart_runs(rows: list[dict]) -> str:
     """Every quick-start run: its curve (kNN top-1 on its held-out images after each check), the
     verdict and each run's first crossing of its own untrained network."""
-    from byol.training.budget import first_crossing
+    from byol.training.budget import first_beat
 
     lines = ["| data | side | training images | epochs (steps) | seed | kNN top-1 by step (untrained first) "
              "| verdict (McNemar p) | first beat at step | time | precision, CPU |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (*run_key(r), r["seed"])):
         curve = ", ".join(f"{step}: {100 * top1:.1f}" for step, top1 in r["curve"])
-        beat = first_crossing(r["curve"], r["curve"][0][1])
+        beat = first_beat(r["curve"])
         lines.append(f"| {r['data']} | {r['side']} px | {r['train_images']:,} | {r['epochs']} ({r['steps']}) "
                      f"| {r['seed']} | {curve} | {r['outcome']} ({r['p_value']:.2g}) "
                      f"| {beat if beat is not None else 'never'} | {r['wall_seconds']:.0f} s "

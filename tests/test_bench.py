@@ -107,6 +107,14 @@ def test_compare_summarizes_saved_rows_of_separate_runs_and_refuses_mixed_ones(t
         compare().main(["--rows", str(tmp_path / "s1.jsonl"), str(tmp_path / "s3.jsonl")])
     with pytest.raises(SystemExit, match="seed 1 byol, seed 1 untrained appear more than once"):
         compare().main(["--rows", str(tmp_path / "s1.jsonl"), str(tmp_path / "s1.jsonl")])
+    (tmp_path / "gpu.jsonl").write_text(json.dumps(row(3, "lightly", 33.0, 50.0, device="NVIDIA H200")) + "\n")
+    with pytest.raises(SystemExit, match="differ in device"):  # one library on a GPU, the others on the CPU
+        compare().main(["--rows", str(tmp_path / "s1.jsonl"), str(tmp_path / "gpu.jsonl")])
+    equal = [row(1, "byol", 31.0, 100.0, comparison="fp32", precision="32-true"),
+             row(1, "lightly", 30.0, 90.0, comparison="fp32", precision="bf16-mixed")]
+    (tmp_path / "fp32.jsonl").write_text("\n".join(json.dumps(r) for r in equal) + "\n")
+    with pytest.raises(SystemExit, match="fp32 comparison holds rows of several precisions"):
+        compare().main(["--rows", str(tmp_path / "fp32.jsonl")])
     with pytest.raises(SystemExit):  # a test figure beside the test figure: refused, not silently ignored
         compare().main(["--cifar", str(tmp_path), "--split", "test", "--test-too"])
     assert "--test-too goes with --split val" in capsys.readouterr().err
@@ -142,10 +150,11 @@ def time_to_accuracy():
     return module
 
 
-def test_time_to_accuracy_finds_the_first_epoch_at_the_reference_level(tmp_path, capsys):
+def test_time_to_accuracy_times_every_library_by_its_own_first_crossing(tmp_path, capsys):
     def row(library, seed, curve, label=None):
         r = {"library": library, "seed": seed, "curve": curve, "knn_top1": curve[-1][2], "split": "val",
-             "comparison": "fp32", "cpu_kind": "avx2", "precision": "32-true", "commit": "abc", "epochs": len(curve)}
+             "comparison": "fp32", "cpu_kind": "avx2", "precision": "32-true", "commit": "abc", "epochs": len(curve),
+             "device": "cpu", "threads": 2}
         return {**r, "label": label} if label else r
 
     rows = [row("lightly", 0, [[1, 100.0, 20.0], [2, 200.0, 24.0]]),
@@ -161,7 +170,10 @@ def test_time_to_accuracy_finds_the_first_epoch_at_the_reference_level(tmp_path,
     assert out["lightly", 2]["level_knn_top1"] == 25.0 and out["lightly", 2]["seconds_to_level"] == [None, 220.0]
     levers = out["byol+levers", 2]
     assert levers["epochs_to_level"] == [1, 2] and levers["seconds_to_level_mean"] == 80.0
-    assert levers["fraction_of_reference_time"] == round(80.0 / 210.0, 3)
+    # the reference is timed by its own first crossing of the level (seed 1 at 220 s; seed 0 never
+    # reaches the mean of the two), never by the epoch that set the level (seed 0's 200 s)
+    assert out["lightly", 2]["reference_seconds_to_level_mean"] == 220.0 and out["lightly", 2]["reached"] == "1 of 2 seeds"
+    assert levers["fraction_of_reference_time"] == round(80.0 / 220.0, 3) and levers["seconds_to_level_stdev"] == 42.4
     assert out["byol", 2]["seconds_to_level"] == [None] and out["byol", 2]["seconds_to_level_mean"] is None
     assert out["byol+levers", 3]["seeds"] == [0] and out["byol+levers", 3]["seconds_to_level"] == [150.0]
     with pytest.raises(SystemExit, match="no lightly curve reaches epoch 3"):
@@ -174,6 +186,11 @@ def test_time_to_accuracy_finds_the_first_epoch_at_the_reference_level(tmp_path,
     path.write_text("\n".join(json.dumps(r) for r in [*rows, longer]) + "\n")
     with pytest.raises(SystemExit, match="lightly runs of different lengths \\(2, 2, 3 epochs\\)"):
         time_to_accuracy().main(["--at", "2", str(path)])
+    # rows measured on other devices, or in another precision in an equal-precision comparison, are refused
+    for change, why in (({"device": "cuda"}, "differ in device"), ({"precision": "bf16-mixed"}, "several precisions")):
+        path.write_text("\n".join(json.dumps(r) for r in [*rows[:-1], {**rows[-1], **change}]) + "\n")
+        with pytest.raises(SystemExit, match=why):
+            time_to_accuracy().main(["--at", "2", str(path)])
 
 
 def test_time_to_accuracy_without_the_benchmark_environment_says_so_in_one_line(tmp_path, monkeypatch):

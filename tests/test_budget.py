@@ -6,7 +6,7 @@ from pathlib import Path
 
 from byol.cli import main
 from byol.config import load_config
-from byol.training.budget import budget_note, first_crossing, measured, summarize
+from byol.training.budget import budget_note, first_beat, first_crossing, measured, summarize
 
 from conftest import write_folder
 
@@ -19,11 +19,13 @@ def row(seed, steps, epochs, curve, final=None, data="CIFAR-10 photos", side=32,
             "cpu_kind": "cpu", "precision": "fp32", "torch": "2", "commit": "abc"}
 
 
-def test_first_crossing_is_the_first_check_strictly_above_the_level():
+def test_first_crossing_is_each_curves_own_first_point_at_the_level():
     curve = [[0, 0.30], [35, 0.30], [70, 0.29], [105, 0.31], [140, 0.35]]
-    assert first_crossing(curve, 0.30) == 105
-    assert first_crossing(curve, 0.35) is None
+    assert first_beat(curve) == 105  # strictly above the untrained start
+    assert first_crossing(curve, 0.35) == [140, 0.35] and first_crossing(curve, 0.35, strictly=True) is None
     assert first_crossing([[0, 0.5]], 0.1) is None  # the start is never a crossing
+    timed = [[1, 60.0, 20.0], [2, 121.0, 31.5], [3, 180.0, 31.0], [4, 242.0, 33.0]]  # (epoch, seconds, kNN)
+    assert first_crossing(timed, 31.0) == [2, 121.0, 31.5]
 
 
 def test_summarize_takes_each_runs_own_crossing_and_counts_the_seeds_that_ended_above():

@@ -30,10 +30,21 @@ def steps_per_epoch(cfg: Config, images: int) -> int:
     return math.ceil(images // world // t.batch_size / t.accumulate)
 
 
-def first_crossing(curve: list, level: float) -> int | None:
-    """The step of the first curve point (step, top-1), after the start, strictly above
-    `level`; None if none is. Every run's time to a level is its own first crossing."""
-    return next((step for step, top1 in curve if step > 0 and top1 > level), None)
+def first_crossing(curve: list, level: float, strictly: bool = False) -> list | None:
+    """The first point of a curve at or above `level` (strictly above, with `strictly`); None if
+    none is. A point is (step or epoch, ..., accuracy): its first value says when, its last the
+    accuracy; the start (when = 0) never counts. Every run's time to a level is its own first
+    crossing: the quick-start budget (step, top-1) and time to accuracy (epoch, seconds, kNN)
+    both measure it here."""
+    return next((list(point) for point in curve if point[0] > 0 and
+                 (point[-1] > level if strictly else point[-1] >= level)), None)
+
+
+def first_beat(curve: list) -> int | None:
+    """The step at which a quick-start curve (step, top-1), which starts untrained, first went
+    above its untrained value; None if it never did."""
+    crossing = first_crossing(curve, curve[0][1], strictly=True)
+    return crossing[0] if crossing else None
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -45,7 +56,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         kinds.setdefault((row["data"], row["side"], row["train_images"]), []).append(row)
     entries = []
     for (data, side, images), runs in sorted(kinds.items()):
-        crossings = [first_crossing(r["curve"], r["curve"][0][1]) for r in runs]
+        crossings = [first_beat(r["curve"]) for r in runs]
         crossed = sorted(c for c in crossings if c is not None)
         lengths = {}
         for r in sorted(runs, key=lambda r: r["steps"]):

@@ -140,8 +140,8 @@ def test_the_lightning_module_applies_presets_as_the_command_line_does():
 
 
 def test_new_keys_are_refused_with_one_line_naming_them():
-    with pytest.raises(ConfigError, match=r"model.head_bias = 'both': must be hidden or output"):
-        from_dict({"model": {"head_bias": "both"}})
+    with pytest.raises(ConfigError, match=r"model.head_bias = 'all': must be hidden, output or both"):
+        from_dict({"model": {"head_bias": "all"}})
     with pytest.raises(ConfigError, match=r"optim.schedule_per = 'batch': must be step or epoch"):
         from_dict({"optim": {"schedule_per": "batch"}})
     with pytest.raises(ConfigError, match=r"data.large_images = 'full': full reads image folders and shards"):

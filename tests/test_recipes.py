@@ -405,6 +405,14 @@ def test_the_solo_learn_recipe_has_torchvisions_jitter_and_bicubic_crops():
     assert load_config("cifar10").model.head_bias == "hidden" and load_config("cifar10").optim.schedule_per == "step"
 
 
+def test_the_recipes_named_after_other_libraries_match_their_heads_and_precision():
+    from byol.core.heads import MLP
+
+    assert load_config("cifar10-solo-lars").model.head_bias == "both"  # solo-learn: nn.Linear's default bias, twice
+    assert [m.bias is not None for m in MLP(8, 16, 4, bias="both") if isinstance(m, nn.Linear)] == [True, True]
+    assert load_config("cifar10-lightly").train.precision == "32"  # lightly's benchmark on a CPU: fp32
+
+
 def test_small_images_without_a_config_get_the_small_image_recipe(tmp_path):
     from byol.training.data import decide_from_data
 

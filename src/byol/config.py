@@ -84,7 +84,7 @@ class ModelConfig:
     tau_final: float = key(1.0, "... at the last, on a cosine; = tau_base keeps it constant", ge=0, le=1)
     concat_views: bool = key(False, "both views through each network as one batch of 2B (mixes their BN statistics)")
     head_batchnorm: bool = key(True, "BatchNorm1d in projector and predictor (paper, Section 3.3)")
-    head_bias: Literal[HEAD_BIASES] = key("hidden", "hidden: bias on each head's first Linear only (DeepMind's) | output: on the last only (lightly's)")
+    head_bias: Literal[HEAD_BIASES] = key("hidden", "hidden: bias on each head's first Linear only (DeepMind's) | output: on the last only (lightly's) | both (solo-learn's)")
     token_pool: Literal[TOKEN_POOLS] = key("auto", "a 3-D output -> (B, D): auto: tokens' mean for a network with attention, over the length for one with 1-D convolutions, else refused | mean: tokens (B, N, D), their mean | cls: the first token | channels: a 1-D map (B, C, L), mean over L")
 
 

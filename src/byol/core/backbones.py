@@ -133,6 +133,17 @@ def resnet50(**kw) -> ResNet:
 
 REGISTRY = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50}
 
+# Model libraries that are installed but fail to import, with why (a torchvision built for
+# another torch: "operator torchvision::nms does not exist"); filled by
+# byol.training.quarantine_broken_torchvision, read when a backbone names one of them.
+BROKEN: dict[str, str] = {}
+
+
+def not_importing(path: str, library: str, error: str) -> str:
+    return (f"backbone {path!r} needs {library}, which is installed but does not import beside torch "
+            f"{torch.__version__} ({error}): install the {library} built for this torch (with torch pinned: "
+            f"pip install -c requirements.lock {library}), or uninstall it")
+
 
 def import_object(path: str):
     """'package.module:Name' -> the object. Only called for a path the user named."""
@@ -140,10 +151,15 @@ def import_object(path: str):
     if not sep or not module_name or not attr:
         raise BackboneError(f"backbone {path!r} is neither a built-in ({', '.join(REGISTRY)}) "
                          "nor an import path of the form 'package.module:ClassName'")
+    top = module_name.split(".")[0]
+    if top in BROKEN:
+        raise BackboneError(not_importing(path, top, BROKEN[top])) from None
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        top = module_name.split(".")[0]
+        needed = (e.name or "").split(".")[0]
+        if needed in BROKEN:  # timm, which imports torchvision
+            raise BackboneError(not_importing(path, needed, BROKEN[needed])) from None
         here = Path.cwd()
         if e.name != top or str(here) in sys.path or not ((here / f"{top}.py").is_file() or (here / top).is_dir()):
             raise BackboneError(f"cannot import {module_name!r} for backbone {path!r}: {e}. A module of your own "
@@ -153,6 +169,9 @@ def import_object(path: str):
         return import_object(path)
     except ImportError as e:
         raise BackboneError(f"cannot import {module_name!r} for backbone {path!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a library built for another torch fails with a RuntimeError
+        lines = str(e).strip().splitlines()
+        raise BackboneError(not_importing(path, top, f"{type(e).__name__}: {lines[-1] if lines else ''}")) from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):

@@ -241,8 +241,20 @@ def write_outputs(contents: dict, what: str) -> None:
 
 def cmd_export(args, extra) -> int:
     from byol.checkpoint import export_backbone
+    from byol.evaluation.deploy import export_deployable, format_of
 
     out = output_path(args.output, "the exported weights")
+    fmt = format_of(out, args.format)
+    if fmt != "safetensors":
+        try:
+            info = export_deployable(args.checkpoint, out, fmt, args.normalization == "inside", args.backbone,
+                                     _json_arg(args.args) if args.args else None)
+        except OSError as e:
+            raise ConfigError(f"could not write the export {str(out)!r} ({e.strerror or e}); nothing was written "
+                              "there: free space or choose another place") from None
+        print(f"wrote {out} ({fmt}; input {info['input']}, normalisation {info['normalization']}; largest "
+              f"difference from PyTorch on the check's images {info['max_abs_difference']:.2g})")
+        return 0
     try:
         path = export_backbone(args.checkpoint, out)
     except OSError as e:  # the checkpoint was read (CheckpointError otherwise): the write failed
@@ -436,10 +448,19 @@ def add_file_commands(sub) -> None:
     s.add_argument("run_dir", help="the run folder (train.out_dir)")
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("export", help="write the online backbone's weights as .safetensors",
-                       formatter_class=WithDefaults)
-    s.add_argument("checkpoint", help="a pretraining checkpoint (.ckpt)")
-    s.add_argument("-o", "--output", default="backbone.safetensors", help="the weights file, your network's key names")
+    s = sub.add_parser("export", help="write the online backbone as .safetensors weights, or as ONNX, TorchScript "
+                                      "or an ExportedProgram that deploys without byol", formatter_class=WithDefaults)
+    s.add_argument("checkpoint", help="a pretraining checkpoint (.ckpt); for the deployable formats also an exported "
+                                      ".safetensors")
+    s.add_argument("-o", "--output", default="backbone.safetensors",
+                   help="the file: .safetensors (weights under your network's key names), .onnx, .torchscript, .pt2")
+    s.add_argument("--format", choices=("safetensors", "onnx", "torchscript", "exported-program"),
+                   help="default: from the output's suffix")
+    s.add_argument("--normalization", choices=("inside", "outside"), default="inside",
+                   help="deployable formats: the run's mean/std applied inside the graph (input: images in [0, 1]), "
+                        "or left to the caller (stated in the file's metadata)")
+    s.add_argument("--backbone", help="a user class by import path, for a checkpoint made with one")
+    s.add_argument("--args", default="", help="backbone keyword arguments")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("shards", help="write an image folder as WebDataset tar shards for streaming")

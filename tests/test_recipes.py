@@ -431,6 +431,22 @@ def test_small_images_without_a_config_get_the_small_image_recipe(tmp_path):
     assert mine.optim.base_lr == 0.5 and mine.optim.name == "sgd" and mine.model.backbone_args == {}
 
 
+def test_the_small_image_recipe_takes_the_preset_for_the_runs_steps_not_its_epochs():
+    from byol.data.images import ImageList
+    from byol.training.data import recipe_for_data, training_images
+
+    cfg = load_config(None, ["--data.image_size", "32", "--train.epochs", "50"])
+    listed = ImageList("photos", [f"c{i % 10}/{i}.jpg" for i in range(2000)], [i % 10 for i in range(2000)],
+                       [f"c{k}" for k in range(10)])
+    assert training_images(cfg, listed) == 1800  # 10 % of each class held out for the verdict
+    few = recipe_for_data(cfg, 1800)  # 50 epochs x 7 steps = 350 steps: the recipe's 10-epoch preset (390)
+    assert few.model.tau_base == 0.95 and few.model.projection_hidden_dim == 8192
+    assert any("for 9 of its epochs (351 steps; this run has about 50 x 7)" in n for n in few.notes)
+    many = recipe_for_data(cfg, 50_000)  # 50 x 195 steps: its 100-epoch preset
+    assert many.model.tau_base == 0.99 and many.model.projection_hidden_dim == 4096
+    assert recipe_for_data(cfg).model.tau_base == 0.99  # no image count (a named data set): by its epochs
+
+
 def test_a_named_config_is_never_changed_and_short_runs_warm_up_for_a_share(tmp_path):
     from byol.training.data import decide_from_data
 

@@ -114,6 +114,34 @@ WARMUP_SHARE = 0.1  # with no config named, warm-up is at most this share of the
 SMALL_IMAGE_KEYS = ("model.backbone_args", "model.projection_hidden_dim", "model.prediction_hidden_dim",
                     "model.projection_dim", "model.tau_base", "model.tau_final", "optim.name", "optim.base_lr",
                     "optim.weight_decay", "optim.momentum", "optim.warmup_epochs")
+# The cifar10 recipe's epoch presets were chosen on 10,000 CIFAR-10 images at batch 256: 39
+# steps an epoch. A run on other data takes the preset of as many steps, not of as many epochs:
+# the target's EMA and the heads' width depend on the number of updates.
+RECIPE_STEPS_PER_EPOCH = 10_000 // 256
+
+
+def training_images(cfg: Config, listed: ImageList | None) -> int | None:
+    """About how many images a run trains on, from a folder's listing before anything is
+    decoded: less data.val_fraction held out of labeled images, at most data.limit; None
+    when there is no listing (named data sets, shards, video)."""
+    if listed is None:
+        return None
+    d = cfg.data
+    n = len(listed.items)
+    if d.limit_per_class and listed.labeled:
+        n = min(n, d.limit_per_class * len(listed.classes))
+    if listed.labeled and cfg.train.knn_every > 0 and not d.val_path:
+        n = round(n * (1 - d.val_fraction))
+    return min(n, d.limit) if d.limit else n
+
+
+def preset_epochs(cfg: Config, images: int | None) -> int:
+    """The epoch count whose cifar10 preset fits this run: its steps in the recipe's epochs
+    (RECIPE_STEPS_PER_EPOCH); the run's own epochs where the image count is not known."""
+    if images is None:
+        return cfg.train.epochs
+    steps = cfg.train.epochs * max(1, images // cfg.train.batch_size)
+    return max(1, round(steps / RECIPE_STEPS_PER_EPOCH))
 
 
 def named_a_config(cfg: Config) -> bool:
@@ -122,12 +150,13 @@ def named_a_config(cfg: Config) -> bool:
     return any(source not in ("command line", "config") for source in cfg.given.values())
 
 
-def recipe_for_data(cfg: Config) -> Config:
+def recipe_for_data(cfg: Config, images: int | None = None) -> Config:
     """With no config file named, the recipe follows the data and the run's length; a named
     config is never changed, nor is a key set on the command line. Each choice is a note.
 
     - Images of at most SMALL_IMAGES px: the cifar10 recipe's optimiser, heads and target (its
-      epoch preset for this run's length), and for the built-in ResNet its CIFAR stem (a 3x3
+      epoch preset for this run's number of steps, preset_epochs; `images`: about how many the
+      run trains on), and for the built-in ResNet its CIFAR stem (a 3x3
       stride-1 first convolution, no max-pool: the ImageNet stem leaves a 32-px image 8 px
       wide after its first block). BENCHMARKS.md, "How the recommended recipe was chosen".
       The normalisation stays ImageNet's: the CIFAR statistics describe CIFAR only.
@@ -142,7 +171,8 @@ def recipe_for_data(cfg: Config) -> Config:
     changes: dict = {}
     small = cfg.data.image_size <= SMALL_IMAGES
     if small:
-        recipe = flatten(to_dict(load_config("cifar10", ["--train.epochs", str(cfg.train.epochs)])), "cifar10")
+        preset = preset_epochs(cfg, images)
+        recipe = flatten(to_dict(load_config("cifar10", ["--train.epochs", str(preset)])), "cifar10")
         keys = [k for k in SMALL_IMAGE_KEYS if k != "model.backbone_args" or now["model.backbone"] == "resnet18"]
         changes = {k: recipe[k] for k in keys if k not in cfg.given and recipe[k] != now[k]}
         if "model.backbone_args" in changes:  # the stem only: the width of the user's choice stays
@@ -153,7 +183,10 @@ def recipe_for_data(cfg: Config) -> Config:
         changes["optim.warmup_epochs"] = round(longest, 2)
     if not changes:
         return cfg
-    reasons = [f"{cfg.data.image_size}-px images: the cifar10 recipe's settings" if small else "",
+    reasons = [f"{cfg.data.image_size}-px images: the cifar10 recipe's settings, for {preset} of its epochs "
+               f"({preset * RECIPE_STEPS_PER_EPOCH} steps; this run has about {cfg.train.epochs} x "
+               f"{max(1, (images or 0) // cfg.train.batch_size)})" if small and images is not None else
+               f"{cfg.data.image_size}-px images: the cifar10 recipe's settings" if small else "",
                f"warm-up at most {WARMUP_SHARE:.0%} of {cfg.train.epochs} epochs" if shortened else ""]
     notes = [f"recipe for the data and the run ({'; '.join(filter(None, reasons))}; no --config named): "
              + "; ".join(f"{k} {now[k]} -> {v}" for k, v in changes.items())
@@ -168,7 +201,7 @@ def decide_from_data(cfg: Config, listed: ImageList | None = None) -> Config:
     pretrain, --print-config and preview all decide through here."""
     cfg, _ = size_from_data(cfg, listed)
     check_schedule(cfg)
-    return recipe_for_data(cfg)
+    return recipe_for_data(cfg, training_images(cfg, listed))
 
 
 def check_schedule(cfg: Config) -> None:

@@ -79,7 +79,7 @@ def run_one(folder: Path, out: Path, epochs: int, seed: int, extra: list[str]) -
 
     command = ["byol", "pretrain", "--data.path", str(folder), "--train.epochs", str(epochs),
                "--train.out_dir", str(out), "--train.seed", str(seed), *extra]
-    start = time.time()
+    start, load_before = time.time(), os.getloadavg()
     proc = subprocess.run([sys.executable, "-m", "byol.cli", *command[1:]], capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"quickstart: the run failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -93,7 +93,10 @@ def run_one(folder: Path, out: Path, epochs: int, seed: int, extra: list[str]) -
             "wall_seconds": summary["wall_seconds"], "process_seconds": round(time.time() - start, 1),
             "precision": summary["precision"], "recipe_note": notes[0] if notes else None,
             "curve": [[r["step"], r["top1"]] for r in summary.get("knn", [])],
-            "cpu_kind": cpu_kind(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu_kind": cpu_kind(), "threads": torch.get_num_threads(), "cores": os.cpu_count(),
+            "load_average_before": [round(v, 2) for v in load_before],
+            "load_average_after": [round(v, 2) for v in os.getloadavg()],  # 1, 5, 15 min: other work beside the run
+            "torch": torch.__version__,
             "commit": commit(), "command": shlex.join(command)}
 
 

@@ -54,15 +54,16 @@ def quickstart_runs(rows: list[dict]) -> str:
     from byol.training.budget import first_beat
 
     lines = ["| data | side | training images | epochs (steps) | seed | kNN top-1 by step (untrained first) "
-             "| verdict (McNemar p) | first beat at step | time | precision, CPU |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| verdict (McNemar p) | first beat at step | time | precision, CPU | load average after (15 min) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (*run_key(r), r["seed"])):
         curve = ", ".join(f"{step}: {100 * top1:.1f}" for step, top1 in r["curve"])
         beat = first_beat(r["curve"])
         lines.append(f"| {r['data']} | {r['side']} px | {r['train_images']:,} | {r['epochs']} ({r['steps']}) "
                      f"| {r['seed']} | {curve} | {r['outcome']} ({r['p_value']:.2g}) "
                      f"| {beat if beat is not None else 'never'} | {r['wall_seconds']:.0f} s "
-                     f"| {r['precision']}, {r['cpu_kind']} |")
+                     f"| {r['precision']}, {r['cpu_kind']} "
+                     f"| {r['load_average_after'][2] if 'load_average_after' in r else 'not recorded'} |")
     return "\n".join(lines)
 
 

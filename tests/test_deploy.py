@@ -66,3 +66,27 @@ def test_an_unknown_export_suffix_is_one_line(demo_run, tmp_path, capsys):
     assert main(["export", str(demo_run / "checkpoints" / "last.ckpt"), "-o", str(tmp_path / "b.bin")]) == 2
     err = capsys.readouterr().err
     assert "name the format with --format" in err and "Traceback" not in err and not (tmp_path / "b.bin").exists()
+
+
+def test_a_hub_folder_loads_without_byol_as_its_model_card_says(demo_run, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "hub"
+    assert main(["export", str(demo_run / "checkpoints" / "last.ckpt"), "--hub-folder", str(folder)]) == 0
+    config = json.loads((folder / "config.json").read_text())
+    card = (folder / "README.md").read_text()
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert config["architecture"] == "resnet18" and config["pretrained_cfg"]["input_size"] == [3, 32, 32]
+    assert f"images: {summary['train_images']}" in card and summary["verdict"]["message"] in card
+    code = card.split("```python\n")[1].split("```")[0]  # the card's own loading code, run in the folder
+    namespace: dict = {}
+    cwd = Path.cwd()
+    try:
+        import os
+
+        os.chdir(folder)
+        exec(compile(code, "README.md", "exec"), namespace)
+    finally:
+        os.chdir(cwd)
+    state = load_file(str(folder / "model.safetensors"))
+    assert all(torch.equal(v, state[k]) for k, v in namespace["net"].state_dict().items())

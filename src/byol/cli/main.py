@@ -241,8 +241,12 @@ def write_outputs(contents: dict, what: str) -> None:
 
 def cmd_export(args, extra) -> int:
     from byol.checkpoint import export_backbone
-    from byol.evaluation.deploy import export_deployable, format_of
+    from byol.evaluation.deploy import export_deployable, export_hub_folder, format_of
 
+    if args.hub_folder:
+        folder = export_hub_folder(args.checkpoint, args.hub_folder)
+        print(f"wrote {folder}/ (model.safetensors, config.json, README.md: load it as its README says)")
+        return 0
     out = output_path(args.output, "the exported weights")
     fmt = format_of(out, args.format)
     if fmt != "safetensors":
@@ -461,6 +465,8 @@ def add_file_commands(sub) -> None:
                         "or left to the caller (stated in the file's metadata)")
     s.add_argument("--backbone", help="a user class by import path, for a checkpoint made with one")
     s.add_argument("--args", default="", help="backbone keyword arguments")
+    s.add_argument("--hub-folder", metavar="DIR", help="instead of -o: a folder in the layout of timm's models on the "
+                                                       "Hugging Face Hub (model.safetensors, config.json, README.md)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("shards", help="write an image folder as WebDataset tar shards for streaming")

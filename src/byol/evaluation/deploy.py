@@ -19,6 +19,7 @@ from torch import nn
 
 from byol.checkpoint import atomic_path
 from byol.config import ConfigError
+from byol.core.backbones import REGISTRY
 from byol.core.model import evaluating
 from byol.evaluation.saved import Reader, load_reader
 
@@ -126,3 +127,68 @@ def write_onnx(model: nn.Module, example: torch.Tensor, path: str, info: dict) -
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
     onnx.save(graph, path)
+
+
+def export_hub_folder(checkpoint: str, folder: str | Path) -> Path:
+    """A folder that a Hugging Face or timm user loads without this package, in the layout of
+    timm's models on the Hub: model.safetensors (the backbone's weights under its own key
+    names, with byol's export metadata), config.json (the architecture and its arguments, the
+    input size and normalisation as timm's pretrained_cfg) and README.md, a model card with the
+    run's settings, data size and verdict (from the run folder's summary.json, where it is)."""
+    from byol.checkpoint import (atomic_write_text, backbone_state, checkpoint_config, export_metadata,
+                                 load_checkpoint, reader_settings, save_safetensors)
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--hub-folder {str(folder)!r} is a file; give a folder (made if missing)")
+    ckpt = load_checkpoint(checkpoint)
+    config = checkpoint_config(ckpt)
+    s = reader_settings(config)
+    name = s["backbone"]
+    library = "timm" if name.startswith("timm:") else "torchvision" if (
+        name.startswith("torchvision.models:") or (name == "resnet18" and not s["backbone_args"])) else "byol"
+    hub = {"architecture": name.split(":", 1)[-1] if library != "byol" else name, "library": library,
+           "backbone_args": s["backbone_args"], "num_classes": 0, "hidden_layer": s["hidden_layer"],
+           "pretrained_cfg": {"input_size": [s["channels"], s["image_size"], s["image_size"]], "mean": s["mean"],
+                              "std": s["std"], "crop_pct": s["eval_crop"], "interpolation": "bicubic"}}
+    save_safetensors(backbone_state(ckpt), folder / "model.safetensors", export_metadata(s))
+    atomic_write_text(folder / "config.json", json.dumps(hub, indent=2) + "\n")
+    summary_file = Path(checkpoint).resolve().parent.parent / "summary.json"
+    try:
+        summary = json.loads(summary_file.read_text())
+    except (OSError, ValueError):
+        summary = {}
+    atomic_write_text(folder / "README.md", model_card(hub, config, summary))
+    return folder
+
+
+def model_card(hub: dict, config: dict, summary: dict) -> str:
+    load = {"timm": f'import timm\nnet = timm.create_model("{hub["architecture"]}", num_classes=0, '
+                    'pretrained=True,\n                        pretrained_cfg_overlay={"file": "model.safetensors"})',
+            "torchvision": f'import torchvision\nfrom safetensors.torch import load_file\n\nnet = torchvision.models.'
+                           f'{hub["architecture"]}()\nnet.load_state_dict(load_file("model.safetensors"), strict=False)'
+                           '  # all but the classifier (fc)',
+            "byol": 'import json\nfrom safetensors.torch import load_file\n' + (
+                    'from byol.core.backbones import build_backbone\n\nconfig = json.load(open("config.json"))\n'
+                    f'net = build_backbone("{hub["architecture"]}", **config["backbone_args"])\n'
+                    if hub["architecture"] in REGISTRY else
+                    '\nconfig = json.load(open("config.json"))\n'
+                    f'net = YourNet(**config["backbone_args"])  # the class the run named: {hub["architecture"]}\n')
+                    + 'net.load_state_dict(load_file("model.safetensors"))'}[hub["library"]]
+    verdict = (summary.get("verdict") or {}).get("message", "not measured (no labeled held-out images)")
+    p = hub["pretrained_cfg"]
+    lines = ["---", "library_name: " + hub["library"], "tags: [self-supervised, byol, image-feature-extraction]", "---",
+             "", f"# {hub['architecture']} pretrained with BYOL", "",
+             "Self-supervised pretraining with BYOL (Grill et al. 2020, arXiv 2006.07733) by byol. The weights are "
+             "the online backbone's, under the network's own key names; the classifier, which BYOL does not train, "
+             "is not included.", "", "## Load", "", "```python", load, "```", "",
+             f"Input: {p['input_size'][0]} channels, {p['input_size'][1]} px, scaled to [0, 1] and normalised with "
+             f"mean {p['mean']} and std {p['std']}; the features are the output of "
+             f"{hub['hidden_layer'] or 'the network'}, pooled.", "", "## Training", "",
+             f"- images: {summary.get('train_images', 'not recorded')}; epochs: {summary.get('epochs', config.get('train', {}).get('epochs'))}; "
+             f"steps: {summary.get('steps', 'not recorded')}; precision: {summary.get('precision', 'not recorded')}",
+             f"- optimiser: {config.get('optim', {}).get('name')} lr {config.get('optim', {}).get('base_lr')} x batch/256, "
+             f"batch {config.get('train', {}).get('batch_size')}; target tau {config.get('model', {}).get('tau_base')} -> "
+             f"{config.get('model', {}).get('tau_final')}",
+             f"- verdict on held-out images: {verdict}", ""]
+    return "\n".join(lines)

@@ -90,3 +90,18 @@ def test_a_hub_folder_loads_without_byol_as_its_model_card_says(demo_run, tmp_pa
         os.chdir(cwd)
     state = load_file(str(folder / "model.safetensors"))
     assert all(torch.equal(v, state[k]) for k, v in namespace["net"].state_dict().items())
+
+
+def test_embed_maps_gives_unpooled_layers_that_pool_to_the_embeddings(demo_run, demo_data, tmp_path, capsys):
+    import numpy as np
+
+    ckpt = str(demo_run / "checkpoints" / "last.ckpt")
+    assert main(["embed", ckpt, str(demo_data / "test"), "-o", str(tmp_path / "maps.npz"), "--maps", "layer2,layer4"]) == 0
+    assert main(["embed", ckpt, str(demo_data / "test"), "-o", str(tmp_path / "pooled.npy")]) == 0
+    maps, pooled = np.load(tmp_path / "maps.npz"), np.load(tmp_path / "pooled.npy")
+    assert maps["layer2"].ndim == 4 and maps["layer2"].shape[0] == pooled.shape[0]
+    assert maps["layer2"].shape[-1] == 4 * maps["layer4"].shape[-1]  # layer3 and layer4 halve the maps once each
+    np.testing.assert_allclose(maps["layer4"].mean(axis=(2, 3)), pooled, atol=1e-5)  # the default feature: layer4 pooled
+    assert (tmp_path / "maps.files.txt").read_text() == (tmp_path / "pooled.files.txt").read_text()
+    assert main(["embed", ckpt, str(demo_data / "test"), "-o", str(tmp_path / "maps.npy"), "--maps", "layer2"]) == 2
+    assert "name it NAME.npz" in capsys.readouterr().err

@@ -276,6 +276,20 @@ def cmd_embed(args, extra) -> int:
     out = output_path(args.output, "the embeddings file")
     listing = out.with_suffix(".files.txt")
     output_path(listing, "the list of files")
+    if args.maps:
+        if out.suffix != ".npz":
+            raise ConfigError(f"-o {str(out)!r}: --maps writes one array per layer into an .npz; name it NAME.npz")
+        from byol.evaluation.saved import embed_maps
+
+        layers = [name.strip() for name in args.maps.split(",") if name.strip()]
+        maps, files = embed_maps(args.checkpoint, args.data, layers, reader=_reader(args))
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: value.numpy() for name, value in maps.items()})
+        write_outputs({out: buffer.getvalue(), listing: "".join(f"{name}\n" for name in files).encode()},
+                      "the feature maps and their list of files")
+        shapes = ", ".join(f"{name} {tuple(value.shape)}" for name, value in maps.items())
+        print(f"wrote {out}: {shapes} of {args.data}; row i is the file on line i of {listing}")
+        return 0
     feats, files = embed(args.checkpoint, args.data, reader=_reader(args))
     broken = [name for name in files if "\n" in name or "\r" in name]
     if broken:  # row i is line i of the list: a name that spans two lines would shift every later row
@@ -442,6 +456,9 @@ def add_evaluation_commands(sub) -> None:
     s.add_argument("data", help="a folder or .tar of images")
     s.add_argument("-o", "--output", default="embeddings.npy",
                    help="the (N, D) array; the file of each row goes beside it (NAME.files.txt)")
+    s.add_argument("--maps", metavar="LAYER[,LAYER]",
+                   help="instead: the named layers' outputs, not pooled ((N, C, H, W) maps for a detection or "
+                        "segmentation head), one array per layer in an .npz (-o NAME.npz)")
     weights_args(s)
     s.set_defaults(func=cmd_embed)
 

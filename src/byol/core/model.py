@@ -151,6 +151,37 @@ class Encoder(nn.Module):
         return self.projector(self.representation(x))
 
 
+def feature_maps(net: nn.Module, layers: list[str | int], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The outputs of the named layers of `net` for `x` as they are, not pooled ((B, C, H, W)
+    maps for a detection or segmentation head, a transformer's tokens), by layer name; the
+    forward pass stops once the last of them has run."""
+    names = [resolve_hidden_layer(net, layer) for layer in layers]
+    if None in names:
+        raise HiddenLayerError("feature_maps needs layer names (or child indices), not None")
+    captured: dict[str, torch.Tensor] = {}
+
+    def capture(name: str):
+        def hook(_module, _inputs, output):
+            captured.setdefault(name, output[0] if isinstance(output, (tuple, list)) else output)
+            if len(captured) == len(set(names)):
+                raise _LayerReached
+
+        return hook
+
+    handles = [net.get_submodule(name).register_forward_hook(capture(name)) for name in dict.fromkeys(names)]
+    try:
+        net(x)
+    except _LayerReached:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [name for name in names if name not in captured]
+    if missing:
+        raise HiddenLayerError(f"layer {missing[0]!r} was never called in the forward pass")
+    return {name: captured[name] for name in names}
+
+
 def feature_extractor(net: nn.Module, hidden_layer: str | int | None = None, token_pool: str = "auto") -> nn.Module:
     """`net` up to its representation (the hidden layer's output, pooled), as a module."""
     return Encoder(net, resolve_hidden_layer(net, hidden_layer), nn.Identity(), token_pool)

@@ -48,31 +48,35 @@ class ClassifierSettings:
     workers: int = 0
 
 
+def evaluation_batches(images: torch.Tensor, mean, std, image_size: int | None = None, batch_size: int = 512,
+                       device: str | torch.device = "cpu", channels_last: bool = False, crop: float = 1.0):
+    """uint8 images (N, C, H, W) as the network is evaluated on them, batch by batch: the
+    centre `crop` of each image (0.875: 224 of 256, the ImageNet evaluation) resized to
+    `image_size` where the sizes differ, normalised; no augmentation."""
+    for start in range(0, images.shape[0], batch_size):
+        x = to_float(images[start:start + batch_size].to(device, non_blocking=True))
+        if crop < 1.0:
+            h, w = x.shape[-2:]
+            ch, cw = max(1, round(h * crop)), max(1, round(w * crop))
+            x = x[..., (h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
+        if image_size is not None and x.shape[-1] != image_size:
+            x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", antialias=True,
+                              align_corners=False).clamp_(0, 1)
+        x = normalize(x, mean, std)
+        yield x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
 @torch.no_grad()
 def extract_features(net: nn.Module, images: torch.Tensor, mean, std, image_size: int | None = None,
                      batch_size: int = 512, device: str | torch.device = "cpu",
                      channels_last: bool = False, keep_on_device: bool = False,
                      crop: float = 1.0) -> torch.Tensor:
-    """Features of uint8 images (N, C, H, W) through `net` in eval mode, (N, D) float32.
-
-    On the CPU, or left on `device` with keep_on_device (the kNN monitor on a GPU).
-    The centre `crop` of each image (0.875: 224 of 256, the ImageNet evaluation) is resized
-    to `image_size` where the sizes differ; no augmentation.
-    """
+    """Features of uint8 images (N, C, H, W) through `net` in eval mode, (N, D) float32, the
+    images prepared by evaluation_batches. On the CPU, or left on `device` with keep_on_device
+    (the kNN monitor on a GPU)."""
     out = []
     with evaluating(net):
-        for start in range(0, images.shape[0], batch_size):
-            x = to_float(images[start:start + batch_size].to(device, non_blocking=True))
-            if crop < 1.0:
-                h, w = x.shape[-2:]
-                ch, cw = max(1, round(h * crop)), max(1, round(w * crop))
-                x = x[..., (h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
-            if image_size is not None and x.shape[-1] != image_size:
-                x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", antialias=True,
-                                  align_corners=False).clamp_(0, 1)
-            x = normalize(x, mean, std)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+        for x in evaluation_batches(images, mean, std, image_size, batch_size, device, channels_last, crop):
             f = pool_features(net(x)).float()
             out.append(f if keep_on_device else f.cpu())
     return torch.cat(out)

@@ -20,12 +20,12 @@ from byol.checkpoint import (READER_SETTINGS, checkpoint_config, load_backbone, 
                              reader_settings)
 from byol.config import ConfigError
 from byol.core.augment import IMAGENET_MEAN, IMAGENET_STD
-from byol.core.model import feature_extractor
+from byol.core.model import evaluating, feature_extractor, feature_maps
 from byol.data.datasets import load_dataset, match_channels
 from byol.data.images import (DataError, MemoryImages, WholeImageCrops, balanced_split, decode_to_memory,
                               list_images, match_classes)
-from byol.evaluation.protocols import (ClassifierSettings, Inputs, crop_flip, extract_features, knn_accuracy,
-                                       linear_probe, logistic_regression, train_classifier)
+from byol.evaluation.protocols import (ClassifierSettings, Inputs, crop_flip, evaluation_batches, extract_features,
+                                       knn_accuracy, linear_probe, logistic_regression, train_classifier)
 
 PROTOCOLS = ("knn", "linear", "linear-aug", "logistic", "finetune")
 TRAIN_CROPS = ("square", "whole")
@@ -237,6 +237,25 @@ def embed(checkpoint: str, data: str, reader: Reader | None = None) -> tuple[tor
     skipped = set(mem.skipped)
     files = [item for item in images.items if f"{images.root}/{item}" not in skipped]
     return r.features(mem.images), files
+
+
+def embed_maps(checkpoint: str, data: str, layers: list[str], reader: Reader | None = None
+               ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The outputs of the named layers (feature_maps: not pooled, e.g. (N, C, H, W) for a
+    detection or segmentation head) for every readable image of `data`, prepared as embed
+    prepares them, and the file of each row."""
+    r = reader or load_reader(checkpoint)
+    images = list_images(data)
+    mem = decode_to_memory(images, round(r.image_size / r.crop), r.channels)
+    skipped = set(mem.skipped)
+    files = [item for item in images.items if f"{images.root}/{item}" not in skipped]
+    net = r.net.net  # the backbone itself: feature_extractor's Encoder pools
+    parts: dict[str, list[torch.Tensor]] = {}
+    with evaluating(net), torch.no_grad():
+        for x in evaluation_batches(mem.images, r.mean, r.std, r.image_size, batch_size=64, crop=r.crop):
+            for name, out in feature_maps(net, layers, x).items():
+                parts.setdefault(name, []).append(out.float())
+    return {name: torch.cat(chunks) for name, chunks in parts.items()}, files
 
 
 def log_evaluation_to_mlflow(record: dict, uri: str, experiment: str, parent_run_id: str | None) -> None:

@@ -75,8 +75,15 @@ def budget_lines(entries: list[dict]) -> str:
         f"{'; '.join(e['provenance'])}." for e in entries)
 
 
+def alone(r: dict) -> bool:
+    """Whether a run had the cores to itself: its 15-minute load average afterwards at most its
+    cores (rows that did not record it count as alone: they were run one at a time)."""
+    return "load_average_after" not in r or r["load_average_after"][2] <= r.get("cores", 2) + 0.25
+
+
 def quickstart_summary(rows: list[dict]) -> str:
-    """The README's table: each data set and run length, the mean over its seeds."""
+    """The README's table: each data set and run length, the mean over its seeds; the time from
+    the runs that had the cores to themselves (alone)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(run_key(r), []).append(r)
@@ -90,9 +97,15 @@ def quickstart_summary(rows: list[dict]) -> str:
                      f"| {', '.join(str(r['seed']) for r in sorted(runs, key=lambda r: r['seed']))} "
                      f"| {pct(statistics.mean(r['knn_untrained_top1'] for r in runs))} -> "
                      f"**{pct(statistics.mean(r['knn_final_top1'] for r in runs))}** | {verdicts} "
-                     f"| {statistics.mean(r['wall_seconds'] for r in runs) / 60:.0f} min "
+                     f"| {time_of([r for r in runs if alone(r)])} "
                      f"({runs[0]['precision']}, {runs[0]['cpu_kind']}, {runs[0]['threads']} threads) |")
     return "\n".join(lines)
+
+
+def time_of(runs: list[dict]) -> str:
+    if not runs:
+        return "no run alone on the cores"
+    return f"{statistics.mean(r['wall_seconds'] for r in runs) / 60:.0f} min ({len(runs)} run{'s' * (len(runs) > 1)} alone)"
 
 
 def plot(rows: list[dict], path: Path) -> None:

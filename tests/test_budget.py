@@ -50,7 +50,8 @@ def test_a_run_shorter_than_similar_data_needed_is_warned_with_the_epochs_that_s
     cfg = load_config(None, ["--data.image_size", "32", "--train.epochs", "5"])
     line, = budget_note(cfg, 2000, entries=ENTRY)  # 2000 // 256 = 7 steps an epoch
     assert line.startswith("budget: 2,000 images x 5 epochs = 35 steps; on similar data (1,800 CIFAR-10 photos at 32 px)")
-    assert "after about 70 steps" in line and "ended above it on 3 of 3 seeds" in line
+    assert "went above the untrained network in 3 of 3 runs, first after about 70 steps" in line
+    assert "ended above it on 3 of 3 seeds" in line
     assert line.endswith("This run is shorter: expect no clear gain; --train.epochs 10 gives 70 steps")
 
 

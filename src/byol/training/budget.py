@@ -108,9 +108,11 @@ def budget_note(cfg: Config, images: int, entries: list[dict] | None = None) -> 
     needed = entry["median_first_beat"]
     ended = "; ".join(f"runs of {n['steps']} steps ended above it on {n['ended_above']} of {n['runs']} seeds"
                       for n in entry["lengths"])
+    crossed = sum(c is not None for c in entry["first_beat_steps"])
     line = (f"budget: {images:,} images x {cfg.train.epochs} epochs = {steps:,} steps; on similar data "
-            f"({entry['train_images']:,} {entry['data']} at {entry['side']} px) BYOL first beat the untrained "
-            f"network after about {needed:,} steps (median of {entry['runs']} runs; {ended})")
+            f"({entry['train_images']:,} {entry['data']} at {entry['side']} px) BYOL went above the untrained "
+            f"network in {crossed} of {entry['runs']} runs, first after about {needed:,} steps (the median of "
+            f"those); {ended}")
     if steps < needed:
         epochs = math.ceil(needed / max(per_epoch, 1))
         line += (f". This run is shorter: expect no clear gain; --train.epochs {epochs} gives "

@@ -17,6 +17,7 @@ import argparse
 import json
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +49,11 @@ def run_key(r: dict) -> tuple:
     return r["data"], r["side"], r["train_images"], r["epochs"]
 
 
+def in_order(rows: list[dict]) -> list[dict]:
+    """The rows by kind of data, run length and seed: the order of every table and the plot."""
+    return sorted(rows, key=lambda r: (*run_key(r), r["seed"]))
+
+
 def quickstart_runs(rows: list[dict]) -> str:
     """Every quick-start run: its curve (kNN top-1 on its held-out images after each check), the
     verdict and each run's first crossing of its own untrained network."""
@@ -56,7 +62,7 @@ def quickstart_runs(rows: list[dict]) -> str:
     lines = ["| data | side | training images | epochs (steps) | seed | kNN top-1 by step (untrained first) "
              "| verdict (McNemar p) | first beat at step | time | precision, CPU | load average after (15 min) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (*run_key(r), r["seed"])):
+    for r in in_order(rows):
         curve = ", ".join(f"{step}: {100 * top1:.1f}" for step, top1 in r["curve"])
         beat = first_beat(r["curve"])
         lines.append(f"| {r['data']} | {r['side']} px | {r['train_images']:,} | {r['epochs']} ({r['steps']}) "
@@ -90,8 +96,7 @@ def quickstart_summary(rows: list[dict]) -> str:
     lines = ["| `byol pretrain --data.path FOLDER --train.epochs E` on | E (steps) | seeds | kNN top-1, untrained -> after "
              "(mean) | verdicts | time per run (mean) |", "|---|---|---|---|---|---|"]
     for (data, side, images, epochs), runs in sorted(groups.items()):
-        verdicts = ", ".join(f"{n} {o}" for o, n in sorted(
-            {o: sum(r["outcome"] == o for r in runs) for o in {r["outcome"] for r in runs}}.items()))
+        verdicts = ", ".join(f"{n} {o}" for o, n in sorted(Counter(r["outcome"] for r in runs).items()))
         folder = images + (runs[0].get("held_out_images") or 0)
         lines.append(f"| {folder:,} {data}, {side} px ({images:,} trained on) | {epochs} ({runs[0]['steps']}) "
                      f"| {', '.join(str(r['seed']) for r in sorted(runs, key=lambda r: r['seed']))} "
@@ -116,7 +121,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
     colours: dict[tuple, str] = {}
-    for r in sorted(rows, key=lambda r: (*run_key(r), r["seed"])):
+    for r in in_order(rows):
         key = run_key(r)
         first = key not in colours
         colour = colours.setdefault(key, f"C{len(colours)}")

@@ -10,24 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 from importlib import resources
 
 from byol.config import Config, updated
-from byol.training.data import SMALL_IMAGES
+from byol.training.data import SMALL_IMAGES, steps_per_epoch
 
 MEASURED = "budget.json"
 SIMILAR_IMAGES = 5.0  # data within this factor of the run's image count is "similar"
 SMALL_DATA_IMAGES = 10_000  # below this, a run with no similar measurement gets the general line
-
-
-def steps_per_epoch(cfg: Config, images: int) -> int:
-    """Optimiser steps per epoch: each process's share of the images in whole batches, over
-    the gradient accumulation (the launcher's WORLD_SIZE, else devices x nodes)."""
-    t = cfg.train
-    world = int(os.environ.get("WORLD_SIZE", t.devices * t.num_nodes))
-    return math.ceil(images // world // t.batch_size / t.accumulate)
 
 
 def first_crossing(curve: list, level: float, strictly: bool = False) -> list | None:

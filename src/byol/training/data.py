@@ -5,6 +5,7 @@ shards, video frames) ends in one of two loaders: a ResumableLoader over a map-s
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 
@@ -135,12 +136,20 @@ def training_images(cfg: Config, listed: ImageList | None) -> int | None:
     return min(n, d.limit) if d.limit else n
 
 
+def steps_per_epoch(cfg: Config, images: int) -> int:
+    """Optimiser steps per epoch: each process's share of the images in whole batches, over
+    the gradient accumulation (the launcher's WORLD_SIZE, else devices x nodes)."""
+    t = cfg.train
+    world = int(os.environ.get("WORLD_SIZE", t.devices * t.num_nodes))
+    return math.ceil(images // world // t.batch_size / t.accumulate)
+
+
 def preset_epochs(cfg: Config, images: int | None) -> int:
     """The epoch count whose cifar10 preset fits this run: its steps in the recipe's epochs
     (RECIPE_STEPS_PER_EPOCH); the run's own epochs where the image count is not known."""
     if images is None:
         return cfg.train.epochs
-    steps = cfg.train.epochs * max(1, images // cfg.train.batch_size)
+    steps = cfg.train.epochs * max(1, steps_per_epoch(cfg, images))
     return max(1, round(steps / RECIPE_STEPS_PER_EPOCH))
 
 

@@ -18,8 +18,8 @@ from byol.config import Config, as_config
 from byol.core.augment import scheduled_size
 from byol.core.optim import scaled_lr
 from byol.training.bookkeeping import check_resume, check_start, close_run
-from byol.training.budget import steps_per_epoch, with_budget_note
-from byol.training.data import TrainingData, build_data, decide_from_data, listing, plan_data
+from byol.training.budget import with_budget_note
+from byol.training.data import TrainingData, build_data, decide_from_data, listing, plan_data, steps_per_epoch
 from byol.training.run_folder import holding, recording_skipped, write_config
 from byol.training.trainer import (build_trainer, closing_process_group, describe_precision, fit, prepare_process,
                                   resolve_precision)

@@ -36,6 +36,7 @@ def test_export_loads_into_a_fresh_network(demo_run, tmp_path):
 
 
 def test_evaluate_embed_and_preview(demo_run, demo_data, tmp_path, capsys):
+    torch.manual_seed(0)  # the linear probe's draws, whatever ran before in this process
     ckpt = str(demo_run / "checkpoints" / "last.ckpt")
     train, test = str(demo_data / "train"), str(demo_data / "test")
     assert main(["evaluate", "knn", "--checkpoint", ckpt, "--train", train, "--test", test, "-k", "10",

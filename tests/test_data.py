@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from byol.data.images import (DataError, MemoryImages, StreamImages, decode_to_memory, fit_image, list_images,
+from byol.data.decode import fit_image
+from byol.data.images import (DataError, MemoryImages, StreamImages, decode_to_memory, list_images,
                        split_held_out)
 
 from conftest import write_folder

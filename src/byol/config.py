@@ -15,6 +15,7 @@ a Config: `updated` returns a new one (data-aware defaults: `adapt_to_data`).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import typing
 from dataclasses import field
@@ -66,7 +67,8 @@ class DataConfig:
     large_images: Literal["resize", "crop", "full"] = key("resize", "resize (centre square) | crop (random load_size crops, e.g. DIV2K) | full (each view's crop from the whole image, in the data workers; streamed data)")
     eval_crop: float = key(1.0, "evaluation: the centre eval_crop of the image (ImageNet: 0.875 = 224 of 256)", gt=0, le=1)
     augment_on: Literal["device", "workers"] = key("device", "device (batched, fast) | workers (per image in the Dataset)")
-    num_workers: int = key(2, "DataLoader worker processes for streamed data (in-memory data needs none)", ge=0)
+    num_workers: Optional[int] = key(None, "DataLoader worker processes for streamed data (in-memory data needs none); None: the cores this process may use, less one for the training loop", ge=0)
+    jpeg_decoder: Literal["auto", "pillow", "simplejpeg"] = key("auto", "auto (simplejpeg where installed: the fast-jpeg extra; else Pillow) | pillow | simplejpeg")
     limit: Optional[int] = key(None, "use only N images (a random subset, fixed by train.seed)", gt=0)
     limit_per_class: Optional[int] = key(None, "use only the first N images of each class", gt=0)
 
@@ -177,6 +179,8 @@ class Config:
              "large_images: full streams the images; set data.in_memory: false")
         need(d.large_images != "full" or d.dataset in ("folder", "shards"), "data.large_images", d.large_images,
              f"full reads image folders and shards; {d.dataset} images are read as resize or crop")
+        need(d.jpeg_decoder != "simplejpeg" or importlib.util.find_spec("simplejpeg") is not None,
+             "data.jpeg_decoder", d.jpeg_decoder, "simplejpeg is not installed: pip install 'byol[fast-jpeg]', or set auto")
         need(m.tau_base <= m.tau_final, "model.tau_final", m.tau_final, "must be in [model.tau_base, 1]")
         need(len(self.augment.mean) >= d.channels, "augment.mean/std", (self.augment.mean, self.augment.std),
              "need one value per channel")

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from byol.core.augment import AugmentConfig, ViewConfig, chw, crop_from_full
+from byol.core.augment import AugmentConfig, ViewConfig
+from byol.data.decode import cut_views, decode_item, jpeg_decoder
 from byol.data.batch import Batch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -207,91 +208,7 @@ def list_images(path: str | Path) -> ImageList:
 
 
 # ---------------------------------------------------------------------------
-# Decoding
-
-
-def fit_image(img: Image.Image, size: int | None, mode: str, rng: np.random.Generator | None = None) -> np.ndarray:
-    """PIL image -> uint8 (C, size, size) array.
-
-    mode 'resize': shorter side to `size` (bicubic, antialiased), then a centre square.
-    mode 'crop': a random size x size crop without resizing (large images such as DIV2K,
-    as DL-Art-School does); images smaller than `size` are resized up first.
-    size None keeps the image as it is.
-    """
-    if size is not None:
-        w, h = img.size
-        if mode == "crop" and min(w, h) >= size:
-            rng = rng or np.random.default_rng()
-            x0 = int(rng.integers(0, w - size + 1))
-            y0 = int(rng.integers(0, h - size + 1))
-            img = img.crop((x0, y0, x0 + size, y0 + size))
-        else:
-            if min(w, h) != size:
-                scale = size / min(w, h)
-                img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
-            w, h = img.size
-            left, top = (w - size) // 2, (h - size) // 2
-            img = img.crop((left, top, left + size, top + size))
-    return chw(np.asarray(img, dtype=np.uint8))
-
-
-def fit_full(img: Image.Image, bound: int | None) -> np.ndarray:
-    """PIL image -> uint8 (C, H, W) array of the whole image at its own resolution, shrunk
-    (bicubic, antialiased) only where its shorter side exceeds `bound` (None: never)."""
-    w, h = img.size
-    if bound is not None and min(w, h) > bound:
-        scale = bound / min(w, h)
-        img = img.resize((max(bound, round(w * scale)), max(bound, round(h * scale))), Image.BICUBIC)
-    return chw(np.asarray(img, dtype=np.uint8))
-
-
-def decode_item(img: Image.Image, size: int | None, mode: str, rng: np.random.Generator | None = None,
-                crops: AugmentConfig | None = None):
-    """(uint8 image, partner or None) for one training image, by `data.large_images` mode.
-
-    'resize' and 'crop': the image at size x size (see fit_image), no partner. 'full': the
-    random resized crops of view 1 and view 2 (`crops`: the augmentation settings), each drawn
-    from the whole decoded image (shorter side bounded by `size`), as DeepMind's
-    `_decode_and_random_crop` (byol/utils/dataset.py); the device then flips and colours them.
-    """
-    if mode == "full":
-        if crops is None:
-            raise ValueError("large_images 'full' crops in the data workers: pass the augmentation settings")
-        whole = torch.from_numpy(fit_full(img, size))
-        views = [crop_from_full(whole, view, crops.size, crops.interpolation, crops.crop_sampling)[0]
-                 for view in (crops.view1, crops.view2)]
-        return views[0], views[1]
-    return torch.from_numpy(fit_image(img, size, mode, rng)), None
-
-
-def open_image(data: bytes | str, channels: int) -> Image.Image:
-    """Decode fully (so truncation shows here) and convert to RGB (3) or L (1)."""
-    if (len(data) if isinstance(data, bytes) else os.path.getsize(data)) == 0:
-        raise UnidentifiedImageError("an empty file (0 bytes)")
-    img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
-    img.load()
-    img = ImageOps.exif_transpose(img)  # EXIF orientation (a phone's portrait photo): upright, as viewers show it
-    return to_8_bit(img).convert("RGB" if channels == 3 else "L")
-
-
-def to_8_bit(img: Image.Image) -> Image.Image:
-    """16-bit grayscale (PNG's I;16, or PIL's 32-bit I holding values above 255) scaled to 8 bits,
-    65535 -> 255. PIL's own convert clips such values at 255, which turns most images white.
-    32-bit float images (TIFF's F) by their range: [0, 1] -> 0-255, [0, 255] as it is; another
-    range is refused (the image is skipped and said), since no scale would be sure."""
-    if img.mode == "F":
-        arr = np.asarray(img).astype(np.float64)
-        low, high = (float(arr.min(initial=0)), float(arr.max(initial=0))) if arr.size else (0.0, 0.0)
-        if not np.isfinite(arr).all() or low < 0 or high > 255:
-            raise ValueError(f"a float image with values in [{low:.3g}, {high:.3g}], neither [0, 1] nor [0, 255]; "
-                             "save it as 8- or 16-bit, or scaled to [0, 1]")
-        scale = 255.0 if high <= 1.0 else 1.0
-        return Image.fromarray(np.clip(np.round(arr * scale), 0, 255).astype(np.uint8), "L")
-    if not (img.mode.startswith("I;16") or img.mode == "I"):
-        return img
-    arr = np.asarray(img).astype(np.float64)
-    scale = 257.0 if img.mode != "I" or arr.max(initial=0) > 255 else 1.0  # an I image of 8-bit values stays
-    return Image.fromarray(np.clip(np.round(arr / scale), 0, 255).astype(np.uint8), "L")
+# Reading (decoding itself: byol.data.decode)
 
 
 class BadImages:
@@ -357,8 +274,9 @@ def _read_all_bytes(images: ImageList) -> list[bytes]:
 
 
 def decode_to_memory(images: ImageList, size: int, channels: int = 3, threads: int | None = None,
-                     limit: int | None = None) -> "MemoryImages":
+                     limit: int | None = None, decoder: str = "auto") -> "MemoryImages":
     """Decode every image once into a uint8 tensor (N, C, size, size); skip unreadable ones."""
+    decoder = jpeg_decoder(decoder)
     if limit is not None:
         images = images.subset(range(min(limit, len(images))))
     blobs = _read_all_bytes(images)
@@ -366,7 +284,7 @@ def decode_to_memory(images: ImageList, size: int, channels: int = 3, threads: i
 
     def decode(i: int):
         try:
-            return fit_image(open_image(blobs[i], channels), size, "resize")
+            return decode_item(blobs[i], channels, size, "resize", decoder=decoder)[0].numpy()
         except DECODE_ERRORS as e:
             bad.report(f"{images.root}/{images.items[i]}", e)
             return None
@@ -468,12 +386,12 @@ class StreamImages(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: ImageList, size: int | None, channels: int = 3, mode: str = "resize",
-                 transform=None, crops: AugmentConfig | None = None):
+                 transform=None, crops: AugmentConfig | None = None, decoder: str = "auto"):
         if is_tar(images.root) and Path(images.root).is_file():
             raise DataError(f"{images.root!r}: a tar archive is read whole; use in_memory: true, "
                             "or unpack it, or write WebDataset shards for streaming")
         self.images, self.size, self.channels, self.mode = images, size, channels, mode
-        self.transform, self.crops = transform, crops
+        self.transform, self.crops, self.decoder = transform, crops, jpeg_decoder(decoder)
         self.classes = images.classes
         self.bad = BadImages()
 
@@ -483,7 +401,7 @@ class StreamImages(torch.utils.data.Dataset):
     def load(self, i: int):
         """(uint8 (C, S, S) image, partner or None): see decode_item."""
         path = os.path.join(self.images.root, self.images.items[i])
-        return decode_item(open_image(path, self.channels), self.size, self.mode, crops=self.crops)
+        return decode_item(path, self.channels, self.size, self.mode, crops=self.crops, decoder=self.decoder)
 
     def __getitem__(self, i: int):
         for attempt in range(min(len(self), 100)):
@@ -505,19 +423,21 @@ class WholeImageCrops(StreamImages):
     (C, size, size) uint8, labels); flips and the rest happen on the training device."""
 
     def __init__(self, images: ImageList, size: int, bound: int | None, channels: int = 3,
-                 view: ViewConfig | None = None, interpolation: str = "bicubic"):
-        super().__init__(images, bound, channels, mode="full")
+                 view: ViewConfig | None = None, interpolation: str = "bicubic", decoder: str = "auto"):
+        super().__init__(images, bound, channels, mode="full", decoder=decoder)
         self.view, self.crop_size, self.interpolation = view or ViewConfig(), size, interpolation
         self.labels = torch.tensor(images.labels, dtype=torch.long)
 
     def subset(self, indices: torch.Tensor) -> "WholeImageCrops":
         """The same crops of only the images at `indices`."""
-        return WholeImageCrops(self.images.subset(indices), self.crop_size, self.size, self.channels, self.view, self.interpolation)
+        return WholeImageCrops(self.images.subset(indices), self.crop_size, self.size, self.channels, self.view,
+                               self.interpolation, self.decoder)
 
     def load(self, i: int):
         path = os.path.join(self.images.root, self.images.items[i])
-        whole = torch.from_numpy(fit_full(open_image(path, self.channels), self.size))
-        return crop_from_full(whole, self.view, self.crop_size, self.interpolation)[0], None
+        (crop,), _ = cut_views(path, self.channels, (self.view,), self.crop_size, self.size, self.interpolation,
+                               decoder=self.decoder)
+        return crop, None
 
 
 def training_item(x: torch.Tensor, label: int, partner: torch.Tensor | None, transform=None) -> Batch:
@@ -585,8 +505,7 @@ class VideoFramePairs(torch.utils.data.Dataset):
         lo, hi = self.clip_range[i]
         for j in sorted(range(lo, hi), key=lambda j: (abs(j - i), j)):
             try:
-                return torch.from_numpy(fit_image(open_image(self.frames[j], self.channels), self.size, self.mode,
-                                                  self.rng))
+                return decode_item(self.frames[j], self.channels, self.size, self.mode, self.rng)[0]
             except DECODE_ERRORS as e:
                 self.bad.report(self.frames[j], e)
         raise DataError(f"no frame of the clip {str(Path(self.frames[i]).parent)!r} can be read")

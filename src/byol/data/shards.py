@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from byol.data.images import (DECODE_ERRORS, BadImages, DataError, _read_all_bytes, decode_item, list_images, open_image,
+from byol.data.images import (DECODE_ERRORS, BadImages, DataError, _read_all_bytes, decode_item, jpeg_decoder, list_images,
                    training_item)
 from byol.data import loader
 from byol.checkpoint import atomic_path, atomic_write_text
@@ -131,7 +131,7 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def __init__(self, root: str, size: int | None, channels: int = 3, mode: str = "resize", transform=None,
                  seed: int = 0, batch_size: int = 1, shuffle_buffer: int = 2000, crops=None,
-                 eval_size: int | None = None):
+                 eval_size: int | None = None, decoder: str = "auto"):
         self.root = str(root)
         index = read_index(self.root)
         self.shards = [f"{self.root.rstrip('/')}/{s['name']}" for s in index["shards"]]
@@ -143,7 +143,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.total = sum(int(s["count"]) for s in index["shards"])
         self.classes = list(index.get("classes", []))
         self.size, self.channels, self.mode, self.transform = size, channels, mode, transform
-        self.crops, self.eval_size = crops, eval_size or size
+        self.crops, self.eval_size, self.decoder = crops, eval_size or size, jpeg_decoder(decoder)
         self.seed, self.batch_size, self.shuffle_buffer = seed, batch_size, shuffle_buffer
         self.epoch = -1  # counts __iter__ calls: persistent workers keep their copy between epochs
         self.bad = BadImages()
@@ -232,10 +232,9 @@ class ShardStream(torch.utils.data.IterableDataset):
         """A training item (see training_item), or with augment=False (uint8 image, label) with
         the centre square of the image (the kNN bank)."""
         try:
-            image = open_image(data, self.channels)
             if not augment:
-                return decode_item(image, self.eval_size, "resize")[0], label
-            x, partner = decode_item(image, self.size, self.mode, rng, self.crops)
+                return decode_item(data, self.channels, self.eval_size, "resize", decoder=self.decoder)[0], label
+            x, partner = decode_item(data, self.channels, self.size, self.mode, rng, self.crops, self.decoder)
         except DECODE_ERRORS as e:
             self.bad.report(name, e)
             return None

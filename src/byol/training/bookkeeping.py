@@ -138,11 +138,12 @@ def finished_summary(out: Path) -> dict | None:
 def summarize(cfg: Config, trainer, module, data, monitor, wall: float) -> dict:
     """The run's summary.json: steps, images, wall time (every segment of a resumed run), kNN
     before and after, the collapse monitor, skipped steps and images, and the verdict."""
-    from byol.training.monitors import TargetAgreement, WallClock
+    from byol.training.monitors import TargetAgreement, Throughput, WallClock
 
     t, out = cfg.train, Path(cfg.train.out_dir)
     clock = next(c for c in trainer.callbacks if isinstance(c, WallClock))
     agreement = next(c for c in trainer.callbacks if isinstance(c, TargetAgreement))
+    speed = next(c for c in trainer.callbacks if isinstance(c, Throughput))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary = {
         "out_dir": str(out), "checkpoint": str(out / "checkpoints" / "last.ckpt"), "epochs": t.epochs,
@@ -151,6 +152,8 @@ def summarize(cfg: Config, trainer, module, data, monitor, wall: float) -> dict:
         # a resumed run: every segment (the earlier ones up to their last checkpoint) and their sum
         "wall_seconds": round(sum(clock.segments) + wall, 2),
         "wall_seconds_segments": [round(s, 2) for s in (*clock.segments, wall)],
+        # this segment: the time between steps spent waiting for the loader's next batch
+        "data_wait_seconds": round(speed.waited_seconds, 2), "data_wait_share": round(speed.wait_share(), 4),
         "final_loss": metrics.get("train/loss_epoch"), "skipped_steps": module.guard.skipped_steps,
         "scaler_skipped_steps": module.scaler_skipped_steps,
         "world_size": trainer.world_size, "global_rank": trainer.global_rank,
@@ -236,12 +239,19 @@ def other_recipe(cfg: Config) -> str:
     return "another recipe (--config NAME)"
 
 
+LOADER_BOUND_SHARE = 0.2  # above this share of the time waiting for data, the end of a run says so
+
+
 def finish(cfg: Config, summary: dict, mlflow) -> None:
     """On rank 0: summary.json, the verdict line, the report (which never fails the run) and the
     MLflow artifacts."""
     out = Path(summary["out_dir"])
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     print(summary["verdict"]["message"])
+    if summary["data_wait_share"] > LOADER_BOUND_SHARE:
+        print(f"the steps waited for data {summary['data_wait_share']:.0%} of the training time: the input pipeline "
+              "is the bottleneck; raise data.num_workers, install the fast-jpeg extra, or train on a resized copy "
+              "(byol cache SRC DST --max-side 512)")
     if cfg.log.report:
         report = draw_report(out)
         if report is not None:

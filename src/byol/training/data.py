@@ -208,8 +208,12 @@ def decide_from_data(cfg: Config, listed: ImageList | None = None) -> Config:
     (size_from_data) and the resolution schedule checked against it, then the recipe for that
     size and the run's length (recipe_for_data).
     pretrain, --print-config and preview all decide through here."""
+    from byol.data.cache import cache_note
+
     cfg, _ = size_from_data(cfg, listed)
     check_schedule(cfg)
+    if cfg.data.dataset == "folder":
+        cfg = updated(cfg, {}, cache_note(cfg.data.path))
     return recipe_for_data(cfg, training_images(cfg, listed))
 
 
@@ -297,17 +301,18 @@ def folder_source(cfg: Config, listed: ImageList):
     if monitor and d.val_path:
         test = val_images(cfg)
     elif held is not None:
-        test = decode_to_memory(held, eval_size(cfg), d.channels)
+        test = decode_to_memory(held, eval_size(cfg), d.channels, decoder=d.jpeg_decoder)
     if in_memory:
-        train = decode_to_memory(images, train_size(cfg), d.channels)
+        train = decode_to_memory(images, train_size(cfg), d.channels, decoder=d.jpeg_decoder)
         cfg = decided(cfg, looks_grayscale(train, d.channels))
         bank = train if monitor else None
     else:
         cfg = decided(cfg, d.channels == 1)
         train = StreamImages(images, train_size(cfg), d.channels, d.large_images, worker_transform(cfg),
-                             full_crops(cfg))
+                             full_crops(cfg), d.jpeg_decoder)
         if monitor:
-            bank = decode_to_memory(random_subset(images, 10_000, t.seed), eval_size(cfg), d.channels)
+            bank = decode_to_memory(random_subset(images, 10_000, t.seed), eval_size(cfg), d.channels,
+                                    decoder=d.jpeg_decoder)
     if bank is not None and test is not None and d.val_path:
         test = match_classes(test, bank.classes, d.val_path)
     return cfg, train, bank, test, data_identity(images.items)
@@ -329,7 +334,7 @@ def shard_source(cfg: Config):
     d, t = cfg.data, cfg.train
     cfg = decided(cfg, d.channels == 1)
     train = ShardStream(d.path, train_size(cfg), d.channels, d.large_images, worker_transform(cfg), t.seed,
-                        t.batch_size, crops=full_crops(cfg), eval_size=eval_size(cfg))
+                        t.batch_size, crops=full_crops(cfg), eval_size=eval_size(cfg), decoder=d.jpeg_decoder)
     bank = test = None
     if t.knn_every > 0 and d.val_path:
         bank = train.head(10_000)
@@ -407,7 +412,7 @@ def make_loader(cfg: Config, train, bank, test, identity: dict | None = None) ->
         train, memory = AugmentedImages(train, worker_transform(cfg)), False
     if memory and on_device(cfg):
         resident, train = train.images, BatchIndices(train)
-    workers = 0 if memory else cfg.data.num_workers
+    workers = 0 if memory else loader_workers(cfg)
     if isinstance(train, torch.utils.data.IterableDataset):  # shards: the stream splits itself
         loader = torch.utils.data.DataLoader(
             train, batch_size=t.batch_size, drop_last=True, collate_fn=collate, num_workers=workers,
@@ -423,6 +428,24 @@ def make_loader(cfg: Config, train, bank, test, identity: dict | None = None) ->
     if bank is None or test is None:
         bank = test = None
     return TrainingData(loader, bank, test, len(train), resident, identity)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, as a cluster's scheduler sets it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def loader_workers(cfg: Config) -> int:
+    """data.num_workers, or where unset: this process's share of the cores (usable_cores over the
+    training processes of this machine: LOCAL_WORLD_SIZE, else train.devices), less one for the
+    training loop itself; at least 1."""
+    if cfg.data.num_workers is not None:
+        return cfg.data.num_workers
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", cfg.train.devices))
+    return max(1, usable_cores() // max(1, local) - 1)
 
 
 def enough_images(cfg: Config, n: int) -> None:

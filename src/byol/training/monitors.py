@@ -169,24 +169,42 @@ THROUGHPUT_WINDOW = 20  # steps
 
 class Throughput(L.Callback):
     """Every log_every steps, train/images_per_sec over the last THROUGHPUT_WINDOW steps: a
-    sliding window of step start times, so epoch ends (checkpoints, kNN) do not skew it."""
+    sliding window of step start times, so epoch ends (checkpoints, kNN) do not skew it.
+    Also the time the steps waited for data: from the end of one step to the start of the
+    next within an epoch (the loader's next batch), against the time the steps took;
+    `waited_seconds` and `step_seconds` for the summary, train/data_wait_share in the logs."""
 
     def __init__(self, log_every: int):
         self.log_every = log_every
         self.starts: collections.deque = collections.deque(maxlen=THROUGHPUT_WINDOW + 1)
+        self.waited_seconds = self.step_seconds = 0.0
+        self.step_start = self.step_end = None
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.starts.clear()  # the gap of an epoch's end is not a step
+        self.step_end = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.starts.append(time.perf_counter())
+        self.step_start = time.perf_counter()
+        self.starts.append(self.step_start)
+        if self.step_end is not None:
+            self.waited_seconds += self.step_start - self.step_end
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.step_end = time.perf_counter()
+        self.step_seconds += self.step_end - self.step_start
         t = self.starts
         if batch_idx % self.log_every == 0 and len(t) >= 2 and t[-1] > t[0]:
             ips = (len(t) - 1) * len(batch) * trainer.world_size / (t[-1] - t[0])
             pl_module.log("train/images_per_sec", ips, prog_bar=True, on_step=True, on_epoch=False,
                           batch_size=len(batch))
+            pl_module.log("train/data_wait_share", self.wait_share(), on_step=True, on_epoch=False,
+                          batch_size=len(batch))
+
+    def wait_share(self) -> float:
+        """The share of the training time (steps + waits) spent waiting for data."""
+        total = self.waited_seconds + self.step_seconds
+        return self.waited_seconds / total if total > 0 else 0.0
 
 
 class TargetAgreement(L.Callback):

@@ -19,7 +19,8 @@ from byol.core.augment import scheduled_size
 from byol.core.optim import scaled_lr
 from byol.training.bookkeeping import check_resume, check_start, close_run
 from byol.training.budget import with_budget_note
-from byol.training.data import TrainingData, build_data, decide_from_data, listing, plan_data, steps_per_epoch
+from byol.training.data import (TrainingData, build_data, decide_from_data, listing, plan_data, steps_per_epoch,
+                                usable_cores)
 from byol.training.run_folder import holding, recording_skipped, write_config
 from byol.training.trainer import (build_trainer, closing_process_group, describe_precision, fit, prepare_process,
                                   resolve_precision)
@@ -39,7 +40,7 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
     last = check_start(cfg, resume)
     prepare_process(cfg)
     cfg, data = read_data(cfg)
-    print("\n".join([*cfg.notes, plan_line(cfg, data.images)]))
+    print("\n".join([*cfg.notes, plan_line(cfg, data.images), *loader_line(cfg, data)]))
     if resume:  # after the data-aware decisions, which the checkpoint's config holds too
         check_resume(last, cfg, data.identity)
     module = BYOLModule(net, cfg, data)  # a bad backbone or hidden layer fails here, before any file is written
@@ -82,6 +83,35 @@ def plan_line(cfg: Config, images: int) -> str:
             f"{t.epochs * per_epoch} steps of {batch} images; {o.name} lr {scaled_lr(o.base_lr, batch):.4g} "
             f"({o.base_lr:g} x {batch}/256); {describe_precision(resolve_precision(t.precision, t.accelerator))}"
             + "".join(f"; {part}" for part in view_plan(cfg)))
+
+
+LOADER_PROBE = 16  # images decoded in the main process before a streamed run, to say the loader's rate
+
+
+def loader_line(cfg: Config, data: TrainingData) -> list[str]:
+    """For data decoded in worker processes: how many, and about how many images/s they give
+    (LOADER_PROBE images decoded here, the random state kept as it was), against the images
+    a step takes. Nothing for data in memory."""
+    import time
+
+    import torch
+
+    workers, dataset = data.loader.num_workers, data.loader.dataset
+    if workers == 0:
+        return []
+    chosen = (f"data.num_workers {workers}" if cfg.data.num_workers is not None else
+              f"{workers} worker process{'es' if workers > 1 else ''} ({usable_cores()} cores, one kept for the "
+              "training loop; data.num_workers to choose)")
+    if isinstance(dataset, torch.utils.data.IterableDataset) or len(dataset) == 0:
+        return [f"loader: {chosen}"]
+    with torch.random.fork_rng():
+        start = time.perf_counter()
+        for i in range(min(LOADER_PROBE, len(dataset))):
+            dataset[i * max(1, len(dataset) // LOADER_PROBE)]
+        rate = min(LOADER_PROBE, len(dataset)) / (time.perf_counter() - start)
+    return [f"loader: {chosen}, about {rate * workers:.0f} images/s ({rate:.0f} per process, from "
+            f"{min(LOADER_PROBE, len(dataset))} images decoded here); each step takes {cfg.train.batch_size} images. "
+            "The progress lines' images/s and the summary's data_wait_share say whether steps wait for data"]
 
 
 def view_plan(cfg: Config) -> list[str]:

@@ -90,11 +90,15 @@ LOADER_PROBE = 16  # images decoded in the main process before a streamed run, t
 
 def loader_line(cfg: Config, data: TrainingData) -> list[str]:
     """For data decoded in worker processes: how many, and about how many images/s they give
-    (LOADER_PROBE images decoded here, the random state kept as it was), against the images
-    a step takes. Nothing for data in memory."""
+    (up to LOADER_PROBE images decoded and augmented here, the random state kept as it was),
+    against the images a step takes. Nothing for data in memory. The probe reads through
+    StreamImages.load, which reports nothing: an unreadable file is said and counted by the
+    workers that meet it in the run."""
     import time
 
     import torch
+
+    from byol.data.images import DECODE_ERRORS, StreamImages, training_item
 
     workers, dataset = data.loader.num_workers, data.loader.dataset
     if workers == 0:
@@ -102,15 +106,24 @@ def loader_line(cfg: Config, data: TrainingData) -> list[str]:
     chosen = (f"data.num_workers {workers}" if cfg.data.num_workers is not None else
               f"{workers} worker process{'es' if workers > 1 else ''} ({usable_cores()} cores, one kept for the "
               "training loop; data.num_workers to choose)")
-    if isinstance(dataset, torch.utils.data.IterableDataset) or len(dataset) == 0:
+    if not isinstance(dataset, StreamImages) or len(dataset) == 0:
         return [f"loader: {chosen}"]
+    decoded, stride = 0, max(1, len(dataset) // LOADER_PROBE)
     with torch.random.fork_rng():
         start = time.perf_counter()
         for i in range(min(LOADER_PROBE, len(dataset))):
-            dataset[i * max(1, len(dataset) // LOADER_PROBE)]
-        rate = min(LOADER_PROBE, len(dataset)) / (time.perf_counter() - start)
+            try:
+                x, partner = dataset.load(i * stride)
+            except (*DECODE_ERRORS, FileNotFoundError):
+                continue
+            training_item(x, 0, partner, dataset.transform)
+            decoded += 1
+        seconds = time.perf_counter() - start
+    if decoded == 0:
+        return [f"loader: {chosen}"]
+    rate = decoded / seconds
     return [f"loader: {chosen}, about {rate * workers:.0f} images/s ({rate:.0f} per process, from "
-            f"{min(LOADER_PROBE, len(dataset))} images decoded here); each step takes {cfg.train.batch_size} images. "
+            f"{decoded} images decoded here); each step takes {cfg.train.batch_size} images. "
             "The progress lines' images/s and the summary's data_wait_share say whether steps wait for data"]
 
 

@@ -8,19 +8,9 @@ own; the first batch (worker start-up) is not timed. Rows: images/s, per worker,
 workers one GPU would need at 1,700 source images/s (one H100 training ResNet-50 with BYOL's
 two views in bf16; see the loader issue's arithmetic).
 
-    byol                  StreamImages (data.large_images: full), as `byol pretrain` streams photos
-    byol-plain            the same crops without the fast path: the whole photo decoded by
-                          Pillow, its shorter side shrunk to 512, both crops resized by torch
-    byol-decode-per-view  the fast path decoding the file once per view
-    byol-no-draft         one decode at full resolution, crops resized by Pillow
-    byol-pillow           + DCT-domain reduced decoding (draft), Pillow's decoder
-    byol-simplejpeg       + simplejpeg's decoder (the fast-jpeg extra), where it imports
-    byol-cache            `byol` on a `byol cache --max-side 512` copy of the folder
-    torchvision           torchvision's ImageFolder + PIL, RandomResizedCrop(224) and a flip per
-                          view (lightly's and solo-learn's loaders, with the colour work left out:
-                          the same work as this project's workers)
-    lightly-byol          lightly's BYOLTransform as its documentation runs it (all augmentations
-                          on the CPU): what a lightly user's workers do
+The pipelines are named in PIPELINES, each with what its workers do. "Same work" is torchvision's
+RandomResizedCrop with bicubic resizing (the paper's and this project's interpolation, and
+solo-learn's); torchvision's default is bilinear, which costs less per pixel.
 
 The photos: CIFAR-10 training images (--cifar) upscaled to --size and given multi-scale noise
 (a 1/f-like texture, so that JPEG has a photo's detail to code), saved at quality 90; or a
@@ -48,8 +38,25 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 GPU_DEMAND = 1700  # source images/s one H100 consumes training ResNet-50 with BYOL's two views in bf16
 OUTPUT = 224
 BOUND = 512  # data.load_size of the imagenet recipe: the plain path's bound, and the cache's longer side
-OURS = ("byol", "byol-plain", "byol-decode-per-view", "byol-no-draft", "byol-pillow", "byol-simplejpeg", "byol-cache")
-PEERS = ("torchvision", "lightly-byol")
+PIPELINES = {  # name -> what each worker does for one photo (the tables' second column)
+    "byol": "StreamImages (data.large_images: full), as `byol pretrain` streams photos: one decode at the scale "
+            "the crops need, both crops cut from it and resized by Pillow (bicubic)",
+    "byol-plain": "the same crops without the fast path: the whole photo decoded by Pillow, its shorter side "
+                  "shrunk to 512, both crops resized by torch (bicubic)",
+    "byol-decode-per-view": "the fast path decoding the file once per view",
+    "byol-no-draft": "one full-resolution decode, both crops resized by Pillow (bicubic)",
+    "byol-pillow": "+ DCT-domain reduced decoding, Pillow's decoder",
+    "byol-simplejpeg": "+ simplejpeg's decoder (the fast-jpeg extra)",
+    "byol-bilinear": "`byol` resizing bilinear, as torchvision's default does",
+    "byol-cache": "`byol` on a `byol cache --max-side 512` copy of the folder",
+    "torchvision-bicubic": "torchvision ImageFolder + PIL, RandomResizedCrop(224, bicubic) and a flip per view: "
+                           "the same work as `byol`",
+    "torchvision": "the same with torchvision's default bilinear resize: the same work as `byol-bilinear`",
+    "lightly-byol": "lightly's BYOLTransform as its documentation runs it: crops and every augmentation "
+                    "(colour, blur, solarize) on the CPU",
+}
+PEERS = ("torchvision-bicubic", "torchvision", "lightly-byol")
+OURS = tuple(p for p in PIPELINES if p not in PEERS)
 
 
 def write_photos(folder: Path, n: int, width: int, height: int, cifar: str | None, seed: int = 0) -> None:
@@ -131,8 +138,9 @@ class Views:
             (v1,), _ = cut_views(path, 3, (c.view1,), c.size, BOUND, c.interpolation, c.crop_sampling, "pillow")
             (v2,), _ = cut_views(path, 3, (c.view2,), c.size, BOUND, c.interpolation, c.crop_sampling, "pillow")
         else:
-            decoder = "simplejpeg" if p == "byol-simplejpeg" else "pillow"
-            (v1, v2), _ = cut_views(path, 3, (c.view1, c.view2), c.size, BOUND, c.interpolation, c.crop_sampling,
+            decoder = "simplejpeg" if p == "byol-simplejpeg" else "auto" if p == "byol-bilinear" else "pillow"
+            interpolation = "bilinear" if p == "byol-bilinear" else c.interpolation
+            (v1, v2), _ = cut_views(path, 3, (c.view1, c.view2), c.size, BOUND, interpolation, c.crop_sampling,
                                     decoder, reduce=p != "byol-no-draft")
         return Batch(images=v1, partners=v2, labels=self.images.labels[i])
 
@@ -153,8 +161,9 @@ def dataset(pipeline: str, folder: str):
     import torchvision.transforms as T
     from torchvision.datasets import ImageFolder
 
-    if pipeline == "torchvision":
-        view = T.Compose([T.RandomResizedCrop(OUTPUT), T.RandomHorizontalFlip(), T.PILToTensor()])
+    if pipeline.startswith("torchvision"):
+        resize = T.InterpolationMode.BICUBIC if pipeline == "torchvision-bicubic" else T.InterpolationMode.BILINEAR
+        view = T.Compose([T.RandomResizedCrop(OUTPUT, interpolation=resize), T.RandomHorizontalFlip(), T.PILToTensor()])
         return ImageFolder(folder, transform=lambda img: (view(img), view(img))), None
     from lightly.transforms import BYOLTransform
 
@@ -220,7 +229,7 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=512, help="photos made, and images timed per measurement")
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--pipelines", default=",".join(OURS + PEERS))
+    p.add_argument("--pipelines", default=",".join(PIPELINES))
     p.add_argument("--peer-python", help="the Python of an environment with torchvision and lightly")
     p.add_argument("--out", help="append the rows to this JSONL file")
     p.add_argument("--child", help=argparse.SUPPRESS)

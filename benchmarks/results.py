@@ -1,7 +1,8 @@
 """The one script from result rows to what the documentation shows. Reads the committed rows in
 benchmarks/results/*.jsonl and writes, each between its markers or as a whole file:
 
-- docs/benchmarks.md: the quick-start table (one row per run, with its kNN curve and verdict);
+- docs/benchmarks.md: the quick-start table (one row per run, with its kNN curve and verdict) and
+  the loader tables (images/s of each input pipeline on photographs);
 - README.md: the results table (each data set and run length: seeds, kNN before -> after, verdicts, time);
 - src/byol/training/budget.json: the budget advice's measurements (byol.training.budget.summarize);
 - docs/images/quickstart_knn.png: kNN top-1 against steps for every quick-start run.
@@ -74,11 +75,15 @@ def quickstart_runs(rows: list[dict]) -> str:
 
 
 def budget_lines(entries: list[dict]) -> str:
-    return "\n".join(
-        f"- {e['train_images']:,} {e['data']} at {e['side']} px: first beat the untrained network after "
-        f"about {e['median_first_beat']} steps (median of the runs that did; "
-        f"{sum(c is not None for c in e['first_beat_steps'])} of {e['runs']} did). Rows from: "
-        f"{'; '.join(e['provenance'])}." for e in entries)
+    lines = []
+    for e in entries:
+        beat = sum(c is not None for c in e["first_beat_steps"])
+        when = (f"first beat the untrained network after about {e['median_first_beat']} steps (median of the runs "
+                f"that did; {beat} of {e['runs']} did)" if beat else
+                f"none of {e['runs']} run{'s' * (e['runs'] > 1)} beat the untrained network")
+        lines.append(f"- {e['train_images']:,} {e['data']} at {e['side']} px: {when}. Rows from: "
+                     f"{'; '.join(e['provenance'])}.")
+    return "\n".join(lines)
 
 
 def alone(r: dict) -> bool:
@@ -140,6 +145,45 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def loader_tables(rows: list[dict]) -> str:
+    """The loader benchmark: for each photo size, the latest run's images/s of every pipeline
+    (benchmarks/loader.py), each against torchvision doing the same work, from rows of that one
+    run (one command, one commit: ratios are never taken across runs)."""
+    from loader import GPU_DEMAND, PIPELINES
+
+    latest: dict[str, tuple] = {}
+    for r in rows:  # a photo size's latest run: the last command and commit that wrote rows for it
+        latest[r["photo_size"]] = (r["command"], r["commit"])
+    parts = []
+    for size, run in sorted(latest.items(), key=lambda kv: [int(v) for v in kv[0].split("x")]):
+        mine = {(r["pipeline"], r["workers"]): r for r in rows if (r["command"], r["commit"]) == run
+                and r["photo_size"] == size}
+        counts = sorted({w for _, w in mine})
+        names = [p for p in PIPELINES if any((p, w) in mine for w in counts)]
+        first = next(iter(mine.values()))
+        parts.append(f"**{size.replace('x', ' x ')} JPEG photos ({first['photo_kB']:.0f} kB on average), two "
+                     f"{first['output']}-px views each**\n")
+        parts.append("| pipeline | what each worker does | " + " | ".join(
+            f"images/s, {w} worker{'s' * (w > 1)}" for w in counts)
+            + " | per worker (1 worker) | against torchvision-bicubic | workers for "
+            f"{GPU_DEMAND:,} images/s |")
+        parts.append("|---|---|" + "---|" * len(counts) + "---|---|---|")
+        base = mine.get(("torchvision-bicubic", 1))
+        for name in names:
+            one = mine.get((name, 1))
+            ratio = f"{one['per_worker'] / base['per_worker']:.2f}x" if one and base else "not measured"
+            cells = " | ".join(f"{mine[(name, w)]['images_per_s']:.0f}" if (name, w) in mine else "-" for w in counts)
+            parts.append(f"| `{name}` | {PIPELINES[name]} | {cells} | "
+                         f"{one['per_worker']:.0f} | {ratio} | {one['workers_for_one_gpu']:.1f} |" if one else
+                         f"| `{name}` | {PIPELINES[name]} | {cells} | - | {ratio} | - |")
+        torches = ", ".join(sorted({r["torch"] for r in mine.values()}))
+        busiest = max(r["load_average_after"][0] for r in mine.values())
+        parts.append(f"\n{first['cpu_kind']}, {first['cores']} cores, Pillow {first['pillow']}, torch {torches}; "
+                     f"highest 1-minute load average after a measurement {busiest:.2f}; commit {run[1]}; "
+                     f"`{run[0]}`\n")
+    return "\n".join(parts).rstrip()
+
+
 def replaced(text: str, name: str, content: str, where: Path) -> str:
     start, end = markers(name)
     if start not in text or end not in text:
@@ -155,6 +199,9 @@ def outputs(rows: list[dict]) -> dict[Path, str]:
     page, readme = ROOT / "docs" / "benchmarks.md", ROOT / "README.md"
     page_text = replaced(page.read_text(), "quickstart-runs", quickstart_runs(rows), page)
     page_text = replaced(page_text, "budget", budget_lines(entries), page)
+    loader = RESULTS / "loader.jsonl"
+    page_text = replaced(page_text, "loader", loader_tables(read_rows(loader)) if loader.exists() else
+                         "No rows yet: `python benchmarks/loader.py --out benchmarks/results/loader.jsonl ...`", page)
     return {BUDGET: json.dumps(entries, indent=1) + "\n", page: page_text,
             readme: replaced(readme.read_text(), "results", quickstart_summary(rows), readme)}
 
@@ -163,7 +210,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table or budget.json is stale")
     args = p.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "src"))
+    sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]
     rows = read_rows(RESULTS / "quickstart.jsonl")
     files = outputs(rows)
     if args.check:

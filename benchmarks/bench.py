@@ -21,6 +21,7 @@ The CPU kind (AVX-512 BF16 or AVX2, from torch's CPU capability) is in every obj
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -43,7 +44,9 @@ VARIANTS = {
 }
 
 
-def _commit() -> str:
+@functools.lru_cache(maxsize=None)
+def commit() -> str:
+    """The commit checked out when the run began (asked once: every row of a run names the same)."""
     try:
         here = os.path.dirname(os.path.abspath(__file__))
         return subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -111,7 +114,7 @@ def run_variant(variant: str, batch_size: int, width: float, steps: int, warmup:
         "benchmark": "B1", "variant": variant, "backbone": f"resnet18-cifar@{width:g}", "batch": batch_size,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "cpu_kind": cpu_kind(), "precision": precision, "channels_last": channels_last, "concat_views": concat,
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": _commit(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": commit(),
         "steps_timed": steps, "warmup": warmup,
         "images_per_sec": round(batch_size / sec, 2), "ms_per_step": round(1000 * sec, 1),
         "ms_per_step_all": [round(1000 * t, 1) for t in times],
@@ -206,7 +209,7 @@ def b2(epochs: int = 10, cifar_dir: str | None = None, out_dir: str = "runs/benc
         "knn_k": cfg.train.knn_k, "knn_temperature": cfg.train.knn_temperature,
         "optimizer": cfg.optim.name, "base_lr": cfg.optim.base_lr, "precision": summary["precision"],
         "wall_seconds": summary["wall_seconds"], "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "commit": _commit(), "overrides": overrides or [],
+        "torch": torch.__version__, "commit": commit(), "overrides": overrides or [],
     }
 
 
@@ -261,7 +264,7 @@ def b3(epochs: int = 200, cifar_dir: str | None = None, out_dir: str = "runs/ben
         "knn_top1": summary.get("knn_final_top1"), "knn_untrained_top1": summary.get("knn_untrained_top1"),
         "linear_top1": linear["top1"], "linear_epochs": linear["epochs"],
         "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if gpu else None,
-        "torch": torch.__version__, "commit": _commit(), "overrides": overrides or [],
+        "torch": torch.__version__, "commit": commit(), "overrides": overrides or [],
     }
 
 

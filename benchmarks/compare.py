@@ -80,14 +80,6 @@ LIBRARIES = ("byol", "lightly", "byol-pytorch")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=5).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 VAL_PER_CLASS = 500  # the validation queries: the images after the first per_class of each class
 
 
@@ -513,6 +505,12 @@ def cpu_kind() -> str:
     from bench import cpu_kind as kind
 
     return kind()
+
+
+def commit() -> str:
+    from bench import commit as asked
+
+    return asked()
 
 
 def _passthrough(argv):

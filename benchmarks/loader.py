@@ -200,14 +200,6 @@ def measure(pipeline: str, folder: str, workers: int, images: int, batch: int) -
     return row
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=5).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def run_child(python: str, pipeline: str, folder: str, workers: int, images: int, batch: int) -> dict | None:
     """One measurement in a process of its own (its workers and memory its own); None if the
     pipeline is not available in that Python (said on stderr)."""
@@ -239,7 +231,7 @@ def main(argv=None) -> int:
         return 0
     if not (args.cifar or args.photos):
         p.error("give --cifar DIR (photos made from CIFAR-10) or --photos DIR")
-    from bench import cpu_kind
+    from bench import commit, cpu_kind
 
     from byol.data.cache import write_cache
     from byol.training.data import usable_cores

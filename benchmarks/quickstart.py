@@ -64,18 +64,10 @@ def write_photos(cifar: str, folder: Path, per_class: int, pick_seed: int, side:
     return count
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=5).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def run_one(folder: Path, out: Path, epochs: int, seed: int, extra: list[str]) -> dict:
     import torch
 
-    from bench import cpu_kind
+    from bench import commit, cpu_kind
 
     command = ["byol", "pretrain", "--data.path", str(folder), "--train.epochs", str(epochs),
                "--train.out_dir", str(out), "--train.seed", str(seed), *extra]

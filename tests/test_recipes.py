@@ -469,3 +469,14 @@ def test_preview_decides_as_pretrain_does_and_labels_its_rows(tmp_path, capsys):
         assert f"blur_p {getattr(cfg.augment, view).blur_p}" in line
     grid = Image.open(tmp_path / "p.png")
     assert grid.height == 3 * 200 + 30 and grid.width == 3 * 200 + 64  # three rows at the run's 200 px, labelled
+
+
+def test_a_run_from_weights_is_judged_against_the_weights_it_started_from():
+    base = {"train_images": 3000, "projection_std": 0.05, "projection_std_healthy": 0.0625}
+    cfg = load_config(None, ["--train.epochs", "5", "--model.init_weights", "torchvision:resnet50.IMAGENET1K_V2"])
+    up = verdict(summary_of(*paired_predictions(10000, 0.30, 300, 500), base), cfg)
+    assert up["outcome"] == "helped" and "against the weights you started from" in up["message"]
+    assert "at the start (torchvision:resnet50.IMAGENET1K_V2)" in up["message"] and "untrained" not in up["message"]
+    scratch = verdict(summary_of(*paired_predictions(10000, 0.30, 300, 500), base),
+                      load_config(None, ["--train.epochs", "5"]))
+    assert "untrained" in scratch["message"] and "started from" not in scratch["message"]

@@ -295,10 +295,14 @@ def load_backbone(path: str | Path, backbone: str | None = None, backbone_args: 
 
 def load_initial_weights(net: nn.Module, path: str | Path) -> nn.Module:
     """`net` with the weights in `path` (model.init_weights): an exported or fine-tuned
-    .safetensors (its backbone.* keys), a pretraining checkpoint (.ckpt: the online backbone), or
-    a plain state dict saved with torch.save (.pt, .pth). Strict: keys or shapes that do not
-    fit are one line; inf/NaN weights are refused."""
-    path = Path(path)
+    .safetensors (its backbone.* keys), a pretraining checkpoint (.ckpt: the online backbone), a
+    plain state dict saved with torch.save (.pt, .pth), or named published weights
+    (byol.pretrained: torchvision:NAME.WEIGHTS, hf-hub:ORG/NAME; their classifier left out).
+    Strict otherwise: keys or shapes that do not fit are one line; inf/NaN weights are refused."""
+    from byol import pretrained
+
+    named = str(path) if pretrained.is_named(path) else None
+    path = pretrained.fetch(named) if named else Path(path)
     if not path.is_file():
         raise CheckpointError(f"model.init_weights {str(path)!r} does not exist")
     if path.suffix == ".safetensors":
@@ -308,7 +312,7 @@ def load_initial_weights(net: nn.Module, path: str | Path) -> nn.Module:
             state = load_file(str(path))
         except Exception:  # noqa: BLE001 - safetensors raises its own kinds for a file that is not one
             raise CheckpointError(f"model.init_weights {str(path)!r} is not a safetensors file") from None
-        if "head.weight" in state:  # a fine-tuned network: backbone.* and the classifier's head.*
+        if "head.weight" in state and not named:  # a fine-tuned network: backbone.* and the classifier's head.*
             state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     elif path.suffix == ".ckpt":
         state = backbone_state(load_checkpoint(path))
@@ -321,8 +325,10 @@ def load_initial_weights(net: nn.Module, path: str | Path) -> nn.Module:
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
             raise CheckpointError(f"model.init_weights {str(path)!r} holds no state dict of tensors")
+    if named:  # published weights hold their classifier, which the backbone does not have
+        state, _ = pretrained.without_classifier(state, set(net.state_dict()))
     refuse_nonfinite(state, path)
-    return load_into(net, state, f"model.init_weights {str(path)!r}")
+    return load_into(net, state, f"model.init_weights {named or str(path)!r}")
 
 
 def _value(text: str):

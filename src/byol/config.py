@@ -78,7 +78,7 @@ class ModelConfig:
     backbone: str = key("resnet18", "resnet18/34/50, timm:NAME, or 'package.module:Class'")
     backbone_args: dict = key({}, "e.g. {stem: cifar, width: 0.5}")
     hidden_layer: Union[int, str, None] = key(None, "a layer name, an index into the children (-2), or None: the output")
-    init_weights: str = key("", "start from these weights: .safetensors (exported or fine-tuned), .ckpt, or .pt/.pth state dict")
+    init_weights: str = key("", "start from these weights: .safetensors (exported or fine-tuned), .ckpt, or .pt/.pth state dict; or published weights: torchvision:resnet50.IMAGENET1K_V2 (resnet18/34/50), hf-hub:ORG/NAME (a Hugging Face model's model.safetensors, e.g. hf-hub:timm/resnet50.a1_in1k); read from the torch hub / Hugging Face cache, downloaded when missing")
     projection_dim: int = key(256, "output of projector and predictor (paper: 256)", gt=0)
     projection_hidden_dim: int = key(4096, "projector hidden layer (paper: 4096)", gt=0)
     prediction_hidden_dim: int = key(4096, "predictor hidden layer (paper: 4096)", gt=0)

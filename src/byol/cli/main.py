@@ -25,13 +25,14 @@ import yaml
 
 from byol.core.backbones import BackboneError
 from byol.checkpoint import CheckpointError, OutputError
+from byol.pretrained import PretrainedError
 from byol.cli.keys import keys_help
 from byol.config import ConfigError, read_yaml, recipe_names
 from byol.data.images import DataError
 from byol.core.model import HiddenLayerError
 from byol.evaluation.saved import PROTOCOLS
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, HiddenLayerError, BackboneError, OutputError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, HiddenLayerError, BackboneError, OutputError, PretrainedError)
 
 
 def _user_errors():

@@ -227,6 +227,14 @@ def build_backbone(name: str, **kwargs) -> nn.Module:
         net = factory(**kwargs)
     except TypeError as e:
         raise BackboneError(f"backbone {name!r} rejected its arguments {kwargs}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a library fetching weights fails with its own network errors
+        if not (kwargs.get("pretrained") or kwargs.get("weights")):
+            raise
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise BackboneError(f"backbone {name!r} could not get its pretrained weights ({reason}). With no connection, "
+                            "place the files in the cache that library reads (torch hub or Hugging Face), or build "
+                            "it without them and name the weights in model.init_weights (a file, "
+                            "torchvision:NAME.WEIGHTS or hf-hub:ORG/NAME)") from None
     if not isinstance(net, nn.Module):
         raise BackboneError(f"backbone {name!r} returned {type(net).__name__}, not a torch.nn.Module")
     return net

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from byol.checkpoint import atomic_write_text
+from byol.checkpoint import CheckpointError, atomic_write_text
 from byol.config import RECIPES_DIR, Config, ConfigError, to_dict
 from byol.evaluation.protocols import mcnemar_exact
 from byol.training.run_folder import check_run_folder, skipped_by_processes
@@ -21,7 +21,23 @@ def check_start(cfg: Config, resume: bool) -> Path:
 
         check_tracking_uri(cfg.log.mlflow_uri)
     check_launch(cfg)
+    check_initial_weights(cfg)
     return check_run_folder(cfg, resume)
+
+
+def check_initial_weights(cfg: Config) -> None:
+    """model.init_weights there before the data is read: a file that exists, or named weights
+    found in their cache or downloaded into it (byol.pretrained.fetch; one line where neither)."""
+    from byol import pretrained
+
+    source = cfg.model.init_weights
+    if not source:
+        return
+    if pretrained.is_named(source):
+        pretrained.fetch(source)
+    elif not Path(source).is_file():
+        raise CheckpointError(f"model.init_weights {source!r} does not exist; give a .safetensors, .ckpt, .pt or "
+                              ".pth file, or published weights such as torchvision:resnet50.IMAGENET1K_V2")
 
 
 def check_launch(cfg: Config) -> None:
@@ -183,8 +199,8 @@ VERDICT_LEVEL = 0.05  # two-sided significance level of the paired test
 
 
 def verdict(summary: dict, cfg: Config) -> dict:
-    """Whether pretraining helped: the final network against the untrained one (same
-    initialisation) on the same held-out images, decided by McNemar's exact test on the images
+    """Whether pretraining helped: the final network against itself before the first step (the
+    untrained network, or the weights model.init_weights started from) on the same held-out images, decided by McNemar's exact test on the images
     that exactly one of the two gets right (summary["knn_paired"]), at VERDICT_LEVEL. The
     outcome is "helped", "no clear change" or "got worse"; without labels, the collapse monitor."""
     untrained, final = summary.get("knn_untrained_top1"), summary.get("knn_final_top1")
@@ -194,7 +210,8 @@ def verdict(summary: dict, cfg: Config) -> dict:
     paired = summary.get("knn_paired")
     if untrained is not None and final is not None:
         gain = 100 * (final - untrained)
-        figures = f"kNN top-1 {100 * untrained:.2f}% untrained -> {100 * final:.2f}% ({gain:+.2f} points"
+        start = f"at the start ({cfg.model.init_weights})" if cfg.model.init_weights else "untrained"
+        figures = f"kNN top-1 {100 * untrained:.2f}% {start} -> {100 * final:.2f}% ({gain:+.2f} points"
         if not paired:
             return {"helped": None, "outcome": None, "gain_points": round(gain, 2),
                     "message": f"{figures}); no paired test was possible (the untrained network's per-image "
@@ -208,6 +225,8 @@ def verdict(summary: dict, cfg: Config) -> dict:
         hint = (f"More epochs or more images ({summary['train_images']} now) may help; gentler crops "
                 f"(--augment.view1.crop_scale '[0.2, 1.0]' and the same for view2), or {other_recipe(cfg)}; "
                 f"docs/recipes.md.")
+        if cfg.model.init_weights:  # the start is the user's weights: the verdict is against them
+            figures = f"against the weights you started from, {figures}"
         if p < VERDICT_LEVEL and better > worse:
             return {**base, "helped": True, "outcome": "helped",
                     "message": f"Pretraining helped: {figures}; {test})."}

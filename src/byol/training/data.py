@@ -167,7 +167,8 @@ def recipe_for_data(cfg: Config, images: int | None = None) -> Config:
       epoch preset for this run's number of steps, preset_epochs; `images`: about how many the
       run trains on), and for the built-in ResNet its CIFAR stem (a 3x3
       stride-1 first convolution, no max-pool: the ImageNet stem leaves a 32-px image 8 px
-      wide after its first block). BENCHMARKS.md, "How the recommended recipe was chosen".
+      wide after its first block), unless model.init_weights names weights (made for the stem
+      they were trained with). BENCHMARKS.md, "How the recommended recipe was chosen".
       The normalisation stays ImageNet's: the CIFAR statistics describe CIFAR only.
     - Any size: warm-up at most WARMUP_SHARE of the run, so that a short run is never all
       warm-up with a learning rate that never decays.
@@ -182,7 +183,8 @@ def recipe_for_data(cfg: Config, images: int | None = None) -> Config:
     if small:
         preset = preset_epochs(cfg, images)
         recipe = flatten(to_dict(load_config("cifar10", ["--train.epochs", str(preset)])), "cifar10")
-        keys = [k for k in SMALL_IMAGE_KEYS if k != "model.backbone_args" or now["model.backbone"] == "resnet18"]
+        keys = [k for k in SMALL_IMAGE_KEYS if k != "model.backbone_args"  # weights fix the architecture
+                or now["model.backbone"] == "resnet18" and not cfg.model.init_weights]
         changes = {k: recipe[k] for k in keys if k not in cfg.given and recipe[k] != now[k]}
         if "model.backbone_args" in changes:  # the stem only: the width of the user's choice stays
             changes["model.backbone_args"] = {**now["model.backbone_args"], "stem": "cifar"}
@@ -214,7 +216,31 @@ def decide_from_data(cfg: Config, listed: ImageList | None = None) -> Config:
     check_schedule(cfg)
     if cfg.data.dataset == "folder":
         cfg = updated(cfg, {}, cache_note(cfg.data.path))
-    return recipe_for_data(cfg, training_images(cfg, listed))
+    return recipe_for_data(weights_normalization(cfg), training_images(cfg, listed))
+
+
+def weights_normalization(cfg: Config) -> Config:
+    """With published weights named in model.init_weights (byol.pretrained), the normalisation
+    they were trained with becomes augment.mean/std unless a file or the command line set them;
+    the note says which weights, from where, and which normalisation the run uses."""
+    from byol import pretrained
+
+    source = cfg.model.init_weights
+    if not pretrained.is_named(source):
+        return cfg
+    url, path = pretrained.where(source)
+    theirs = dict(zip(("augment.mean", "augment.std"), pretrained.normalization(source, path)))
+    ours = {"augment.mean": tuple(cfg.augment.mean), "augment.std": tuple(cfg.augment.std)}
+    changes = {k: list(v) for k, v in theirs.items() if k not in cfg.given and tuple(v) != ours[k]}
+    kept = [k for k, v in theirs.items() if k in cfg.given and tuple(v) != ours[k]]
+    note = (f"model.init_weights {source}: {f'read from {path}' if path.is_file() else f'from {url}'}; "
+            f"trained with mean {list(theirs['augment.mean'])}, std {list(theirs['augment.std'])}")
+    if kept:
+        note += (f"; this run keeps {', '.join(kept)} from {cfg.given[kept[0]]}, which differ: set --augment.mean "
+                 f"and --augment.std to the weights' values to use them")
+    else:
+        note += ", which this run's augment.mean/std use"
+    return updated(cfg, changes, [note])
 
 
 def check_schedule(cfg: Config) -> None:

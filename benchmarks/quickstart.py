@@ -30,14 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def write_photos(cifar: str, folder: Path, per_class: int, pick_seed: int, side: int | None) -> int:
-    """`per_class` training images of each class into folder/<class>/, at `side` px if given."""
+def write_photos(cifar: str, folder: Path, per_class: int, pick_seed: int, side: int | None,
+                 classes: list[str] | None = None, split: str = "train") -> int:
+    """`per_class` images of each class (of `classes` only, if given) of CIFAR-10's `split`
+    (train, test) into folder/<class>/, at `side` px if given."""
     import tarfile
 
     import numpy as np
     from PIL import Image
 
-    archive = os.path.join(cifar, "train.tar.gz")
+    archive = os.path.join(cifar, f"{split}.tar.gz")
     if not os.path.exists(archive):
         sys.exit(f"quickstart: {archive} not found; pass --cifar DIR (the folder holding train.tar.gz)")
     with tarfile.open(archive) as tar:
@@ -48,6 +50,8 @@ def write_photos(cifar: str, folder: Path, per_class: int, pick_seed: int, side:
         rng = np.random.default_rng(pick_seed)
         count = 0
         for name, group in sorted(by_class.items()):
+            if classes is not None and name not in classes:
+                continue
             (folder / name).mkdir(parents=True, exist_ok=True)
             for i in rng.choice(len(group), per_class, replace=False):
                 member = group[int(i)]

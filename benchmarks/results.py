@@ -2,7 +2,8 @@
 benchmarks/results/*.jsonl and writes, each between its markers or as a whole file:
 
 - docs/benchmarks.md: the quick-start table (one row per run, with its kNN curve and verdict) and
-  the loader tables (images/s of each input pipeline on photographs);
+  the loader tables (images/s of each input pipeline on photographs) and the continued-pretraining
+  table;
 - README.md: the results table (each data set and run length: seeds, kNN before -> after, verdicts, time);
 - src/byol/training/budget.json: the budget advice's measurements (byol.training.budget.summarize);
 - docs/images/quickstart_knn.png: kNN top-1 against steps for every quick-start run.
@@ -184,6 +185,32 @@ def loader_tables(rows: list[dict]) -> str:
     return "\n".join(parts).rstrip()
 
 
+def continued_table(rows: list[dict]) -> str:
+    """Continued pretraining (benchmarks/continued.py): for each split and variant, kNN top-1 on
+    domain B at the run's start and end (means over its seeds), the verdicts against the start,
+    and the final kNN against scratch's on the same seeds."""
+    lines = ["| split | variant | seeds | start | kNN top-1 at the start -> end (mean) | verdicts against the start "
+             "| end against scratch, same seeds (mean) | epochs (steps) | precision, CPU |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["split"], r["variant"]), []).append(r)
+    scratch = {(r["split"], r["seed"]): r["knn_final_top1"] for r in rows if r["variant"] == "scratch"}
+    for (split, variant), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "val", kv[0][1])):
+        runs = sorted(runs, key=lambda r: r["seed"])
+        verdicts = ", ".join(f"{n} {o}" for o, n in sorted(Counter(r["outcome"] for r in runs).items()))
+        paired = [r["knn_final_top1"] - scratch[(split, r["seed"])] for r in runs if (split, r["seed"]) in scratch]
+        against = (f"{100 * statistics.mean(paired):+.1f} points ({len(paired)} seeds)"
+                   if paired and variant != "scratch" else "-")
+        extra = " ".join(a for a in runs[0]["run_command"].split(" --")[1:] if a.startswith(("optim", "model.tau")))
+        lines.append(f"| {split} | {variant}{f' (--{extra})' if extra else ''} | "
+                     f"{', '.join(str(r['seed']) for r in runs)} | {runs[0]['start']} "
+                     f"| {pct(statistics.mean(r['knn_untrained_top1'] for r in runs))} -> "
+                     f"**{pct(statistics.mean(r['knn_final_top1'] for r in runs))}** | {verdicts} | {against} "
+                     f"| {runs[0]['epochs']} ({runs[0]['steps']}) | {runs[0]['precision']}, {runs[0]['cpu_kind']} |")
+    return "\n".join(lines)
+
+
 def replaced(text: str, name: str, content: str, where: Path) -> str:
     start, end = markers(name)
     if start not in text or end not in text:
@@ -199,6 +226,10 @@ def outputs(rows: list[dict]) -> dict[Path, str]:
     page, readme = ROOT / "docs" / "benchmarks.md", ROOT / "README.md"
     page_text = replaced(page.read_text(), "quickstart-runs", quickstart_runs(rows), page)
     page_text = replaced(page_text, "budget", budget_lines(entries), page)
+    continued = RESULTS / "continued.jsonl"
+    page_text = replaced(page_text, "continued", continued_table(read_rows(continued)) if continued.exists() else
+                         "No rows yet: `python benchmarks/continued.py --out benchmarks/results/continued.jsonl ...`",
+                         page)
     loader = RESULTS / "loader.jsonl"
     page_text = replaced(page_text, "loader", loader_tables(read_rows(loader)) if loader.exists() else
                          "No rows yet: `python benchmarks/loader.py --out benchmarks/results/loader.jsonl ...`", page)

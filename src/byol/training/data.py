@@ -18,6 +18,7 @@ from byol.data.images import (DECODE_ERRORS, GRAYSCALE_SAMPLE, AugmentedImages, 
                               list_images, looks_grayscale, match_classes, random_subset, split_held_out)
 from byol.data.batch import already_batched, collate
 from byol.data.loader import ResumableLoader, ShardedSampler
+from byol.pretrained import is_named
 
 MEMORY_LIMIT_IMAGES = 300_000
 WORKER_TIMEOUT_S = 600  # a data worker silent this long is reported, not waited on forever
@@ -167,8 +168,8 @@ def recipe_for_data(cfg: Config, images: int | None = None) -> Config:
       epoch preset for this run's number of steps, preset_epochs; `images`: about how many the
       run trains on), and for the built-in ResNet its CIFAR stem (a 3x3
       stride-1 first convolution, no max-pool: the ImageNet stem leaves a 32-px image 8 px
-      wide after its first block), unless model.init_weights names weights (made for the stem
-      they were trained with). BENCHMARKS.md, "How the recommended recipe was chosen".
+      wide after its first block), unless model.init_weights names published weights (made
+      with the ImageNet stem; weights this library pretrained on small images have the CIFAR stem). BENCHMARKS.md, "How the recommended recipe was chosen".
       The normalisation stays ImageNet's: the CIFAR statistics describe CIFAR only.
     - Any size: warm-up at most WARMUP_SHARE of the run, so that a short run is never all
       warm-up with a learning rate that never decays.
@@ -183,8 +184,8 @@ def recipe_for_data(cfg: Config, images: int | None = None) -> Config:
     if small:
         preset = preset_epochs(cfg, images)
         recipe = flatten(to_dict(load_config("cifar10", ["--train.epochs", str(preset)])), "cifar10")
-        keys = [k for k in SMALL_IMAGE_KEYS if k != "model.backbone_args"  # weights fix the architecture
-                or now["model.backbone"] == "resnet18" and not cfg.model.init_weights]
+        keys = [k for k in SMALL_IMAGE_KEYS if k != "model.backbone_args"  # published weights have the ImageNet stem
+                or now["model.backbone"] == "resnet18" and not is_named(cfg.model.init_weights)]
         changes = {k: recipe[k] for k in keys if k not in cfg.given and recipe[k] != now[k]}
         if "model.backbone_args" in changes:  # the stem only: the width of the user's choice stays
             changes["model.backbone_args"] = {**now["model.backbone_args"], "stem": "cifar"}
@@ -226,7 +227,7 @@ def weights_normalization(cfg: Config) -> Config:
     from byol import pretrained
 
     source = cfg.model.init_weights
-    if not pretrained.is_named(source):
+    if not is_named(source):
         return cfg
     url, path = pretrained.where(source)
     theirs = dict(zip(("augment.mean", "augment.std"), pretrained.normalization(source, path)))

@@ -200,10 +200,10 @@ def continued_table(rows: list[dict]) -> str:
         runs = sorted(runs, key=lambda r: r["seed"])
         verdicts = ", ".join(f"{n} {o}" for o, n in sorted(Counter(r["outcome"] for r in runs).items()))
         paired = [r["knn_final_top1"] - scratch[(split, r["seed"])] for r in runs if (split, r["seed"]) in scratch]
-        against = (f"{100 * statistics.mean(paired):+.1f} points ({len(paired)} seeds)"
+        against = (f"{100 * statistics.mean(paired):+.1f} points ({len(paired)} seed{'s' * (len(paired) > 1)})"
                    if paired and variant != "scratch" else "-")
-        extra = " ".join(a for a in runs[0]["run_command"].split(" --")[1:] if a.startswith(("optim", "model.tau")))
-        lines.append(f"| {split} | {variant}{f' (--{extra})' if extra else ''} | "
+        extra = " ".join(f"--{a}" for a in runs[0]["run_command"].split(" --")[1:] if a.startswith(("optim", "model.tau")))
+        lines.append(f"| {split} ({runs[0]['held_out_images']:,} held-out images) | {variant}{f' ({extra})' if extra else ''} | "
                      f"{', '.join(str(r['seed']) for r in runs)} | {runs[0]['start']} "
                      f"| {pct(statistics.mean(r['knn_untrained_top1'] for r in runs))} -> "
                      f"**{pct(statistics.mean(r['knn_final_top1'] for r in runs))}** | {verdicts} | {against} "

@@ -49,13 +49,18 @@ PIPELINES = {  # name -> what each worker does for one photo (the tables' second
     "byol-simplejpeg": "+ simplejpeg's decoder (the fast-jpeg extra)",
     "byol-bilinear": "`byol` resizing bilinear, as torchvision's default does",
     "byol-cache": "`byol` on a `byol cache --max-side 512` copy of the folder",
+    "byol-shards": "`byol` reading the same photos from WebDataset tar shards written by `byol shards` "
+                   "(ShardStream, as `--data.dataset shards` streams them)",
     "torchvision-bicubic": "torchvision ImageFolder + PIL, RandomResizedCrop(224, bicubic) and a flip per view: "
                            "the same work as `byol`",
     "torchvision": "the same with torchvision's default bilinear resize: the same work as `byol-bilinear`",
+    "webdataset": "webdataset's WebDataset + PIL on the same shards, RandomResizedCrop(224, bicubic) and a flip per "
+                  "view: the same work as `byol-shards`",
     "lightly-byol": "lightly's BYOLTransform as its documentation runs it: crops and every augmentation "
                     "(colour, blur, solarize) on the CPU",
 }
-PEERS = ("torchvision-bicubic", "torchvision", "lightly-byol")
+PEERS = ("torchvision-bicubic", "torchvision", "webdataset", "lightly-byol")
+SHARDED = ("byol-shards", "webdataset")  # read the folder's shards, not the folder
 OURS = tuple(p for p in PIPELINES if p not in PEERS)
 
 
@@ -147,6 +152,12 @@ class Views:
 
 def dataset(pipeline: str, folder: str):
     """(data set, collate function) of a pipeline."""
+    if pipeline == "byol-shards":
+        from byol.config import load_config
+        from byol.data.batch import collate
+        from byol.data.shards import ShardStream
+
+        return ShardStream(folder, BOUND, 3, "full", crops=load_config("imagenet").augment), collate
     if pipeline in ("byol", "byol-cache"):
         from byol.config import load_config
         from byol.data.batch import collate
@@ -161,10 +172,16 @@ def dataset(pipeline: str, folder: str):
     import torchvision.transforms as T
     from torchvision.datasets import ImageFolder
 
+    resize = T.InterpolationMode.BILINEAR if pipeline == "torchvision" else T.InterpolationMode.BICUBIC
+    view = T.Compose([T.RandomResizedCrop(OUTPUT, interpolation=resize), T.RandomHorizontalFlip(), T.PILToTensor()])
     if pipeline.startswith("torchvision"):
-        resize = T.InterpolationMode.BICUBIC if pipeline == "torchvision-bicubic" else T.InterpolationMode.BILINEAR
-        view = T.Compose([T.RandomResizedCrop(OUTPUT, interpolation=resize), T.RandomHorizontalFlip(), T.PILToTensor()])
         return ImageFolder(folder, transform=lambda img: (view(img), view(img))), None
+    if pipeline == "webdataset":
+        import webdataset as wds
+
+        shards = sorted(str(p) for p in Path(folder).glob("*.tar"))
+        return (wds.WebDataset(shards, shardshuffle=False, workersplitter=wds.split_by_worker).shuffle(1000)
+                .decode("pil").to_tuple("jpg", "cls").map(lambda s: (view(s[0]), view(s[0]), int(s[1])))), None
     from lightly.transforms import BYOLTransform
 
     return ImageFolder(folder, transform=BYOLTransform()), None
@@ -175,7 +192,8 @@ def measure(pipeline: str, folder: str, workers: int, images: int, batch: int) -
     import torch
 
     data, collate = dataset(pipeline, folder)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, num_workers=workers,
+    iterable = isinstance(data, torch.utils.data.IterableDataset)  # a stream shuffles itself
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=not iterable, num_workers=workers,
                                          collate_fn=collate, drop_last=True, persistent_workers=False)
     done, start = 0, None
     while done < images:
@@ -234,6 +252,7 @@ def main(argv=None) -> int:
     from bench import commit, cpu_kind
 
     from byol.data.cache import write_cache
+    from byol.data.shards import write_shards
     from byol.training.data import usable_cores
 
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -245,7 +264,7 @@ def main(argv=None) -> int:
             write_photos(Path(folder), args.images, width, height, args.cifar)
         files = [f for f in Path(folder).rglob("*") if f.suffix.lower() in (".jpg", ".jpeg")]
         kilobytes = round(sum(f.stat().st_size for f in files) / max(1, len(files)) / 1000, 1)  # mean file size
-        cached = str(Path(tmp) / "cache")
+        cached, sharded = str(Path(tmp) / "cache"), str(Path(tmp) / "shards")
         for pipeline in args.pipelines.split(","):
             python = args.peer_python if pipeline in PEERS else sys.executable
             if python is None:
@@ -254,9 +273,12 @@ def main(argv=None) -> int:
                 continue
             if pipeline == "byol-cache" and not os.path.exists(cached):
                 write_cache(folder, cached, BOUND)
+            if pipeline in SHARDED and not os.path.exists(sharded):  # 4 shards: 1, 2 or 4 workers split them evenly
+                write_shards(folder, sharded, shard_size=max(1, -(-len(files) // 4)))
             for workers in (int(w) for w in args.workers.split(",")):
                 load = os.getloadavg()
-                row = run_child(python, pipeline, cached if pipeline == "byol-cache" else folder, workers,
+                source = cached if pipeline == "byol-cache" else sharded if pipeline in SHARDED else folder
+                row = run_child(python, pipeline, source, workers,
                                 args.images, args.batch)
                 if row is None:
                     continue

@@ -152,17 +152,24 @@ def loader_tables(rows: list[dict]) -> str:
     run (one command, one commit: ratios are never taken across runs)."""
     from loader import GPU_DEMAND, PIPELINES
 
+    def photos(r: dict) -> str:  # made photos are named by their size; a user's own by the folder's kind
+        return r["photo_size"] or "own"
+
+    def by_area(size: str) -> list[int]:
+        return [int(v) for v in size.split("x")] if "x" in size else [1 << 30]
+
     latest: dict[str, tuple] = {}
     for r in rows:  # a photo size's latest run: the last command and commit that wrote rows for it
-        latest[r["photo_size"]] = (r["command"], r["commit"])
+        latest[photos(r)] = (r["command"], r["commit"])
     parts = []
-    for size, run in sorted(latest.items(), key=lambda kv: [int(v) for v in kv[0].split("x")]):
+    for size, run in sorted(latest.items(), key=lambda kv: by_area(kv[0])):
         mine = {(r["pipeline"], r["workers"]): r for r in rows if (r["command"], r["commit"]) == run
-                and r["photo_size"] == size}
+                and photos(r) == size}
         counts = sorted({w for _, w in mine})
         names = [p for p in PIPELINES if any((p, w) in mine for w in counts)]
         first = next(iter(mine.values()))
-        parts.append(f"**{size.replace('x', ' x ')} JPEG photos ({first['photo_kB']:.0f} kB on average), two "
+        what = f"{size.replace('x', ' x ')} JPEG photos" if size != "own" else "Your own photos (--photos)"
+        parts.append(f"**{what} ({first['photo_kB']:.0f} kB on average), two "
                      f"{first['output']}-px views each**\n")
         parts.append("| pipeline | what each worker does | " + " | ".join(
             f"images/s, {w} worker{'s' * (w > 1)}" for w in counts)

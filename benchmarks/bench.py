@@ -44,6 +44,15 @@ VARIANTS = {
 }
 
 
+def emit(row: dict, out: str | None) -> None:
+    """A result row: printed, and appended to the JSONL file `out` where one is named."""
+    print(json.dumps(row), flush=True)
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 @functools.lru_cache(maxsize=None)
 def commit() -> str:
     """The commit checked out when the run began (asked once: every row of a run names the same)."""

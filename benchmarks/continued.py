@@ -24,7 +24,6 @@ continuing helped against them; for scratch it is the untrained network.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import subprocess
 import sys
@@ -69,7 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--out", help="append the rows to this JSONL file")
     args = p.parse_args(argv)
-    from bench import commit
+    from bench import commit, emit
     from quickstart import run_one, write_photos
 
     commit()  # the commit checked out now names every row, whatever is committed while the runs go on
@@ -102,10 +101,7 @@ def main(argv=None) -> int:
                        "start_knn_on_a": [start_row["knn_untrained_top1"], start_row["knn_final_top1"]],
                        "command": shlex.join(["python", "benchmarks/continued.py", *(argv or sys.argv[1:])]),
                        "run_command": row["command"].replace(str(tmp), "TMP")}
-                print(json.dumps(row), flush=True)
-                if args.out:
-                    with open(args.out, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                emit(row, args.out)
     return 0
 
 

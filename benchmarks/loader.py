@@ -249,7 +249,7 @@ def main(argv=None) -> int:
         return 0
     if not (args.cifar or args.photos):
         p.error("give --cifar DIR (photos made from CIFAR-10) or --photos DIR")
-    from bench import commit, cpu_kind
+    from bench import commit, cpu_kind, emit
 
     from byol.data.cache import write_cache
     from byol.data.shards import write_shards
@@ -293,10 +293,7 @@ def main(argv=None) -> int:
                        "load_average_before": [round(v, 2) for v in load],
                        "load_average_after": [round(v, 2) for v in os.getloadavg()],
                        "commit": commit(), "command": shlex.join(["python", "benchmarks/loader.py", *(argv or sys.argv[1:])])}
-                print(json.dumps(row), flush=True)
-                if args.out:
-                    with open(args.out, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                emit(row, args.out)
     return 0
 
 

@@ -111,6 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="--KEY VALUE",
                    help="an extra argument of the command (a comparison, e.g. --set=--config --set=cifar10)")
     args = p.parse_args(argv)
+    from bench import emit
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"
         if args.textures:
@@ -125,11 +127,7 @@ def main(argv=None) -> int:
             row = {**run_one(folder, Path(tmp) / f"run{seed}", args.epochs, seed, args.set),
                    "data": "demo textures" if args.textures else "CIFAR-10 photos",
                    "per_class": args.per_class, "pick_seed": args.pick_seed, "side": args.side or 32}
-            print(json.dumps(row), flush=True)
-            if args.out:
-                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                with open(args.out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            emit(row, args.out)
     return 0
 
 

@@ -326,7 +326,7 @@ def load_initial_weights(net: nn.Module, path: str | Path) -> nn.Module:
         if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
             raise CheckpointError(f"model.init_weights {str(path)!r} holds no state dict of tensors")
     if named:  # published weights hold their classifier, which the backbone does not have
-        state, _ = pretrained.without_classifier(state, set(net.state_dict()))
+        state = pretrained.without_classifier(state, set(net.state_dict()))
     refuse_nonfinite(state, path)
     return load_into(net, state, f"model.init_weights {named or str(path)!r}")
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # torchvision's and timm's ImageNet weights
+from byol.core.augment import IMAGENET_MEAN, IMAGENET_STD
+
+IMAGENET_NORMALIZATION = (IMAGENET_MEAN, IMAGENET_STD)  # torchvision's and timm's ImageNet weights
 
 TORCHVISION_URL = "https://download.pytorch.org/models/"
 TORCHVISION = {  # NAME.WEIGHTS -> file (torchvision.models' weight tables: resnet.py's ResNet*_Weights)
@@ -129,11 +131,9 @@ def fetch(source: str) -> Path:
                               f"({reason}). With no connection, fetch that file elsewhere and place it at {path}") from None
 
 
-def without_classifier(state: dict, own_keys: set[str]) -> tuple[dict, list[str]]:
-    """The state dict less the classifier's parameters the network does not have (CLASSIFIERS);
-    with the names left out."""
-    dropped = [k for k in state if k not in own_keys and k.startswith(CLASSIFIERS)]
-    return {k: v for k, v in state.items() if k not in dropped}, dropped
+def without_classifier(state: dict, own_keys: set[str]) -> dict:
+    """The state dict less the classifier's parameters (CLASSIFIERS) the network does not have."""
+    return {k: v for k, v in state.items() if k in own_keys or not k.startswith(CLASSIFIERS)}
 
 
 def normalization(source: str, path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -18,6 +18,7 @@ from byol.data.images import (DECODE_ERRORS, GRAYSCALE_SAMPLE, AugmentedImages, 
                               list_images, looks_grayscale, match_classes, random_subset, split_held_out)
 from byol.data.batch import already_batched, collate
 from byol.data.loader import ResumableLoader, ShardedSampler
+from byol import pretrained
 from byol.pretrained import is_named
 
 MEMORY_LIMIT_IMAGES = 300_000
@@ -169,7 +170,8 @@ def recipe_for_data(cfg: Config, images: int | None = None) -> Config:
       run trains on), and for the built-in ResNet its CIFAR stem (a 3x3
       stride-1 first convolution, no max-pool: the ImageNet stem leaves a 32-px image 8 px
       wide after its first block), unless model.init_weights names published weights (made
-      with the ImageNet stem; weights this library pretrained on small images have the CIFAR stem). BENCHMARKS.md, "How the recommended recipe was chosen".
+      with the ImageNet stem; weights this library pretrained on small images have the CIFAR
+      stem). BENCHMARKS.md, "How the recommended recipe was chosen".
       The normalisation stays ImageNet's: the CIFAR statistics describe CIFAR only.
     - Any size: warm-up at most WARMUP_SHARE of the run, so that a short run is never all
       warm-up with a learning rate that never decays.
@@ -224,8 +226,6 @@ def weights_normalization(cfg: Config) -> Config:
     """With published weights named in model.init_weights (byol.pretrained), the normalisation
     they were trained with becomes augment.mean/std unless a file or the command line set them;
     the note says which weights, from where, and which normalisation the run uses."""
-    from byol import pretrained
-
     source = cfg.model.init_weights
     if not is_named(source):
         return cfg

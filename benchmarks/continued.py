@@ -9,7 +9,10 @@ variant and seed:
     weights    ... --model.init_weights START.safetensors         (the recipe a user gets)
     gentle     ... --model.init_weights START.safetensors --optim.base_lr LR/10 --model.tau_base 0.99
                (a lower learning rate and a slower target, as adapting pretrained weights
-               is usually done: the candidate for the continue rule)
+               is usually done)
+    backbone-slow  ... --model.init_weights START.safetensors --optim.backbone_lr_scale 0.1
+               (the new heads at the recipe's rate, the pretrained backbone at a tenth:
+               fine-tuning's usual way of keeping what the weights know)
 
 Each run is scored by kNN top-1 (k 200, T 0.1) before its first step and at the end, on
 held-out images of B: --split val holds out 10 % of each B class of the training images (the
@@ -39,6 +42,7 @@ VARIANTS = {  # name -> the arguments the run adds (START: the exported weights 
     "scratch": [],
     "weights": ["--model.init_weights", "START"],
     "gentle": ["--model.init_weights", "START", "--optim.base_lr", "0.006", "--model.tau_base", "0.99"],
+    "backbone-slow": ["--model.init_weights", "START", "--optim.backbone_lr_scale", "0.1"],
 }
 
 

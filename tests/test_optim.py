@@ -103,6 +103,31 @@ def test_weight_decay_on_every_parameter_when_asked():
     assert len(groups) == 1 and len(groups[0]["params"]) == 4 and groups[0]["weight_decay"] == 5e-4
 
 
+def test_backbone_and_predictor_learning_rate_scales(tmp_path):
+    """optim.backbone_lr_scale and predictor_lr_scale reach the optimiser's groups; the
+    projector keeps the base rate."""
+    from byol.config import load_config
+    from byol.training.module import BYOLModule
+
+    cfg = load_config(None, ["--model.backbone_args", "{stem: cifar, width: 0.125}", "--data.image_size", "16",
+                             "--model.projection_hidden_dim", "32", "--model.prediction_hidden_dim", "32",
+                             "--optim.name", "sgd", "--optim.backbone_lr_scale", "0.1",
+                             "--optim.predictor_lr_scale", "2", "--optim.base_lr", "0.256", "--optim.warmup_epochs", "0",
+                             "--train.batch_size", "256"])
+    module = BYOLModule(config=cfg)
+    module.trainer = type("T", (), {"world_size": 1, "accumulate_grad_batches": 1, "max_epochs": 1,
+                                    "estimated_stepping_batches": 10})()
+    optimizer = module.configure_optimizers()["optimizer"]
+    where = {**{id(p): "backbone" for p in module.model.backbone.parameters()},
+             **{id(p): "projector" for p in module.model.online.projector.parameters()},
+             **{id(p): "predictor" for p in module.model.predictor.parameters()}}
+    rates = {}
+    for g in optimizer.param_groups:
+        for p in g["params"]:
+            rates.setdefault(where[id(p)], set()).add(round(g["lr"], 6))
+    assert rates == {"backbone": {0.0256}, "projector": {0.256}, "predictor": {0.512}}
+
+
 def test_predictor_learning_rate_scale():
     m = BYOL(resnet18(stem="cifar", width=0.125), image_size=16, projection_hidden_dim=32, prediction_hidden_dim=32)
     opt = build_optimizer(m.trainable_modules(), "sgd", 0.1, 1e-4, lr_scales={m.predictor: 10.0})

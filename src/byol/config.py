@@ -101,6 +101,8 @@ class OptimConfig:
     exclude_bias_and_norm: bool = key(True, "no weight decay (nor LARS ratio) on biases and norm parameters")
     warmup_epochs: float = key(10.0, "linear warm-up, then cosine decay to 0 (paper: 10 epochs)", ge=0)
     predictor_lr_scale: float = key(1.0, "the predictor's learning rate is this times the rest's", gt=0)
+    backbone_lr_scale: float = key(1.0, "the backbone's learning rate is this times the heads' (below 1: keep "
+                                        "what pretrained weights know while the new heads learn)", gt=0)
     schedule_per: Literal["step", "epoch"] = key("step", "step: warm-up and cosine move every optimizer step | epoch: once an epoch (lightly's benchmark)")
 
 

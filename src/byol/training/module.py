@@ -180,7 +180,8 @@ class BYOLModule(L.LightningModule):
         lr = scaled_lr(o.base_lr, self.global_batch())
         optimizer = build_optimizer(self.model.trainable_modules(), o.name, lr, o.weight_decay, o.momentum,
                                     o.trust_coefficient, o.clip_lr, o.exclude_bias_and_norm,
-                                    {self.model.predictor: o.predictor_lr_scale})
+                                    {self.model.predictor: o.predictor_lr_scale,
+                                     self.model.backbone: o.backbone_lr_scale})
         epochs = max(1, self.trainer.max_epochs)
         if o.schedule_per == "epoch":  # e.g. lightly's CosineAnnealingLR(optimizer, epochs), stepped each epoch
             self._schedule = (int(o.warmup_epochs), epochs)

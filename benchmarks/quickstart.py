@@ -111,8 +111,9 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="--KEY VALUE",
                    help="an extra argument of the command (a comparison, e.g. --set=--config --set=cifar10)")
     args = p.parse_args(argv)
-    from bench import emit
+    from bench import commit, emit
 
+    commit()  # the commit checked out now names every row, whatever is committed while the runs go on
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"
         if args.textures:

@@ -1,8 +1,8 @@
 """The one script from result rows to what the documentation shows. Reads the committed rows in
 benchmarks/results/*.jsonl and writes, each between its markers or as a whole file:
 
-- docs/benchmarks.md: the quick-start table (one row per run, with its kNN curve and verdict) and
-  the loader tables (images/s of each input pipeline on photographs) and the continued-pretraining
+- docs/benchmarks.md: the quick-start table (one row per run, with its kNN curve and verdict), the
+  candidates tried on validation images (quickstart-val.jsonl), the loader tables (images/s of each input pipeline on photographs) and the continued-pretraining
   table;
 - README.md: the results table (each data set and run length: seeds, kNN before -> after, verdicts, time);
 - src/byol/training/budget.json: the budget advice's measurements (byol.training.budget.summarize);
@@ -72,6 +72,27 @@ def quickstart_runs(rows: list[dict]) -> str:
                      f"| {beat if beat is not None else 'never'} | {r['wall_seconds']:.0f} s "
                      f"| {r['precision']}, {r['cpu_kind']} "
                      f"| {r['load_average_after'][2] if 'load_average_after' in r else 'not recorded'} |")
+    return "\n".join(lines)
+
+
+def added_settings(r: dict) -> str:
+    """What a run set beyond the quick start command: the options after its --train.seed."""
+    import shlex
+
+    words = shlex.split(r["command"])
+    return " ".join(words[words.index("--train.seed") + 2:]) if "--train.seed" in words else ""
+
+
+def quickstart_candidates(rows: list[dict]) -> str:
+    """The quick start with candidate settings, on validation images (other images of the same
+    classes, picked with another seed; seeds never reported as test figures)."""
+    lines = ["| settings added to the quick start | data | side | training images (pick seed) | epochs (steps) | seed "
+             "| kNN top-1 by step (untrained first) | verdict (McNemar p) |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (added_settings(r), *run_key(r), r["seed"])):
+        curve = ", ".join(f"{step}: {100 * top1:.1f}" for step, top1 in r["curve"])
+        lines.append(f"| `{added_settings(r) or 'none'}` | {r['data']} | {r['side']} px | {r['train_images']:,} "
+                     f"({r['pick_seed']}) | {r['epochs']} ({r['steps']}) | {r['seed']} | {curve} "
+                     f"| {r['outcome']} ({r['p_value']:.2g}) |")
     return "\n".join(lines)
 
 
@@ -233,6 +254,10 @@ def outputs(rows: list[dict]) -> dict[Path, str]:
     page, readme = ROOT / "docs" / "benchmarks.md", ROOT / "README.md"
     page_text = replaced(page.read_text(), "quickstart-runs", quickstart_runs(rows), page)
     page_text = replaced(page_text, "budget", budget_lines(entries), page)
+    candidates = RESULTS / "quickstart-val.jsonl"
+    page_text = replaced(page_text, "quickstart-val", quickstart_candidates(read_rows(candidates))
+                         if candidates.exists() else "No rows yet: `python benchmarks/quickstart.py --pick-seed 1 "
+                         "--out benchmarks/results/quickstart-val.jsonl ...`", page)
     continued = RESULTS / "continued.jsonl"
     page_text = replaced(page_text, "continued", continued_table(read_rows(continued)) if continued.exists() else
                          "No rows yet: `python benchmarks/continued.py --out benchmarks/results/continued.jsonl ...`",

@@ -448,6 +448,8 @@ def main(argv=None) -> int:
                         "(knn_top1_test), for the seeds that report a recipe chosen before them; the curve "
                         "and every choice stay on the validation split")
     p.add_argument("--label", help="a name for this project's runs in the rows (e.g. byol+levers); default byol")
+    p.add_argument("--out", help="also append the result rows (not the summaries) to this JSONL file, e.g. "
+                                 "benchmarks/results/compare.jsonl")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=None, help="one seed (the same as --seeds S)")
     p.add_argument("--rows", nargs="+", metavar="FILE",
@@ -483,7 +485,8 @@ def main(argv=None) -> int:
               "train_images": 10 * args.per_class, "query_images": 10000 if args.split == "test" else 10 * VAL_PER_CLASS,
               "knn_k": 200, "knn_temperature": 0.1, "torch": torch.__version__, "cpu_kind": cpu_kind(),
               "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(0),
-              "threads": torch.get_num_threads(), "commit": commit()}
+              "threads": torch.get_num_threads(), "commit": commit(),
+              "command": " ".join(["python", "benchmarks/compare.py", *(sys.argv[1:] if argv is None else argv)])}
     rows = []
     for seed in seeds:
         for lib in libraries:
@@ -495,10 +498,16 @@ def main(argv=None) -> int:
             else:
                 row = {**common, "seed": seed, **json.loads(proc.stdout.strip().splitlines()[-1])}
             rows.append(row)
-            print(json.dumps(row), flush=True)
+            emit(row, args.out)
     for line in summarize(rows):
         print(json.dumps({**common, **line}), flush=True)
     return 0
+
+
+def emit(row: dict, out: str | None) -> None:
+    from bench import emit as written
+
+    written(row, out)
 
 
 def cpu_kind() -> str:

@@ -6,7 +6,10 @@ benchmarks/results/*.jsonl and writes, each between its markers or as a whole fi
   table;
 - README.md: the results table (each data set and run length: seeds, kNN before -> after, verdicts, time);
 - src/byol/training/budget.json: the budget advice's measurements (byol.training.budget.summarize);
-- docs/images/quickstart_knn.png: kNN top-1 against steps for every quick-start run.
+- docs/images/quickstart_knn.png: kNN top-1 against steps for every quick-start run;
+- docs/benchmarks.md's side-by-side table (compare.jsonl: this project, lightly and byol-pytorch on
+  the same images, by compare.summarize and time_to_accuracy.summarize, the one way each) and
+  docs/images/compare_knn.png: kNN top-1 against pretraining seconds for each library.
 
     python benchmarks/results.py            # rewrite them from the rows
     python benchmarks/results.py --check    # change nothing; exit 1 if a table or budget.json is stale
@@ -26,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BUDGET = ROOT / "src" / "byol" / "training" / "budget.json"
 PLOT = ROOT / "docs" / "images" / "quickstart_knn.png"
+COMPARE_PLOT = ROOT / "docs" / "images" / "compare_knn.png"
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -167,6 +171,82 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def compare_settings(r: dict) -> tuple:
+    """What a side-by-side comparison holds fixed: rows that differ in any of it are two tables."""
+    return (r["comparison"], r["split"], r["epochs"], r["train_images"], r["backbone"], r["batch"], r["cpu_kind"],
+            r["device"], r["threads"])
+
+
+def compare_tables(rows: list[dict]) -> str:
+    """Each comparison (compare.py rows of one setting, compare_settings): per library the final kNN
+    top-1 and its gain over the same untrained network (compare.summarize), the pretraining time and
+    its ratio to this project's, and the seconds to lightly's final level, each library timed by its
+    own first crossing (time_to_accuracy.summarize)."""
+    from compare import summarize
+    from time_to_accuracy import summarize as to_level
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if "error" not in r:
+            groups.setdefault(compare_settings(r), []).append(r)
+    out = ["![kNN top-1 against pretraining seconds for each library](images/compare_knn.png)", ""]
+    for key, runs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        comparison, split, epochs, images, backbone, batch, cpu, device, threads = key
+        curves = [r for r in runs if r.get("curve")]
+        reached = {}
+        if any(r["library"] == "lightly" for r in curves):
+            reached = {g["group"]: g for g in to_level(curves, "lightly", epochs)}
+        level = next(iter(reached.values()))["level_knn_top1"] if reached else None
+        out += [f"**{comparison}** ({'each library as its documentation runs it' if comparison == 'defaults' else 'every library in ' + comparison}); "
+                f"{split} split; {images:,} CIFAR-10 training images, {backbone}, batch {batch}, {epochs} epochs; "
+                f"{device}, {threads} threads, {cpu}; commit {', '.join(sorted({r['commit'] for r in runs}))}; "
+                f"`{runs[0].get('command', 'python benchmarks/compare.py ...')}`", "",
+                "| library | precision | seeds | kNN top-1 (mean; each) | gain over the untrained network | "
+                f"pretraining time (mean) | against this project | time to {level if level is not None else '-'} % "
+                "(lightly's final kNN), own first crossing |", "|---|---|---|---|---|---|---|---|"]
+        for s in summarize(runs):
+            hit = reached.get(s["summary"])
+            when = ("no curve" if hit is None else f"{hit['seconds_to_level_mean']:.0f} s ({hit['reached']})"
+                    if hit["seconds_to_level_mean"] is not None else f"never ({hit['reached']})")
+            out.append(f"| {s['summary']} | {', '.join(s['precision'])} | {', '.join(map(str, s['seeds']))} "
+                       f"| **{s['knn_top1_mean']:.2f} %**; {', '.join(f'{v:.2f}' for v in s['knn_top1_each'])} "
+                       f"| {s['gain_over_untrained_mean']:+.2f} | {s['pretrain_seconds_mean']:.0f} s "
+                       f"| {s['time_ratio_to_byol']}x | {when} |")
+        out.append("")
+    return "\n".join(out).strip()
+
+
+def compare_plot(rows: list[dict], path: Path) -> None:
+    """kNN top-1 against pretraining seconds: each library's curve (compare.py --curve), a final
+    point where a library has no curve, the untrained network dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    colours: dict[str, str] = {}
+    for r in sorted((r for r in rows if "error" not in r), key=lambda r: (r["library"], r["seed"])):
+        if r["library"] == "untrained":
+            ax.axhline(r["knn_top1_own_norm"], color="grey", linewidth=0.6, linestyle=":")
+            continue
+        name = f"{r['library']} ({r['precision']})"
+        first = name not in colours
+        colour = colours.setdefault(name, f"C{len(colours)}")
+        points = [(p[1], p[2]) for p in r["curve"]] if r.get("curve") else [(r["pretrain_seconds"], r["knn_top1"])]
+        seconds, top1 = zip(*points)
+        ax.plot(seconds, top1, color=colour, marker="o", markersize=3, linewidth=1, label=name if first else None)
+    ax.set_xlabel("pretraining seconds (kNN evaluations left out)")
+    ax.set_ylabel("kNN top-1 (%)")
+    ax.set_title("Side by side on the same images and cores (dotted: untrained)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
 def loader_tables(rows: list[dict]) -> str:
     """The loader benchmark: for each photo size, the latest run's images/s of every pipeline
     (benchmarks/loader.py), each against torchvision doing the same work, from rows of that one
@@ -262,6 +342,9 @@ def outputs(rows: list[dict]) -> dict[Path, str]:
     page_text = replaced(page_text, "continued", continued_table(read_rows(continued)) if continued.exists() else
                          "No rows yet: `python benchmarks/continued.py --out benchmarks/results/continued.jsonl ...`",
                          page)
+    compared = RESULTS / "compare.jsonl"
+    page_text = replaced(page_text, "compare", compare_tables(read_rows(compared)) if compared.exists() else
+                         "No rows yet: `python benchmarks/compare.py --out benchmarks/results/compare.jsonl ...`", page)
     loader = RESULTS / "loader.jsonl"
     page_text = replaced(page_text, "loader", loader_tables(read_rows(loader)) if loader.exists() else
                          "No rows yet: `python benchmarks/loader.py --out benchmarks/results/loader.jsonl ...`", page)
@@ -285,6 +368,8 @@ def main(argv=None) -> int:
     for f, text in files.items():
         f.write_text(text)
     plot(rows, PLOT)
+    if (RESULTS / "compare.jsonl").exists():
+        compare_plot(read_rows(RESULTS / "compare.jsonl"), COMPARE_PLOT)
     print(f"results: {len(rows)} quick-start rows -> {', '.join(str(f.relative_to(ROOT)) for f in [*files, PLOT])}")
     return 0
 

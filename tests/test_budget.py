@@ -84,3 +84,32 @@ def test_the_packaged_measurements_and_the_pages_tables_are_what_the_committed_r
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "results.py"), "--check"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_side_by_side_times_every_library_by_its_own_first_crossing(tmp_path, monkeypatch):
+    """The benchmarks page's side-by-side: one summary function for every library, lightly's
+    final kNN as the level, each library's time its own first crossing (lightly's too: epoch 2
+    here, not its last), the untrained network's gain, and the plot drawn from the same rows."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import results
+
+    common = {"comparison": "defaults", "split": "test", "epochs": 3, "train_images": 5000, "backbone": "resnet18-cifar@0.25",
+              "batch": 256, "cpu_kind": "AVX2", "device": "cpu", "threads": 2, "commit": "abc1234", "seed": 7,
+              "command": "python benchmarks/compare.py --curve"}
+    rows = [{**common, "library": "untrained", "pretrain_seconds": 0.0, "knn_top1_own_norm": 27.0,
+             "knn_top1_imagenet_norm": 26.0},
+            {**common, "library": "byol", "precision": "bf16-mixed", "pretrain_seconds": 90.0, "knn_top1": 33.0,
+             "curve": [[1, 30.0, 31.5], [2, 60.0, 32.0], [3, 90.0, 33.0]]},
+            {**common, "library": "lightly", "precision": "32-true", "pretrain_seconds": 300.0, "knn_top1": 31.0,
+             "curve": [[1, 100.0, 29.0], [2, 200.0, 31.2], [3, 300.0, 31.0]]},
+            {**common, "library": "byol-pytorch", "precision": "32-true", "pretrain_seconds": 270.0, "knn_top1": 30.0}]
+    table = results.compare_tables(rows)
+    assert "time to 31.0 %" in table
+    byol_line = next(line for line in table.splitlines() if line.startswith("| byol |"))
+    lightly_line = next(line for line in table.splitlines() if line.startswith("| lightly |"))
+    peer_line = next(line for line in table.splitlines() if line.startswith("| byol-pytorch |"))
+    assert "+6.00" in byol_line and "| 30 s (1 of 1 seeds) |" in byol_line and "| 1.0x |" in byol_line
+    assert "+5.00" in lightly_line and "| 200 s (1 of 1 seeds) |" in lightly_line and "| 3.33x |" in lightly_line
+    assert "+4.00" in peer_line and "no curve" in peer_line
+    results.compare_plot(rows, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 1000

@@ -13,6 +13,9 @@ variant and seed:
     backbone-slow  ... --model.init_weights START.safetensors --optim.backbone_lr_scale 0.1
                (the new heads at the recipe's rate, the pretrained backbone at a tenth:
                fine-tuning's usual way of keeping what the weights know)
+    heads-first    ... --model.init_weights START.safetensors --optim.backbone_held_epochs E/4
+               (the backbone held still for the first quarter of the run while the new heads
+               learn, then trained with them: linear probing, then fine-tuning)
 
 Each run is scored by kNN top-1 (k 200, T 0.1) before its first step and at the end, on
 held-out images of B: --split val holds out 10 % of each B class of the training images (the
@@ -43,6 +46,7 @@ VARIANTS = {  # name -> the arguments the run adds (START: the exported weights 
     "weights": ["--model.init_weights", "START"],
     "gentle": ["--model.init_weights", "START", "--optim.base_lr", "0.006", "--model.tau_base", "0.99"],
     "backbone-slow": ["--model.init_weights", "START", "--optim.backbone_lr_scale", "0.1"],
+    "heads-first": ["--model.init_weights", "START", "--optim.backbone_held_epochs", "EPOCHS/4"],
 }
 
 
@@ -95,7 +99,8 @@ def main(argv=None) -> int:
             extra = ["--data.val_path", str(tmp / "B-test")]
         for seed in (int(s) for s in args.seeds.split(",")):
             for variant in variants:
-                added = [str(start) if a == "START" else a for a in VARIANTS[variant]]
+                added = [str(start) if a == "START" else str(args.epochs / 4) if a == "EPOCHS/4" else a
+                         for a in VARIANTS[variant]]
                 row = run_one(folder, tmp / f"run-{variant}-{seed}", args.epochs, seed, [*extra, *added])
                 row = {**row, "benchmark": "continued", "variant": variant, "split": args.split,
                        "data": "CIFAR-10, domain B (dog, frog, horse, ship, truck)", "per_class": args.per_class,

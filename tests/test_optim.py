@@ -138,3 +138,44 @@ def test_predictor_learning_rate_scale():
         assert g["lr"] == pytest.approx(1.0 if in_predictor.pop() else 0.1)
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(m.online.parameters())) + len(
         list(m.predictor.parameters()))
+
+
+def test_a_held_backbone_stays_still_while_the_heads_learn_then_follows_the_schedule():
+    """optim.backbone_held_epochs: the backbone's rate is 0 for that share of the steps (its
+    weights do not move while the heads do), then the same warm-up/cosine schedule as the rest;
+    the default keeps the optimiser's groups as they were (a checkpoint's groups still match)."""
+    from byol.config import load_config
+    from byol.training.module import BYOLModule
+
+    def module_with(*extra):
+        cfg = load_config(None, ["--model.backbone_args", "{stem: cifar, width: 0.125}", "--data.image_size", "16",
+                                 "--model.projection_hidden_dim", "32", "--model.prediction_hidden_dim", "32",
+                                 "--optim.name", "sgd", "--optim.warmup_epochs", "0", *extra])
+        module = BYOLModule(config=cfg)
+        module.trainer = type("T", (), {"world_size": 1, "accumulate_grad_batches": 1, "max_epochs": 4,
+                                        "estimated_stepping_batches": 8})()
+        return module, module.configure_optimizers()
+
+    plain, plain_opt = module_with()
+    assert len(plain_opt["optimizer"].param_groups) == 2  # decayed weights, excluded biases and norms
+    module, conf = module_with("--optim.backbone_held_epochs", "1")  # 4 epochs x 2 steps: held for 2 steps
+    optimizer, scheduler = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    backbone = {id(p) for p in module.model.backbone.parameters()}
+    torch.manual_seed(0)
+    x1, x2 = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+    moved = []
+    for step in range(4):
+        start = [p.detach().clone() for p in module.model.backbone.parameters()]
+        head = module.model.predictor[0].weight.detach().clone()
+        optimizer.zero_grad()
+        module.model(x1, x2).backward()
+        optimizer.step()
+        scheduler.step()
+        moved.append((any(not torch.equal(a, p) for a, p in zip(start, module.model.backbone.parameters())),
+                      not torch.equal(head, module.model.predictor[0].weight)))
+        rates = {all(id(p) in backbone for p in g["params"]): g["lr"] for g in optimizer.param_groups}
+        if step < 1:
+            assert rates[True] == 0.0 and rates[False] > 0
+        else:
+            assert rates[True] == pytest.approx(rates[False])
+    assert moved == [(False, True), (False, True), (True, True), (True, True)]

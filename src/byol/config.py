@@ -103,6 +103,8 @@ class OptimConfig:
     predictor_lr_scale: float = key(1.0, "the predictor's learning rate is this times the rest's", gt=0)
     backbone_lr_scale: float = key(1.0, "the backbone's learning rate is this times the heads' (below 1: keep "
                                         "what pretrained weights know while the new heads learn)", gt=0)
+    backbone_held_epochs: float = key(0.0, "the backbone's learning rate is 0 for this many epochs while the new "
+                                           "heads learn first (linear probing, then fine-tuning)", ge=0)
     schedule_per: Literal["step", "epoch"] = key("step", "step: warm-up and cosine move every optimizer step | epoch: once an epoch (lightly's benchmark)")
 
 

@@ -29,19 +29,21 @@ def is_excluded(param: torch.Tensor) -> bool:
 def param_groups(module: nn.Module, weight_decay: float, exclude_bias_and_norm: bool = True,
                  lr_scales: dict[nn.Module, float] | None = None) -> list[dict]:
     """Decayed and LARS-adapted weights first, then the excluded biases and norm parameters;
-    split further by `lr_scales` ({sub-module: factor of the learning rate}, group key
-    "lr_scale").
+    split further by `lr_scales` ({sub-module: factor of the learning rate}): the parameters of
+    each sub-module named there are groups of their own, group keys "lr_scale" (its factor) and
+    "part" (its place in lr_scales; -1 for the rest), so that a schedule can treat it apart.
 
     exclude_bias_and_norm=False puts every parameter in the first group (weight decay on
     biases and norm scales too, as plain `torch.optim.SGD(model.parameters(), ...)` does).
     """
-    scale_of = {id(p): f for m, f in (lr_scales or {}).items() for p in m.parameters()}
-    split: dict[tuple[bool, float], list] = {}
+    part_of = {id(p): (i, f) for i, (m, f) in enumerate((lr_scales or {}).items()) for p in m.parameters()}
+    split: dict[tuple[bool, int, float], list] = {}
     for p in module.parameters():
         if p.requires_grad:
-            split.setdefault((exclude_bias_and_norm and is_excluded(p), scale_of.get(id(p), 1.0)), []).append(p)
+            part, scale = part_of.get(id(p), (-1, 1.0))
+            split.setdefault((exclude_bias_and_norm and is_excluded(p), part, scale), []).append(p)
     return [{"params": ps, "weight_decay": 0.0 if excluded else weight_decay, "lars_exclude": excluded,
-             "lr_scale": scale} for (excluded, scale), ps in sorted(split.items(), key=lambda kv: kv[0])]
+             "lr_scale": scale, "part": part} for (excluded, part, scale), ps in sorted(split.items(), key=lambda kv: kv[0])]
 
 
 class LARS(torch.optim.Optimizer):
@@ -151,5 +153,25 @@ class WarmupCosine:
         return 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps))
+class AfterStep(WarmupCosine):
+    """WarmupCosine held at 0 until step `start` (the step count unchanged): a part of the
+    network held still while the rest learns first, e.g. pretrained weights while new heads
+    learn (linear probing, then fine-tuning: Kumar et al. 2022, arXiv 2202.10054)."""
+
+    def __init__(self, warmup_steps: int, total_steps: int, start: int = 0):
+        super().__init__(warmup_steps, total_steps)
+        self.start = max(0, int(start))
+
+    def __call__(self, step: int) -> float:
+        return 0.0 if step < self.start else super().__call__(step)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
+                    held_until: dict[int, int] | None = None):
+    """WarmupCosine for every group; a group whose "part" (param_groups) is in `held_until`
+    ({part: step}) is held at 0 until that step."""
+    held_until = held_until or {}
+    if not any(g.get("part") in held_until for g in optimizer.param_groups):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [AfterStep(warmup_steps, total_steps, held_until.get(g.get("part"), 0))
+                                                         for g in optimizer.param_groups])

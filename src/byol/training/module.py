@@ -103,7 +103,7 @@ class BYOLModule(L.LightningModule):
             scheduler = config.scheduler
             for group, base, fn in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
                 if isinstance(fn, WarmupCosine) and (fn.warmup_steps, fn.total_steps) != self._schedule:
-                    fn.__init__(*self._schedule)
+                    WarmupCosine.__init__(fn, *self._schedule)  # its length only (AfterStep keeps its start)
                     group["lr"] = base * fn(scheduler.last_epoch)
 
     def view_size(self) -> int:
@@ -178,17 +178,20 @@ class BYOLModule(L.LightningModule):
     def configure_optimizers(self):
         o = self.cfg.optim
         lr = scaled_lr(o.base_lr, self.global_batch())
+        # a part in groups of its own only when it is treated apart (the groups a checkpoint holds stay the same)
+        scales = {part: scale for part, scale, apart in (
+            (self.model.predictor, o.predictor_lr_scale, o.predictor_lr_scale != 1.0),
+            (self.model.backbone, o.backbone_lr_scale, o.backbone_lr_scale != 1.0 or o.backbone_held_epochs > 0))
+            if apart}
         optimizer = build_optimizer(self.model.trainable_modules(), o.name, lr, o.weight_decay, o.momentum,
-                                    o.trust_coefficient, o.clip_lr, o.exclude_bias_and_norm,
-                                    {self.model.predictor: o.predictor_lr_scale,
-                                     self.model.backbone: o.backbone_lr_scale})
+                                    o.trust_coefficient, o.clip_lr, o.exclude_bias_and_norm, scales)
         epochs = max(1, self.trainer.max_epochs)
-        if o.schedule_per == "epoch":  # e.g. lightly's CosineAnnealingLR(optimizer, epochs), stepped each epoch
-            self._schedule = (int(o.warmup_epochs), epochs)
-        else:
-            steps_per_epoch = max(1, self.total_steps // epochs)
-            self._schedule = (int(o.warmup_epochs * steps_per_epoch), self.total_steps)
-        scheduler = build_scheduler(optimizer, *self._schedule)
+        per_epoch = 1 if o.schedule_per == "epoch" else max(1, self.total_steps // epochs)
+        total = epochs if o.schedule_per == "epoch" else self.total_steps
+        self._schedule = (int(o.warmup_epochs * per_epoch), total)  # e.g. lightly's CosineAnnealingLR, per epoch
+        held = ({list(scales).index(self.model.backbone): int(o.backbone_held_epochs * per_epoch)}
+                if o.backbone_held_epochs > 0 else None)
+        scheduler = build_scheduler(optimizer, *self._schedule, held_until=held)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": o.schedule_per}}
 
 

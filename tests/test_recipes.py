@@ -404,6 +404,30 @@ def test_the_recipes_named_after_other_libraries_match_their_heads_and_precision
     assert load_config("cifar10-lightly").train.precision == "32"  # lightly's benchmark on a CPU: fp32
 
 
+def test_the_recipes_named_after_other_libraries_build_their_backbones():
+    """cifar10-lightly: lightly's benchmark ResNet (no ReLU after the stem's batch norm, PyTorch's
+    default initialisation); cifar10-solo-lars: solo-learn's CIFAR stem (3x3, padding 2: 34-px maps)."""
+    from byol.core.backbones import BackboneError, build_backbone, resnet18
+
+    lightly = build_backbone("resnet18", **load_config("cifar10-lightly").model.backbone_args)
+    assert isinstance(lightly.relu, nn.Identity)
+    stem = lightly.maxpool(lightly.relu(lightly.bn1(lightly.conv1(torch.randn(2, 3, 32, 32)))))
+    assert (stem < 0).any()  # the batch norm's output goes on as it is
+    torch.manual_seed(0)
+    plain = resnet18(stem="cifar", init="pytorch")
+    torch.manual_seed(0)
+    assert torch.equal(plain.conv1.weight, nn.Conv2d(3, 64, 3, 1, 1, bias=False).weight)  # nn.Conv2d's own init
+    torch.manual_seed(0)
+    assert not torch.equal(resnet18(stem="cifar").conv1.weight, plain.conv1.weight)  # kaiming draws again
+    solo = build_backbone("resnet18", **load_config("cifar10-solo-lars").model.backbone_args)
+    assert solo.conv1.padding == (2, 2) and solo.layer1(solo.conv1(torch.randn(1, 3, 32, 32))).shape[-1] == 34
+    assert solo(torch.randn(2, 3, 32, 32)).shape == (2, 512)
+    with pytest.raises(BackboneError, match="init must be"):
+        resnet18(init="xavier")
+    with pytest.raises(BackboneError, match="CIFAR stem only"):
+        resnet18(stem="imagenet", stem_padding=2)
+
+
 def test_small_images_without_a_config_get_the_small_image_recipe(tmp_path):
     from byol.training.data import decide_from_data
 

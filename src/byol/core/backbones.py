@@ -76,22 +76,34 @@ class ResNet(nn.Module):
     each block begins as the identity (Goyal et al. 2017), as in the ResNets of DeepMind's
     BYOL code (byol/utils/networks.py builds haiku's ResNet blocks, whose last BatchNorm has
     `scale_init=jnp.zeros`); configs/imagenet.yaml turns it on for ResNet-50.
+
+    The other libraries' CIFAR ResNets, for comparing like with like: stem_padding (the CIFAR
+    stem's 3x3 convolution pads by 1, 32-px maps; solo-learn's pads by 2, 34-px maps),
+    stem_relu=False (no ReLU after the stem's batch norm: lightly's benchmark ResNet, whose
+    `nn.Sequential` of children leaves out the `F.relu` of its forward) and init="pytorch"
+    (each layer's own default initialisation, as lightly's; "kaiming": He et al. 2015, fan-out,
+    as torchvision's ResNets).
     """
 
     def __init__(self, block, layers, stem: str = "imagenet", width: float = 1.0,
-                 in_channels: int = 3, num_classes: int = 0, zero_init_residual: bool = False):
+                 in_channels: int = 3, num_classes: int = 0, zero_init_residual: bool = False,
+                 stem_padding: int = 1, stem_relu: bool = True, init: str = "kaiming"):
         super().__init__()
         if stem not in ("cifar", "imagenet"):
             raise BackboneError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
+        if init not in ("kaiming", "pytorch"):
+            raise BackboneError(f"init must be 'kaiming' or 'pytorch', got {init!r}")
+        if stem_padding != 1 and stem != "cifar":
+            raise BackboneError(f"stem_padding {stem_padding} applies to the CIFAR stem only (stem: cifar)")
         chans = [max(1, int(round(c * width))) for c in (64, 128, 256, 512)]
         if stem == "cifar":
-            self.conv1 = nn.Conv2d(in_channels, chans[0], 3, 1, 1, bias=False)
+            self.conv1 = nn.Conv2d(in_channels, chans[0], 3, 1, stem_padding, bias=False)
             self.maxpool = nn.Identity()
         else:
             self.conv1 = nn.Conv2d(in_channels, chans[0], 7, 2, 3, bias=False)
             self.maxpool = nn.MaxPool2d(3, 2, 1)
         self.bn1 = nn.BatchNorm2d(chans[0])
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU(inplace=True) if stem_relu else nn.Identity()
         in_ch = chans[0]
         stages = []
         for i, (ch, n) in enumerate(zip(chans, layers)):
@@ -105,7 +117,7 @@ class ResNet(nn.Module):
         self.feature_dim = in_ch
         self.fc = nn.Linear(in_ch, num_classes) if num_classes else nn.Identity()
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d) and init == "kaiming":
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if zero_init_residual and isinstance(m, (BasicBlock, Bottleneck)):
                 nn.init.zeros_((m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight)

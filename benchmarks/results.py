@@ -144,13 +144,34 @@ def time_of(runs: list[dict]) -> str:
     return f"{statistics.mean(r['wall_seconds'] for r in runs) / 60:.0f} min ({len(runs)} run{'s' * (len(runs) > 1)} alone)"
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def axes():
+    """A figure of the pages' size, drawn without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    return plt.subplots(figsize=(6.4, 3.6), dpi=110)
+
+
+def saved(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    """Labels, legend and grid, then the image at `path` (no software stamp: the same rows give the same file)."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    fig, ax = axes()
     colours: dict[tuple, str] = {}
     for r in in_order(rows):
         key = run_key(r)
@@ -160,15 +181,8 @@ def plot(rows: list[dict], path: Path) -> None:
         label = f"{r['train_images']:,} {r['data']}, {r['side']} px, {r['epochs']} epochs" if first else None
         ax.plot(steps, [100 * t for t in top1], color=colour, marker="o", markersize=3, linewidth=1, label=label)
         ax.axhline(100 * r["curve"][0][1], color=colour, linewidth=0.5, linestyle=":")
-    ax.set_xlabel("training steps")
-    ax.set_ylabel("kNN top-1 on held-out images (%)")
-    ax.set_title("The README's quick start: kNN during the run (dotted: untrained)", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+    saved(fig, ax, "training steps", "kNN top-1 on held-out images (%)",
+          "The README's quick start: kNN during the run (dotted: untrained)", path)
 
 
 def compare_settings(r: dict) -> tuple:
@@ -219,12 +233,7 @@ def compare_tables(rows: list[dict]) -> str:
 def compare_plot(rows: list[dict], path: Path) -> None:
     """kNN top-1 against pretraining seconds: each library's curve (compare.py --curve), a final
     point where a library has no curve, the untrained network dotted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    fig, ax = axes()
     colours: dict[str, str] = {}
     for r in sorted((r for r in rows if "error" not in r), key=lambda r: (r["library"], r["seed"])):
         if r["library"] == "untrained":
@@ -236,15 +245,8 @@ def compare_plot(rows: list[dict], path: Path) -> None:
         points = [(p[1], p[2]) for p in r["curve"]] if r.get("curve") else [(r["pretrain_seconds"], r["knn_top1"])]
         seconds, top1 = zip(*points)
         ax.plot(seconds, top1, color=colour, marker="o", markersize=3, linewidth=1, label=name if first else None)
-    ax.set_xlabel("pretraining seconds (kNN evaluations left out)")
-    ax.set_ylabel("kNN top-1 (%)")
-    ax.set_title("Side by side on the same images and cores (dotted: untrained)", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+    saved(fig, ax, "pretraining seconds (kNN evaluations left out)", "kNN top-1 (%)",
+          "Side by side on the same images and cores (dotted: untrained)", path)
 
 
 def loader_tables(rows: list[dict]) -> str:

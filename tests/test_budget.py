@@ -113,3 +113,26 @@ def test_the_side_by_side_times_every_library_by_its_own_first_crossing(tmp_path
     assert "+4.00" in peer_line and "no curve" in peer_line
     results.compare_plot(rows, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_the_equal_precision_table_takes_the_peers_fp32_runs_of_the_defaults_comparison(monkeypatch):
+    """The peers run fp32 as their documentation does: the fp32 comparison reuses those runs (and
+    the untrained network of the same seed) beside this project's fp32 run, never its bf16 one."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import results
+
+    common = {"split": "test", "epochs": 2, "train_images": 5000, "backbone": "resnet18-cifar@0.25", "batch": 256,
+              "cpu_kind": "AVX-512 BF16", "device": "cpu", "threads": 2, "commit": "abc1234", "seed": 7}
+    rows = [{**common, "comparison": "defaults", "library": "untrained", "pretrain_seconds": 0.0,
+             "knn_top1_own_norm": 27.0, "knn_top1_imagenet_norm": 26.0},
+            {**common, "comparison": "defaults", "library": "byol", "precision": "bf16-mixed", "pretrain_seconds": 50.0,
+             "knn_top1": 29.0, "curve": [[1, 25.0, 28.0], [2, 50.0, 29.0]]},
+            {**common, "comparison": "defaults", "library": "lightly", "precision": "32-true", "pretrain_seconds": 200.0,
+             "knn_top1": 30.0, "curve": [[1, 100.0, 29.5], [2, 200.0, 30.0]]},
+            {**common, "comparison": "fp32", "library": "byol", "precision": "32-true", "pretrain_seconds": 80.0,
+             "knn_top1": 30.5, "curve": [[1, 40.0, 30.1], [2, 80.0, 30.5]]}]
+    table = results.compare_tables(rows)
+    fp32 = table[table.index("**fp32**"):]
+    assert "| byol | 32-true |" in fp32 and "bf16-mixed" not in fp32
+    assert "| lightly | 32-true |" in fp32 and "| 40 s (1 of 1 seeds) |" in fp32  # its own first crossing of 30.0
+    assert "+3.50" in fp32  # 30.5 against the untrained network of the defaults run, the same seed

@@ -220,7 +220,7 @@ def compare_tables(rows: list[dict]) -> str:
         out += [f"**{comparison}** ({'each library as its documentation runs it' if comparison == 'defaults' else 'every library in ' + comparison}); "
                 f"{split} split; {images:,} CIFAR-10 training images, {backbone}, batch {batch}, {epochs} epochs; "
                 f"{device}, {threads} threads, {cpu}; commit {', '.join(sorted({r['commit'] for r in runs}))}; "
-                f"`{runs[0].get('command', 'python benchmarks/compare.py ...')}`", "",
+                "; ".join(f"`{c}`" for c in dict.fromkeys(r.get("command", "python benchmarks/compare.py ...") for r in runs)), "",
                 "| library | precision | seeds | kNN top-1 (mean; each) | gain over the untrained network | "
                 f"pretraining time (mean) | against this project | time to {level if level is not None else '-'} % "
                 "(lightly's final kNN), own first crossing |", "|---|---|---|---|---|---|---|---|"]

@@ -217,10 +217,11 @@ def compare_tables(rows: list[dict]) -> str:
         if any(r["library"] == "lightly" for r in curves):
             reached = {g["group"]: g for g in to_level(curves, "lightly", epochs)}
         level = next(iter(reached.values()))["level_knn_top1"] if reached else None
+        commands = "; ".join(f"`{c}`" for c in dict.fromkeys(r.get("command", "python benchmarks/compare.py ...")
+                                                             for r in runs))
         out += [f"**{comparison}** ({'each library as its documentation runs it' if comparison == 'defaults' else 'every library in ' + comparison}); "
                 f"{split} split; {images:,} CIFAR-10 training images, {backbone}, batch {batch}, {epochs} epochs; "
-                f"{device}, {threads} threads, {cpu}; commit {', '.join(sorted({r['commit'] for r in runs}))}; "
-                "; ".join(f"`{c}`" for c in dict.fromkeys(r.get("command", "python benchmarks/compare.py ...") for r in runs)), "",
+                f"{device}, {threads} threads, {cpu}; commit {', '.join(sorted({r['commit'] for r in runs}))}; {commands}", "",
                 "| library | precision | seeds | kNN top-1 (mean; each) | gain over the untrained network | "
                 f"pretraining time (mean) | against this project | time to {level if level is not None else '-'} % "
                 "(lightly's final kNN), own first crossing |", "|---|---|---|---|---|---|---|---|"]

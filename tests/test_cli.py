@@ -188,6 +188,14 @@ def test_backbone_errors_are_one_line(tmp_path, capsys):
     assert "rejected its arguments" in capsys.readouterr().err
 
 
+def test_a_bad_backbone_argument_names_its_key(demo_data, tmp_path, capsys):
+    assert main(["pretrain", "--data.path", str(demo_data / "train"), "--train.out_dir", str(tmp_path / "r"),
+                 "--train.epochs", "1", *TINY, "--model.backbone_args", "{stem: nope}"]) == 2
+    err = capsys.readouterr().err
+    assert "backbone_args" in err and "stem must be 'cifar' or 'imagenet', got 'nope'" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("augment_on", ["device", "workers"])
 def test_streaming_data_path(demo_data, tmp_path, augment_on):
     """Images decoded per item (not in memory), augmented on the device or in the workers."""

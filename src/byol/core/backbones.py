@@ -231,14 +231,14 @@ def build_backbone(name: str, **kwargs) -> nn.Module:
     if name in REGISTRY:
         try:
             return REGISTRY[name](**kwargs)
-        except TypeError as e:
-            raise BackboneError(f"backbone {name!r} rejected its arguments {kwargs}: {e}") from None
+        except (TypeError, BackboneError) as e:
+            raise BackboneError(f"backbone {name!r} rejected its arguments (backbone_args) {kwargs}: {e}") from None
     factory = import_object(name)
     check_buildable(name, factory)
     try:
         net = factory(**kwargs)
     except TypeError as e:
-        raise BackboneError(f"backbone {name!r} rejected its arguments {kwargs}: {e}") from None
+        raise BackboneError(f"backbone {name!r} rejected its arguments (backbone_args) {kwargs}: {e}") from None
     except Exception as e:  # noqa: BLE001 - a library fetching weights fails with its own network errors
         if not (kwargs.get("pretrained") or kwargs.get("weights")):
             raise

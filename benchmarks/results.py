@@ -198,7 +198,12 @@ def compare_tables(rows: list[dict]) -> str:
     its ratio to this project's, and the seconds to lightly's final level, each library timed by its
     own first crossing (time_to_accuracy.summarize)."""
     from compare import summarize
+    from time_to_accuracy import spread
     from time_to_accuracy import summarize as to_level
+
+    def sd(values) -> str:  # the spread over seeds: sample standard deviation, nothing for one seed
+        values = [v for v in values if v is not None]
+        return f" ± {spread(values)['stdev']}" if len(values) > 1 else ""
 
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -223,16 +228,19 @@ def compare_tables(rows: list[dict]) -> str:
         out += [f"**{comparison}** ({'each library as its documentation runs it' if comparison == 'defaults' else 'every library in ' + comparison}); "
                 f"{split} split; {images:,} CIFAR-10 training images, {backbone}, batch {batch}, {epochs} epochs; "
                 f"{device}, {threads} threads, {cpu}; commit {', '.join(sorted({r['commit'] for r in runs}))}; {commands}", "",
-                "| library | precision | seeds | kNN top-1 (mean; each) | gain over the untrained network | "
-                f"pretraining time (mean) | against this project | time to {level if level is not None else '-'} % "
+                "| library | precision | seeds | kNN top-1 (mean ± s.d. over seeds; each) | gain over the untrained network | "
+                f"pretraining time (mean ± s.d.) | against this project | time to {level if level is not None else '-'} % "
                 "(lightly's final kNN), own first crossing |", "|---|---|---|---|---|---|---|---|"]
         for s in summarize(runs):
             hit = reached.get(s["summary"])
-            when = ("no curve" if hit is None else f"{hit['seconds_to_level_mean']:.0f} s ({hit['reached']})"
+            when = ("no curve" if hit is None else
+                    f"{hit['seconds_to_level_mean']:.0f}{sd(hit['seconds_to_level'])} s ({hit['reached']})"
                     if hit["seconds_to_level_mean"] is not None else f"never ({hit['reached']})")
+            seconds = [r["pretrain_seconds"] for r in runs if r["library"] == s["summary"]]
             out.append(f"| {s['summary']} | {', '.join(s['precision'])} | {', '.join(map(str, s['seeds']))} "
-                       f"| **{s['knn_top1_mean']:.2f} %**; {', '.join(f'{v:.2f}' for v in s['knn_top1_each'])} "
-                       f"| {s['gain_over_untrained_mean']:+.2f} | {s['pretrain_seconds_mean']:.0f} s "
+                       f"| **{s['knn_top1_mean']:.2f}{sd(s['knn_top1_each'])} %**; "
+                       f"{', '.join(f'{v:.2f}' for v in s['knn_top1_each'])} "
+                       f"| {s['gain_over_untrained_mean']:+.2f} | {s['pretrain_seconds_mean']:.0f}{sd(seconds)} s "
                        f"| {s['time_ratio_to_byol']}x | {when} |")
         out.append("")
     return "\n".join(out).strip()

@@ -136,3 +136,30 @@ def test_the_equal_precision_table_takes_the_peers_fp32_runs_of_the_defaults_com
     assert "| byol | 32-true |" in fp32 and "bf16-mixed" not in fp32
     assert "| lightly | 32-true |" in fp32 and "| 40 s (1 of 1 seeds) |" in fp32  # its own first crossing of 30.0
     assert "+3.50" in fp32  # 30.5 against the untrained network of the defaults run, the same seed
+
+
+def test_the_side_by_side_gives_the_spread_over_seeds(monkeypatch):
+    """Over several seeds each library's kNN, time and time to the level carry their sample
+    standard deviation beside the mean; one seed has no spread to give."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import results
+
+    common = {"comparison": "defaults", "split": "test", "epochs": 2, "train_images": 5000,
+              "backbone": "resnet18-cifar@0.25", "batch": 256, "cpu_kind": "AVX2", "device": "cpu", "threads": 2,
+              "commit": "abc1234"}
+    rows = []
+    for seed, (mine, seconds, theirs) in {7: (33.0, 90.0, 30.0), 8: (31.0, 110.0, 30.0)}.items():
+        rows += [{**common, "seed": seed, "library": "untrained", "pretrain_seconds": 0.0, "knn_top1_own_norm": 27.0,
+                  "knn_top1_imagenet_norm": 26.0},
+                 {**common, "seed": seed, "library": "byol", "precision": "bf16-mixed", "pretrain_seconds": seconds,
+                  "knn_top1": mine, "curve": [[1, seconds / 2, mine - 1], [2, seconds, mine]]},
+                 {**common, "seed": seed, "library": "lightly", "precision": "32-true", "pretrain_seconds": 200.0,
+                  "knn_top1": theirs, "curve": [[1, 100.0, theirs - 1], [2, 200.0, theirs]]}]
+    table = results.compare_tables(rows)
+    byol_line = next(line for line in table.splitlines() if line.startswith("| byol |"))
+    lightly_line = next(line for line in table.splitlines() if line.startswith("| lightly |"))
+    assert "**32.00 ± 1.4 %**; 33.00, 31.00" in byol_line and "| 100 ± 14.1 s |" in byol_line
+    assert "| 50 ± 7.1 s (2 of 2 seeds) |" in byol_line  # each seed's own first crossing of 30.0: 45 s and 55 s
+    assert "**30.00 ± 0.0 %**" in lightly_line and "| 200 ± 0.0 s |" in lightly_line
+    one = results.compare_tables([r for r in rows if r["seed"] == 7])
+    assert not [line for line in one.splitlines() if line.startswith("| byol") and "±" in line]

@@ -32,7 +32,7 @@ Prints one JSON object per library and seed (and for the untrained network), the
 object per library over the seeds: mean kNN top-1, mean gain over the untrained network,
 mean pretraining time and the time ratio to this project.
 
---curve (this project and lightly) adds the kNN top-1 on the query split after every epoch,
+--curve (every library) adds the kNN top-1 on the query split after every epoch,
 with the pretraining seconds up to it; the evaluations' own time is left out of every time and
 stated as curve_eval_seconds. benchmarks/time_to_accuracy.py reads those rows. --test-too
 (with --split val) adds the final network's kNN on the test images, knn_top1_test: one run
@@ -152,6 +152,10 @@ class Curve:
                             knn_top1(net, self.train, self.queries, self.mean, self.std)["knn_top1"]])
         self.excluded += time.perf_counter() - begin
 
+    def row_fields(self) -> dict:
+        """What a result row holds of the curve."""
+        return {"curve": self.points, "curve_eval_seconds": round(self.excluded, 1)}
+
 
 def curve_callback(curve: Curve):
     """A Lightning callback that feeds `curve` at the end of every training epoch."""
@@ -195,7 +199,7 @@ def train_byol(net, train, args):
                 "set": args.set, "precision": summary["precision"], "steps": summary["steps"],
                 "channels_last": cfg.train.channels_last, "workers": 0}
         if curve:
-            info.update(curve=curve.points, curve_eval_seconds=round(curve.excluded, 1))
+            info.update(curve.row_fields())
         if args.target_knn:  # the EMA target's backbone, for information
             import copy
 
@@ -281,7 +285,7 @@ def train_lightly(net, train, args):
     info = {"version": lightly.__version__, "steps": steps, "precision": "bf16-mixed" if bf16 else "32-true",
             "channels_last": False, "workers": args.workers}
     if curve:
-        info.update(curve=curve.points, curve_eval_seconds=round(curve.excluded, 1))
+        info.update(curve.row_fields())
     return backbone, seconds, (IMAGENET_MEAN, IMAGENET_STD), info
 
 
@@ -293,9 +297,10 @@ def train_byol_pytorch(net, train, args):
     g = torch.Generator().manual_seed(args.seed)
     n = len(train.images)
     bf16 = peer_bf16(args)
+    curve = Curve(train, args.queries, IMAGENET_MEAN, IMAGENET_STD) if args.curve else None
     steps = 0
     start = time.perf_counter()
-    for _ in range(args.epochs):
+    for epoch in range(args.epochs):
         order = torch.randperm(n, generator=g)
         for i in range(n // args.batch_size):
             images = train.images[order[i * args.batch_size:(i + 1) * args.batch_size]].to(args.device).float() / 255
@@ -306,12 +311,16 @@ def train_byol_pytorch(net, train, args):
             opt.step()
             learner.update_moving_average()
             steps += 1
-    seconds = time.perf_counter() - start
+        if curve:
+            curve.record(net, epoch + 1, time.perf_counter() - start)
+    seconds = time.perf_counter() - start - (curve.excluded if curve else 0.0)
     from importlib.metadata import version
 
-    return net, seconds, (IMAGENET_MEAN, IMAGENET_STD), {
-        "version": version("byol-pytorch"), "steps": steps, "precision": "bf16-mixed" if bf16 else "32-true",
-        "channels_last": False, "workers": 0}
+    info = {"version": version("byol-pytorch"), "steps": steps, "precision": "bf16-mixed" if bf16 else "32-true",
+            "channels_last": False, "workers": 0}
+    if curve:
+        info.update(curve.row_fields())
+    return net, seconds, (IMAGENET_MEAN, IMAGENET_STD), info
 
 
 def peer_bf16(args) -> bool:
@@ -440,7 +449,7 @@ def main(argv=None) -> int:
                    help="this project's config overrides, e.g. --set optim.base_lr=0.1")
     p.add_argument("--target-knn", action="store_true", help="also the kNN of this project's EMA target backbone")
     p.add_argument("--curve", action="store_true",
-                   help="byol and lightly: kNN on the query split after every epoch, with the pretraining seconds "
+                   help="every library: kNN on the query split after every epoch, with the pretraining seconds "
                         "so far (the evaluations' own time left out and reported as curve_eval_seconds); "
                         "benchmarks/time_to_accuracy.py reads these rows")
     p.add_argument("--test-too", action="store_true",

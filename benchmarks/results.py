@@ -94,7 +94,8 @@ def quickstart_candidates(rows: list[dict]) -> str:
              "| kNN top-1 by step (untrained first) | verdict (McNemar p) |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (added_settings(r), *run_key(r), r["seed"])):
         curve = ", ".join(f"{step}: {100 * top1:.1f}" for step, top1 in r["curve"])
-        settings = f"`{added_settings(r)}`" if added_settings(r) else "none (the quick start as given)"
+        settings = added_settings(r)
+        settings = f"`{settings}`" if settings else "none (the quick start as given)"
         lines.append(f"| {settings} | {r['data']} | {r['side']} px | {r['train_images']:,} "
                      f"({r['pick_seed']}) | {r['epochs']} ({r['steps']}) | {r['seed']} | {curve} "
                      f"| {r['outcome']} ({r['p_value']:.2g}) |")

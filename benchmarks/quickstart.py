@@ -2,7 +2,8 @@
 
 Writes a folder of CIFAR-10 training images in class folders (--per-class of each class,
 chosen with --pick-seed; --side N upscales them, bicubic, and saves JPEGs at quality 90, as
-photos of 96-224 px; --textures: the demo's generated grey textures instead), then runs
+photos of 96-224 px; --textures: the demo's generated grey textures instead; --digits: grayscale
+digits drawn with Pillow's built-in font, each in its own size, slant, stroke and place), then runs
 
     byol pretrain --data.path FOLDER --train.epochs E --train.out_dir OUT --train.seed S
 
@@ -68,6 +69,40 @@ def write_photos(cifar: str, folder: Path, per_class: int, pick_seed: int, side:
     return count
 
 
+def write_digits(folder: Path, per_class: int, pick_seed: int, side: int | None) -> int:
+    """`per_class` grayscale images (one channel, PNG) of each digit 0-9 into folder/<digit>/ at
+    `side` px (default 28, as MNIST's): the digit drawn white on a dark ground with Pillow's
+    built-in font (the same on every machine), at a random size (45-80 % of the side), stroke
+    width, rotation (+-20 degrees), shear and place, drawn at twice the side and shrunk
+    (antialiased), with a little noise, so that no two images of a class are alike."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    side = side or 28
+    big = 2 * side
+    rng = np.random.default_rng(pick_seed)
+    for digit in range(10):
+        (folder / str(digit)).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            font = ImageFont.load_default(size=int(big * rng.uniform(0.45, 0.8)))
+            ground, stroke = int(rng.integers(0, 40)), int(rng.integers(0, 3))
+            canvas = Image.new("L", (big, big), ground)
+            draw = ImageDraw.Draw(canvas)
+            x0, y0, x1, y1 = draw.textbbox((0, 0), str(digit), font=font, stroke_width=stroke)
+            place = ((big - (x1 - x0)) / 2 - x0 + rng.uniform(-0.12, 0.12) * big,
+                     (big - (y1 - y0)) / 2 - y0 + rng.uniform(-0.12, 0.12) * big)
+            ink = int(rng.integers(180, 256))
+            draw.text(place, str(digit), fill=ink, font=font, stroke_width=stroke, stroke_fill=ink)
+            shear = rng.uniform(-0.3, 0.3)
+            canvas = canvas.transform(canvas.size, Image.AFFINE, (1, shear, -shear * big / 2, 0, 1, 0),
+                                      resample=Image.BILINEAR, fillcolor=ground)
+            canvas = canvas.rotate(rng.uniform(-20, 20), resample=Image.BILINEAR, fillcolor=ground)
+            small = np.asarray(canvas.resize((side, side), Image.LANCZOS), dtype=np.float32)
+            small = np.clip(small + rng.normal(0, 6, small.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(small, mode="L").save(folder / str(digit) / f"{i:04d}.png")
+    return 10 * per_class
+
+
 def run_one(folder: Path, out: Path, epochs: int, seed: int, extra: list[str]) -> dict:
     import torch
 
@@ -96,12 +131,17 @@ def run_one(folder: Path, out: Path, epochs: int, seed: int, extra: list[str]) -
             "commit": commit(), "command": shlex.join(command)}
 
 
+DATA = {(False, False): "CIFAR-10 photos", (True, False): "demo textures", (False, True): "rendered digits"}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--cifar", help="folder with CIFAR-10's train.tar.gz (JPEG copy)")
     source.add_argument("--textures", action="store_true",
                         help="the demo's generated grey textures (byol.data.demo) instead of photos")
+    source.add_argument("--digits", action="store_true",
+                        help="grayscale digits drawn with Pillow's font (28 px unless --side) instead of photos")
     p.add_argument("--per-class", type=int, default=200, help="images of each class (200: 2,000 in all)")
     p.add_argument("--pick-seed", type=int, default=0, help="seed of the choice of images")
     p.add_argument("--side", type=int, help="upscale to this side (photos of 96-224 px); default: CIFAR's 32")
@@ -121,13 +161,15 @@ def main(argv=None) -> int:
 
             generate_textures(Path(tmp) / "textures", args.per_class, 0, args.side or 32, args.pick_seed)
             folder, n = Path(tmp) / "textures" / "train", args.per_class * len(CLASSES)
+        elif args.digits:
+            n = write_digits(folder, args.per_class, args.pick_seed, args.side)
         else:
             n = write_photos(args.cifar, folder, args.per_class, args.pick_seed, args.side)
         print(f"quickstart: {n} images in {folder}", file=sys.stderr)
         for seed in (int(s) for s in args.seeds.split(",")):
             row = {**run_one(folder, Path(tmp) / f"run{seed}", args.epochs, seed, args.set),
-                   "data": "demo textures" if args.textures else "CIFAR-10 photos",
-                   "per_class": args.per_class, "pick_seed": args.pick_seed, "side": args.side or 32}
+                   "data": DATA[(args.textures, args.digits)], "per_class": args.per_class,
+                   "pick_seed": args.pick_seed, "side": args.side or (28 if args.digits else 32)}
             emit(row, args.out)
     return 0
 

@@ -163,3 +163,25 @@ def test_the_side_by_side_gives_the_spread_over_seeds(monkeypatch):
     assert "**30.00 ± 0.0 %**" in lightly_line and "| 200 ± 0.0 s |" in lightly_line
     one = results.compare_tables([r for r in rows if r["seed"] == 7])
     assert not [line for line in one.splitlines() if line.startswith("| byol") and "±" in line]
+
+
+def test_the_digits_for_the_budget_curves_are_grayscale_and_a_run_takes_them_so(tmp_path, monkeypatch, capsys):
+    """benchmarks/quickstart.py --digits: ten class folders of one-channel 28-px digits, no two
+    alike, which `byol pretrain` decides are grayscale (the data-aware defaults say so)."""
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import quickstart
+
+    folder = tmp_path / "digits"
+    assert quickstart.write_digits(folder, 15, 0, None) == 150
+    files = sorted(folder.glob("*/*.png"))
+    assert len(files) == 150 and sorted({f.parent.name for f in files}) == [str(d) for d in range(10)]
+    first, second = Image.open(files[0]), Image.open(files[1])
+    assert first.mode == "L" and first.size == (28, 28)
+    assert not np.array_equal(np.asarray(first), np.asarray(second))
+    assert main(["pretrain", "--data.path", str(folder), "--train.epochs", "1", "--train.batch_size", "32",
+                 "--print-config"]) == 0
+    out = capsys.readouterr()
+    assert "grayscale images" in out.out + out.err

@@ -7,6 +7,7 @@ from pathlib import Path
 from byol.cli import main
 from byol.config import load_config
 from byol.training.budget import budget_note, first_beat, first_crossing, measured, summarize
+from byol.training.data import build_data, plan_data
 
 from conftest import write_folder
 
@@ -59,6 +60,24 @@ def test_a_run_long_enough_is_told_the_measurement_without_a_warning():
     cfg = load_config(None, ["--data.image_size", "32", "--train.epochs", "50"])
     line, = budget_note(cfg, 2000, entries=ENTRY)
     assert "= 350 steps" in line and "after about 70 steps" in line and "shorter" not in line
+
+
+def test_grayscale_data_is_told_the_measurement_of_grayscale_data_and_colour_of_colour():
+    """Of two measured kinds alike in size and images, a run is told the one of its own kind
+    (grayscale or colour); rows that do not say stand in only where its kind is not measured."""
+    def kind(data, side, grayscale, needed):
+        rows = [{**row(s, 350, 50, [[0, .3], [needed, .35], [350, .4]], data=data, side=side), "grayscale": grayscale}
+                for s in (1, 2)]
+        return summarize(rows)[0]
+
+    digits, photos = kind("rendered digits", 28, True, 140), kind("CIFAR-10 photos", 32, False, 70)
+    unsaid = {**photos, "grayscale": None}
+    assert digits["grayscale"] is True and photos["grayscale"] is False
+    cfg = load_config(None, ["--data.image_size", "28", "--train.epochs", "50"])
+    assert "(1,800 rendered digits at 28 px)" in budget_note(cfg, 2000, True, entries=[photos, digits])[0]
+    assert "(1,800 CIFAR-10 photos at 32 px)" in budget_note(cfg, 2000, False, entries=[digits, photos])[0]
+    assert "(1,800 CIFAR-10 photos at 32 px)" in budget_note(cfg, 2000, False, entries=[digits, unsaid])[0]
+    assert "more images or more epochs" in budget_note(cfg, 2000, False, entries=[digits])[0]  # never the other kind
 
 
 def test_data_unlike_any_measured_gets_the_general_line_or_none():
@@ -185,3 +204,5 @@ def test_the_digits_for_the_budget_curves_are_grayscale_and_a_run_takes_them_so(
                  "--print-config"]) == 0
     out = capsys.readouterr()
     assert "grayscale images" in out.out + out.err
+    cfg = load_config(None, ["--data.path", str(folder), "--train.batch_size", "32"])
+    assert plan_data(cfg)[2] is True and build_data(cfg)[1].grayscale is True  # what the budget line is told

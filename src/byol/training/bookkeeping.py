@@ -163,7 +163,7 @@ def summarize(cfg: Config, trainer, module, data, monitor, wall: float) -> dict:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary = {
         "out_dir": str(out), "checkpoint": str(out / "checkpoints" / "last.ckpt"), "epochs": t.epochs,
-        "steps": trainer.global_step, "train_images": data.images,
+        "steps": trainer.global_step, "train_images": data.images, "grayscale": data.grayscale,
         "precision": str(trainer.precision),  # what ran: Lightning turns fp16 on a CPU into bf16
         # a resumed run: every segment (the earlier ones up to their last checkpoint) and their sum
         "wall_seconds": round(sum(clock.segments) + wall, 2),

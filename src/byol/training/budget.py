@@ -41,7 +41,8 @@ def first_beat(curve: list) -> int | None:
 def summarize(rows: list[dict]) -> list[dict]:
     """One entry per kind of data (name, side, training images) from quick-start rows: each
     run's first crossing of its own untrained kNN top-1, their median over the runs that
-    crossed, and for each run length how many seeds ended above the untrained network."""
+    crossed, for each run length how many seeds ended above the untrained network, and whether
+    the runs took the images as grayscale (None where no row says)."""
     kinds: dict[tuple, list[dict]] = {}
     for row in rows:
         kinds.setdefault((row["data"], row["side"], row["train_images"]), []).append(row)
@@ -55,7 +56,9 @@ def summarize(rows: list[dict]) -> list[dict]:
                                                    "ended_above": 0})
             seen["runs"] += 1
             seen["ended_above"] += r["knn_final_top1"] > r["knn_untrained_top1"]
+        said = {r["grayscale"] for r in runs if "grayscale" in r}
         entries.append({"data": data, "side": side, "train_images": images, "runs": len(runs),
+                        "grayscale": said.pop() if len(said) == 1 else None,
                         "first_beat_steps": crossings,
                         "median_first_beat": statistics.median_low(crossed) if crossed else None,
                         "lengths": list(lengths.values()),
@@ -73,24 +76,27 @@ def measured() -> list[dict]:
         return []
 
 
-def similar(entries: list[dict], images: int, side: int) -> dict | None:
+def similar(entries: list[dict], images: int, side: int, grayscale: bool = False) -> dict | None:
     """The measured entry most like a run's data: the same size class (at most SMALL_IMAGES px,
-    or above), the nearest number of images within a factor SIMILAR_IMAGES; None if none is."""
+    or above), the nearest number of images within a factor SIMILAR_IMAGES, of the same kind
+    (grayscale or colour) where one is measured, else of a kind no row states; None if none is."""
     near = [e for e in entries if (e["side"] <= SMALL_IMAGES) == (side <= SMALL_IMAGES)
             and e["median_first_beat"] is not None
             and abs(math.log(e["train_images"] / max(images, 1))) <= math.log(SIMILAR_IMAGES)]
+    near = ([e for e in near if e.get("grayscale") == grayscale]
+            or [e for e in near if e.get("grayscale") is None])
     return min(near, key=lambda e: abs(math.log(e["train_images"] / max(images, 1)))) if near else None
 
 
-def budget_note(cfg: Config, images: int, entries: list[dict] | None = None) -> list[str]:
-    """The line that says how many steps similar data needed to beat the untrained network,
-    and warns when this run has fewer; where no measured data is similar, a general line for
-    fewer than SMALL_DATA_IMAGES images."""
+def budget_note(cfg: Config, images: int, grayscale: bool = False, entries: list[dict] | None = None) -> list[str]:
+    """The line that says how many steps similar data (similar: size, images, grayscale or
+    colour) needed to beat the untrained network, and warns when this run has fewer; where no
+    measured data is similar, a general line for fewer than SMALL_DATA_IMAGES images."""
     if cfg.train.epochs == 0 or images <= 0:
         return []
     per_epoch = steps_per_epoch(cfg, images)
     steps = cfg.train.epochs * per_epoch
-    entry = similar(measured() if entries is None else entries, images, cfg.data.image_size)
+    entry = similar(measured() if entries is None else entries, images, cfg.data.image_size, grayscale)
     if entry is None:
         return [] if images >= SMALL_DATA_IMAGES else [
             f"budget: {images:,} images x {cfg.train.epochs} epochs = {steps:,} steps: BYOL usually needs more images "
@@ -111,7 +117,7 @@ def budget_note(cfg: Config, images: int, entries: list[dict] | None = None) -> 
     return [line]
 
 
-def with_budget_note(cfg: Config, images: int) -> Config:
+def with_budget_note(cfg: Config, images: int, grayscale: bool = False) -> Config:
     """cfg, with the budget line (budget_note) in its notes."""
-    note = budget_note(cfg, images)
+    note = budget_note(cfg, images, grayscale)
     return updated(cfg, {}, note) if note else cfg

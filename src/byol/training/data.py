@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -36,6 +36,7 @@ class TrainingData:
     images: int
     resident: torch.Tensor | None = None
     identity: dict | None = None  # see data_identity: what a resumed run must find again
+    grayscale: bool = False  # the data-aware decision (looks_grayscale) the run was built with
 
 
 def data_identity(names: list[str] | None = None, images: torch.Tensor | None = None,
@@ -264,29 +265,31 @@ def build_data(cfg: Config, listed: ImageList | None = None) -> tuple[Config, Tr
     if not cfg.data.path:
         raise ConfigError("data.path is not set: give the folder or .tar of training images")
     if cfg.data.dataset == "folder":
-        cfg, *parts = folder_source(cfg, listed if listed is not None else listing(cfg))
+        cfg, grayscale, *parts = folder_source(cfg, listed if listed is not None else listing(cfg))
     else:
-        cfg, *parts = {"video": video_source, "shards": shard_source}.get(cfg.data.dataset, named_source)(cfg)
-    return cfg, make_loader(cfg, *parts)
+        source = {"video": video_source, "shards": shard_source}.get(cfg.data.dataset, named_source)
+        cfg, grayscale, *parts = source(cfg)
+    return cfg, replace(make_loader(cfg, *parts), grayscale=grayscale)
 
 
-def plan_data(cfg: Config) -> tuple[Config, int]:
-    """What build_data would decide (the final Config) and the number of training images, with
-    less work: a folder's images in memory are not decoded, only the first GRAYSCALE_SAMPLE
-    (the pixels that decide grayscale, as in build_data). For `byol pretrain --print-config`."""
+def plan_data(cfg: Config) -> tuple[Config, int, bool]:
+    """What build_data would decide (the final Config), the number of training images and
+    whether they are grayscale, with less work: a folder's images in memory are not decoded,
+    only the first GRAYSCALE_SAMPLE (the pixels that decide grayscale, as in build_data). For
+    `byol pretrain --print-config`."""
     listed = listing(cfg)
     cfg = decide_from_data(cfg, listed)
     if listed is None:
         cfg, data = build_data(cfg)
-        return cfg, data.images
+        return cfg, data.images, data.grayscale
     images, _, in_memory, _ = folder_split(cfg, listed)
     if in_memory:
         sample = decode_to_memory(images, train_size(cfg), cfg.data.channels, limit=GRAYSCALE_SAMPLE)
-        cfg = decided(cfg, looks_grayscale(sample, cfg.data.channels))
+        grayscale = looks_grayscale(sample, cfg.data.channels)
     else:
-        cfg = decided(cfg, cfg.data.channels == 1)
+        grayscale = cfg.data.channels == 1
     enough_images(cfg, len(images))
-    return cfg, len(images)
+    return decided(cfg, grayscale), len(images), grayscale
 
 
 def decided(cfg: Config, grayscale: bool) -> Config:
@@ -294,8 +297,9 @@ def decided(cfg: Config, grayscale: bool) -> Config:
     return adapt_to_data(cfg, grayscale)[0]
 
 
-# Each source returns (the Config, decided; the training images; the kNN monitor's labeled bank
-# or None; its held-out images or None; the data's identity); make_loader adds what is common.
+# Each source returns (the Config, decided; whether the images are grayscale; the training
+# images; the kNN monitor's labeled bank or None; its held-out images or None; the data's
+# identity); make_loader adds what is common.
 
 
 def folder_split(cfg: Config, listed: ImageList) -> tuple[ImageList, ImageList | None, bool, bool]:
@@ -331,10 +335,12 @@ def folder_source(cfg: Config, listed: ImageList):
         test = decode_to_memory(held, eval_size(cfg), d.channels, decoder=d.jpeg_decoder)
     if in_memory:
         train = decode_to_memory(images, train_size(cfg), d.channels, decoder=d.jpeg_decoder)
-        cfg = decided(cfg, looks_grayscale(train, d.channels))
+        grayscale = looks_grayscale(train, d.channels)
+        cfg = decided(cfg, grayscale)
         bank = train if monitor else None
     else:
-        cfg = decided(cfg, d.channels == 1)
+        grayscale = d.channels == 1
+        cfg = decided(cfg, grayscale)
         train = StreamImages(images, train_size(cfg), d.channels, d.large_images, worker_transform(cfg),
                              full_crops(cfg), d.jpeg_decoder)
         if monitor:
@@ -342,16 +348,17 @@ def folder_source(cfg: Config, listed: ImageList):
                                     decoder=d.jpeg_decoder)
     if bank is not None and test is not None and d.val_path:
         test = match_classes(test, bank.classes, d.val_path)
-    return cfg, train, bank, test, data_identity(images.items)
+    return cfg, grayscale, train, bank, test, data_identity(images.items)
 
 
 def video_source(cfg: Config):
     """Pairs of nearby frames of the videos in data.path (no kNN monitor)."""
     d = cfg.data
-    cfg = decided(cfg, d.channels == 1)
+    grayscale = d.channels == 1
+    cfg = decided(cfg, grayscale)
     frames = VideoFramePairs(d.path, d.load_size or d.image_size, d.max_frame_gap, d.channels,
                              d.large_images, worker_transform(cfg), cfg.train.seed)
-    return cfg, frames, None, None, data_identity([os.path.relpath(f, d.path) for f in frames.frames])
+    return cfg, grayscale, frames, None, None, data_identity([os.path.relpath(f, d.path) for f in frames.frames])
 
 
 def shard_source(cfg: Config):
@@ -359,7 +366,8 @@ def shard_source(cfg: Config):
     from byol.data.shards import ShardStream
 
     d, t = cfg.data, cfg.train
-    cfg = decided(cfg, d.channels == 1)
+    grayscale = d.channels == 1
+    cfg = decided(cfg, grayscale)
     train = ShardStream(d.path, train_size(cfg), d.channels, d.large_images, worker_transform(cfg), t.seed,
                         t.batch_size, crops=full_crops(cfg), eval_size=eval_size(cfg), decoder=d.jpeg_decoder)
     bank = test = None
@@ -367,7 +375,7 @@ def shard_source(cfg: Config):
         bank = train.head(10_000)
         test = val_images(cfg)
         test = match_classes(test, bank.classes, d.val_path) if bank.classes else test
-    return cfg, train, bank, test, data_identity(train.shards, count=train.total)
+    return cfg, grayscale, train, bank, test, data_identity(train.shards, count=train.total)
 
 
 def named_source(cfg: Config):
@@ -380,13 +388,14 @@ def named_source(cfg: Config):
     if d.limit and d.limit < len(train):
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(t.seed))
         train = train.subset(order[:d.limit].sort().values)
-    cfg = decided(cfg, looks_grayscale(train, d.channels))
+    grayscale = looks_grayscale(train, d.channels)
+    cfg = decided(cfg, grayscale)
     bank = test = None
     if t.knn_every > 0:
         test = match_channels(load_dataset(d.dataset, d.val_path or d.path, "test"), d.channels)
         labeled = train.labels >= 0
         bank = train if labeled.all() else train.subset(labeled)
-    return cfg, train, bank, test, data_identity(images=train.images, labels=train.labels)
+    return cfg, grayscale, train, bank, test, data_identity(images=train.images, labels=train.labels)
 
 
 def val_images(cfg: Config) -> MemoryImages:

@@ -70,7 +70,7 @@ def read_data(cfg: Config) -> tuple[Config, TrainingData]:
     listed = listing(cfg)  # a folder's images, listed once
     cfg = decide_from_data(cfg, listed)
     cfg, data = build_data(cfg, listed)
-    return with_budget_note(cfg, data.images), data
+    return with_budget_note(cfg, data.images, data.grayscale), data
 
 
 def plan_line(cfg: Config, images: int) -> str:
@@ -165,6 +165,6 @@ def plan(cfg: Config) -> tuple[Config, list[str]]:
     """What `byol pretrain --print-config` says: the settings a run would use (with the
     data-aware decisions), and its notes and plan line. Reads as little of the data as those
     decisions need (plan_data); writes nothing."""
-    cfg, images = plan_data(cfg)
-    cfg = with_budget_note(cfg, images)
+    cfg, images, grayscale = plan_data(cfg)
+    cfg = with_budget_note(cfg, images, grayscale)
     return cfg, [*cfg.notes, plan_line(cfg, images)]

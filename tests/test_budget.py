@@ -80,6 +80,17 @@ def test_grayscale_data_is_told_the_measurement_of_grayscale_data_and_colour_of_
     assert "more images or more epochs" in budget_note(cfg, 2000, False, entries=[digits])[0]  # never the other kind
 
 
+def test_similar_data_that_never_beat_the_untrained_network_is_said_so():
+    never = summarize([{**row(s, 84, 12, [[0, .3], [35, .2], [84, .25]], data="rendered digits", side=28),
+                        "grayscale": True} for s in (1, 2)])
+    cfg = load_config(None, ["--data.image_size", "28", "--train.epochs", "12"])
+    line, = budget_note(cfg, 1800, True, entries=never)
+    assert "(1,800 rendered digits at 28 px) BYOL went above the untrained network in 0 of 2 runs of up to 84 steps" in line
+    assert line.endswith("expect no clear gain from a run this short")
+    longer, = budget_note(load_config(None, ["--data.image_size", "28", "--train.epochs", "50"]), 1800, True, entries=never)
+    assert "longer than any measured" in longer
+
+
 def test_data_unlike_any_measured_gets_the_general_line_or_none():
     small = load_config(None, ["--data.image_size", "32", "--train.epochs", "5"])
     large = load_config(None, ["--data.image_size", "160", "--train.epochs", "5"])

@@ -78,20 +78,22 @@ def measured() -> list[dict]:
 
 def similar(entries: list[dict], images: int, side: int, grayscale: bool = False) -> dict | None:
     """The measured entry most like a run's data: the same size class (at most SMALL_IMAGES px,
-    or above), the nearest number of images within a factor SIMILAR_IMAGES, of the same kind
-    (grayscale or colour) where one is measured, else of a kind no row states; None if none is."""
+    or above), the number of images within a factor SIMILAR_IMAGES, of the same kind (grayscale
+    or colour) where one is measured, else of a kind no row states; the nearest in images, then
+    in side. None if none is."""
     near = [e for e in entries if (e["side"] <= SMALL_IMAGES) == (side <= SMALL_IMAGES)
-            and e["median_first_beat"] is not None
             and abs(math.log(e["train_images"] / max(images, 1))) <= math.log(SIMILAR_IMAGES)]
     near = ([e for e in near if e.get("grayscale") == grayscale]
             or [e for e in near if e.get("grayscale") is None])
-    return min(near, key=lambda e: abs(math.log(e["train_images"] / max(images, 1)))) if near else None
+    return min(near, key=lambda e: (abs(math.log(e["train_images"] / max(images, 1))),
+                                    abs(math.log(e["side"] / side)))) if near else None
 
 
 def budget_note(cfg: Config, images: int, grayscale: bool = False, entries: list[dict] | None = None) -> list[str]:
     """The line that says how many steps similar data (similar: size, images, grayscale or
-    colour) needed to beat the untrained network, and warns when this run has fewer; where no
-    measured data is similar, a general line for fewer than SMALL_DATA_IMAGES images."""
+    colour) needed to beat the untrained network, and warns when this run has fewer, or that
+    no measured run of similar data beat it; where no measured data is similar, a general line
+    for fewer than SMALL_DATA_IMAGES images."""
     if cfg.train.epochs == 0 or images <= 0:
         return []
     per_epoch = steps_per_epoch(cfg, images)
@@ -103,13 +105,17 @@ def budget_note(cfg: Config, images: int, grayscale: bool = False, entries: list
             "or more epochs (the paper: 1.28 million images, 300-1000 epochs; CIFAR-10 recipes: 50,000 images, "
             "200-1000 epochs). Check the kNN verdict at the end of the run."]
     needed = entry["median_first_beat"]
-    ended = "; ".join(f"runs of {n['steps']} steps ended above it on {n['ended_above']} of {n['runs']} seeds"
-                      for n in entry["lengths"])
-    crossed = sum(c is not None for c in entry["first_beat_steps"])
     line = (f"budget: {images:,} images x {cfg.train.epochs} epochs = {steps:,} steps; on similar data "
             f"({entry['train_images']:,} {entry['data']} at {entry['side']} px) BYOL went above the untrained "
-            f"network in {crossed} of {entry['runs']} runs, first after about {needed:,} steps (the median of "
-            f"those); {ended}")
+            f"network in {sum(c is not None for c in entry['first_beat_steps'])} of {entry['runs']} runs")
+    if needed is None:
+        longest = max(n["steps"] for n in entry["lengths"])
+        return [line + f" of up to {longest:,} steps" + (
+            ": expect no clear gain from a run this short" if steps <= longest else
+            "; this run is longer than any measured. Check the kNN verdict at the end of the run")]
+    ended = "; ".join(f"runs of {n['steps']} steps ended above it on {n['ended_above']} of {n['runs']} seeds"
+                      for n in entry["lengths"])
+    line += f", first after about {needed:,} steps (the median of those); {ended}"
     if steps < needed:
         epochs = math.ceil(needed / max(per_epoch, 1))
         line += (f". This run is shorter: expect no clear gain; --train.epochs {epochs} gives "

@@ -63,21 +63,24 @@ def test_a_run_long_enough_is_told_the_measurement_without_a_warning():
 
 
 def test_grayscale_data_is_told_the_measurement_of_grayscale_data_and_colour_of_colour():
-    """Of two measured kinds alike in size and images, a run is told the one of its own kind
-    (grayscale or colour); rows that do not say stand in only where its kind is not measured."""
+    """A run is told measured data of its own kind (grayscale or colour) or of a kind no row
+    states, never of the other kind: the nearest in images, then in side, then its own kind."""
     def kind(data, side, grayscale, needed):
         rows = [{**row(s, 350, 50, [[0, .3], [needed, .35], [350, .4]], data=data, side=side), "grayscale": grayscale}
                 for s in (1, 2)]
         return summarize(rows)[0]
 
     digits, photos = kind("rendered digits", 28, True, 140), kind("CIFAR-10 photos", 32, False, 70)
-    unsaid = {**photos, "grayscale": None}
+    unsaid = {**photos, "grayscale": None, "data": "unlabelled photos"}
     assert digits["grayscale"] is True and photos["grayscale"] is False
     cfg = load_config(None, ["--data.image_size", "28", "--train.epochs", "50"])
     assert "(1,800 rendered digits at 28 px)" in budget_note(cfg, 2000, True, entries=[photos, digits])[0]
     assert "(1,800 CIFAR-10 photos at 32 px)" in budget_note(cfg, 2000, False, entries=[digits, photos])[0]
-    assert "(1,800 CIFAR-10 photos at 32 px)" in budget_note(cfg, 2000, False, entries=[digits, unsaid])[0]
+    assert "(1,800 unlabelled photos at 32 px)" in budget_note(cfg, 2000, False, entries=[digits, unsaid])[0]
     assert "more images or more epochs" in budget_note(cfg, 2000, False, entries=[digits])[0]  # never the other kind
+    many = {**photos, "train_images": 9000}  # colour, but further in images than the unsaid 1,800
+    assert "(1,800 unlabelled photos at 32 px)" in budget_note(cfg, 2000, False, entries=[many, unsaid])[0]
+    assert "(1,800 CIFAR-10 photos at 32 px)" in budget_note(cfg, 2000, False, entries=[unsaid, photos])[0]
 
 
 def test_similar_data_that_never_beat_the_untrained_network_is_said_so():

@@ -78,15 +78,14 @@ def measured() -> list[dict]:
 
 def similar(entries: list[dict], images: int, side: int, grayscale: bool = False) -> dict | None:
     """The measured entry most like a run's data: the same size class (at most SMALL_IMAGES px,
-    or above), the number of images within a factor SIMILAR_IMAGES, of the same kind (grayscale
-    or colour) where one is measured, else of a kind no row states; the nearest in images, then
-    in side. None if none is."""
+    or above), the number of images within a factor SIMILAR_IMAGES, the same kind (grayscale or
+    colour) or a kind no row states; the nearest in images, then in side, then one of the same
+    kind. None if none is."""
     near = [e for e in entries if (e["side"] <= SMALL_IMAGES) == (side <= SMALL_IMAGES)
-            and abs(math.log(e["train_images"] / max(images, 1))) <= math.log(SIMILAR_IMAGES)]
-    near = ([e for e in near if e.get("grayscale") == grayscale]
-            or [e for e in near if e.get("grayscale") is None])
+            and abs(math.log(e["train_images"] / max(images, 1))) <= math.log(SIMILAR_IMAGES)
+            and e.get("grayscale") in (grayscale, None)]
     return min(near, key=lambda e: (abs(math.log(e["train_images"] / max(images, 1))),
-                                    abs(math.log(e["side"] / side)))) if near else None
+                                    abs(math.log(e["side"] / side)), e.get("grayscale") is None)) if near else None
 
 
 def budget_note(cfg: Config, images: int, grayscale: bool = False, entries: list[dict] | None = None) -> list[str]:

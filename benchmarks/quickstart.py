@@ -69,16 +69,19 @@ def write_photos(cifar: str, folder: Path, per_class: int, pick_seed: int, side:
     return count
 
 
-def write_digits(folder: Path, per_class: int, pick_seed: int, side: int | None) -> int:
+DIGITS_SIDE = 28  # px, as MNIST's
+PHOTOS_SIDE = 32  # px, CIFAR-10's (also the demo textures')
+
+
+def write_digits(folder: Path, per_class: int, pick_seed: int, side: int) -> int:
     """`per_class` grayscale images (one channel, PNG) of each digit 0-9 into folder/<digit>/ at
-    `side` px (default 28, as MNIST's): the digit drawn white on a dark ground with Pillow's
+    `side` px: the digit drawn white on a dark ground with Pillow's
     built-in font (the same on every machine), at a random size (45-80 % of the side), stroke
     width, rotation (+-20 degrees), shear and place, drawn at twice the side and shrunk
     (antialiased), with a little noise, so that no two images of a class are alike."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
-    side = side or 28
     big = 2 * side
     rng = np.random.default_rng(pick_seed)
     for digit in range(10):
@@ -142,16 +145,17 @@ def main(argv=None) -> int:
     source.add_argument("--textures", action="store_true",
                         help="the demo's generated grey textures (byol.data.demo) instead of photos")
     source.add_argument("--digits", action="store_true",
-                        help="grayscale digits drawn with Pillow's font (28 px unless --side) instead of photos")
+                        help=f"grayscale digits drawn with Pillow's font ({DIGITS_SIDE} px unless --side) instead of photos")
     p.add_argument("--per-class", type=int, default=200, help="images of each class (200: 2,000 in all)")
     p.add_argument("--pick-seed", type=int, default=0, help="seed of the choice of images")
-    p.add_argument("--side", type=int, help="upscale to this side (photos of 96-224 px); default: CIFAR's 32")
+    p.add_argument("--side", type=int, help=f"upscale to this side (photos of 96-224 px); default: CIFAR's {PHOTOS_SIDE}, the digits' {DIGITS_SIDE}")
     p.add_argument("--epochs", type=int, default=50, help="the README's quick start: 50")
     p.add_argument("--seeds", default="200", help="comma-separated train.seed values, never used for a choice")
     p.add_argument("--out", help="append the rows to this JSONL file")
     p.add_argument("--set", action="append", default=[], metavar="--KEY VALUE",
                    help="an extra argument of the command (a comparison, e.g. --set=--config --set=cifar10)")
     args = p.parse_args(argv)
+    side = args.side or (DIGITS_SIDE if args.digits else PHOTOS_SIDE)
     from bench import commit, emit
 
     commit()  # the commit checked out now names every row, whatever is committed while the runs go on
@@ -160,17 +164,17 @@ def main(argv=None) -> int:
         if args.textures:
             from byol.data.demo import CLASSES, generate_textures
 
-            generate_textures(Path(tmp) / "textures", args.per_class, 0, args.side or 32, args.pick_seed)
+            generate_textures(Path(tmp) / "textures", args.per_class, 0, side, args.pick_seed)
             folder, n = Path(tmp) / "textures" / "train", args.per_class * len(CLASSES)
         elif args.digits:
-            n = write_digits(folder, args.per_class, args.pick_seed, args.side)
+            n = write_digits(folder, args.per_class, args.pick_seed, side)
         else:
             n = write_photos(args.cifar, folder, args.per_class, args.pick_seed, args.side)
         print(f"quickstart: {n} images in {folder}", file=sys.stderr)
         for seed in (int(s) for s in args.seeds.split(",")):
             row = {**run_one(folder, Path(tmp) / f"run{seed}", args.epochs, seed, args.set),
                    "data": DATA[(args.textures, args.digits)], "per_class": args.per_class,
-                   "pick_seed": args.pick_seed, "side": args.side or (28 if args.digits else 32)}
+                   "pick_seed": args.pick_seed, "side": side}
             emit(row, args.out)
     return 0
 

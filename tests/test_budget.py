@@ -208,7 +208,7 @@ def test_the_digits_for_the_budget_curves_are_grayscale_and_a_run_takes_them_so(
     import quickstart
 
     folder = tmp_path / "digits"
-    assert quickstart.write_digits(folder, 15, 0, None) == 150
+    assert quickstart.write_digits(folder, 15, 0, quickstart.DIGITS_SIDE) == 150
     files = sorted(folder.glob("*/*.png"))
     assert len(files) == 150 and sorted({f.parent.name for f in files}) == [str(d) for d in range(10)]
     first, second = Image.open(files[0]), Image.open(files[1])

@@ -39,8 +39,8 @@ def test_summarize_takes_each_runs_own_crossing_and_counts_the_seeds_that_ended_
     assert photos["data"] == "CIFAR-10 photos" and photos["runs"] == 4
     assert photos["first_beat_steps"] == [70, 35, None, 35]
     assert photos["median_first_beat"] == 35  # median of 35, 35, 70
-    assert photos["lengths"] == [{"steps": 84, "epochs": 12, "runs": 1, "ended_above": 0},
-                                 {"steps": 350, "epochs": 50, "runs": 3, "ended_above": 2}]
+    assert photos["lengths"] == [{"steps": 84, "epochs": 12, "runs": 1, "ended_above": 0, "ended_worse": 0},
+                                 {"steps": 350, "epochs": 50, "runs": 3, "ended_above": 2, "ended_worse": 0}]
     assert textures["train_images"] == 2700 and textures["median_first_beat"] == 84
 
 
@@ -92,6 +92,26 @@ def test_similar_data_that_never_beat_the_untrained_network_is_said_so():
     assert line.endswith("expect no clear gain from a run this short")
     longer, = budget_note(load_config(None, ["--data.image_size", "28", "--train.epochs", "50"]), 1800, True, entries=never)
     assert "longer than any measured" in longer
+
+
+def test_similar_data_that_pretraining_made_worse_is_said_so():
+    """A run is told how many measured runs of similar data its paired test found worse than the
+    untrained network (the row's outcome), by run length, and warned of it when it is no longer."""
+    def digits(seed, steps, epochs, outcome, curve):
+        return {**row(seed, steps, epochs, curve, data="rendered digits", side=28), "grayscale": True, "outcome": outcome}
+
+    never = summarize([digits(1, 84, 12, "got worse", [[0, .3], [35, .2], [84, .2]]),
+                       digits(2, 84, 12, "no clear change", [[0, .3], [35, .25], [84, .28]]),
+                       digits(3, 350, 50, "got worse", [[0, .3], [350, .2]])])
+    assert never[0]["lengths"] == [{"steps": 84, "epochs": 12, "runs": 2, "ended_above": 0, "ended_worse": 1},
+                                   {"steps": 350, "epochs": 50, "runs": 1, "ended_above": 0, "ended_worse": 1}]
+    line, = budget_note(load_config(None, ["--data.image_size", "28", "--train.epochs", "12"]), 1800, True, entries=never)
+    assert line.endswith("in 0 of 3 runs of up to 350 steps, and ended worse than it by the paired test in 2: "
+                         "expect no clear gain from a run this short, and features that may be worse")
+    crossed = summarize([digits(1, 350, 50, "got worse", [[0, .3], [35, .31], [350, .2]]),
+                         digits(2, 350, 50, "helped", [[0, .3], [35, .4], [350, .4]])])
+    line, = budget_note(load_config(None, ["--data.image_size", "28", "--train.epochs", "50"]), 1800, True, entries=crossed)
+    assert "runs of 350 steps ended above it on 1 of 2 seeds and worse by the paired test on 1" in line
 
 
 def test_data_unlike_any_measured_gets_the_general_line_or_none():

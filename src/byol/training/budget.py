@@ -41,7 +41,8 @@ def first_beat(curve: list) -> int | None:
 def summarize(rows: list[dict]) -> list[dict]:
     """One entry per kind of data (name, side, training images) from quick-start rows: each
     run's first crossing of its own untrained kNN top-1, their median over the runs that
-    crossed, for each run length how many seeds ended above the untrained network, and whether
+    crossed, for each run length how many seeds ended above the untrained network and how many
+    its paired test found worse (the row's outcome "got worse"), and whether
     the runs took the images as grayscale (None where no row says)."""
     kinds: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -53,9 +54,10 @@ def summarize(rows: list[dict]) -> list[dict]:
         lengths = {}
         for r in sorted(runs, key=lambda r: r["steps"]):
             seen = lengths.setdefault(r["steps"], {"steps": r["steps"], "epochs": r["epochs"], "runs": 0,
-                                                   "ended_above": 0})
+                                                   "ended_above": 0, "ended_worse": 0})
             seen["runs"] += 1
             seen["ended_above"] += r["knn_final_top1"] > r["knn_untrained_top1"]
+            seen["ended_worse"] += r.get("outcome") == "got worse"
         said = {r["grayscale"] for r in runs if "grayscale" in r}
         entries.append({"data": data, "side": side, "train_images": images, "runs": len(runs),
                         "grayscale": said.pop() if len(said) == 1 else None,
@@ -109,10 +111,14 @@ def budget_note(cfg: Config, images: int, grayscale: bool = False, entries: list
             f"network in {sum(c is not None for c in entry['first_beat_steps'])} of {entry['runs']} runs")
     if needed is None:
         longest = max(n["steps"] for n in entry["lengths"])
+        worse = sum(n.get("ended_worse", 0) for n in entry["lengths"])
         return [line + f" of up to {longest:,} steps" + (
-            ": expect no clear gain from a run this short" if steps <= longest else
+            f", and ended worse than it by the paired test in {worse}" if worse else "") + (
+            ": expect no clear gain from a run this short" + (", and features that may be worse" if worse else "")
+            if steps <= longest else
             "; this run is longer than any measured. Check the kNN verdict at the end of the run")]
     ended = "; ".join(f"runs of {n['steps']} steps ended above it on {n['ended_above']} of {n['runs']} seeds"
+                      + (f" and worse by the paired test on {n['ended_worse']}" if n.get("ended_worse") else "")
                       for n in entry["lengths"])
     line += f", first after about {needed:,} steps (the median of those); {ended}"
     if steps < needed:

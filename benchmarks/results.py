@@ -109,8 +109,7 @@ def budget_lines(entries: list[dict]) -> str:
         when = (f"first beat the untrained network after about {e['median_first_beat']} steps (median of the runs "
                 f"that did; {beat} of {e['runs']} did)" if beat else
                 f"none of {e['runs']} run{'s' * (e['runs'] > 1)} beat the untrained network")
-        worse = sum(n.get("ended_worse", 0) for n in e["lengths"])
-        when += f"; {worse} ended worse than it by the paired test" if worse else ""
+        when += f"; {e['ended_worse']} ended worse than it by the paired test" if e["ended_worse"] else ""
         kind = {True: " (taken as grayscale)", False: " (colour)"}.get(e.get("grayscale"), "")
         lines.append(f"- {e['train_images']:,} {e['data']} at {e['side']} px{kind}: {when}. Rows from: "
                      f"{'; '.join(e['provenance'])}.")

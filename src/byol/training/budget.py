@@ -62,6 +62,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         entries.append({"data": data, "side": side, "train_images": images, "runs": len(runs),
                         "grayscale": said.pop() if len(said) == 1 else None,
                         "first_beat_steps": crossings,
+                        "ended_worse": sum(n["ended_worse"] for n in lengths.values()),
                         "median_first_beat": statistics.median_low(crossed) if crossed else None,
                         "lengths": list(lengths.values()),
                         "seeds": sorted({r["seed"] for r in runs}),
@@ -110,15 +111,13 @@ def budget_note(cfg: Config, images: int, grayscale: bool = False, entries: list
             f"({entry['train_images']:,} {entry['data']} at {entry['side']} px) BYOL went above the untrained "
             f"network in {sum(c is not None for c in entry['first_beat_steps'])} of {entry['runs']} runs")
     if needed is None:
-        longest = max(n["steps"] for n in entry["lengths"])
-        worse = sum(n.get("ended_worse", 0) for n in entry["lengths"])
-        return [line + f" of up to {longest:,} steps" + (
-            f", and ended worse than it by the paired test in {worse}" if worse else "") + (
-            ": expect no clear gain from a run this short" + (", and features that may be worse" if worse else "")
-            if steps <= longest else
-            "; this run is longer than any measured. Check the kNN verdict at the end of the run")]
+        longest, worse = max(n["steps"] for n in entry["lengths"]), entry["ended_worse"]
+        line += f" of up to {longest:,} steps" + (f", and ended worse than it by the paired test in {worse}" if worse else "")
+        if steps > longest:
+            return [line + "; this run is longer than any measured. Check the kNN verdict at the end of the run"]
+        return [line + ": expect no clear gain from a run this short" + (", and features that may be worse" if worse else "")]
     ended = "; ".join(f"runs of {n['steps']} steps ended above it on {n['ended_above']} of {n['runs']} seeds"
-                      + (f" and worse by the paired test on {n['ended_worse']}" if n.get("ended_worse") else "")
+                      + (f" and worse by the paired test on {n['ended_worse']}" if n["ended_worse"] else "")
                       for n in entry["lengths"])
     line += f", first after about {needed:,} steps (the median of those); {ended}"
     if steps < needed:

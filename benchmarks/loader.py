@@ -1,24 +1,26 @@
 """The input pipeline on photographs: source images per second per worker process, for this
-project's loader (and each lever of its fast path) and for the pipelines people use instead.
+project's loaders and for the pipelines people use instead, each compared with the one that
+does the same work.
 
-Each pipeline turns a folder of JPEG photos into batches of two 224-px uint8 views, as
-training does (decode, each view's random resized crop of scale 0.08-1 and aspect 3/4-4/3,
-resize, collation) with 1, 2, ... DataLoader worker processes, each run in a process of its
-own; the first batch (worker start-up) is not timed. Rows: images/s, per worker, and the
-workers one GPU would need at 1,700 source images/s (one H100 training ResNet-50 with BYOL's
-two views in bf16; see the loader issue's arithmetic).
+The work, for every pipeline unless its row names a difference: read a JPEG photo, decode it,
+draw two random resized crops (area 0.08-1, aspect 3/4-4/3, torchvision's rejection sampling
+with its centred fallback), resize each to 224 px (bicubic, antialiased where it shrinks), flip
+each with probability 1/2, and collate batches of uint8 views. "decode-*" rows do only the
+decode of the same files: the rate every pipeline's workers are bounded by.
 
-The pipelines are named in PIPELINES, each with what its workers do. "Same work" is torchvision's
-RandomResizedCrop with bicubic resizing (the paper's and this project's interpolation, and
-solo-learn's); torchvision's default is bilinear, which costs less per pixel.
+Each measurement runs in a process of its own, with persistent DataLoader workers: the first
+batch of each worker (its start-up) is not timed, then batches are timed until --images images,
+over as many epochs as that takes. Each is repeated --repeats times (a new process each time);
+rows give the mean, the standard deviation and every run, and a ratio whose difference from 1
+is inside the two spreads is reported as no difference.
 
 The photos: CIFAR-10 training images (--cifar) upscaled to --size and given multi-scale noise
 (a 1/f-like texture, so that JPEG has a photo's detail to code), saved at quality 90; or a
-folder of the user's own (--photos). The torchvision and lightly pipelines run in another
-Python (--peer-python, an environment with torchvision and lightly on the same CPU).
+folder of the user's own (--photos). The torchvision, webdataset and lightly pipelines run in
+another Python (--peer-python, an environment with them on the same CPU).
 
     python benchmarks/loader.py --cifar ../shared/data/cifar10 --size 500x375 --images 512 \\
-        --workers 1,2 --peer-python /tmp/vpeer/bin/python --out benchmarks/results/loader.jsonl
+        --workers 1,2 --repeats 3 --peer-python /tmp/vpeer/bin/python --out benchmarks/results/loader.jsonl
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,33 +38,48 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-GPU_DEMAND = 1700  # source images/s one H100 consumes training ResNet-50 with BYOL's two views in bf16
+# An estimate, not a measurement here: the source images/s one H100 would take training ResNet-50
+# with BYOL (two 224-px views through the online network forward and backward, and the target
+# forward), in bf16. Rows state it as an estimate beside the workers it would need.
+GPU_DEMAND_ESTIMATE = 1700
 OUTPUT = 224
 BOUND = 512  # data.load_size of the imagenet recipe: the plain path's bound, and the cache's longer side
-PIPELINES = {  # name -> what each worker does for one photo (the tables' second column)
-    "byol": "StreamImages (data.large_images: full), as `byol pretrain` streams photos: one decode at the scale "
-            "the crops need, both crops cut from it and resized by Pillow (bicubic)",
-    "byol-plain": "the same crops without the fast path: the whole photo decoded by Pillow, its shorter side "
-                  "shrunk to 512, both crops resized by torch (bicubic)",
-    "byol-decode-per-view": "the fast path decoding the file once per view",
-    "byol-no-draft": "one full-resolution decode, both crops resized by Pillow (bicubic)",
-    "byol-pillow": "+ DCT-domain reduced decoding, Pillow's decoder",
-    "byol-simplejpeg": "+ simplejpeg's decoder (the fast-jpeg extra)",
-    "byol-bilinear": "`byol` resizing bilinear, as torchvision's default does",
-    "byol-cache": "`byol` on a `byol cache --max-side 512` copy of the folder",
-    "byol-shards": "`byol` reading the same photos from WebDataset tar shards written by `byol shards` "
-                   "(ShardStream, as `--data.dataset shards` streams them)",
-    "torchvision-bicubic": "torchvision ImageFolder + PIL, RandomResizedCrop(224, bicubic) and a flip per view: "
-                           "the same work as `byol`",
-    "torchvision": "the same with torchvision's default bilinear resize: the same work as `byol-bilinear`",
-    "webdataset": "webdataset's WebDataset + PIL on the same shards, RandomResizedCrop(224, bicubic) and a flip per "
-                  "view: the same work as `byol-shards`",
-    "lightly-byol": "lightly's BYOLTransform as its documentation runs it: crops and every augmentation "
-                    "(colour, blur, solarize) on the CPU",
+
+# name -> (what each worker does, the pipeline it does the same work as, the differences from that one)
+PIPELINES = {
+    "decode-pillow": ("decode only, Pillow, full size", None, []),
+    "decode-simplejpeg": ("decode only, simplejpeg (libjpeg-turbo), full size", None, []),
+    "torchvision-bicubic": ("torchvision ImageFolder + PIL, RandomResizedCrop(224, bicubic) and a flip per view",
+                            None, []),
+    "byol-pillow": ("StreamImages (data.large_images: full) with Pillow's decoder: one decode at the DCT scale the "
+                    "crops need, both crops cut from it and resized by Pillow (bicubic)", "torchvision-bicubic",
+                    ["flips on the training device, not in the workers"]),
+    "byol": ("`byol-pillow` with simplejpeg's decoder, as `byol pretrain` runs where the fast-jpeg extra is "
+             "installed", "torchvision-bicubic",
+             ["flips on the training device, not in the workers", "decoder: simplejpeg, not Pillow"]),
+    "byol-plain": ("the same crops without the fast path: the whole photo decoded by Pillow, its shorter side shrunk "
+                   "to 512, both crops resized by torch (bicubic)", "torchvision-bicubic",
+                   ["flips on the training device, not in the workers",
+                    "crops from the photo shrunk to 512 px on its shorter side"]),
+    "torchvision": ("`torchvision-bicubic` resizing bilinear, torchvision's default", None, []),
+    "byol-bilinear": ("`byol-pillow` resizing bilinear", "torchvision",
+                      ["flips on the training device, not in the workers"]),
+    "torchvision-bicubic-cache": ("`torchvision-bicubic` on a `byol cache --max-side 512` copy of the folder", None,
+                                  []),
+    "byol-cache": ("`byol-pillow` on the same `byol cache --max-side 512` copy", "torchvision-bicubic-cache",
+                   ["flips on the training device, not in the workers"]),
+    "webdataset": ("webdataset's WebDataset + PIL on shards of the photos, RandomResizedCrop(224, bicubic) and a "
+                   "flip per view", None, []),
+    "byol-shards": ("`byol-pillow` reading the same shards (ShardStream, as --data.dataset shards streams them)",
+                    "webdataset", ["flips on the training device, not in the workers"]),
+    "lightly-byol": ("lightly's BYOLTransform as its documentation runs it: crops and every augmentation (colour, "
+                     "blur, solarize) on the CPU", "torchvision-bicubic",
+                     ["colour jitter, grayscale, blur and solarization in the workers too"]),
 }
-PEERS = ("torchvision-bicubic", "torchvision", "webdataset", "lightly-byol")
+PEERS = ("torchvision-bicubic", "torchvision", "torchvision-bicubic-cache", "webdataset", "lightly-byol")
 SHARDED = ("byol-shards", "webdataset")  # read the folder's shards, not the folder
-OURS = tuple(p for p in PIPELINES if p not in PEERS)
+CACHED = ("byol-cache", "torchvision-bicubic-cache")  # read the cache, not the folder
+DECODERS = {"decode-pillow": "pillow", "decode-simplejpeg": "simplejpeg"}
 
 
 def write_photos(folder: Path, n: int, width: int, height: int, cifar: str | None, seed: int = 0) -> None:
@@ -98,7 +116,15 @@ def write_photos(folder: Path, n: int, width: int, height: int, cifar: str | Non
         Image.fromarray(arr).save(folder / f"c{i % 10}" / f"{i:05d}.jpg", quality=90)
 
 
-def plain_views(path: str, crops) -> tuple:
+def crops():
+    """The augmentation settings of every byol pipeline here: 224-px views, the paper's crop
+    ranges, torchvision's rejection sampling and bicubic resizing (the work torchvision does)."""
+    from byol.core.augment import AugmentConfig
+
+    return AugmentConfig(size=OUTPUT, crop_sampling="rejection", interpolation="bicubic")
+
+
+def plain_views(path: str, c) -> tuple:
     """The crops without the fast path: the whole photo decoded by Pillow, its shorter side
     shrunk to BOUND, each view's box drawn and resized by torch (core.augment.crop_from_full)."""
     import numpy as np
@@ -114,58 +140,54 @@ def plain_views(path: str, crops) -> tuple:
         s = BOUND / min(w, h)
         img = img.resize((max(BOUND, round(w * s)), max(BOUND, round(h * s))), Image.BICUBIC)
     whole = torch.from_numpy(chw(np.asarray(img)))
-    return tuple(crop_from_full(whole, v, crops.size, crops.interpolation, crops.crop_sampling)[0]
-                 for v in (crops.view1, crops.view2))
+    return tuple(crop_from_full(whole, v, c.size, c.interpolation, c.crop_sampling)[0] for v in (c.view1, c.view2))
 
 
 class Views:
-    """A map-style data set of two uint8 views per photo, by one of this project's pipelines."""
+    """A map-style data set of one of this project's pipelines that StreamImages does not run
+    as it is: the plain path, bilinear resizing, or the bare decode."""
 
     def __init__(self, folder: str, pipeline: str):
-        from byol.config import load_config
         from byol.data.images import list_images
 
-        self.images, self.pipeline = list_images(folder), pipeline
-        self.crops = load_config("imagenet").augment  # 224-px views, DeepMind's crop sampling
+        self.images, self.pipeline, self.crops = list_images(folder), pipeline, crops()
 
     def __len__(self):
         return len(self.images)
 
     def __getitem__(self, i):
+        import numpy as np
+        import torch
+
         from byol.data.batch import Batch
-        from byol.data.decode import cut_views
+        from byol.data.decode import cut_views, decode, read_header
 
         path = os.path.join(self.images.root, self.images.items[i])
         p, c = self.pipeline, self.crops
+        if p in DECODERS:
+            image = decode(read_header(path), path, 3, 1.0, DECODERS[p])
+            return Batch(images=torch.from_numpy(np.asarray(image)[:1, :1].copy()), labels=self.images.labels[i])
         if p == "byol-plain":
             v1, v2 = plain_views(path, c)
-        elif p == "byol-decode-per-view":
-            (v1,), _ = cut_views(path, 3, (c.view1,), c.size, BOUND, c.interpolation, c.crop_sampling, "pillow")
-            (v2,), _ = cut_views(path, 3, (c.view2,), c.size, BOUND, c.interpolation, c.crop_sampling, "pillow")
         else:
-            decoder = "simplejpeg" if p == "byol-simplejpeg" else "auto" if p == "byol-bilinear" else "pillow"
-            interpolation = "bilinear" if p == "byol-bilinear" else c.interpolation
-            (v1, v2), _ = cut_views(path, 3, (c.view1, c.view2), c.size, BOUND, interpolation, c.crop_sampling,
-                                    decoder, reduce=p != "byol-no-draft")
+            (v1, v2), _ = cut_views(path, 3, (c.view1, c.view2), c.size, BOUND, "bilinear", c.crop_sampling, "pillow")
         return Batch(images=v1, partners=v2, labels=self.images.labels[i])
 
 
 def dataset(pipeline: str, folder: str):
     """(data set, collate function) of a pipeline."""
-    if pipeline == "byol-shards":
-        from byol.config import load_config
+    if pipeline in ("byol", "byol-pillow", "byol-cache", "byol-shards"):
         from byol.data.batch import collate
-        from byol.data.shards import ShardStream
 
-        return ShardStream(folder, BOUND, 3, "full", crops=load_config("imagenet").augment), collate
-    if pipeline in ("byol", "byol-cache"):
-        from byol.config import load_config
-        from byol.data.batch import collate
+        decoder = "simplejpeg" if pipeline == "byol" else "pillow"
+        if pipeline == "byol-shards":
+            from byol.data.shards import ShardStream
+
+            return ShardStream(folder, BOUND, 3, "full", crops=crops(), decoder=decoder), collate
         from byol.data.images import StreamImages, list_images
 
-        crops = load_config("imagenet").augment
-        return StreamImages(list_images(folder), BOUND, 3, "full", crops=crops), collate
-    if pipeline.startswith("byol-"):
+        return StreamImages(list_images(folder), BOUND, 3, "full", crops=crops(), decoder=decoder), collate
+    if pipeline.startswith(("byol-", "decode-")):
         from byol.data.batch import collate
 
         return Views(folder, pipeline), collate
@@ -188,18 +210,21 @@ def dataset(pipeline: str, folder: str):
 
 
 def measure(pipeline: str, folder: str, workers: int, images: int, batch: int) -> dict:
-    """Images/s of one pipeline with `workers` worker processes: the batches after the first."""
+    """Images/s of one pipeline with `workers` persistent worker processes: each worker's first
+    batch (its start-up) untimed, then batches until `images` images, across epochs."""
     import torch
 
     data, collate = dataset(pipeline, folder)
     iterable = isinstance(data, torch.utils.data.IterableDataset)  # a stream shuffles itself
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=not iterable, num_workers=workers,
-                                         collate_fn=collate, drop_last=True, persistent_workers=False)
-    done, start = 0, None
+                                         collate_fn=collate, drop_last=True, persistent_workers=workers > 0)
+    warm, done, start = max(1, workers), 0, None
     while done < images:
         for b in loader:
-            if start is None:
-                start = time.perf_counter()  # after the first batch: the workers are up
+            if warm:
+                warm -= 1
+                if not warm:
+                    start = time.perf_counter()  # every worker has delivered its first batch
                 continue
             done += batch
             if done >= images:
@@ -231,6 +256,19 @@ def run_child(python: str, pipeline: str, folder: str, workers: int, images: int
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def spread(values: list[float]) -> float:
+    """The sample standard deviation (0 for a single value)."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def ratio(a: dict, b: dict) -> str:
+    """a's per-worker rate over b's, with the words "no difference" where it is inside the two
+    measurements' spreads (their relative standard deviations added)."""
+    r = a["per_worker"] / b["per_worker"]
+    within = a["images_per_s_sd"] / a["images_per_s"] + b["images_per_s_sd"] / b["images_per_s"]
+    return f"{r:.2f}x" + (" (no difference: within the spread)" if abs(r - 1) <= within else "")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cifar", help="folder with CIFAR-10's train.tar.gz: the photos are made from its images")
@@ -238,9 +276,10 @@ def main(argv=None) -> int:
     p.add_argument("--size", default="500x375", help="WIDTHxHEIGHT of the made photos (500x375: ImageNet's typical)")
     p.add_argument("--images", type=int, default=512, help="photos made, and images timed per measurement")
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    p.add_argument("--repeats", type=int, default=3, help="measurements of each pipeline and worker count")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--pipelines", default=",".join(PIPELINES))
-    p.add_argument("--peer-python", help="the Python of an environment with torchvision and lightly")
+    p.add_argument("--peer-python", help="the Python of an environment with torchvision, webdataset and lightly")
     p.add_argument("--out", help="append the rows to this JSONL file")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -249,6 +288,9 @@ def main(argv=None) -> int:
         return 0
     if not (args.cifar or args.photos):
         p.error("give --cifar DIR (photos made from CIFAR-10) or --photos DIR")
+    unknown = [name for name in args.pipelines.split(",") if name not in PIPELINES]
+    if unknown:
+        p.error(f"unknown pipeline {unknown[0]!r}; choose from {', '.join(PIPELINES)}")
     from bench import commit, cpu_kind, emit
 
     from byol.data.cache import write_cache
@@ -264,35 +306,44 @@ def main(argv=None) -> int:
             write_photos(Path(folder), args.images, width, height, args.cifar)
         files = [f for f in Path(folder).rglob("*") if f.suffix.lower() in (".jpg", ".jpeg")]
         kilobytes = round(sum(f.stat().st_size for f in files) / max(1, len(files)) / 1000, 1)  # mean file size
-        cached, sharded = str(Path(tmp) / "cache"), str(Path(tmp) / "shards")
+        cached, sharded, prepared = str(Path(tmp) / "cache"), str(Path(tmp) / "shards"), {}
         for pipeline in args.pipelines.split(","):
             python = args.peer_python if pipeline in PEERS else sys.executable
             if python is None:
-                print(f"loader: {pipeline} needs --peer-python (an environment with torchvision and lightly)",
-                      file=sys.stderr)
+                print(f"loader: {pipeline} needs --peer-python (an environment with torchvision, webdataset and "
+                      "lightly)", file=sys.stderr)
                 continue
-            if pipeline == "byol-cache" and not os.path.exists(cached):
-                write_cache(folder, cached, BOUND)
+            if pipeline in CACHED and not os.path.exists(cached):
+                start = time.perf_counter()
+                write_cache(folder, cached, BOUND, threads=1)
+                prepared["cache"] = round(time.perf_counter() - start, 2)
             if pipeline in SHARDED and not os.path.exists(sharded):  # 4 shards: 1, 2 or 4 workers split them evenly
                 write_shards(folder, sharded, shard_size=max(1, -(-len(files) // 4)))
+            source = cached if pipeline in CACHED else sharded if pipeline in SHARDED else folder
+            what, compared_with, differences = PIPELINES[pipeline]
             for workers in (int(w) for w in args.workers.split(",")):
                 load = os.getloadavg()
-                source = cached if pipeline == "byol-cache" else sharded if pipeline in SHARDED else folder
-                row = run_child(python, pipeline, source, workers,
-                                args.images, args.batch)
-                if row is None:
+                runs = [run_child(python, pipeline, source, workers, args.images, args.batch)
+                        for _ in range(args.repeats)]
+                if any(r is None for r in runs):
                     continue
-                per_worker = row["images_per_s"] / workers
-                row = {"benchmark": "loader", "pipeline": pipeline, "workers": workers,
+                rates = [r["images_per_s"] for r in runs]
+                mean = statistics.fmean(rates)
+                row = {"benchmark": "loader", "pipeline": pipeline, "workers": workers, "repeats": len(runs),
+                       "what": what, "same_work_as": compared_with, "differences": differences,
                        "photos": "own" if args.photos else f"CIFAR-10 upscaled to {width}x{height}, JPEG q90",
                        "photo_size": args.size if not args.photos else None, "photo_kB": kilobytes, "output": OUTPUT,
-                       **row,
-                       "per_worker": round(per_worker, 1),
-                       "workers_for_one_gpu": round(GPU_DEMAND / per_worker, 1),
+                       **{k: v for k, v in runs[0].items() if k not in ("images_per_s", "seconds")},
+                       "images_per_s": round(mean, 1), "images_per_s_sd": round(spread(rates), 1),
+                       "images_per_s_runs": rates, "per_worker": round(mean / workers, 1),
+                       "gpu_demand_estimate": GPU_DEMAND_ESTIMATE,
+                       "workers_for_gpu_demand_estimate": round(GPU_DEMAND_ESTIMATE / (mean / workers), 1),
                        "cpu_kind": cpu_kind(), "cores": usable_cores(),
                        "load_average_before": [round(v, 2) for v in load],
                        "load_average_after": [round(v, 2) for v in os.getloadavg()],
                        "commit": commit(), "command": shlex.join(["python", "benchmarks/loader.py", *(argv or sys.argv[1:])])}
+                if pipeline in CACHED:  # the copy is made once, before any epoch: its time is not in images/s
+                    row["cache_seconds"] = prepared.get("cache")
                 emit(row, args.out)
     return 0
 

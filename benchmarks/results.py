@@ -62,7 +62,8 @@ def in_order(rows: list[dict]) -> list[dict]:
 
 def quickstart_runs(rows: list[dict]) -> str:
     """Every quick-start run: its curve (kNN top-1 on its held-out images after each check), the
-    verdict and each run's first crossing of its own untrained network."""
+    verdict and each run's first beat of its own untrained network (budget.first_beat: by more
+    than its held-out images can tell from chance, or by the paired test at the end)."""
     from byol.training.budget import first_beat
 
     lines = ["| data | side | training images | epochs (steps) | seed | kNN top-1 by step (untrained first) "
@@ -70,7 +71,7 @@ def quickstart_runs(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in in_order(rows):
         curve = ", ".join(f"{step}: {100 * top1:.1f}" for step, top1 in r["curve"])
-        beat = first_beat(r["curve"])
+        beat = first_beat(r["curve"], r["held_out_images"], r["outcome"])
         lines.append(f"| {r['data']} | {r['side']} px | {r['train_images']:,} | {r['epochs']} ({r['steps']}) "
                      f"| {r['seed']} | {curve} | {r['outcome']} ({r['p_value']:.2g}) "
                      f"| {beat if beat is not None else 'never'} | {r['wall_seconds']:.0f} s "
@@ -108,7 +109,9 @@ def budget_lines(entries: list[dict]) -> str:
         beat = sum(c is not None for c in e["first_beat_steps"])
         when = (f"first beat the untrained network after about {e['median_first_beat']} steps (median of the runs "
                 f"that did; {beat} of {e['runs']} did)" if beat else
-                f"none of {e['runs']} run{'s' * (e['runs'] > 1)} beat the untrained network")
+                (f"none of {e['runs']} runs" if e["runs"] > 1 else "its one run did not") + " beat the untrained network")
+        when += (f" (beat: by more than {e['beat_margin_points']:g} points, the 95 % interval on its "
+                 f"{e['held_out_images']:,} held-out images, or by the paired test at the end)")
         when += f"; {e['ended_worse']} ended worse than it by the paired test" if e["ended_worse"] else ""
         kind = {True: " (taken as grayscale)", False: " (colour)"}.get(e.get("grayscale"), "")
         lines.append(f"- {e['train_images']:,} {e['data']} at {e['side']} px{kind}: {when}. Rows from: "
@@ -270,9 +273,10 @@ def compare_plot(rows: list[dict], path: Path) -> None:
 
 def loader_tables(rows: list[dict]) -> str:
     """The loader benchmark: for each photo size, the latest run's images/s of every pipeline
-    (benchmarks/loader.py), each against torchvision doing the same work, from rows of that one
-    run (one command, one commit: ratios are never taken across runs)."""
-    from loader import GPU_DEMAND, PIPELINES
+    (benchmarks/loader.py), the mean and standard deviation over its repeats, each against the
+    pipeline that does the same work with its differences named, from rows of that one run (one
+    command, one commit: ratios are never taken across runs)."""
+    from loader import PIPELINES, ratio
 
     def photos(r: dict) -> str:  # made photos are named by their size; a user's own by the folder's kind
         return r["photo_size"] or "own"
@@ -291,21 +295,26 @@ def loader_tables(rows: list[dict]) -> str:
         names = [p for p in PIPELINES if any((p, w) in mine for w in counts)]
         first = next(iter(mine.values()))
         what = f"{size.replace('x', ' x ')} JPEG photos" if size != "own" else "Your own photos (--photos)"
-        parts.append(f"**{what} ({first['photo_kB']:.0f} kB on average), two "
-                     f"{first['output']}-px views each**\n")
+        parts.append(f"**{what} ({first['photo_kB']:.0f} kB on average), two {first['output']}-px views each; "
+                     f"images/s as the mean ± standard deviation of {first.get('repeats', 1)} measurements**\n")
         parts.append("| pipeline | what each worker does | " + " | ".join(
             f"images/s, {w} worker{'s' * (w > 1)}" for w in counts)
-            + " | per worker (1 worker) | against torchvision-bicubic | workers for "
-            f"{GPU_DEMAND:,} images/s |")
+            + " | per worker (1 worker) | against the same work (1 worker) | workers for "
+            f"{first['gpu_demand_estimate']:,} images/s (an estimate of one H100's demand) |")
         parts.append("|---|---|" + "---|" * len(counts) + "---|---|---|")
-        base = mine.get(("torchvision-bicubic", 1))
         for name in names:
             one = mine.get((name, 1))
-            ratio = f"{one['per_worker'] / base['per_worker']:.2f}x" if one and base else "not measured"
-            cells = " | ".join(f"{mine[(name, w)]['images_per_s']:.0f}" if (name, w) in mine else "-" for w in counts)
-            parts.append(f"| `{name}` | {PIPELINES[name]} | {cells} | "
-                         f"{one['per_worker']:.0f} | {ratio} | {one['workers_for_one_gpu']:.1f} |" if one else
-                         f"| `{name}` | {PIPELINES[name]} | {cells} | - | {ratio} | - |")
+            what_it_does, same, differences = PIPELINES[name]
+            base = mine.get((same, 1)) if same else None
+            against = (f"{ratio(one, base)} `{same}`" + (f"; differs: {'; '.join(differences)}" if differences else "")
+                       if one and base else f"`{same}` not measured" if same else "-")
+            cells = " | ".join(f"{mine[(name, w)]['images_per_s']:.0f} ± {mine[(name, w)]['images_per_s_sd']:.0f}"
+                               if (name, w) in mine else "-" for w in counts)
+            cache = (f" (the copy took {one['cache_seconds']:.1f} s, once, not counted)"
+                     if one and one.get("cache_seconds") else "")
+            parts.append(f"| `{name}` | {what_it_does}{cache} | {cells} | "
+                         + (f"{one['per_worker']:.0f} | {against} | {one['workers_for_gpu_demand_estimate']:.1f} |"
+                            if one else f"- | {against} | - |"))
         torches = ", ".join(sorted({r["torch"] for r in mine.values()}))
         busiest = max(r["load_average_after"][0] for r in mine.values())
         parts.append(f"\n{first['cpu_kind']}, {first['cores']} cores, Pillow {first['pillow']}, torch {torches}; "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from byol.cli import main
 from byol.config import load_config
-from byol.training.budget import budget_note, first_beat, first_crossing, measured, summarize
+from byol.training.budget import beat_margin, budget_note, first_beat, first_crossing, measured, summarize
 from byol.training.data import build_data, plan_data
 
 from conftest import write_folder
@@ -14,45 +14,60 @@ from conftest import write_folder
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def row(seed, steps, epochs, curve, final=None, data="CIFAR-10 photos", side=32, images=1800):
+def row(seed, steps, epochs, curve, final=None, data="CIFAR-10 photos", side=32, images=1800, outcome=None):
+    final = curve[-1][1] if final is None else final
     return {"data": data, "side": side, "train_images": images, "seed": seed, "steps": steps, "epochs": epochs,
-            "curve": curve, "knn_untrained_top1": curve[0][1], "knn_final_top1": curve[-1][1] if final is None else final,
+            "curve": curve, "knn_untrained_top1": curve[0][1], "knn_final_top1": final, "held_out_images": 200,
+            "outcome": outcome or ("helped" if final - curve[0][1] > 0.1 else "no clear change"),
             "cpu_kind": "cpu", "precision": "fp32", "torch": "2", "commit": "abc"}
+
+
+def test_a_beat_is_more_than_the_held_out_images_can_tell_from_chance():
+    """One image in 200 above the untrained network counted as a beat (30.5 against 30.0 %):
+    a point on the way beats it by more than the 95 % interval of the difference on its held-out
+    images (about 9 points here), the end by the paired test's verdict."""
+    assert abs(beat_margin(0.3, 200) - 1.96 * (2 * 0.3 * 0.7 / 200) ** 0.5) < 1e-12
+    assert round(100 * beat_margin(0.3, 200), 1) == 9.0 and beat_margin(0.3, 2000) < beat_margin(0.3, 200)
+    curve = [[0, 0.30], [35, 0.305], [70, 0.36], [105, 0.40], [140, 0.35]]
+    assert first_beat(curve, 200) == 105  # 0.305 and 0.36 are within chance, 0.40 is not
+    assert first_beat(curve, 200_000) == 35  # with 200,000 held-out images even 0.5 points is clear
+    assert first_beat([[0, 0.3], [35, 0.33], [84, 0.35]], 200, "helped") == 84  # the paired test at the end
+    assert first_beat([[0, 0.3], [35, 0.33], [84, 0.41]], 200, "no clear change") is None  # it rules the end
 
 
 def test_first_crossing_is_each_curves_own_first_point_at_the_level():
     curve = [[0, 0.30], [35, 0.30], [70, 0.29], [105, 0.31], [140, 0.35]]
-    assert first_beat(curve) == 105  # strictly above the untrained start
     assert first_crossing(curve, 0.35) == [140, 0.35] and first_crossing(curve, 0.35, strictly=True) is None
     assert first_crossing([[0, 0.5]], 0.1) is None  # the start is never a crossing
     timed = [[1, 60.0, 20.0], [2, 121.0, 31.5], [3, 180.0, 31.0], [4, 242.0, 33.0]]  # (epoch, seconds, kNN)
     assert first_crossing(timed, 31.0) == [2, 121.0, 31.5]
 
 
-def test_summarize_takes_each_runs_own_crossing_and_counts_the_seeds_that_ended_above():
-    rows = [row(1, 350, 50, [[0, .3], [35, .28], [70, .33], [350, .40]]),
-            row(2, 350, 50, [[0, .3], [35, .31], [350, .41]]),
-            row(3, 350, 50, [[0, .3], [35, .29], [350, .29]]),
-            row(1, 84, 12, [[0, .25], [35, .30], [84, .24]]),
-            row(1, 84, 12, [[0, .5], [84, .6]], data="demo textures", images=2700)]
+def test_summarize_takes_each_runs_own_beat_and_counts_the_seeds_the_paired_test_found_helped():
+    rows = [row(1, 350, 50, [[0, .3], [35, .28], [70, .40], [350, .42]]),
+            row(2, 350, 50, [[0, .3], [35, .41], [350, .43]]),
+            row(3, 350, 50, [[0, .3], [35, .35], [350, .31]]),
+            row(1, 84, 12, [[0, .25], [35, .36], [84, .24]]),
+            row(1, 84, 12, [[0, .5], [84, .62]], data="demo textures", images=2700)]
     photos, textures = summarize(rows)
     assert photos["data"] == "CIFAR-10 photos" and photos["runs"] == 4
     assert photos["first_beat_steps"] == [70, 35, None, 35]
     assert photos["median_first_beat"] == 35  # median of 35, 35, 70
-    assert photos["lengths"] == [{"steps": 84, "epochs": 12, "runs": 1, "ended_above": 0, "ended_worse": 0},
-                                 {"steps": 350, "epochs": 50, "runs": 3, "ended_above": 2, "ended_worse": 0}]
+    assert photos["held_out_images"] == 200 and photos["beat_margin_points"] == 8.9  # at the mean untrained 28.75 %
+    assert photos["lengths"] == [{"steps": 84, "epochs": 12, "runs": 1, "ended_helped": 0, "ended_worse": 0},
+                                 {"steps": 350, "epochs": 50, "runs": 3, "ended_helped": 2, "ended_worse": 0}]
     assert textures["train_images"] == 2700 and textures["median_first_beat"] == 84
 
 
-ENTRY = summarize([row(s, 350, 50, [[0, .3], [35, .29], [70, .32], [350, .4]]) for s in (1, 2, 3)])
+ENTRY = summarize([row(s, 350, 50, [[0, .3], [35, .29], [70, .40], [350, .42]]) for s in (1, 2, 3)])
 
 
 def test_a_run_shorter_than_similar_data_needed_is_warned_with_the_epochs_that_suffice():
     cfg = load_config(None, ["--data.image_size", "32", "--train.epochs", "5"])
     line, = budget_note(cfg, 2000, entries=ENTRY)  # 2000 // 256 = 7 steps an epoch
     assert line.startswith("budget: 2,000 images x 5 epochs = 35 steps; on similar data (1,800 CIFAR-10 photos at 32 px)")
-    assert "went above the untrained network in 3 of 3 runs, first after about 70 steps" in line
-    assert "ended above it on 3 of 3 seeds" in line
+    assert "beat the untrained network (by more than the 9 points its 200 held-out images can tell from chance" in line
+    assert "in 3 of 3 runs, first after about 70 steps" in line and "helped by the paired test on 3 of 3 seeds" in line
     assert line.endswith("This run is shorter: expect no clear gain; --train.epochs 10 gives 70 steps")
 
 
@@ -66,7 +81,7 @@ def test_grayscale_data_is_told_the_measurement_of_grayscale_data_and_colour_of_
     """A run is told measured data of its own kind (grayscale or colour) or of a kind no row
     states, never of the other kind: the nearest in images, then in side, then its own kind."""
     def kind(data, side, grayscale, needed):
-        rows = [{**row(s, 350, 50, [[0, .3], [needed, .35], [350, .4]], data=data, side=side), "grayscale": grayscale}
+        rows = [{**row(s, 350, 50, [[0, .3], [needed, .45], [350, .45]], data=data, side=side), "grayscale": grayscale}
                 for s in (1, 2)]
         return summarize(rows)[0]
 
@@ -88,7 +103,7 @@ def test_similar_data_that_never_beat_the_untrained_network_is_said_so():
                         "grayscale": True} for s in (1, 2)])
     cfg = load_config(None, ["--data.image_size", "28", "--train.epochs", "12"])
     line, = budget_note(cfg, 1800, True, entries=never)
-    assert "(1,800 rendered digits at 28 px) BYOL went above the untrained network in 0 of 2 runs of up to 84 steps" in line
+    assert "(1,800 rendered digits at 28 px) BYOL beat the untrained network" in line and "in 0 of 2 runs of up to 84 steps" in line
     assert line.endswith("expect no clear gain from a run this short")
     longer, = budget_note(load_config(None, ["--data.image_size", "28", "--train.epochs", "50"]), 1800, True, entries=never)
     assert "longer than any measured" in longer
@@ -103,15 +118,15 @@ def test_similar_data_that_pretraining_made_worse_is_said_so():
     never = summarize([digits(1, 84, 12, "got worse", [[0, .3], [35, .2], [84, .2]]),
                        digits(2, 84, 12, "no clear change", [[0, .3], [35, .25], [84, .28]]),
                        digits(3, 350, 50, "got worse", [[0, .3], [350, .2]])])
-    assert never[0]["lengths"] == [{"steps": 84, "epochs": 12, "runs": 2, "ended_above": 0, "ended_worse": 1},
-                                   {"steps": 350, "epochs": 50, "runs": 1, "ended_above": 0, "ended_worse": 1}]
+    assert never[0]["lengths"] == [{"steps": 84, "epochs": 12, "runs": 2, "ended_helped": 0, "ended_worse": 1},
+                                   {"steps": 350, "epochs": 50, "runs": 1, "ended_helped": 0, "ended_worse": 1}]
     line, = budget_note(load_config(None, ["--data.image_size", "28", "--train.epochs", "12"]), 1800, True, entries=never)
     assert line.endswith("in 0 of 3 runs of up to 350 steps, and ended worse than it by the paired test in 2: "
                          "expect no clear gain from a run this short, and features that may be worse")
-    crossed = summarize([digits(1, 350, 50, "got worse", [[0, .3], [35, .31], [350, .2]]),
+    crossed = summarize([digits(1, 350, 50, "got worse", [[0, .3], [35, .41], [350, .2]]),
                          digits(2, 350, 50, "helped", [[0, .3], [35, .4], [350, .4]])])
     line, = budget_note(load_config(None, ["--data.image_size", "28", "--train.epochs", "50"]), 1800, True, entries=crossed)
-    assert "runs of 350 steps ended above it on 1 of 2 seeds and worse by the paired test on 1" in line
+    assert "runs of 350 steps helped by the paired test on 1 of 2 seeds and were worse on 1" in line
 
 
 def test_data_unlike_any_measured_gets_the_general_line_or_none():

@@ -179,3 +179,12 @@ def test_colour_jitter_on_subsets_equals_the_masked_batch():
     subsets = color_jitter(x.clone(), cfg, subsets=True)
     assert torch.allclose(masked, subsets, atol=1e-5)
     assert (masked - x).abs().amax(dim=(1, 2, 3)).gt(1e-3).float().mean() > 0.5  # most images changed
+
+
+def test_the_rejection_fallback_crop_is_centred_as_torchvisions():
+    """When none of the ten draws fits (here: an aspect ratio of 3 on a square image), the crop
+    is the whole image's largest box of the clamped ratio, centred, as torchvision's
+    RandomResizedCrop places it (it was placed at random)."""
+    x0, y0, w, h = crop_boxes(64, 100, 100, (0.9, 1.0), (3.0, 3.0), "cpu")
+    assert torch.allclose(w, torch.full_like(w, 100.0)) and torch.allclose(h, torch.full_like(h, 100 / 3))
+    assert torch.allclose(x0, torch.zeros_like(x0)) and torch.allclose(y0, torch.full_like(y0, (100 - 100 / 3) / 2))

@@ -68,7 +68,8 @@ def test_timm_by_import_path_and_short_form(monkeypatch):
         return TinyViT(dim=24)
 
     create_model.__module__ = "timm.models._factory"  # where timm's own is defined: a model library's factory
-    monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=create_model))
+    monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=create_model,
+                                                                  is_model=lambda name: name.startswith("vit_")))
     build_backbone("timm:create_model", model_name="vit_tiny_patch16_224", num_classes=0)
     build_backbone("timm:vit_tiny_patch16_224", img_size=32)  # short form: no classifier, not pretrained
     assert calls == [{"model_name": "vit_tiny_patch16_224", "pretrained": False, "num_classes": 0},

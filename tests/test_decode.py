@@ -161,7 +161,7 @@ def test_the_cache_keeps_names_labels_and_crop_geometry(tmp_path, capsys):
     Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(src / "dogs" / "tiny.png")
     (src / "dogs" / "broken.jpg").write_bytes(b"not a jpeg")
     assert main(["cache", str(src), str(tmp_path / "dst"), "--max-side", "512"]) == 0
-    assert "2 resized, 2 copied as they were, 0 already there, 1 unreadable" in capsys.readouterr().out
+    assert "2 resized, 2 copied as they were, 0 unchanged since the last run, 0 removed (source gone), 1 left out" in capsys.readouterr().out
     dst = tmp_path / "dst"
     listed, cached = list_images(src), list_images(dst)
     assert cached.classes == listed.classes
@@ -239,3 +239,27 @@ def test_a_decoder_that_is_not_installed_is_one_line(monkeypatch, tmp_path, caps
     assert main(["pretrain", "--data.path", str(tmp_path), "--data.jpeg_decoder", "simplejpeg", "--print-config"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "data.jpeg_decoder = 'simplejpeg': simplejpeg is not installed" in err[0]
+
+
+def test_a_box_is_mapped_by_the_decodes_own_scale(tmp_path):
+    """A JPEG decoded at n/8 is ceil(W n / 8) wide: mapping boxes by that width over W stretched
+    them toward the rounded-up edge (a bias of about half a grey level on this gradient, where
+    a decoded pixel is 8 of the photo's). Mapped by n/8, the reduced decode's crops agree with
+    the full decode's."""
+    from byol.data.decode import decode_scale
+
+    assert decode_scale(1009, 601, 127, 76) == 1 / 8 and decode_scale(1009, 601, 379, 226) == 3 / 8
+    assert decode_scale(1009, 601, 1009, 601) == 1.0
+    width, height = 1009, 601
+    ramp = np.tile((np.arange(width) * 255 / (width - 1)).astype(np.uint8), (height, 1))
+    Image.fromarray(np.stack([ramp] * 3, -1)).save(tmp_path / "ramp.jpg", quality=98)
+    view = ViewConfig(crop_scale=(0.1, 0.12))
+    bias = []
+    for seed in range(40):
+        torch.manual_seed(seed)
+        (fast,), _ = cut_views(str(tmp_path / "ramp.jpg"), 3, (view,), 32, None, "bilinear", decoder="pillow")
+        torch.manual_seed(seed)
+        (full,), _ = cut_views(str(tmp_path / "ramp.jpg"), 3, (view,), 32, None, "bilinear", decoder="pillow",
+                               reduce=False)
+        bias.append(float(fast.float().mean() - full.float().mean()))
+    assert abs(np.mean(bias)) < 0.15 and np.max(np.abs(bias)) < 0.6, bias

@@ -201,11 +201,12 @@ def reader_settings(config: dict) -> dict:
     evaluation centre crop, and how training images were cropped (data.large_images, with
     data.load_size its bound: 'full' crops from the whole image, and so does evaluation)."""
     model, data, augment = config.get("model", {}), config.get("data", {}), config.get("augment", {})
+    channels = data.get("channels", 3)
     return {"backbone": model.get("backbone", ""), "backbone_args": model.get("backbone_args", {}),
             "hidden_layer": model.get("hidden_layer"), "token_pool": model.get("token_pool", "mean"),
             "image_size": data.get("image_size"),
-            "channels": data.get("channels", 3), "mean": list(augment.get("mean", [])),
-            "std": list(augment.get("std", [])), "eval_crop": data.get("eval_crop", 1.0),
+            "channels": channels, "mean": list(augment.get("mean", []))[:channels],  # one per channel, as trained
+            "std": list(augment.get("std", []))[:channels], "eval_crop": data.get("eval_crop", 1.0),
             "large_images": data.get("large_images", "resize"), "load_size": data.get("load_size")}
 
 
@@ -283,14 +284,36 @@ def load_backbone(path: str | Path, backbone: str | None = None, backbone_args: 
             raise CheckpointError(f"{str(path)!r} was made with backbone {name!r}; pass --backbone {name} to import it")
         state = load_file(str(path))
         refuse_nonfinite(state, path)
-        return load_into(build_backbone(name, **args), state, str(path))
+        return load_into(build_backbone(name, args_from=None if backbone_args is not None else str(path), **args),
+                         state, str(path))
     ckpt = load_checkpoint(path)
     model = checkpoint_config(ckpt)["model"]
     name = model["backbone"]
     if name not in REGISTRY and backbone != name:
         raise CheckpointError(f"{str(path)!r} was made with backbone {name!r}; pass --backbone {name} to import it")
     args = backbone_args if backbone_args is not None else model.get("backbone_args", {})
-    return load_into(build_backbone(backbone or name, **args), backbone_state(ckpt), str(path))
+    return load_into(build_backbone(backbone or name, args_from=None if backbone_args is not None else str(path),
+                                    **args), backbone_state(ckpt), str(path))
+
+
+WEIGHT_SUFFIXES = ".safetensors, .ckpt, .pt or .pth"
+
+
+def check_weights_file(path: Path, key: str = "model.init_weights") -> None:
+    """A weights file that is there and a regular file, or one line that says what is there
+    instead (nothing, a folder, a FIFO or device, which would block or never end)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise CheckpointError(f"{key} {str(path)!r} does not exist; give a {WEIGHT_SUFFIXES} file, or published "
+                              "weights such as torchvision:resnet50.IMAGENET1K_V2") from None
+    except OSError as e:
+        raise CheckpointError(f"{key} {str(path)!r} cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise CheckpointError(f"{key} {str(path)!r} is {what}, not a weights file; give a {WEIGHT_SUFFIXES} file")
 
 
 def load_initial_weights(net: nn.Module, path: str | Path) -> nn.Module:
@@ -303,8 +326,7 @@ def load_initial_weights(net: nn.Module, path: str | Path) -> nn.Module:
 
     named = str(path) if pretrained.is_named(path) else None
     path = pretrained.fetch(named) if named else Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"model.init_weights {str(path)!r} does not exist")
+    check_weights_file(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

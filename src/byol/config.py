@@ -186,8 +186,18 @@ class Config:
         need(d.jpeg_decoder != "simplejpeg" or importlib.util.find_spec("simplejpeg") is not None,
              "data.jpeg_decoder", d.jpeg_decoder, "simplejpeg is not installed: pip install 'byol[fast-jpeg]', or set auto")
         need(m.tau_base <= m.tau_final, "model.tau_final", m.tau_final, "must be in [model.tau_base, 1]")
-        need(len(self.augment.mean) >= d.channels, "augment.mean/std", (self.augment.mean, self.augment.std),
-             "need one value per channel")
+        a, o, t = self.augment, self.optim, self.train
+        need(len(a.mean) >= d.channels, "augment.mean/std", (a.mean, a.std), "need one value per channel")
+        # pixels are scaled to [0, 1] before (x - mean) / std: values on a 0-255 scale, a zero or negative std
+        # would train on garbage or divide by zero
+        need(all(0 < v <= 1 for v in a.std), "augment.std", a.std,
+             "each value must be in (0, 1], on the [0, 1] scale of the pixels (ImageNet's: 0.229, 0.224, 0.225)")
+        need(all(0 <= v <= 1 for v in a.mean), "augment.mean", a.mean,
+             "each value must be in [0, 1], on the [0, 1] scale of the pixels (ImageNet's: 0.485, 0.456, 0.406)")
+        need(o.backbone_held_epochs == 0 or t.epochs == 0 or o.backbone_held_epochs < t.epochs,
+             "optim.backbone_held_epochs", o.backbone_held_epochs,
+             f"must be below train.epochs ({t.epochs}): the backbone would never train, and the run would export "
+             "the weights it started from")
         schedule = self.train.resolution_schedule
         need(all(0 <= start < 1 for start in schedule), "train.resolution_schedule", schedule,
              "each start is a fraction of the run, in [0, 1)")

@@ -21,6 +21,8 @@ left out, since BYOL trains the layers before it.
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from byol.core.augment import IMAGENET_MEAN, IMAGENET_STD
@@ -37,6 +39,7 @@ TORCHVISION = {  # NAME.WEIGHTS -> file (torchvision.models' weight tables: resn
 HUB_FILE = "model.safetensors"
 PREFIXES = ("torchvision:", "hf-hub:")
 CLASSIFIERS = ("fc.", "head.", "classifier.")  # the classifier's parameters in torchvision's and timm's names
+REVISION = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.-]{1,128}")  # a commit hash or a branch name: one path component
 
 
 class PretrainedError(ValueError):
@@ -76,7 +79,12 @@ def cached_hub_file(repo: str) -> Path | None:
     folder = hf_hub_cache() / f"models--{repo.replace('/', '--')}"
     ref = folder / "refs" / "main"
     if ref.is_file():
-        wanted = folder / "snapshots" / ref.read_text().strip() / HUB_FILE
+        revision = ref.read_text(errors="replace").strip()
+        if not REVISION.fullmatch(revision):  # huggingface_hub refuses such revisions too
+            raise PretrainedError(f"model.init_weights hf-hub:{repo}: the cache's {ref} holds {revision[:80]!r}, which "
+                                  "is no revision (a commit hash or a name without '/' or '..'); it would point "
+                                  "outside the model's folder. Remove that file or the model's cache folder")
+        wanted = folder / "snapshots" / revision / HUB_FILE
         if wanted.is_file():
             return wanted
     found = sorted((folder / "snapshots").glob(f"*/{HUB_FILE}"), key=lambda p: p.stat().st_mtime)
@@ -136,15 +144,49 @@ def without_classifier(state: dict, own_keys: set[str]) -> dict:
     return {k: v for k, v in state.items() if k in own_keys or not k.startswith(CLASSIFIERS)}
 
 
-def normalization(source: str, path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) the weights were trained with: a Hub model's config.json beside the file says
-    it (timm writes pretrained_cfg.mean/std there); torchvision's are ImageNet's."""
+@dataclass(frozen=True)
+class WeightsCard:
+    """What a named weights file's own description says (a Hub model's config.json; torchvision's
+    weights table): the normalisation they were trained with, or ImageNet's as a default where
+    nothing says (known False, and `said` tells why), and for a folder that `byol export
+    --hub-folder` wrote, the network it holds (backbone, backbone_args)."""
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    known: bool
+    said: str  # where the normalisation comes from, as the run's note says it
+    backbone: str | None = None
+    backbone_args: dict | None = None
+
+
+def card(source: str, path: Path) -> WeightsCard:
+    """The WeightsCard of named weights whose file is `path` (see WeightsCard). A config.json
+    whose mean/std cannot be used (a zero or negative std, values off the [0, 1] scale) is one
+    PretrainedError naming the file."""
     import json
 
-    if source.startswith("hf-hub:"):
-        try:
-            cfg = json.loads((path.parent / "config.json").read_text()).get("pretrained_cfg", {})
-            return tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg["std"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass
-    return IMAGENET_NORMALIZATION
+    if source.startswith("torchvision:"):
+        return WeightsCard(*IMAGENET_NORMALIZATION, True, "torchvision's ImageNet weights")
+    config_file = path.parent / "config.json"
+    try:
+        config = json.loads(config_file.read_text())
+    except FileNotFoundError:
+        return WeightsCard(*IMAGENET_NORMALIZATION, False, "ImageNet's, as a default: the model has no config.json "
+                                                           "that says how its weights were trained")
+    except (OSError, ValueError) as e:
+        return WeightsCard(*IMAGENET_NORMALIZATION, False, f"ImageNet's, as a default: {config_file} cannot be read "
+                                                           f"({type(e).__name__}), so nothing says how the weights were "
+                                                           "trained")
+    pretrained_cfg = config.get("pretrained_cfg") if isinstance(config, dict) else None
+    try:
+        mean, std = (tuple(float(v) for v in pretrained_cfg[k]) for k in ("mean", "std"))
+    except (KeyError, TypeError, ValueError):
+        return WeightsCard(*IMAGENET_NORMALIZATION, False, f"ImageNet's, as a default: {config_file} has no "
+                                                           "pretrained_cfg mean and std")
+    if len(mean) != len(std) or not all(0 < v <= 1 for v in std) or not all(0 <= v <= 1 for v in mean):
+        raise PretrainedError(f"model.init_weights {source!r}: {config_file} gives mean {list(mean)} and std "
+                              f"{list(std)}, which cannot normalise pixels in [0, 1] (one value per channel, std in "
+                              "(0, 1], mean in [0, 1]); fix that file, or set augment.mean and augment.std")
+    network = {}
+    if config.get("library") == "byol" and isinstance(config.get("architecture"), str):  # byol export --hub-folder
+        network = {"backbone": config["architecture"], "backbone_args": dict(config.get("backbone_args") or {})}
+    return WeightsCard(mean, std, True, "its config.json", **network)

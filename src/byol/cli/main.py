@@ -101,7 +101,7 @@ def cmd_demo(args, extra) -> int:
     summary = pretrain(cfg, resume=resume)
     untrained, final = summary.get("knn_untrained_top1"), summary.get("knn_final_top1")
     print(f"\nDemo: {summary['train_images']} generated images, {cfg.train.epochs} epochs, "
-          f"{summary['wall_seconds']:.0f} s, {describe_precision(summary['precision'])}")
+          f"{summary['wall_seconds']:.0f} s, {describe_precision(summary['precision'], summary.get('precision_reason'))}")
     if untrained is not None and final is not None:
         print(f"kNN top-1 on held-out textures: untrained {100 * untrained:.1f}%  ->  BYOL {100 * final:.1f}%")
     print("\n".join(run_footer(summary)))
@@ -246,10 +246,13 @@ def cmd_export(args, extra) -> int:
     from byol.evaluation.deploy import export_deployable, export_hub_folder, format_of
 
     if args.hub_folder:
+        if args.output is not None:
+            raise ConfigError(f"give -o {args.output!r} or --hub-folder {args.hub_folder!r}, not both: --hub-folder "
+                              "writes its own model.safetensors, config.json and README.md")
         folder = export_hub_folder(args.checkpoint, args.hub_folder)
         print(f"wrote {folder}/ (model.safetensors, config.json, README.md: load it as its README says)")
         return 0
-    out = output_path(args.output, "the exported weights")
+    out = output_path(args.output or EXPORT_DEFAULT, "the exported weights")
     fmt = format_of(out, args.format)
     if fmt != "safetensors":
         try:
@@ -270,6 +273,9 @@ def cmd_export(args, extra) -> int:
     return 0
 
 
+EXPORT_DEFAULT = "backbone.safetensors"
+
+
 def cmd_embed(args, extra) -> int:
     import numpy as np
 
@@ -278,12 +284,15 @@ def cmd_embed(args, extra) -> int:
     out = output_path(args.output, "the embeddings file")
     listing = out.with_suffix(".files.txt")
     output_path(listing, "the list of files")
-    if args.maps:
+    if args.maps is not None:
+        layers = [name.strip() for name in args.maps.split(",") if name.strip()]
+        if not layers:
+            raise ConfigError(f"--maps {args.maps!r} names no layer; give layer names, comma-separated (byol layers "
+                              "lists them), or leave --maps out for the pooled features")
         if out.suffix != ".npz":
             raise ConfigError(f"-o {str(out)!r}: --maps writes one array per layer into an .npz; name it NAME.npz")
         from byol.evaluation.saved import embed_maps
 
-        layers = [name.strip() for name in args.maps.split(",") if name.strip()]
         maps, files = embed_maps(args.checkpoint, args.data, layers, reader=_reader(args))
         buffer = io.BytesIO()
         np.savez(buffer, **{name: value.numpy() for name, value in maps.items()})
@@ -321,8 +330,9 @@ def cmd_cache(args, extra) -> int:
 
     state = write_cache(args.folder, args.out, args.max_side, args.quality)
     print(f"cached {state['images']} images of {args.folder} in {args.out}, longer side at most {args.max_side} px: "
-          f"{state['resized']} resized, {state['copied']} copied as they were, {state['kept']} already there, "
-          f"{state['skipped']} unreadable (train with --data.path {args.out})")
+          f"{state['resized']} resized, {state['copied']} copied as they were, {state['kept']} unchanged since the last "
+          f"run, {state['removed']} removed (source gone), {state['skipped']} left out (unreadable or no regular file). "
+          f"Train with --data.path {args.out}")
     return 0
 
 
@@ -485,8 +495,8 @@ def add_file_commands(sub) -> None:
                                       "or an ExportedProgram that deploys without byol", formatter_class=WithDefaults)
     s.add_argument("checkpoint", help="a pretraining checkpoint (.ckpt); for the deployable formats also an exported "
                                       ".safetensors")
-    s.add_argument("-o", "--output", default="backbone.safetensors",
-                   help="the file: .safetensors (weights under your network's key names), .onnx, .torchscript, .pt2")
+    s.add_argument("-o", "--output", help=f"the file: .safetensors (weights under your network's key names), .onnx, "
+                                          f".torchscript, .pt2 (default: {EXPORT_DEFAULT})")
     s.add_argument("--format", choices=("safetensors", "onnx", "torchscript", "exported-program"),
                    help="default: from the output's suffix")
     s.add_argument("--normalization", choices=("inside", "outside"), default="inside",

@@ -183,8 +183,9 @@ def crop_boxes(n: int, height: int, width: int, scale, ratio, device, trials: in
     Area fraction s ~ U(scale), aspect ratio r log-uniform in `ratio`, both of the original
     image. sampling:
     - "rejection" (torchvision's RandomResizedCrop, vectorised): up to `trials` draws, the
-      first that fits wins; if none fits, a centre crop with the ratio clamped to the range.
-      Mean area 0.478 of the image for scale (0.08, 1).
+      first that fits wins; if none fits, a crop of the whole image with the ratio clamped to the
+      range, centred (as torchvision centres its fallback). Mean area 0.478 of the image for
+      scale (0.08, 1).
     - "clamp" (DeepMind's byol/utils/dataset.py `_decode_and_random_crop`): one draw, width
       and height clamped to the image. Mean area 0.534 for scale (0.08, 1).
     """
@@ -209,6 +210,9 @@ def crop_boxes(n: int, height: int, width: int, scale, ratio, device, trials: in
         wn, hn = torch.where(any_fit, wn, fw), torch.where(any_fit, hn, fh)
     x0 = torch.rand(n, device=device) * (1 - wn) * width
     y0 = torch.rand(n, device=device) * (1 - hn) * height
+    if sampling == "rejection":  # torchvision's fallback is centred
+        x0 = torch.where(any_fit, x0, (1 - wn) / 2 * width)
+        y0 = torch.where(any_fit, y0, (1 - hn) / 2 * height)
     return x0, y0, wn * width, hn * height
 
 

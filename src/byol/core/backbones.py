@@ -192,39 +192,104 @@ def import_object(path: str):
     return obj
 
 
-FACTORY_MODULES = ("torchvision.models", "timm", "byol")  # whose functions build networks and nothing else
 TRUSTED_FACTORIES_ENV = "BYOL_TRUSTED_FACTORIES"
 
 
-def check_buildable(name: str, obj) -> None:
+def registered_builder(obj) -> str | None:
+    """The registry that lists `obj` as a model builder, or None: this package's REGISTRY,
+    torchvision.models' builders (list_models / get_model_builder), timm's create_model and its
+    registered model entrypoints. Only a library that is imported already is asked (import_object
+    imported the one the name points into)."""
+    if any(obj is builder for builder in REGISTRY.values()):
+        return "byol"
+    module = getattr(obj, "__module__", None) or ""
+    tv = sys.modules.get("torchvision.models")
+    if module.startswith("torchvision.") and tv is not None and hasattr(tv, "list_models"):
+        if any(obj is tv.get_model_builder(n) for n in tv.list_models()):
+            return "torchvision"
+    timm = sys.modules.get("timm")
+    if module.startswith("timm") and timm is not None:
+        if obj is getattr(timm, "create_model", None):
+            return "timm"
+        models = getattr(timm, "models", None)
+        name = getattr(obj, "__name__", "")
+        if models is not None and hasattr(models, "is_model") and models.is_model(name) and \
+                models.model_entrypoint(name) is obj:
+            return "timm"
+    return None
+
+
+# Keyword arguments that name a file, a folder or a URL (timm's checkpoint_path and
+# pretrained_cfg_overlay={file: ...}, torch hub's model_dir, ...): a builder would read or
+# write there. A config file shared by someone else may not name one; the command line and a
+# Python caller may.
+FILE_ARGUMENTS = ("checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "file", "filename", "path", "url",
+                  "cache_dir", "model_dir", "root", "hf_hub_id", "hf_hub_filename")
+FILE_ARGUMENT_ENDINGS = ("_path", "_file", "_dir", "_url", "_uri", "_root")
+FILE_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin", ".npz", ".h5", ".onnx", ".pkl", ".json", ".yaml")
+
+
+def file_arguments(args: dict, prefix: str = "") -> list[str]:
+    """The (dotted) keys of `args` that name a file, a folder or a URL: by their name
+    (FILE_ARGUMENTS, FILE_ARGUMENT_ENDINGS) or by a string value that looks like one (a slash,
+    ~, a leading dot, a weights file's suffix), nested mappings included."""
+    found = []
+    for key, value in args.items():
+        name = f"{prefix}{key}"
+        k = str(key).lower()
+        if k in FILE_ARGUMENTS or k.endswith(FILE_ARGUMENT_ENDINGS):
+            found.append(name)
+        elif isinstance(value, dict):
+            found += file_arguments(value, f"{name}.")
+        elif isinstance(value, str) and (any(c in value for c in "/\\") or value.strip().startswith(("~", "."))
+                                         or value.lower().endswith(FILE_SUFFIXES)):
+            found.append(name)
+    return found
+
+
+def check_buildable(name: str, obj, args: dict | None = None, args_from: str | None = None) -> None:
     """What a backbone name may call, checked before it is called, since a config file shared
-    by someone else names it: an nn.Module class, or a function of a model library
-    (FACTORY_MODULES: torchvision.models, timm, byol). Any other function (subprocess:getoutput
-    would run a shell command) only when the user names it on the command line in the
-    environment variable BYOL_TRUSTED_FACTORIES (comma-separated import paths)."""
+    by someone else names it: an nn.Module class, or a model builder that a registry lists
+    (registered_builder). Any other function (byol.checkpoint:atomic_write_text would write a
+    file, subprocess:getoutput run a command) only when the user names it in the environment
+    variable BYOL_TRUSTED_FACTORIES (comma-separated import paths). `args_from`: the file the
+    arguments came from, when a file and not the user's command line or code gave them; then an
+    argument that names a file, a folder or a URL (file_arguments) is refused."""
     import os
 
-    if isinstance(obj, type):
-        if issubclass(obj, nn.Module):
-            return
+    if isinstance(obj, type) and not issubclass(obj, nn.Module):
         raise BackboneError(f"backbone {name!r} is the class {obj.__qualname__}, not a torch.nn.Module class; "
-                            "name an nn.Module class or a model factory")
-    module = getattr(obj, "__module__", None) or ""
-    if any(module == m or module.startswith(m + ".") for m in FACTORY_MODULES):
+                            "name an nn.Module class or a registered model builder")
+    trusted = name in [n.strip() for n in os.environ.get(TRUSTED_FACTORIES_ENV, "").split(",")]
+    if isinstance(obj, type) or registered_builder(obj) is not None or trusted:
+        if args_from and args:
+            named = file_arguments(args)
+            if named:
+                raise BackboneError(f"backbone {name!r}: {args_from} gives model.backbone_args {named[0]} = "
+                                    f"{_dig(args, named[0])!r}, which names a file, folder or URL; a config file may not "
+                                    "(the builder would read or write there). Give it on the command line "
+                                    "(--model.backbone_args) if you mean it, or use model.init_weights for weights")
         return
-    if name in [n.strip() for n in os.environ.get(TRUSTED_FACTORIES_ENV, "").split(",")]:
-        return
-    raise BackboneError(f"backbone {name!r} is a function of {module or 'an unknown module'!r}, not an nn.Module "
-                        f"class or a factory of {', '.join(FACTORY_MODULES)}; it was not called. If it is your own "
+    module = getattr(obj, "__module__", None) or "an unknown module"
+    raise BackboneError(f"backbone {name!r} is {type(obj).__name__} {getattr(obj, '__qualname__', '')!r} of "
+                        f"{module!r}, not an nn.Module class or a registered model builder ({', '.join(REGISTRY)}, "
+                        f"torchvision.models' builders, timm's models); it was not called. If it is your own "
                         f"function that returns an nn.Module, allow it for this command: "
                         f"{TRUSTED_FACTORIES_ENV}={name} byol ...")
 
 
-def build_backbone(name: str, **kwargs) -> nn.Module:
-    """A built-in ResNet by name, or `module:Class` (an nn.Module class, or a model factory:
-    see check_buildable) called with kwargs: `torchvision.models:resnet18`, `timm:create_model`
-    with {model_name: ..., num_classes: 0}, or its short form `timm:MODEL_NAME` (timm's model
-    without its classifier, pretrained=False unless kwargs say otherwise)."""
+def _dig(args: dict, dotted: str):
+    for part in dotted.split("."):
+        args = args[part]
+    return args
+
+
+def build_backbone(name: str, *, args_from: str | None = None, **kwargs) -> nn.Module:
+    """A built-in ResNet by name, or `module:Class` (an nn.Module class, or a registered model
+    builder: see check_buildable) called with kwargs: `torchvision.models:resnet18`,
+    `timm:create_model` with {model_name: ..., num_classes: 0}, or its short form
+    `timm:MODEL_NAME` (timm's model without its classifier, pretrained=False unless kwargs say
+    otherwise). args_from: the file kwargs came from, when a file gave them (check_buildable)."""
     if name.startswith("timm:") and name != "timm:create_model":
         kwargs = {"model_name": name[len("timm:"):], "num_classes": 0, **kwargs}
         name = "timm:create_model"
@@ -234,19 +299,25 @@ def build_backbone(name: str, **kwargs) -> nn.Module:
         except (TypeError, BackboneError) as e:
             raise BackboneError(f"backbone {name!r} rejected its arguments (backbone_args) {kwargs}: {e}") from None
     factory = import_object(name)
-    check_buildable(name, factory)
+    check_buildable(name, factory, kwargs, args_from)
+    if registered_builder(factory) == "timm" and "model_name" in kwargs:
+        timm = sys.modules["timm"]
+        if not timm.is_model(kwargs["model_name"]):
+            raise BackboneError(f"backbone {name!r}: {kwargs['model_name']!r} is not one of timm's models "
+                                "(timm.list_models() lists them)")
     try:
         net = factory(**kwargs)
     except TypeError as e:
         raise BackboneError(f"backbone {name!r} rejected its arguments (backbone_args) {kwargs}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - a library fetching weights fails with its own network errors
-        if not (kwargs.get("pretrained") or kwargs.get("weights")):
-            raise
+    except Exception as e:  # noqa: BLE001 - whatever the builder raises is said in one line
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise BackboneError(f"backbone {name!r} could not get its pretrained weights ({reason}). With no connection, "
-                            "place the files in the cache that library reads (torch hub or Hugging Face), or build "
-                            "it without them and name the weights in model.init_weights (a file, "
-                            "torchvision:NAME.WEIGHTS or hf-hub:ORG/NAME)") from None
+        if not (kwargs.get("pretrained") or kwargs.get("weights")):
+            raise BackboneError(f"backbone {name!r} failed to build with backbone_args {kwargs}: "
+                                f"{type(e).__name__}: {reason}") from None
+        raise BackboneError(f"backbone {name!r} could not get its pretrained weights ({reason}). Place the files in "
+                            "the cache that library reads (torch hub or Hugging Face), or build it without them and "
+                            "name the weights in model.init_weights (a file, torchvision:NAME.WEIGHTS or "
+                            "hf-hub:ORG/NAME)") from None
     if not isinstance(net, nn.Module):
         raise BackboneError(f"backbone {name!r} returned {type(net).__name__}, not a torch.nn.Module")
     return net

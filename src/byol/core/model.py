@@ -221,7 +221,15 @@ def infer_feature_dim(net: nn.Module, hidden_layer: str | None, image_size: int,
         param = next(net.parameters(), None)
         device = param.device if param is not None else "cpu"
         probe = torch.zeros(2, in_channels, image_size, image_size, device=device)
-        return int(feature_extractor(net, hidden_layer, token_pool).representation(probe).shape[1])
+        try:
+            return int(feature_extractor(net, hidden_layer, token_pool).representation(probe).shape[1])
+        except (RuntimeError, ValueError, TypeError) as e:  # a network for other channels or sizes
+            if isinstance(e, HiddenLayerError):
+                raise
+            raise HiddenLayerError(f"{type(net).__name__} cannot take images of shape (2, {in_channels}, {image_size}, "
+                                   f"{image_size}) ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); "
+                                   "give the channels (data.channels) and image size (data.image_size) it takes, "
+                                   "or a network that takes these") from None
 
 
 def projection_std(z: torch.Tensor) -> torch.Tensor:

@@ -265,12 +265,18 @@ def download(name: str, root: str | Path) -> Path:
         raise DataError(f"no download for {name!r}; available: {', '.join(SOURCES)}")
     root = Path(root)
     made = [p for p in (root, *root.parents) if not p.exists()]
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"--root {str(root)!r}: cannot make that folder ({e.strerror or e}"
+                        f"{': a file is in the way' if isinstance(e, (FileExistsError, NotADirectoryError)) else ''}); "
+                        "give a writable folder") from None
     try:
         for url, filename, md5 in SOURCES[key]:
             target = root / filename
-            if not (target.exists() and md5sum(target) == md5):
-                fetch(url, target, md5, name)
+            there = target.is_file()
+            if not (there and md5sum(target) == md5):
+                fetch(url, target, md5, name, wrong=there)
             if filename.endswith((".tar.gz", ".tgz")):
                 with tarfile.open(target) as tar:
                     tar.extractall(root, filter="data")
@@ -285,8 +291,9 @@ def download(name: str, root: str | Path) -> Path:
     return root
 
 
-def fetch(url: str, target: Path, md5: str, name: str) -> None:
-    """`url` into `target` through a temporary file (atomic_path), kept only if its MD5 is `md5`."""
+def fetch(url: str, target: Path, md5: str, name: str, wrong: bool = False) -> None:
+    """`url` into `target` through a temporary file (atomic_path), kept only if its MD5 is `md5`.
+    wrong: a file is at `target` already whose MD5 is not `md5` (said if the download fails)."""
     try:
         with atomic_path(target) as tmp:
             with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
@@ -297,6 +304,11 @@ def fetch(url: str, target: Path, md5: str, name: str) -> None:
                 raise DataError(f"{url}: MD5 {got} does not match the expected {md5}")
     except OSError as e:
         reason = getattr(e, "reason", None) or e.strerror or e
+        if wrong:
+            raise DataError(f"{target} is there, but its MD5 is {md5sum(target)}, not {md5}: it is damaged, unfinished "
+                            f"or another file, and the download from {url} failed ({reason}). Replace it with the "
+                            f"official {target.name} copied by other means and run this again, or give the images as "
+                            f"a labeled folder: --data.path FOLDER instead of --data.dataset {name}") from None
         raise DataError(f"cannot download {url} ({reason}). Without internet: copy {target.name} (MD5 {md5}) into "
                         f"{target.parent} by other means and run this again, or give the images as a labeled folder "
                         f"(one sub-folder per class) or a .tar of one: --data.path FOLDER instead of "

@@ -5,12 +5,13 @@ views' random resized crops come from one decode of the file.
 1. The crop boxes are drawn on the photo's full-size upright geometry, read from the header
    (core.augment.crop_boxes: DeepMind's `_decode_and_random_crop` rule, scale 0.08-1 of the
    area, aspect 3/4-4/3), exactly as on the decoded picture.
-2. A JPEG is decoded at the largest DCT-domain reduction (libjpeg's scaled decoding: 1/2, 1/4,
-   1/8) that still leaves every crop at least its output size, or at least the resolution of
-   the photo bounded by data.load_size where that is smaller (the bound's resolution is all
-   the plain path had).
-3. Each box, mapped onto the decoded picture, is resized to the output size in one pass by
-   PIL (antialiased where it shrinks).
+2. A JPEG is decoded at the largest DCT-domain reduction (libjpeg's scaled decoding: Pillow's
+   draft offers 1/2, 1/4 and 1/8, simplejpeg any n/8) that still leaves every crop at least its
+   output size, or at least the resolution of the photo bounded by data.load_size where that is
+   smaller (the bound's resolution is all the plain path had).
+3. Each box, mapped onto the decoded picture by the decode's scale (decode_scale: n/8 exactly,
+   not the decoded width over the full one, which a rounded-up edge pixel would stretch), is
+   resized to the output size in one pass by PIL (antialiased where it shrinks).
 simplejpeg (libjpeg-turbo; the `fast-jpeg` extra) decodes JPEGs where it is installed and
 data.jpeg_decoder allows it, Pillow otherwise. Flips and colour happen on the training device.
 """
@@ -163,11 +164,23 @@ def cut_views(source: bytes | str, channels: int, views: tuple[ViewConfig, ...],
     enough = 1.0 if bound is None else min(1.0, bound / min(width, height))
     fraction = max(min(enough, max(size / w, size / h)) for _, _, w, h in boxes) if reduce else 1.0
     image = decode(header, source, channels, fraction, decoder)
-    sx, sy = image.width / width, image.height / height
+    s = decode_scale(width, height, image.width, image.height)
     crops = [torch.from_numpy(chw(np.array(image.resize(
-        (size, size), RESAMPLE[interpolation], box=(x0 * sx, y0 * sy, (x0 + w) * sx, (y0 + h) * sy)))))
+        (size, size), RESAMPLE[interpolation], box=(x0 * s, y0 * s, (x0 + w) * s, (y0 + h) * s)))))
         for x0, y0, w, h in boxes]
     return crops, boxes
+
+
+def decode_scale(width: int, height: int, decoded_width: int, decoded_height: int) -> float:
+    """The scale of a decode: libjpeg's DCT scaling decodes a W x H picture at n/8 to
+    ceil(W n / 8) x ceil(H n / 8) pixels (libjpeg-turbo's TJSCALED); the n/8 that gives the
+    decoded size, else (no reduction, or another decoder) the decoded width over the full one."""
+    if (decoded_width, decoded_height) == (width, height):
+        return 1.0
+    for n in range(1, 8):
+        if (-(-width * n // 8), -(-height * n // 8)) == (decoded_width, decoded_height):
+            return n / 8
+    return decoded_width / width
 
 
 def photo_views(source: bytes | str, channels: int, crops: AugmentConfig, bound: int | None,

@@ -18,7 +18,6 @@ Unreadable image files are skipped, counted and reported once each with their pa
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 import tarfile
@@ -65,6 +64,7 @@ class ImageList:
     items: list[str]
     labels: list[int]
     classes: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # image files found and not listed (root/name), each said once
 
     @property
     def labeled(self) -> bool:
@@ -76,7 +76,8 @@ class ImageList:
     def subset(self, indices) -> "ImageList":
         """The images at `indices` (in that order), with their labels and the same classes."""
         keep = [int(i) for i in indices]
-        return ImageList(self.root, [self.items[i] for i in keep], [self.labels[i] for i in keep], self.classes)
+        return ImageList(self.root, [self.items[i] for i in keep], [self.labels[i] for i in keep], self.classes,
+                         self.left_out)
 
 
 def ends_cleanly(tar: tarfile.TarFile) -> bool:
@@ -95,16 +96,18 @@ def _label_items(root: str, relpaths: list[str]) -> ImageList:
     out with a line, not allowed to turn the whole set unlabeled."""
     relpaths = sorted(relpaths)
     top = [p for p in relpaths if "/" not in p]
+    left_out = []
     if top and len({p.split("/")[0] for p in relpaths if "/" in p}) >= 2:
         print(f"byol: {root!r}: {len(top)} image(s) at the top level beside the class folders left out (e.g. "
               f"{top[0]!r}): every image of a labeled set sits in its class folder", file=sys.stderr)
         relpaths = [p for p in relpaths if "/" in p]
+        left_out = [f"{root}/{p}" for p in top]
     parts = [p.split("/") for p in relpaths]
     if parts and all(len(p) >= 2 for p in parts):
         classes = sorted({p[0] for p in parts})
         index = {c: i for i, c in enumerate(classes)}
-        return ImageList(root, relpaths, [index[p[0]] for p in parts], classes)
-    return ImageList(root, relpaths, [-1] * len(relpaths), [])
+        return ImageList(root, relpaths, [index[p[0]] for p in parts], classes, left_out)
+    return ImageList(root, relpaths, [-1] * len(relpaths), [], left_out)
 
 
 def _strip_common_prefix(names: list[str]) -> list[str]:
@@ -204,7 +207,9 @@ def list_images(path: str | Path) -> ImageList:
     if not rel:
         what = "is empty" if not any(path.iterdir()) else f"has no image files ({', '.join(IMAGE_EXTENSIONS)})"
         raise DataError(f"data folder {str(path)!r} {what}")
-    return _label_items(str(path), rel)
+    images = _label_items(str(path), rel)
+    images.left_out = [*(f"{path}/{p}" for p in special), *images.left_out]
+    return images
 
 
 # ---------------------------------------------------------------------------
@@ -296,7 +301,7 @@ def decode_to_memory(images: ImageList, size: int, channels: int = 3, threads: i
         raise DataError(f"no readable image in {images.root!r} ({len(bad)} unreadable)")
     x = torch.from_numpy(np.stack([arrays[i] for i in keep]))
     y = torch.tensor([images.labels[i] for i in keep], dtype=torch.long)
-    return MemoryImages(x, y, images.classes, skipped=bad.paths)
+    return MemoryImages(x, y, images.classes, skipped=[*images.left_out, *bad.paths])
 
 
 class MemoryImages(torch.utils.data.Dataset):
@@ -394,6 +399,12 @@ class StreamImages(torch.utils.data.Dataset):
         self.transform, self.crops, self.decoder = transform, crops, jpeg_decoder(decoder)
         self.classes = images.classes
         self.bad = BadImages()
+
+    @property
+    def skipped(self) -> list[str]:
+        """The files left out: at listing, and those this process found unreadable (data workers
+        list theirs in the run folder, see record_skipped)."""
+        return [*self.images.left_out, *self.bad.paths]
 
     def __len__(self) -> int:
         return len(self.images)
@@ -577,11 +588,14 @@ def split_held_out(images: ImageList, fraction: float, seed: int = 0,
     a pass over much of the data for a streamed one, which the caller then leaves it off for."""
     rest, held = balanced_split(torch.tensor(images.labels), fraction, seed)
     rest, held = images.subset(rest), images.subset(held)
+    held.left_out = []  # the listing's are the training images' (rest); held's are its own
     twins = copies_of(held, rest) if find_copies else set()
     if twins:
         print(f"byol: {images.root!r}: {len(twins)} held-out image(s) are byte-identical copies of training images "
               f"(e.g. {held.items[min(twins)]!r}) and are left out of the held-out set", file=sys.stderr)
+        copies = [f"{held.root}/{held.items[i]}" for i in sorted(twins)]
         held = held.subset([i for i in range(len(held)) if i not in twins])
+        held.left_out = copies
     return rest, held
 
 

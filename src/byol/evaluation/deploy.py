@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -117,16 +118,51 @@ def export_deployable(checkpoint: str, out: str | Path, fmt: str, normalize: boo
 
 def write_onnx(model: nn.Module, example: torch.Tensor, path: str, info: dict) -> None:
     """ONNX through torch's TorchScript-based exporter (dynamic batch), the metadata as
-    metadata_props."""
+    metadata_props. An operator the exporter cannot write is one line (what the exporter prints
+    of the graph on its way is kept out of the output) that names the formats that can."""
     import onnx
 
-    torch.onnx.export(model, (example,), path, input_names=["images"], output_names=["features"],
-                      dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, opset_version=17, dynamo=False)
+    try:
+        with quiet_output():
+            torch.onnx.export(model, (example,), path, input_names=["images"], output_names=["features"],
+                              dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, opset_version=17,
+                              dynamo=False)
+    except Exception as e:  # noqa: BLE001 - UnsupportedOperatorError, SymbolicValueError, RuntimeError, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ConfigError(f"the network cannot be written as ONNX ({type(e).__name__}: {first}); export it as an "
+                          "ExportedProgram (-o NAME.pt2) or TorchScript (-o NAME.torchscript), which keep every "
+                          "PyTorch operator") from None
     graph = onnx.load(path)
     for key, value in info.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
     onnx.save(graph, path)
+
+
+@contextmanager
+def quiet_output():
+    """The process's stdout and stderr, Python's and the file descriptors (which native code
+    writes to), sent to /dev/null inside the block."""
+    import contextlib
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
 
 
 def export_hub_folder(checkpoint: str, folder: str | Path) -> Path:
@@ -141,6 +177,9 @@ def export_hub_folder(checkpoint: str, folder: str | Path) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--hub-folder {str(folder)!r} is a file; give a folder (made if missing)")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise ConfigError(f"--hub-folder {str(folder)!r} holds files already; give a new or empty folder (an export "
+                          "writes model.safetensors, config.json and README.md, and replaces none of yours)")
     ckpt = load_checkpoint(checkpoint)
     config = checkpoint_config(ckpt)
     s = reader_settings(config)
@@ -165,9 +204,10 @@ def export_hub_folder(checkpoint: str, folder: str | Path) -> Path:
 def model_card(hub: dict, config: dict, summary: dict) -> str:
     load = {"timm": f'import timm\nnet = timm.create_model("{hub["architecture"]}", num_classes=0, '
                     'pretrained=True,\n                        pretrained_cfg_overlay={"file": "model.safetensors"})',
-            "torchvision": f'import torchvision\nfrom safetensors.torch import load_file\n\nnet = torchvision.models.'
-                           f'{hub["architecture"]}()\nnet.load_state_dict(load_file("model.safetensors"), strict=False)'
-                           '  # all but the classifier (fc)',
+            "torchvision": f'import torch\nimport torchvision\nfrom safetensors.torch import load_file\n\nnet = '
+                           f'torchvision.models.{hub["architecture"]}()\nnet.fc = torch.nn.Identity()  # BYOL trains no '
+                           'classifier: the file holds every other weight\nnet.load_state_dict(load_file('
+                           '"model.safetensors"))  # strict: a key that does not fit is an error',
             "byol": 'import json\nfrom safetensors.torch import load_file\n' + (
                     'from byol.core.backbones import build_backbone\n\nconfig = json.load(open("config.json"))\n'
                     f'net = build_backbone("{hub["architecture"]}", **config["backbone_args"])\n'

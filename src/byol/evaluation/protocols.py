@@ -16,7 +16,7 @@ from torch import nn
 
 from byol.core.augment import normalize, to_float
 from byol.core.model import evaluating, pool_features
-from byol.data.images import MemoryImages, balanced_split
+from byol.data.images import DataError, MemoryImages, balanced_split
 from byol.progress import Progress
 
 PROGRESS_SECONDS = 30.0  # at most one progress line this often while a classifier trains
@@ -168,12 +168,20 @@ def linear_probe(train_features, train_labels, test_features, test_labels, epoch
 
 def logistic_regression(train_features, train_labels, test_features, test_labels,
                         l2_grid=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1), val_fraction: float = 0.2,
-                        max_iter: int = 100, seed: int = 0) -> dict:
+                        max_iter: int = 100, seed: int = 0, classes: list[str] | None = None) -> dict:
     """Multinomial logistic regression on frozen features (the "logistic regression" evaluation of `main.py --run-type eval`).
 
     Full-batch L-BFGS; the L2 penalty is chosen on a class-balanced validation split of
     the training features, then the model is refitted on all of them.
     """
+    counts = torch.bincount(train_labels)
+    present = counts[counts > 0]
+    if len(present) and int(present.min()) < 2:
+        label = int(((counts > 0) & (counts < 2)).nonzero()[0])
+        name = repr(classes[label]) if classes and label < len(classes) else str(label)
+        raise DataError(f"logistic regression chooses its L2 penalty on {val_fraction:.0%} of each class held out, so "
+                        f"every class needs at least 2 training images; class {name} has 1. Add images, or evaluate "
+                        "with knn or linear")
     xtr, xte = _standardise(train_features.float(), test_features.float())
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     fit_idx, val_idx = balanced_split(train_labels, val_fraction, seed)

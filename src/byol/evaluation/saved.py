@@ -82,11 +82,12 @@ def load_reader(checkpoint: str, backbone: str | None = None, backbone_args: dic
               "backbone": backbone or saved.get("backbone", ""),
               "backbone_args": backbone_args if backbone_args is not None else saved.get("backbone_args", {}),
               "hidden_layer": layer}
-    return Reader(feature_extractor(net, layer, saved.get("token_pool") or "mean"),
-                  saved.get("mean") or IMAGENET_MEAN, saved.get("std") or IMAGENET_STD,
-                  image_size or saved.get("image_size") or 224, saved.get("eval_crop", 1.0),
-                  channels or saved.get("channels") or 3, crops, saved.get("load_size") if crops == "whole" else None,
-                  origin)
+    channels = channels or saved.get("channels") or 3
+    # one value per input channel, as training normalised (core.augment.normalize takes mean[:C])
+    mean, std = (tuple(saved.get("mean") or IMAGENET_MEAN)[:channels], tuple(saved.get("std") or IMAGENET_STD)[:channels])
+    return Reader(feature_extractor(net, layer, saved.get("token_pool") or "mean"), mean, std,
+                  image_size or saved.get("image_size") or 224, saved.get("eval_crop", 1.0), channels, crops,
+                  saved.get("load_size") if crops == "whole" else None, origin)
 
 
 def labeled_sets(size: int, channels: int, train: str | None = None, test: str | None = None,
@@ -207,7 +208,8 @@ def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str
         elif protocol == "linear":
             result = linear_probe(ftr, train_set.labels, fte, test_set.labels, epochs=s.epochs, lr=s.lr)
         else:
-            result = logistic_regression(ftr, train_set.labels, fte, test_set.labels, seed=s.seed)
+            result = logistic_regression(ftr, train_set.labels, fte, test_set.labels, seed=s.seed,
+                                         classes=train_set.classes)
     else:
         feature_dim = r.features(test_set.images[:2]).shape[1]
         num_classes = max(len(train_set.classes), int(train_set.labels.max()) + 1)

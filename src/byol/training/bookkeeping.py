@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from byol.checkpoint import CheckpointError, atomic_write_text
+from byol.checkpoint import atomic_write_text, check_weights_file
 from byol.config import RECIPES_DIR, Config, ConfigError, to_dict
 from byol.evaluation.protocols import mcnemar_exact
 from byol.training.run_folder import check_run_folder, skipped_by_processes
@@ -35,9 +35,8 @@ def check_initial_weights(cfg: Config) -> None:
         return
     if pretrained.is_named(source):
         pretrained.fetch(source)
-    elif not Path(source).is_file():
-        raise CheckpointError(f"model.init_weights {source!r} does not exist; give a .safetensors, .ckpt, .pt or "
-                              ".pth file, or published weights such as torchvision:resnet50.IMAGENET1K_V2")
+    else:
+        check_weights_file(Path(source))
 
 
 def check_launch(cfg: Config) -> None:
@@ -155,6 +154,7 @@ def summarize(cfg: Config, trainer, module, data, monitor, wall: float) -> dict:
     """The run's summary.json: steps, images, wall time (every segment of a resumed run), kNN
     before and after, the collapse monitor, skipped steps and images, and the verdict."""
     from byol.training.monitors import TargetAgreement, Throughput, WallClock
+    from byol.training.trainer import choose_precision
 
     t, out = cfg.train, Path(cfg.train.out_dir)
     clock = next(c for c in trainer.callbacks if isinstance(c, WallClock))
@@ -165,6 +165,7 @@ def summarize(cfg: Config, trainer, module, data, monitor, wall: float) -> dict:
         "out_dir": str(out), "checkpoint": str(out / "checkpoints" / "last.ckpt"), "epochs": t.epochs,
         "steps": trainer.global_step, "train_images": data.images, "grayscale": data.grayscale,
         "precision": str(trainer.precision),  # what ran: Lightning turns fp16 on a CPU into bf16
+        "precision_reason": choose_precision(t.precision, t.accelerator)[1],
         # a resumed run: every segment (the earlier ones up to their last checkpoint) and their sum
         "wall_seconds": round(sum(clock.segments) + wall, 2),
         "wall_seconds_segments": [round(s, 2) for s in (*clock.segments, wall)],

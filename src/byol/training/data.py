@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from pathlib import Path
 from dataclasses import dataclass, replace
 
 import torch
@@ -156,10 +157,25 @@ def preset_epochs(cfg: Config, images: int | None) -> int:
     return max(1, round(steps / RECIPE_STEPS_PER_EPOCH))
 
 
-def named_a_config(cfg: Config) -> bool:
-    """Whether a config file or recipe set any key: every source but the command line and a
-    Python caller's dict ("config", from_dict) is one."""
-    return any(source not in ("command line", "config") for source in cfg.given.values())
+def named_a_recipe(cfg: Config) -> bool:
+    """Whether a packaged recipe (configs/*.yaml, `--config cifar10`) set any key: a recipe is a
+    whole set of choices measured together, and the recipe for the data leaves it as it is. A
+    config file of the user's own is read as the command line and a Python caller's dict are:
+    the keys it sets are kept, the rest follow the data."""
+    from byol.config import RECIPES_DIR
+
+    return any(Path(source.split(": epoch_presets")[0]).parent == RECIPES_DIR for source in cfg.given.values())
+
+
+def long_warmup_note(cfg: Config) -> list[str]:
+    """A line when optim.warmup_epochs is at least the run's length: the learning rate is still
+    rising when the run ends, and never decays."""
+    o, t = cfg.optim, cfg.train
+    if t.epochs == 0 or o.warmup_epochs < t.epochs:
+        return []
+    return [f"optim.warmup_epochs {o.warmup_epochs:g} (from {cfg.given.get('optim.warmup_epochs', 'the defaults')}) is "
+            f"not shorter than the run's {t.epochs} epoch{'s' * (t.epochs > 1)}: the learning rate is still rising "
+            "when the run ends and never decays; set optim.warmup_epochs to a tenth of train.epochs or so"]
 
 
 def recipe_for_data(cfg: Config, images: int | None = None) -> Config:
@@ -177,8 +193,10 @@ def recipe_for_data(cfg: Config, images: int | None = None) -> Config:
     - Any size: warm-up at most WARMUP_SHARE of the run, so that a short run is never all
       warm-up with a learning rate that never decays.
     """
-    if named_a_config(cfg) or cfg.train.epochs == 0:
+    if cfg.train.epochs == 0:
         return cfg
+    if named_a_recipe(cfg):
+        return updated(cfg, {}, long_warmup_note(cfg)) if long_warmup_note(cfg) else cfg
     from byol.config import flatten, load_config, to_dict
 
     now = flatten(to_dict(cfg), "config")
@@ -197,13 +215,13 @@ def recipe_for_data(cfg: Config, images: int | None = None) -> Config:
     if shortened:
         changes["optim.warmup_epochs"] = round(longest, 2)
     if not changes:
-        return cfg
+        return updated(cfg, {}, long_warmup_note(cfg)) if long_warmup_note(cfg) else cfg
     reasons = [f"{cfg.data.image_size}-px images: the cifar10 recipe's settings, for {preset} of its epochs "
                f"({preset * RECIPE_STEPS_PER_EPOCH} steps; this run has about {cfg.train.epochs} x "
                f"{max(1, (images or 0) // cfg.train.batch_size)})" if small and images is not None else
                f"{cfg.data.image_size}-px images: the cifar10 recipe's settings" if small else "",
                f"warm-up at most {WARMUP_SHARE:.0%} of {cfg.train.epochs} epochs" if shortened else ""]
-    notes = [f"recipe for the data and the run ({'; '.join(filter(None, reasons))}; no --config named): "
+    notes = [f"recipe for the data and the run ({'; '.join(filter(None, reasons))}; no packaged recipe named): "
              + "; ".join(f"{k} {now[k]} -> {v}" for k, v in changes.items())
              + ". Set any of these keys, or name a --config, to choose otherwise"]
     return updated(cfg, changes, notes)
@@ -220,28 +238,54 @@ def decide_from_data(cfg: Config, listed: ImageList | None = None) -> Config:
     check_schedule(cfg)
     if cfg.data.dataset == "folder":
         cfg = updated(cfg, {}, cache_note(cfg.data.path))
-    return recipe_for_data(weights_normalization(cfg), training_images(cfg, listed))
+    cfg = network_channels(weights_normalization(cfg))
+    return recipe_for_data(cfg, training_images(cfg, listed))
+
+
+def network_channels(cfg: Config) -> Config:
+    """A built-in ResNet (in_channels) or a timm model (in_chans) takes data.channels input
+    channels: the argument is added to model.backbone_args where it says otherwise, with a note.
+    A user's own network is probed when it is built (BYOLModule)."""
+    m, channels = cfg.model, cfg.data.channels
+    from byol.core.backbones import REGISTRY
+
+    name = "in_channels" if m.backbone in REGISTRY else "in_chans" if m.backbone.startswith("timm:") else None
+    if name is None or m.backbone_args.get(name, 3) == channels:
+        return cfg
+    note = (f"model.backbone_args {name} {m.backbone_args.get(name, 3)} -> {channels}: the network takes the data's "
+            f"data.channels {channels}")
+    return updated(cfg, {"model.backbone_args": {**m.backbone_args, name: channels}}, [note])
 
 
 def weights_normalization(cfg: Config) -> Config:
-    """With published weights named in model.init_weights (byol.pretrained), the normalisation
-    they were trained with becomes augment.mean/std unless a file or the command line set them;
-    the note says which weights, from where, and which normalisation the run uses."""
+    """With published weights named in model.init_weights (byol.pretrained), fetched or read
+    from their cache: the normalisation they were trained with becomes augment.mean/std unless a
+    file or the command line set them, and a byol hub export's network becomes model.backbone
+    and model.backbone_args unless set; the note says which weights, from where, and whether
+    their normalisation is known or ImageNet's as a default."""
     source = cfg.model.init_weights
     if not is_named(source):
         return cfg
-    url, path = pretrained.where(source)
-    theirs = dict(zip(("augment.mean", "augment.std"), pretrained.normalization(source, path)))
+    path = pretrained.fetch(source)
+    card = pretrained.card(source, path)
+    theirs = {"augment.mean": card.mean, "augment.std": card.std}
     ours = {"augment.mean": tuple(cfg.augment.mean), "augment.std": tuple(cfg.augment.std)}
     changes = {k: list(v) for k, v in theirs.items() if k not in cfg.given and tuple(v) != ours[k]}
     kept = [k for k, v in theirs.items() if k in cfg.given and tuple(v) != ours[k]]
-    note = (f"model.init_weights {source}: {f'read from {path}' if path.is_file() else f'from {url}'}; "
-            f"trained with mean {list(theirs['augment.mean'])}, std {list(theirs['augment.std'])}")
+    trained = (f"trained with mean {list(card.mean)}, std {list(card.std)} ({card.said})" if card.known else
+               f"normalisation {card.said}: mean {list(card.mean)}, std {list(card.std)}")
+    note = f"model.init_weights {source}: read from {path}; {trained}"
     if kept:
         note += (f"; this run keeps {', '.join(kept)} from {cfg.given[kept[0]]}, which differ: set --augment.mean "
                  f"and --augment.std to the weights' values to use them")
     else:
         note += ", which this run's augment.mean/std use"
+    if card.backbone is not None:  # a byol hub export: the network it holds, unless the run names one
+        network = {"model.backbone": card.backbone, "model.backbone_args": card.backbone_args}
+        network = {k: v for k, v in network.items() if k not in cfg.given}
+        if network:
+            changes.update(network)
+            note += "; " + ", ".join(f"{k} {v}" for k, v in network.items()) + " from its config.json"
     return updated(cfg, changes, [note])
 
 

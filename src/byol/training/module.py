@@ -52,7 +52,9 @@ class BYOLModule(L.LightningModule):
         self.cfg = cfg
         self.save_hyperparameters({"config": to_dict(cfg)})
         if net is None:
-            net = build_backbone(cfg.model.backbone, **cfg.model.backbone_args)
+            source = cfg.given.get("model.backbone_args")
+            net = build_backbone(cfg.model.backbone, args_from=None if source in (None, "command line", "config")
+                                 else source, **cfg.model.backbone_args)
         m = cfg.model
         if m.init_weights:  # before the target is copied from the online network
             load_initial_weights(net, m.init_weights)

@@ -22,8 +22,8 @@ from byol.training.budget import with_budget_note
 from byol.training.data import (TrainingData, build_data, decide_from_data, listing, plan_data, steps_per_epoch,
                                 usable_cores)
 from byol.training.run_folder import holding, recording_skipped, write_config
-from byol.training.trainer import (build_trainer, closing_process_group, describe_precision, fit, prepare_process,
-                                  resolve_precision)
+from byol.training.trainer import (build_trainer, choose_precision, closing_process_group, describe_precision, fit,
+                                  prepare_process)
 
 
 def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, callbacks: list | None = None) -> dict:
@@ -44,7 +44,7 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
     if resume:  # after the data-aware decisions, which the checkpoint's config holds too
         check_resume(last, cfg, data.identity)
     module = BYOLModule(net, cfg, data)  # a bad backbone or hidden layer fails here, before any file is written
-    with holding(cfg), recording_skipped(cfg):
+    with holding(cfg, resume), recording_skipped(cfg):
         write_config(cfg)
         monitor = knn_monitor(cfg, data)
         trainer, mlflow = build_trainer(cfg, monitor, callbacks or [], resume)
@@ -81,7 +81,7 @@ def plan_line(cfg: Config, images: int) -> str:
     batch = t.batch_size * world * t.accumulate
     return (f"plan: {images} training images at {cfg.data.image_size} px, {t.epochs} epochs x {per_epoch} steps = "
             f"{t.epochs * per_epoch} steps of {batch} images; {o.name} lr {scaled_lr(o.base_lr, batch):.4g} "
-            f"({o.base_lr:g} x {batch}/256); {describe_precision(resolve_precision(t.precision, t.accelerator))}"
+            f"({o.base_lr:g} x {batch}/256); {describe_precision(*choose_precision(t.precision, t.accelerator))}"
             + "".join(f"; {part}" for part in view_plan(cfg)))
 
 

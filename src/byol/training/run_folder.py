@@ -17,8 +17,10 @@ from byol.data.images import SKIPPED_DIR_ENV
 from byol.evaluation.report import REPORT_FILES
 
 # Every file a run writes in its folder (train.out_dir), each a regular file or none (check_output_file)
-RUN_FILES = ("config.yaml", "summary.json", "knn.json", "embeddings.npz", "backbone.safetensors",
-             "checkpoints/last.ckpt", *REPORT_FILES)
+RUN_FILES = ("config.yaml", "summary.json", "knn.json", "embeddings.npz", "backbone.safetensors", "plan.json",
+             "checkpoints/last.ckpt", ".byol-run.lock", *REPORT_FILES)
+# ... and the folders it writes into, each a real folder or none: a link would carry the files out of the run
+RUN_FOLDERS = ("checkpoints", "csv", "tensorboard", ".skipped")
 
 
 def check_run_folder(cfg: Config, resume: bool) -> Path:
@@ -34,13 +36,10 @@ def check_run_folder(cfg: Config, resume: bool) -> Path:
         raise ConfigError(f"train.out_dir {str(out)!r} is inside data.path {cfg.data.path!r}: the run's own images "
                           "(report plots, previews) would be read as training images next time; choose a run "
                           "folder outside the data")
-    last = out / "checkpoints" / "last.ckpt"
-    if last.exists() and not resume:
-        raise ConfigError(f"{out} already holds a checkpoint ({last}); pass --resume to continue it, "
-                          "or choose another train.out_dir")
-    if resume and not last.exists():
-        raise ConfigError(f"--resume: no checkpoint at {last}")
+    last = check_checkpoint(out, resume)
     check_writable(out, "train.out_dir")
+    for name in RUN_FOLDERS:
+        check_run_subfolder(out / name)
     for name in RUN_FILES:  # a link there would be followed out of the run folder, a FIFO would block
         try:
             check_output_file(out / name)
@@ -50,6 +49,30 @@ def check_run_folder(cfg: Config, resume: bool) -> Path:
         with RunFolderLock(out, probe=True):  # another run there is refused before the data is read
             pass
     return last
+
+
+def check_checkpoint(out: Path, resume: bool) -> Path:
+    """A checkpoint in the run folder only with --resume, and one there when resuming; returns
+    its path. Checked before the data is read, and again once the run folder's lock is held
+    (another run may have written one in between)."""
+    last = out / "checkpoints" / "last.ckpt"
+    if last.exists() and not resume:
+        raise ConfigError(f"{out} already holds a checkpoint ({last}); pass --resume to continue it, "
+                          "or choose another train.out_dir")
+    if resume and not last.exists():
+        raise ConfigError(f"--resume: no checkpoint at {last}")
+    return last
+
+
+def check_run_subfolder(folder: Path) -> None:
+    """A folder the run writes into is a real folder or none: a symbolic link (even to a folder)
+    would carry checkpoints or logs out of the run folder, a file in its place would fail later."""
+    if folder.is_symlink():
+        raise ConfigError(f"train.out_dir: {str(folder)!r} is a symbolic link; byol writes only inside the run folder "
+                          "and never follows a link: remove the link or choose another train.out_dir")
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"train.out_dir: {str(folder)!r} is not a folder, and the run writes into a folder of that "
+                          "name; remove it or choose another train.out_dir")
 
 
 def check_path_length(path: Path, key: str) -> None:
@@ -121,11 +144,27 @@ class RunFolderLock:
         key = os.path.realpath(self.path)
         if key in RunFolderLock.held:
             self.refuse(f"pid {os.getpid()}, this process")
+        try:
+            check_output_file(self.path)  # a link, a folder, a FIFO: one line
+        except OutputError as e:
+            raise ConfigError(f"train.out_dir: {e}") from None
         if self.probe and not self.path.is_file():
             return self
         if not self.probe:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | (0 if self.probe else os.O_CREAT), 0o644)
+        # never through a link, never blocking on a FIFO put there since the check above
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | (0 if self.probe else os.O_CREAT)
+        try:
+            self.fd = os.open(self.path, flags, 0o644)
+        except OSError as e:
+            raise ConfigError(f"train.out_dir: {str(self.path)!r} cannot be opened as the run's lock ({e.strerror}); "
+                              "remove it") from None
+        import stat
+
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            os.close(self.fd)
+            self.fd = None
+            raise ConfigError(f"train.out_dir: {str(self.path)!r} is not a regular file; remove it")
         try:
             fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # EAGAIN or EACCES: held by another process
@@ -150,9 +189,20 @@ class RunFolderLock:
             RunFolderLock.held.discard(getattr(self, "key", None))
 
 
-def holding(cfg: Config):
-    """The run folder held for this run (RunFolderLock) on rank 0, which writes its files."""
-    return RunFolderLock(Path(cfg.train.out_dir)) if launch_rank(cfg) == 0 else contextlib.nullcontext()
+@contextmanager
+def holding(cfg: Config, resume: bool = False):
+    """The run folder held for this run (RunFolderLock) on rank 0, which writes its files; once
+    held, the checkpoint rule (check_checkpoint) is checked again, since another run may have
+    written a checkpoint between the first check and the lock."""
+    if launch_rank(cfg) != 0:
+        yield
+        return
+    out = Path(cfg.train.out_dir)
+    with RunFolderLock(out):
+        check_checkpoint(out, resume)
+        for name in RUN_FOLDERS:
+            check_run_subfolder(out / name)
+        yield
 
 
 def write_config(cfg: Config) -> None:

@@ -22,35 +22,40 @@ def cpu_bf16_hardware() -> bool:
                 getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
-def cpu_has_fast_bf16() -> bool:
-    """The precision probe's answer: cpu_bf16_hardware(), unless the environment variable
-    BYOL_CPU_BF16 (1 or 0) says otherwise, so that a test suite can take either path on any CPU."""
+PRECISION_NAMES = {"32-true": "fp32", "bf16-mixed": "bf16 autocast (mixed)", "16-mixed": "fp16 autocast (mixed)"}
+
+
+def choose_precision(precision: str, accelerator: str, cuda: bool | None = None) -> tuple[str, str]:
+    """(Lightning's precision, why): train.precision as set, or for 'auto' bf16 mixed precision
+    where the hardware runs it fast, else fp32. On a CPU the environment variable BYOL_CPU_BF16
+    (1 or 0) overrides the probe (cpu_bf16_hardware), so that a test suite takes either path on
+    any CPU; the reason then says so."""
+    if precision == "32":
+        return "32-true", "train.precision 32"
+    if precision in ("bf16", "16"):
+        return f"{precision}-mixed", f"train.precision {precision}"
+    cuda = (accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()) if cuda is None else cuda
+    if cuda:
+        if torch.cuda.is_bf16_supported():
+            return "bf16-mixed", "auto: this GPU computes in bf16"
+        return "16-mixed", "auto: this GPU has no bf16, fp16 with loss scaling instead"
     forced = os.environ.get("BYOL_CPU_BF16")
     if forced in ("0", "1"):
-        return forced == "1"
-    return cpu_bf16_hardware()
+        return ("bf16-mixed" if forced == "1" else "32-true"), (
+            f"auto: BYOL_CPU_BF16={forced} in the environment chose {'bf16' if forced == '1' else 'fp32'}")
+    if cpu_bf16_hardware():
+        return "bf16-mixed", "auto: this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX)"
+    return "32-true", "auto: this CPU has no AVX-512 BF16 or AMX, so fp32 is the fast path"
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
-    """'auto': bf16 mixed precision where the hardware runs it fast, else fp32."""
-    if precision == "32":
-        return "32-true"
-    if precision in ("bf16", "16"):
-        return f"{precision}-mixed"
-    cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    if cuda:
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
+    """Lightning's precision for train.precision (choose_precision)."""
+    return choose_precision(precision, accelerator)[0]
 
 
-def describe_precision(precision: str) -> str:
+def describe_precision(precision: str, reason: str | None = None) -> str:
     """One line for the start of a run: the precision and why it was chosen."""
-    names = {"32-true": "fp32", "bf16-mixed": "bf16 autocast (mixed)", "16-mixed": "fp16 autocast (mixed)"}
-    why = ""
-    if not torch.cuda.is_available():
-        why = (" (this CPU multiplies bf16 in hardware)" if cpu_has_fast_bf16()
-               else " (this CPU has no AVX-512 BF16 or AMX: fp32 is the fast path)")
-    return f"precision: {names.get(precision, precision)}{why}"
+    return f"precision: {PRECISION_NAMES.get(precision, precision)}" + (f" ({reason})" if reason else "")
 
 
 def distributed(cfg: Config) -> bool:

@@ -1,7 +1,7 @@
 """The decisions a run shows, held against a reviewed copy (tests/golden/plan.json): for each kind of
 data (32-px images, 300x200 photos in memory and streamed, grayscale images, a named data set, shards, video frames,
 and a run from weights), with and without a named recipe, what `byol pretrain --print-config`
-prints, the lines a run prints before its first step, and the config.yaml it saves.
+prints, the lines a run prints before its first step, the config.yaml it saves, and what `byol preview` says of a folder.
 
 A change that means to change a decision rewrites the copy and shows the difference in review:
     BYOL_UPDATE_GOLDEN=1 python -m pytest tests/test_plan_golden.py
@@ -108,6 +108,10 @@ def capture(root: Path, monkeypatch) -> dict:
             golden[key] = {"print_config": said([*argv, "--print-config"], root), "run": said(argv, root),
                            "config_yaml": (out / "config.yaml").read_text().replace(str(root), "<ROOT>")
                            if (out / "config.yaml").exists() else None}
+            if "--data.dataset" not in data:  # byol preview reads folders
+                options = data[2:] + COMMON[:4]  # what follows the folder, and the batch and run length
+                golden[key]["preview"] = said(["preview", data[1], "-o", str(root / "views.png"), "-n", "2", *recipe,
+                                               *options], root)
     return golden
 
 
@@ -121,5 +125,5 @@ def test_the_decisions_shown_and_saved_are_the_reviewed_ones(tmp_path, monkeypat
     expected = json.loads(GOLDEN.read_text())
     assert sorted(got) == sorted(expected)
     for case in expected:
-        for part in ("print_config", "run", "config_yaml"):
-            assert got[case][part] == expected[case][part], f"{case}: {part} differs from {GOLDEN}"
+        for part in ("print_config", "run", "config_yaml", "preview"):
+            assert got[case].get(part) == expected[case].get(part), f"{case}: {part} differs from {GOLDEN}"

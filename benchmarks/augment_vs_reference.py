@@ -35,7 +35,8 @@ from PIL import Image
 
 
 def load(cifar: str, n: int) -> torch.Tensor:
-    from byol.data.images import decode_to_memory, list_images
+    from byol.data.image_sets import decode_to_memory
+    from byol.data.listing import list_images
 
     test = os.path.join(cifar, "test.tar.gz")
     if not os.path.exists(test):

@@ -32,7 +32,7 @@ import time
 
 import torch
 
-from byol.data.images import DataError
+from byol.data.listing import DataError
 
 # name -> (channels_last, precision, concat_views)
 VARIANTS = {
@@ -69,14 +69,15 @@ def run_variant(variant: str, batch_size: int, width: float, steps: int, warmup:
     from byol.core.backbones import resnet18
     from byol.core.model import BYOL
     from byol.core.optim import build_optimizer, scaled_lr
-    from byol.training.trainer import resolve_precision
+    from byol.training.facts import read_hardware
+    from byol.training.plan import choose_precision
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     channels_last, precision, concat = VARIANTS[variant]
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
-    precision = resolve_precision(precision, "gpu" if dev.type == "cuda" else "cpu")
+    precision = choose_precision(precision, dev.type == "cuda", read_hardware())[0]
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     torch.manual_seed(0)
     model = BYOL(resnet18(stem="cifar", width=width), image_size=32, concat_views=concat).to(dev)
@@ -137,7 +138,7 @@ def run_variant(variant: str, batch_size: int, width: float, steps: int, warmup:
 def cpu_kind() -> str:
     """'AVX-512 BF16' where this CPU multiplies bf16 in hardware (or AMX), else its vector
     capability as torch reports it (e.g. 'AVX2')."""
-    from byol.training.trainer import cpu_bf16_hardware
+    from byol.training.facts import cpu_bf16_hardware
 
     return "AVX-512 BF16" if cpu_bf16_hardware() else torch.backends.cpu.get_cpu_capability().replace("AVX512", "AVX-512")
 
@@ -232,10 +233,11 @@ def b3(epochs: int = 200, cifar_dir: str | None = None, out_dir: str = "runs/ben
 
     from byol.checkpoint import load_backbone
     from byol.config import load_config
-    from byol.data.images import decode_to_memory, list_images
+    from byol.data.image_sets import decode_to_memory
+    from byol.data.listing import list_images
     from byol.evaluation.protocols import extract_features, linear_probe
     from byol.core.model import feature_extractor
-    from byol.data.images import first_per_class
+    from byol.data.splits import first_per_class
     from byol.training.pretrain import pretrain
 
     cifar_dir = cifar_dir or default_cifar_dir()

@@ -86,7 +86,9 @@ VAL_PER_CLASS = 500  # the validation queries: the images after the first per_cl
 def load_images(cifar: str, per_class: int, split: str):
     """(train MemoryImages: the first `per_class` images of each class, query MemoryImages: the
     next VAL_PER_CLASS of each class of the training file for split 'val', the test file for 'test')."""
-    from byol.data.images import ImageList, decode_to_memory, first_per_class, list_images
+    from byol.data.image_sets import decode_to_memory
+    from byol.data.listing import ImageList, list_images
+    from byol.data.splits import first_per_class
 
     train_tar, test_tar = os.path.join(cifar, "train.tar.gz"), os.path.join(cifar, "test.tar.gz")
     for f in (train_tar, test_tar):
@@ -107,7 +109,8 @@ def load_images(cifar: str, per_class: int, split: str):
 
 def test_images(cifar: str):
     """The 10,000 CIFAR-10 test images, decoded as the training images are."""
-    from byol.data.images import decode_to_memory, list_images
+    from byol.data.image_sets import decode_to_memory
+    from byol.data.listing import list_images
 
     return decode_to_memory(list_images(os.path.join(cifar, "test.tar.gz")), 32)
 
@@ -474,7 +477,7 @@ def main(argv=None) -> int:
     if args.one:
         print(json.dumps(run_one(args)), flush=True)
         return 0
-    from byol.training.trainer import cpu_bf16_hardware
+    from byol.training.facts import cpu_bf16_hardware
 
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("compare: --device cuda, but torch sees no GPU here; use --device cpu")

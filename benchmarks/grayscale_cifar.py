@@ -19,8 +19,9 @@ from PIL import Image
 
 
 def main(argv=None) -> int:
-    from byol.data.images import decode_to_memory, list_images
-    from byol.data.images import first_per_class
+    from byol.data.image_sets import decode_to_memory
+    from byol.data.listing import list_images
+    from byol.data.splits import first_per_class
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cifar", required=True, help="folder with CIFAR-10's train.tar.gz and test.tar.gz")

@@ -148,7 +148,7 @@ class Views:
     as it is: the plain path, bilinear resizing, or the bare decode."""
 
     def __init__(self, folder: str, pipeline: str):
-        from byol.data.images import list_images
+        from byol.data.listing import list_images
 
         self.images, self.pipeline, self.crops = list_images(folder), pipeline, crops()
 
@@ -184,7 +184,8 @@ def dataset(pipeline: str, folder: str):
             from byol.data.shards import ShardStream
 
             return ShardStream(folder, BOUND, 3, "full", crops=crops(), decoder=decoder), collate
-        from byol.data.images import StreamImages, list_images
+        from byol.data.image_sets import StreamImages
+        from byol.data.listing import list_images
 
         return StreamImages(list_images(folder), BOUND, 3, "full", crops=crops(), decoder=decoder), collate
     if pipeline.startswith(("byol-", "decode-")):
@@ -295,7 +296,7 @@ def main(argv=None) -> int:
 
     from byol.data.cache import write_cache
     from byol.data.shards import write_shards
-    from byol.training.data import usable_cores
+    from byol.training.facts import usable_cores
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:

@@ -122,7 +122,7 @@ def run_one(folder: Path, out: Path, epochs: int, seed: int, extra: list[str]) -
     notes = [n for n in summary.get("notes", []) if n.startswith("recipe for the data")]
     return {"benchmark": "quickstart", "seed": seed, "epochs": epochs, "train_images": summary["train_images"],
             "steps": summary["steps"], "held_out_images": summary.get("knn_test_images"),
-            "grayscale": summary["grayscale"],  # as the run decided it (byol.data.images.looks_grayscale)
+            "grayscale": summary["grayscale"],  # as the run decided it (byol.data.image_sets.looks_grayscale)
             "knn_untrained_top1": summary.get("knn_untrained_top1"), "knn_final_top1": summary.get("knn_final_top1"),
             "outcome": verdict.get("outcome"), "p_value": verdict.get("p_value"),
             "wall_seconds": summary["wall_seconds"], "process_seconds": round(time.time() - start, 1),

@@ -27,9 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv=None) -> int:
     from byol.core.backbones import resnet18
-    from byol.data.images import decode_to_memory, list_images
+    from byol.data.image_sets import decode_to_memory
+    from byol.data.listing import list_images
     from byol.evaluation.protocols import extract_features, knn_accuracy
-    from byol.data.images import first_per_class
+    from byol.data.splits import first_per_class
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cifar", required=True, help="folder with CIFAR-10's train.tar.gz and test.tar.gz")

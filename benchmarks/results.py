@@ -64,7 +64,7 @@ def quickstart_runs(rows: list[dict]) -> str:
     """Every quick-start run: its curve (kNN top-1 on its held-out images after each check), the
     verdict and each run's first beat of its own untrained network (budget.first_beat: by more
     than its held-out images can tell from chance, or by the paired test at the end)."""
-    from byol.training.budget import first_beat
+    from curves import first_beat
 
     lines = ["| data | side | training images | epochs (steps) | seed | kNN top-1 by step (untrained first) "
              "| verdict (McNemar p) | first beat at step | time | precision, CPU | load average after (15 min) |",
@@ -358,7 +358,7 @@ def replaced(text: str, name: str, content: str, where: Path) -> str:
 
 def outputs(rows: list[dict]) -> dict[Path, str]:
     """Each file this script writes (but the plot), as the rows make it."""
-    from byol.training.budget import summarize
+    from curves import summarize
 
     entries = summarize(rows)
     page, readme = ROOT / "docs" / "benchmarks.md", ROOT / "README.md"

@@ -52,8 +52,8 @@ def group(row: dict) -> tuple[str, int | None]:
 
 def first_reach(curve: list, level: float) -> tuple[int, float] | None:
     """(epoch, seconds) of the curve's own first point at or above `level`; None if none is
-    (byol.training.budget.first_crossing, the one definition of a first crossing)."""
-    from byol.training.budget import first_crossing
+    (curves.first_crossing, the one definition of a first crossing)."""
+    from curves import first_crossing
 
     hit = first_crossing(curve, level)
     return (hit[0], hit[1]) if hit else None

@@ -21,11 +21,12 @@ from safetensors.torch import load_file
 from byol.core.backbones import resnet18
 from byol.checkpoint import export_backbone
 from byol.config import load_config
-from byol.data.images import MemoryImages, decode_to_memory, list_images
+from byol.data.image_sets import decode_to_memory, MemoryImages
+from byol.data.listing import list_images
 from byol.data.datasets import load_dataset
 from byol.evaluation.protocols import ClassifierSettings, Inputs, train_classifier
 from byol.core.model import feature_extractor
-from byol.data.images import first_per_class
+from byol.data.splits import first_per_class
 from byol.training.pretrain import pretrain
 
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "byol" / "configs" / "cifar10.yaml"

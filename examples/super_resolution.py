@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from byol import BYOL, AugmentConfig, BatchAugment
-from byol.data.images import decode_to_memory, list_images
+from byol.data.image_sets import decode_to_memory
+from byol.data.listing import list_images
 from byol.data.demo import generate_textures
 from byol.core.optim import build_optimizer
 

@@ -63,3 +63,18 @@ def demo_run(demo_data, tmp_path_factory):
                "--train.knn_every", "1", *TINY])
     assert rc == 0
     return out
+
+
+def make_facts(train_images: int | None = 1800, typical_side: int | None = 32, grayscale: bool = False,
+               source: str = "folder", launch=None, cores: int = 2, cuda: bool = False, cpu_bf16: bool = False,
+               forced: str | None = None, weights=None, cache: dict | None = None, measurements=()):
+    """Hand-made facts (byol.training.facts.Facts) for testing byol.training.plan.decide: no
+    folder, no machine, no environment read; no measurements of similar data unless given."""
+    from byol.training.facts import DataFacts, Facts, Hardware, Launch
+
+    data = DataFacts(source, "data", train_images, typical_side, grayscale, "hand-made",
+                     True if source == "folder" else None, True, cache)
+    hardware = Hardware(cuda=cuda, cuda_devices=1 if cuda else 0, cuda_bf16=cuda, gpu="a GPU" if cuda else None,
+                        cpu="a CPU", cpu_kind="AVX-512 BF16" if cpu_bf16 else "AVX2 only", cpu_bf16=cpu_bf16,
+                        cpu_bf16_forced=forced, cores=cores, threads=cores)
+    return Facts(data, weights, launch or Launch("none"), hardware, tuple(measurements))

@@ -6,12 +6,22 @@ from pathlib import Path
 
 from byol.cli import main
 from byol.config import load_config
-from byol.training.budget import beat_margin, budget_note, first_beat, first_crossing, measured, summarize
-from byol.training.data import build_data, plan_data
+from byol.training.budget import budget_note as note_of_run, measured
+from byol.training.data import build_data
+from byol.training.pretrain import plan_run
 
 from conftest import write_folder
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from curves import beat_margin, first_beat, first_crossing, summarize  # noqa: E402  (the rows' aggregation)
+
+
+def budget_note(cfg, images: int, grayscale: bool = False, entries=None) -> list[str]:
+    """The budget line of a one-process run of `cfg` on `images` images."""
+    t = cfg.train
+    per_epoch = -(-(images // t.batch_size) // t.accumulate)
+    return note_of_run(t.epochs, per_epoch, images, cfg.data.image_size, grayscale, entries)
 
 
 def row(seed, steps, epochs, curve, final=None, data="CIFAR-10 photos", side=32, images=1800, outcome=None):
@@ -143,7 +153,8 @@ def test_print_config_says_the_budget_line_with_the_plan(tmp_path, capsys):
     assert main(["pretrain", "--data.path", str(data), "--train.epochs", "2", "--print-config"]) == 0
     out = capsys.readouterr()
     text = out.out + out.err
-    assert "budget: 270 images x 2 epochs = 2 steps" in text  # 10 % of each class held out
+    assert "train.batch_size 256 -> 64" in text  # no batch set: one the 270 images fill 4 times
+    assert "budget: 270 images x 2 epochs = 8 steps" in text  # 10 % of each class held out
 
 
 def test_the_packaged_measurements_and_the_pages_tables_are_what_the_committed_rows_give():
@@ -254,4 +265,5 @@ def test_the_digits_for_the_budget_curves_are_grayscale_and_a_run_takes_them_so(
     out = capsys.readouterr()
     assert "grayscale images" in out.out + out.err
     cfg = load_config(None, ["--data.path", str(folder), "--train.batch_size", "32"])
-    assert plan_data(cfg)[2] is True and build_data(cfg)[1].grayscale is True  # what the budget line is told
+    plan = plan_run(cfg)
+    assert plan.grayscale is True and build_data(plan).grayscale is True  # what the budget line is told

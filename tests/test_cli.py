@@ -331,12 +331,13 @@ def test_without_a_check_every_step_no_checkpoint_holds_a_nonfinite_state(demo_d
 
 def test_in_memory_images_are_augmented_in_workers_when_asked(demo_data, tmp_path):
     from byol.config import load_config
-    from byol.data.images import AugmentedImages
+    from byol.data.image_sets import AugmentedImages
     from byol.training.data import build_data
+    from byol.training.pretrain import plan_run
 
     cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--data.augment_on", "workers",
                              "--data.num_workers", "1", "--train.knn_every", "0", *TINY[2:]])
-    loader = build_data(cfg)[1].loader
+    loader = build_data(plan_run(cfg)).loader
     assert isinstance(loader.dataset, AugmentedImages) and loader.num_workers == 1
     batch = next(iter(loader))
     v1, v2 = batch.view1, batch.view2
@@ -421,11 +422,14 @@ def test_an_exported_backbone_is_read_with_its_own_settings(demo_run, demo_data,
 def test_auto_precision_follows_the_probe_and_the_run_says_which(fast_bf16, expected, demo_data, tmp_path,
                                                                 monkeypatch, capsys):
     # both answers of the probe on any CPU: the bf16 path (autocast, bf16 kNN features) and the fp32 one
-    from byol.training.trainer import resolve_precision
+    from byol.training.facts import read_hardware
+    from byol.training.plan import choose_precision
 
     monkeypatch.setenv("BYOL_CPU_BF16", fast_bf16)
-    assert resolve_precision("auto", "cpu") == expected
-    assert resolve_precision("32", "cpu") == "32-true" and resolve_precision("bf16", "cpu") == "bf16-mixed"
+    hardware = read_hardware()
+    assert choose_precision("auto", False, hardware)[0] == expected
+    assert choose_precision("32", False, hardware)[0] == "32-true"
+    assert choose_precision("bf16", False, hardware)[0] == "bf16-mixed"
     out = tmp_path / "p"
     assert main(["demo", "--data", str(demo_data), "--out", str(out), "--train.epochs", "1",
                  "--train.knn_every", "1", "--log.report", "false", *TINY]) == 0
@@ -441,20 +445,23 @@ def test_a_checkpoint_from_before_a_key_existed_resumes_with_that_keys_default(d
     # its default is what those runs used, so a resume with the default is not a change of the run
     import copy
 
+    from conftest import make_facts
+
     from byol.config import from_dict
-    from byol.training.bookkeeping import check_resume_config
+    from byol.training.checks import check_resume_config
+    from byol.training.plan import decide
 
     ckpt = torch.load(demo_run / "checkpoints" / "last.ckpt", weights_only=False)
     saved = ckpt["hyper_parameters"]["config"]
-    cfg = from_dict(copy.deepcopy(saved))  # the run's own config, with today's keys
+    plan = decide(from_dict(copy.deepcopy(saved)), make_facts(typical_side=None))  # the run's own config, today's keys
     del saved["model"]["head_bias"], saved["optim"]["schedule_per"]
     old = tmp_path / "old.ckpt"
     torch.save(ckpt, old)
-    check_resume_config(old, cfg)  # accepted
+    check_resume_config(old, plan)  # accepted
     saved["model"]["head_bias"] = "output"  # a real difference is still named
     torch.save(ckpt, old)
     with pytest.raises(Exception, match="model.head_bias"):
-        check_resume_config(old, cfg)
+        check_resume_config(old, plan)
 
 
 def test_demo_config_files_layer_on_the_demo_recipe_and_version_is_printed(tmp_path, monkeypatch, capsys):
@@ -522,6 +529,6 @@ def test_help_is_grouped_and_shows_a_recipes_values_and_print_config_shows_sourc
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("optim.base_lr: 0.06  # ") and line.endswith("cifar10.yaml") for line in lines)
     assert "train.epochs: 3  # command line" in lines and "data.image_size: 32  # " in "\n".join(lines)
-    assert lines[-1].startswith("plan: 270 training images at 32 px, 3 epochs x 1 steps = 3 steps of 256 images; "
-                                "sgd lr 0.06") and "precision: " in lines[-1]
+    assert lines[-1].startswith("plan: 270 training images at 32 px, 3 epochs x 1 steps = 3 steps of 256 images (14 "
+                                "left out of each epoch: the last partial batch); sgd lr 0.06") and "precision: " in lines[-1]
     assert not out.exists()  # nothing written

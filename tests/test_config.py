@@ -151,16 +151,20 @@ def test_new_keys_are_refused_with_one_line_naming_them():
 def test_a_config_is_a_frozen_value_and_every_change_makes_a_new_one():
     import dataclasses
 
-    from byol.config import adapt_to_data, updated
+    from conftest import make_facts
+
+    from byol.config import updated
+    from byol.training.plan import decide
 
     cfg = load_config(None, ["--data.image_size", "32", "--augment.view2.blur_p", "0.5"])
     for section, name in ((cfg.train, "epochs"), (cfg.augment.view1, "blur_p"), (cfg, "train")):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(section, name, 3)
-    adapted, notes = adapt_to_data(cfg, grayscale=True)
+    plan = decide(cfg, make_facts(typical_side=None, grayscale=True))
+    adapted = plan.cfg
     assert cfg.augment.view1.blur_p == 1.0 and cfg.augment.view1.saturation == 0.2 and cfg.notes == []  # untouched
     assert adapted.augment.view1.blur_p == 0.0 and adapted.augment.view2.blur_p == 0.5  # what was set is kept
-    assert adapted.notes == notes and adapted.given == cfg.given  # a data-aware choice stays a default
+    assert adapted.notes == [d.note for d in plan.decisions] and adapted.given == cfg.given  # a choice stays a default
     larger = updated(cfg, {"data.image_size": 64}, ["a note"])
     assert (larger.data.image_size, larger.augment.size, cfg.augment.size) == (64, 64, 32)
     assert larger.notes == ["a note"] and larger != cfg
@@ -171,13 +175,15 @@ def test_a_config_is_a_frozen_value_and_every_change_makes_a_new_one():
 def test_the_data_is_built_from_the_final_config(tmp_path):
     from conftest import write_folder
 
-    from byol.training.pretrain import read_data
+    from byol.training.data import build_data
+    from byol.training.pretrain import plan_run
 
     gray = write_folder(tmp_path / "gray", classes=("a", "b"), per_class=8, size=(32, 32), mode="L")
     cfg = load_config(None, ["--data.path", str(gray), "--data.augment_on", "workers", "--train.batch_size", "4"])
-    final, data = read_data(cfg)
+    plan = plan_run(cfg)
+    data = build_data(plan)
     views = data.loader.dataset.transform.batch.cfg  # the per-image transform the workers run
-    assert views == final.augment and views.view1.saturation == views.view1.blur_p == 0.0
+    assert views == plan.cfg.augment and views.view1.saturation == views.view1.blur_p == 0.0
     assert cfg.augment.view1.saturation == 0.2  # the config it started from is unchanged
 
 
@@ -185,12 +191,13 @@ def test_print_config_plans_what_the_run_builds_listing_once_and_decoding_only_a
     from conftest import write_folder
 
     import byol.training.data as training_data
-    from byol.training.pretrain import plan, read_data
+    import byol.training.facts as facts
+    from byol.training.pretrain import plan_run
 
     gray = write_folder(tmp_path / "gray", classes=("a", "b"), per_class=8, size=(40, 30), mode="L")
     cfg = load_config(None, ["--data.path", str(gray), "--train.batch_size", "4", "--train.epochs", "2"])
     calls = {"list": 0, "decoded": []}
-    listed, decode = training_data.list_images, training_data.decode_to_memory
+    listed, decode = facts.list_images, facts.decode_to_memory
 
     def counting_list(path):
         calls["list"] += 1
@@ -201,14 +208,14 @@ def test_print_config_plans_what_the_run_builds_listing_once_and_decoding_only_a
         calls["decoded"].append(len(out))
         return out
 
-    monkeypatch.setattr(training_data, "list_images", counting_list)
-    monkeypatch.setattr(training_data, "decode_to_memory", counting_decode)
-    monkeypatch.setattr(training_data, "GRAYSCALE_SAMPLE", 3)
-    planned, lines = plan(cfg)
+    monkeypatch.setattr(facts, "list_images", counting_list)
+    for module in (facts, training_data):
+        monkeypatch.setattr(module, "decode_to_memory", counting_decode)
+    monkeypatch.setattr(facts, "GRAYSCALE_SAMPLE", 3)
+    plan = plan_run(cfg)  # what --print-config shows
     assert calls == {"list": 1, "decoded": [3]}  # one listing; only the sample's pixels are decoded
     calls.update(list=0, decoded=[])
-    built, data = read_data(cfg)
-    assert calls["list"] == 1 and sum(calls["decoded"]) == 16  # 14 trained on, 2 held out, each decoded once
-    assert planned == built and planned.notes == built.notes and planned.data.image_size == 30
-    assert built.augment.view1.saturation == 0.0  # grayscale decided from the pixels in both
-    assert f"plan: {data.images} training images at 30 px" in lines[-1]
+    data = training_data.build_data(plan)  # what the run builds from the same plan: no second listing
+    assert calls["list"] == 0 and sum(calls["decoded"]) == 16  # 14 trained on, 2 held out, each decoded once
+    assert plan.cfg.data.image_size == 30 and plan.cfg.augment.view1.saturation == 0.0  # grayscale from the pixels
+    assert f"plan: {data.images} training images at 30 px" in plan.lines()[-1]

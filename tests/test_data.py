@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 
 from byol.data.decode import fit_image
-from byol.data.images import (DataError, MemoryImages, StreamImages, decode_to_memory, list_images,
-                       split_held_out)
+from byol.data.image_sets import decode_to_memory, MemoryImages, StreamImages
+from byol.data.listing import DataError, list_images
+from byol.data.splits import split_held_out
 
 from conftest import write_folder
 
@@ -97,7 +98,7 @@ def test_memory_dataset_batches_and_held_out_split():
     batch = ds.__getitems__([3, 5])
     x, y = batch.images, batch.labels
     assert x.shape == (2, 3, 8, 8) and y.tolist() == [3, 1]
-    from byol.data.images import ImageList
+    from byol.data.listing import ImageList
 
     listing = ImageList("r", [f"{i}.png" for i in range(40)], labels.tolist(), ["a", "b", "c", "d"])
     rest, held = split_held_out(listing, 0.25, seed=0)
@@ -150,28 +151,25 @@ def test_an_unreadable_image_is_said_once_however_often_it_is_decoded(tmp_path, 
 
 
 def test_image_size_comes_from_the_data_unless_set(tmp_path, capsys):
+    from conftest import make_facts
+
     from byol.cli import main
     from byol.config import load_config
-    from byol.training.data import size_from_data
+    from byol.training.facts import read_facts
+    from byol.training.plan import decide
 
     big = write_folder(tmp_path / "big", per_class=3, size=(300, 200))
-    cfg = load_config(None, ["--data.path", str(big)])
-    cfg, notes = size_from_data(cfg)
-    assert notes and cfg.data.image_size == 200 and cfg.augment.size == 200
+    assert read_facts(load_config(None, ["--data.path", str(big)])).data.typical_side == 200
+    cfg = decide(load_config(None, []), make_facts(typical_side=200)).cfg
+    assert cfg.data.image_size == 200 and cfg.augment.size == 200
     assert "typical shorter side is 200 px" in cfg.notes[0]
-    huge = write_folder(tmp_path / "huge", per_class=3, size=(500, 375))
-    cfg = load_config(None, ["--data.path", str(huge)])
-    cfg, _ = size_from_data(cfg)
+    cfg = decide(load_config(None, []), make_facts(typical_side=375)).cfg
     assert cfg.data.image_size == 224 and "kept within 16-224" in cfg.notes[0]
-    cfg = load_config(None, ["--data.path", str(huge), "--data.image_size", "32"])  # set: kept, with a line
-    cfg, _ = size_from_data(cfg)
+    cfg = decide(load_config(None, ["--data.image_size", "32"]), make_facts(typical_side=375)).cfg  # set: kept, said
     assert cfg.data.image_size == 32 and "12x data.image_size 32" in cfg.notes[0]
-    cfg = load_config(None, ["--data.path", str(write_folder(tmp_path / "small", per_class=3, size=(12, 10)))])
-    cfg, _ = size_from_data(cfg)
-    assert cfg.data.image_size == 16
+    assert decide(load_config(None, []), make_facts(typical_side=10)).cfg.data.image_size == 16
     cfg = load_config(None, ["--data.dataset", "stl10", "--data.path", str(tmp_path)])
-    cfg, _ = size_from_data(cfg)
-    assert cfg.data.image_size == 96
+    assert decide(cfg, make_facts(typical_side=96, source="stl10")).cfg.data.image_size == 96
     # a run says it at the start and trains at that size
     assert main(["pretrain", "--data.path", str(big), "--train.out_dir", str(tmp_path / "run"), "--train.epochs", "0",
                  "--model.backbone_args", "{stem: cifar, width: 0.125}", "--log.report", "false",

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from byol.data import datasets
-from byol.data.images import DataError
+from byol.data.listing import DataError
 from byol.data.datasets import download, load_dataset, read_idx
 
 rng = np.random.default_rng(0)
@@ -144,7 +144,7 @@ def test_video_frame_pairs(tmp_path):
     from PIL import Image
 
     from byol.core.augment import AugmentConfig, TwoViewTransform
-    from byol.data.images import VideoFramePairs
+    from byol.data.image_sets import VideoFramePairs
 
     for clip, n in (("clipA", 5), ("clipB", 3), ("single", 1)):
         (tmp_path / clip).mkdir()

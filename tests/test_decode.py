@@ -14,7 +14,7 @@ from byol.config import load_config
 from byol.core.augment import ViewConfig, crop_boxes
 from byol.data.cache import write_cache
 from byol.data.decode import cut_views, decode_item, upright_size
-from byol.data.images import DataError, list_images
+from byol.data.listing import DataError, list_images
 
 CROPS = load_config("imagenet").augment  # 224-px views, scale 0.08-1, aspect 3/4-4/3, DeepMind's sampling
 
@@ -220,17 +220,13 @@ def test_a_run_on_a_cache_says_so_and_streamed_runs_say_their_loader(tmp_path, c
     assert 0 <= summary["data_wait_share"] <= 1 and summary["data_wait_seconds"] >= 0
 
 
-def test_workers_follow_the_cores(monkeypatch):
-    from byol.training.data import loader_workers
+def test_workers_follow_the_cores():
+    from byol.training.plan import loader_workers
 
-    cfg = load_config(None, ["--data.path", "x"])
-    monkeypatch.setattr("byol.training.data.usable_cores", lambda: 16)
-    assert loader_workers(cfg) == 15
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    assert loader_workers(cfg) == 3  # four training processes share the machine's cores
-    monkeypatch.setattr("byol.training.data.usable_cores", lambda: 2)
-    assert loader_workers(cfg) == 1
-    assert loader_workers(load_config(None, ["--data.num_workers", "5"])) == 5
+    assert loader_workers(None, 16, 1)[0] == 15
+    assert loader_workers(None, 16, 4)[0] == 3  # four training processes share the machine's cores
+    assert loader_workers(None, 2, 1)[0] == 1
+    assert loader_workers(5, 2, 1) == (5, "data.num_workers 5")
 
 
 def test_a_decoder_that_is_not_installed_is_one_line(monkeypatch, tmp_path, capsys):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from byol.cli import main
-from byol.data.images import decode_to_memory, list_images
+from byol.data.image_sets import decode_to_memory
+from byol.data.listing import list_images
 from byol.evaluation.saved import load_reader
 
 pytest.importorskip("onnxruntime", reason="the ONNX checks need onnxruntime: pip install -e '.[dev]'")

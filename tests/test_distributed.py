@@ -119,20 +119,27 @@ def test_torchrun_starts_cleanly_beside_a_busy_core(demo_data, tmp_path):
         burner.wait()
 
 
-def test_sync_batchnorm_on_gpus_and_said_off_on_cpus(monkeypatch):
-    from byol.config import load_config
-    from byol.training.trainer import strategy, sync_batchnorm
+def test_sync_batchnorm_on_gpus_and_said_off_on_cpus():
+    from conftest import make_facts
 
-    two = load_config(None, ["--train.devices", "2"])
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert sync_batchnorm(two) is True
-    assert strategy(two).__class__.__name__ == "DDPStrategy"
-    assert sync_batchnorm(load_config(None, ["--train.devices", "2", "--train.sync_batchnorm", "false"])) is False
-    assert sync_batchnorm(load_config(None, [])) is False  # one process: nothing to synchronise
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    from byol.config import load_config
+    from byol.training.plan import decide
+    from byol.training.trainer import strategy
+
+    def plan(args, cuda):
+        return decide(load_config(None, ["--train.accelerator", "gpu" if cuda else "cpu", *args]),
+                      make_facts(train_images=4000, cuda=cuda))
+
+    two = ["--train.num_nodes", "2"]  # two processes, one GPU (or CPU) on each of two machines
+    on_gpus = plan(two, cuda=True)
+    assert on_gpus.sync_batchnorm is True and strategy(on_gpus).__class__.__name__ == "DDPStrategy"
+    assert plan([*two, "--train.sync_batchnorm", "false"], cuda=True).sync_batchnorm is False
+    assert plan([], cuda=True).sync_batchnorm is False  # one process: nothing to synchronise
+    on_cpus = plan(two, cuda=False)
+    assert on_cpus.sync_batchnorm is False
     with pytest.warns(UserWarning, match="SyncBatchNorm runs on GPUs only"):
-        assert sync_batchnorm(two) is False
-    hidden = load_config(None, ["--train.devices", "2", "--model.hidden_layer", "layer4"])
+        strategy(on_cpus)
+    hidden = plan([*two, "--model.hidden_layer", "layer4"], cuda=False)
     assert strategy(hidden)._ddp_kwargs["find_unused_parameters"] is True  # layers after it get no gradient
 
 

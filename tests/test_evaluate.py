@@ -1,7 +1,8 @@
 import torch
 from torch import nn
 
-from byol.data.images import MemoryImages, balanced_split
+from byol.data.image_sets import MemoryImages
+from byol.data.splits import balanced_split
 from byol.evaluation.protocols import (ClassifierSettings, Inputs, knn_accuracy, knn_predict, linear_probe,
                                        logistic_regression, train_classifier)
 
@@ -61,7 +62,7 @@ def test_test_labels_are_matched_to_training_classes_by_name(tmp_path):
 
     import pytest
 
-    from byol.data.images import DataError
+    from byol.data.listing import DataError
     from byol.evaluation.saved import Reader, evaluate
     from conftest import write_folder
 

@@ -74,7 +74,8 @@ def test_a_one_channel_network_exports_with_one_mean_and_std(fmt, gray_run, tmp_
     assert "(batch, 1, 32, 32)" in said
     reader = load_reader(ckpt)
     assert len(reader.mean) == len(reader.std) == 1
-    from byol.data.images import decode_to_memory, list_images
+    from byol.data.image_sets import decode_to_memory
+    from byol.data.listing import list_images
 
     x = decode_to_memory(list_images(str(data)), 32, 1).images[:6]
     got = run_export(str(target), {".onnx": "onnx", ".torchscript": "torchscript", ".pt2": "exported-program"}[fmt],
@@ -217,19 +218,18 @@ def test_init_weights_that_are_no_file_say_what_they_are(make, says, tmp_path, c
 # -- precision ----------------------------------------------------------------------------
 
 
-def test_precision_chosen_by_the_environment_says_so(monkeypatch):
+def test_precision_chosen_by_the_environment_says_so():
     """BYOL_CPU_BF16=0 on an AVX-512 BF16 CPU printed 'this CPU has no AVX-512 BF16 or AMX'."""
-    from byol.training import trainer
+    from conftest import make_facts
 
-    monkeypatch.setattr(trainer, "cpu_bf16_hardware", lambda: True)
-    monkeypatch.setenv("BYOL_CPU_BF16", "0")
-    assert trainer.choose_precision("auto", "cpu", cuda=False) == (
-        "32-true", "auto: BYOL_CPU_BF16=0 in the environment chose fp32")
-    monkeypatch.delenv("BYOL_CPU_BF16")
-    assert trainer.choose_precision("auto", "cpu", cuda=False)[1].startswith("auto: this CPU multiplies bf16")
-    monkeypatch.setattr(trainer, "cpu_bf16_hardware", lambda: False)
-    assert "has no AVX-512 BF16" in trainer.choose_precision("auto", "cpu", cuda=False)[1]
-    assert trainer.choose_precision("32", "cpu") == ("32-true", "train.precision 32")
+    from byol.training.plan import choose_precision
+
+    bf16_cpu, avx2_cpu = make_facts(cpu_bf16=True).hardware, make_facts(cpu_bf16=False).hardware
+    forced = make_facts(cpu_bf16=True, forced="0").hardware
+    assert choose_precision("auto", False, forced) == ("32-true", "auto: BYOL_CPU_BF16=0 in the environment chose fp32")
+    assert choose_precision("auto", False, bf16_cpu)[1].startswith("auto: this CPU multiplies bf16")
+    assert "has no AVX-512 BF16" in choose_precision("auto", False, avx2_cpu)[1]
+    assert choose_precision("32", False, bf16_cpu) == ("32-true", "train.precision 32")
 
 
 # -- configs that meant something else ---------------------------------------------------
@@ -256,14 +256,14 @@ def test_the_same_keys_give_the_same_run_from_a_dict_and_from_a_file(tmp_path, c
     """A dict got the recipe for 32-px data; the same keys in a YAML file kept LARS, the ImageNet
     stem and a 10-epoch warm-up in a 1-epoch run, with no note."""
     from byol.config import as_config, to_dict
-    from byol.training.pretrain import plan
+    from byol.training.pretrain import plan_run
 
     data = write_folder(tmp_path / "imgs", per_class=8, size=(32, 32))
     values = {"data": {"path": str(data)}, "train": {"epochs": 1, "batch_size": 8}}
     path = tmp_path / "mine.yaml"
     path.write_text(json.dumps(values))
-    from_dict, _ = plan(as_config(values))
-    from_file, _ = plan(as_config(str(path)))
+    from_dict = plan_run(as_config(values)).cfg
+    from_file = plan_run(as_config(str(path))).cfg
     assert to_dict(from_dict) == to_dict(from_file)
     assert from_file.optim.name == "sgd" and from_file.model.backbone_args.get("stem") == "cifar"
 
@@ -272,7 +272,7 @@ def test_a_packaged_recipe_keeps_its_warmup_and_says_it_outlasts_the_run(tmp_pat
     data = write_folder(tmp_path / "imgs", per_class=8, size=(32, 32))
     rc, said, err = run(["pretrain", "--config", "imagenet", "--data.dataset", "folder", "--data.path", str(data),
                          "--train.epochs", "1", "--data.large_images", "resize", "--train.batch_size", "8",
-                         "--print-config"], capsys)
+                         "--train.devices", "1", "--train.num_nodes", "1", "--print-config"], capsys)
     assert rc == 0, err
     assert "optim.warmup_epochs: 10" in said and "not shorter than the run's 1 epoch" in said
 
@@ -305,7 +305,7 @@ def test_a_cache_run_again_follows_the_sources(tmp_path):
     """A re-run trusted what was there: a deleted source kept its copy (121 images for 119), a
     moved one was under both labels, a replaced one kept its old picture."""
     from byol.data.cache import write_cache
-    from byol.data.images import list_images
+    from byol.data.listing import list_images
 
     src, dst = tmp_path / "src", tmp_path / "dst"
     for i in range(4):

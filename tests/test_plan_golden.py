@@ -7,6 +7,7 @@ A change that means to change a decision rewrites the copy and shows the differe
     BYOL_UPDATE_GOLDEN=1 python -m pytest tests/test_plan_golden.py
 """
 import contextlib
+import difflib
 import io
 import json
 import os
@@ -76,8 +77,8 @@ class Started(Exception):
 
 
 def said(argv: list[str], root: Path) -> str:
-    """What `byol` prints (stdout and stderr) for argv, the temporary root and the loader's
-    measured rate masked."""
+    """What `byol` prints (stdout and stderr) for argv, the temporary root, the packaged recipes'
+    folder (where the checkout is) and the loader's measured rate masked."""
     from byol.cli import main
 
     out = io.StringIO()
@@ -86,7 +87,9 @@ def said(argv: list[str], root: Path) -> str:
             code = main(argv)
         except Started:
             code = "started"
-    text = out.getvalue().replace(str(root), "<ROOT>")
+    from byol.config import RECIPES_DIR
+
+    text = out.getvalue().replace(str(root), "<ROOT>").replace(str(RECIPES_DIR), "<RECIPES>")
     text = re.sub(r"about \d+ images/s \(\d+ per process", "about N images/s (N per process", text)
     return f"exit {code}\n{text}"
 
@@ -124,6 +127,15 @@ def test_the_decisions_shown_and_saved_are_the_reviewed_ones(tmp_path, monkeypat
         pytest.skip(f"rewrote {GOLDEN}")
     expected = json.loads(GOLDEN.read_text())
     assert sorted(got) == sorted(expected)
-    for case in expected:
-        for part in ("print_config", "run", "config_yaml", "preview"):
-            assert got[case].get(part) == expected[case].get(part), f"{case}: {part} differs from {GOLDEN}"
+    differences = [f"{case}: {part}:\n" + "\n".join(difflib.unified_diff(comparable(part, expected[case].get(part)),
+                                                                      comparable(part, got[case].get(part)), lineterm=""))
+                   for case in expected for part in ("print_config", "run", "config_yaml", "preview")
+                   if comparable(part, got[case].get(part)) != comparable(part, expected[case].get(part))]
+    assert not differences, f"differs from {GOLDEN}:\n" + "\n".join(differences)
+
+
+def comparable(part: str, text: str | None) -> list[str]:
+    """A part as it is compared: its lines, in order; the keys of print-config and config.yaml
+    as a set of lines (the order of a section's keys is not a decision)."""
+    lines = (text or "").splitlines()
+    return sorted(lines) if part in ("print_config", "config_yaml") else lines

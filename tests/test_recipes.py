@@ -11,11 +11,13 @@ from torch import nn
 
 from byol.core.augment import AugmentConfig, BatchAugment, ViewConfig
 from byol.cli import main
-from byol.config import ConfigError, adapt_to_data, load_config, recipe_names
-from byol.training.budget import budget_note
-from byol.data.images import StreamImages, decode_item, list_images
+from byol.config import ConfigError, load_config, recipe_names
+from byol.training.plan import decide
+from byol.data.decode import decode_item
+from byol.data.image_sets import StreamImages
+from byol.data.listing import list_images
 from byol.evaluation.protocols import extract_features
-from byol.training.bookkeeping import verdict
+from byol.training.summary import verdict
 
 from conftest import TINY, write_folder
 
@@ -95,16 +97,17 @@ def test_zero_init_residual_starts_every_block_as_identity():
 
 
 def test_data_aware_defaults_change_only_what_no_one_set():
+    from conftest import make_facts
+
     cfg = load_config(None, ["--data.image_size", "32", "--augment.view2.blur_p", "0.5"])
-    cfg, notes = adapt_to_data(cfg, grayscale=True)
-    notes += budget_note(cfg, 1200, entries=[])
+    plan = decide(cfg, make_facts(train_images=1200, typical_side=None, grayscale=True))
+    cfg, notes = plan.cfg, [d.note for d in plan.decisions if d.name in ("augmentation", "budget")]
     assert cfg.augment.view1.blur_p == 0.0 and cfg.augment.view2.blur_p == 0.5  # given: kept
     assert cfg.augment.view1.saturation == cfg.augment.view2.hue == cfg.augment.view1.grayscale_p == 0.0
     assert "32-px images and grayscale images" in notes[0] and "view1.blur_p: 1.0 -> 0.0" in notes[0]
     assert notes[1].startswith("budget: 1,200 images x 100 epochs") and "more images or more epochs" in notes[1]
-    big = load_config(None, ["--data.image_size", "96"])
-    big, notes = adapt_to_data(big, grayscale=False)
-    assert notes + budget_note(big, 50_000, entries=[]) == [] and big.augment.view1.blur_p == 1.0
+    big = decide(load_config(None, ["--data.image_size", "96"]), make_facts(train_images=50_000, typical_side=None))
+    assert not [d for d in big.decisions if d.name in ("augmentation", "budget")] and big.cfg.augment.view1.blur_p == 1.0
 
 
 def test_a_grayscale_run_records_the_values_it_used(tmp_path):
@@ -190,7 +193,7 @@ def test_evaluation_training_crops_come_from_the_whole_image(tmp_path):
     # linear-aug and finetune train on crop + flip views; from the whole wide image the crops
     # show its red left third, from the decoded centre square they never could
     from byol.core.augment import augment_view
-    from byol.data.images import decode_to_memory
+    from byol.data.image_sets import decode_to_memory
     from byol.evaluation.protocols import crop_flip
     from byol.evaluation.saved import whole_image_crops
 
@@ -428,11 +431,11 @@ def test_the_recipes_named_after_other_libraries_build_their_backbones():
         resnet18(stem="imagenet", stem_padding=2)
 
 
-def test_small_images_without_a_config_get_the_small_image_recipe(tmp_path):
-    from byol.training.data import decide_from_data
+def test_small_images_without_a_config_get_the_small_image_recipe():
+    from conftest import make_facts
 
-    small = write_folder(tmp_path / "small", per_class=2, size=(32, 32))
-    cfg = decide_from_data(load_config(None, ["--data.path", str(small), "--train.epochs", "5"]))
+    facts = make_facts(train_images=4, typical_side=32)
+    cfg = decide(load_config(None, ["--train.epochs", "5", "--train.batch_size", "2"]), facts).cfg
     cifar = load_config("cifar10", ["--train.epochs", "5"])
     for key in ("optim.name", "optim.base_lr", "optim.weight_decay", "optim.warmup_epochs", "model.tau_base",
                 "model.projection_hidden_dim"):
@@ -441,52 +444,56 @@ def test_small_images_without_a_config_get_the_small_image_recipe(tmp_path):
     assert cfg.model.backbone_args == {"stem": "cifar"} and cfg.augment.mean == load_config(None, []).augment.mean
     assert any(n.startswith("recipe for the data and the run (32-px images: the cifar10") for n in cfg.notes)
     # a key on the command line stays; a user's own network keeps its arguments
-    mine = decide_from_data(load_config(None, ["--data.path", str(small), "--optim.base_lr", "0.5",
-                                               "--model.backbone", "user_nets:NoBatchNorm"]))
+    mine = decide(load_config(None, ["--optim.base_lr", "0.5", "--model.backbone", "user_nets:NoBatchNorm",
+                                     "--train.batch_size", "2"]), facts).cfg
     assert mine.optim.base_lr == 0.5 and mine.optim.name == "sgd" and mine.model.backbone_args == {}
 
 
-def test_the_small_image_recipe_takes_the_preset_for_the_runs_steps_not_its_epochs():
-    from byol.data.images import ImageList
-    from byol.training.data import recipe_for_data, training_images
+def test_the_small_image_recipe_takes_the_preset_for_the_runs_steps_not_its_epochs(tmp_path):
+    from conftest import make_facts
+
+    from byol.training.facts import folder_split
+    from byol.data.listing import ImageList
 
     cfg = load_config(None, ["--data.image_size", "32", "--train.epochs", "50"])
     listed = ImageList("photos", [f"c{i % 10}/{i}.jpg" for i in range(2000)], [i % 10 for i in range(2000)],
                        [f"c{k}" for k in range(10)])
-    assert training_images(cfg, listed) == 1800  # 10 % of each class held out for the verdict
-    few = recipe_for_data(cfg, 1800)  # 50 epochs x 7 steps = 350 steps: the recipe's 10-epoch preset (390)
+    assert len(folder_split(cfg, listed)[0]) == 1800  # 10 % of each class held out for the verdict
+    few = decide(cfg, make_facts(train_images=1800)).cfg  # 50 epochs x 7 steps = 350 steps: the 10-epoch preset (390)
     assert few.model.tau_base == 0.95 and few.model.projection_hidden_dim == 8192
     assert any("for 9 of its epochs (351 steps; this run has about 50 x 7)" in n for n in few.notes)
-    many = recipe_for_data(cfg, 50_000)  # 50 x 195 steps: its 100-epoch preset
+    many = decide(cfg, make_facts(train_images=50_000)).cfg  # 50 x 195 steps: its 100-epoch preset
     assert many.model.tau_base == 0.99 and many.model.projection_hidden_dim == 4096
-    assert recipe_for_data(cfg).model.tau_base == 0.99  # no image count (a named data set): by its epochs
+    unknown = decide(cfg, make_facts(train_images=None, typical_side=None)).cfg
+    assert unknown.model.tau_base == 0.99  # no image count: by its epochs
 
 
-def test_a_named_config_is_never_changed_and_short_runs_warm_up_for_a_share(tmp_path):
-    from byol.training.data import decide_from_data
+def test_a_named_recipe_is_never_changed_and_short_runs_warm_up_for_a_share():
+    from conftest import make_facts
 
-    small = write_folder(tmp_path / "small", per_class=2, size=(32, 32))
-    named = load_config("imagenet", ["--data.path", str(small), "--data.dataset", "folder", "--train.epochs", "5",
-                                     "--data.large_images", "resize", "--data.in_memory", "true"])
-    assert decide_from_data(named) == named and not any(n.startswith("recipe") for n in decide_from_data(named).notes)
-    large = write_folder(tmp_path / "large", per_class=2, size=(120, 100))
-    cfg = decide_from_data(load_config(None, ["--data.path", str(large), "--train.epochs", "5"]))
+    named = load_config("imagenet", ["--data.dataset", "folder", "--train.epochs", "5", "--data.large_images", "resize",
+                                     "--data.in_memory", "true", "--data.image_size", "32", "--train.devices", "1",
+                                     "--train.num_nodes", "1"])
+    plan = decide(named, make_facts(train_images=2000, typical_side=32))
+    assert (plan.cfg.optim, plan.cfg.model) == (named.optim, named.model)
+    assert not any(d.name == "recipe" for d in plan.decisions)
+    facts = make_facts(train_images=2000, typical_side=100)
+    cfg = decide(load_config(None, ["--train.epochs", "5"]), facts).cfg
     assert cfg.data.image_size == 100 and cfg.optim.name == "lars" and cfg.optim.warmup_epochs == 0.5
-    assert decide_from_data(load_config(None, ["--data.path", str(large), "--train.epochs", "200"])).optim.warmup_epochs == 10
-    kept = decide_from_data(load_config(None, ["--data.path", str(large), "--train.epochs", "5",
-                                               "--optim.warmup_epochs", "3"]))
+    assert decide(load_config(None, ["--train.epochs", "200"]), facts).cfg.optim.warmup_epochs == 10
+    kept = decide(load_config(None, ["--train.epochs", "5", "--optim.warmup_epochs", "3"]), facts).cfg
     assert kept.optim.warmup_epochs == 3
 
 
 def test_preview_decides_as_pretrain_does_and_labels_its_rows(tmp_path, capsys):
     from PIL import Image
 
-    from byol.training.pretrain import plan
+    from byol.training.pretrain import plan_run
 
     photos = write_folder(tmp_path / "photos", per_class=3, size=(300, 200))
-    assert main(["preview", str(photos), "-o", str(tmp_path / "p.png"), "-n", "3"]) == 0
+    assert main(["preview", str(photos), "-o", str(tmp_path / "p.png"), "-n", "3", "--train.batch_size", "4"]) == 0
     shown = capsys.readouterr().out
-    cfg, _ = plan(load_config(None, ["--data.path", str(photos), "--train.batch_size", "4"]))
+    cfg = plan_run(load_config(None, ["--data.path", str(photos), "--train.batch_size", "4"])).cfg
     assert "data.image_size 200" in shown
     for view in ("view1", "view2"):
         line = next(line for line in shown.splitlines() if line.startswith(f"augment.{view}: "))

@@ -104,7 +104,7 @@ def test_a_crash_while_drawing_never_fails_the_run(tmp_path, monkeypatch, capsys
     # the report is drawn in a process of its own: here that process dies of SIGSEGV
     import sys
 
-    from byol.training.bookkeeping import draw_report
+    from byol.training.records import draw_report
 
     crash = tmp_path / "crash.sh"
     crash.write_text("#!/bin/sh\nkill -SEGV $$\n")

@@ -13,7 +13,7 @@ import torch
 from byol.checkpoint import load_checkpoint
 from byol.cli import main
 from byol.config import load_config
-from byol.data.images import StreamImages
+from byol.data.image_sets import StreamImages
 from byol.training.saving import CheckpointWriteError
 from byol.data.loader import ShardedSampler
 from byol.training.pretrain import pretrain

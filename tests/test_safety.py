@@ -196,7 +196,7 @@ def test_a_yaml_alias_bomb_and_a_repeated_section_are_refused_at_once(tmp_path, 
 
 
 def test_a_fifo_or_dangling_link_among_the_images_is_skipped_with_a_line(tmp_path, capsys):
-    from byol.data.images import list_images
+    from byol.data.listing import list_images
 
     from conftest import write_folder
 
@@ -303,7 +303,8 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_one_line(image_folder, tmp_
 def test_image_kinds_keep_their_meaning(tmp_path):
     from PIL import Image
 
-    from byol.data.images import decode_to_memory, list_images
+    from byol.data.image_sets import decode_to_memory
+    from byol.data.listing import list_images
 
     root = tmp_path / "kinds"
     root.mkdir()
@@ -328,7 +329,7 @@ def test_image_kinds_keep_their_meaning(tmp_path):
 def test_video_frames_follow_their_numbers(tmp_path):
     from PIL import Image
 
-    from byol.data.images import VideoFramePairs
+    from byol.data.image_sets import VideoFramePairs
 
     (tmp_path / "clip").mkdir()
     for k in range(1, 31):
@@ -343,7 +344,8 @@ def test_video_frames_follow_their_numbers(tmp_path):
 def test_stray_images_duplicates_and_run_folders_inside_the_data(tmp_path, capsys):
     from conftest import write_folder
 
-    from byol.data.images import list_images, split_held_out
+    from byol.data.listing import list_images
+    from byol.data.splits import split_held_out
 
     root = write_folder(tmp_path / "pets", classes=("cat", "dog"), per_class=10)
     (root / "README.jpg").write_bytes((root / "cat" / "0.png").read_bytes())
@@ -365,7 +367,7 @@ def test_damaged_archives_and_shards_are_refused_or_counted(tmp_path, capsys):
 
     from conftest import write_folder
 
-    from byol.data.images import BadImages, DataError, list_images
+    from byol.data.listing import BadImages, DataError, list_images
     from byol.data.shards import ShardStream, read_samples, write_shards
 
     root = write_folder(tmp_path / "imgs", per_class=20, size=(32, 32))

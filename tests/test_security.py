@@ -205,15 +205,15 @@ def test_a_checkpoint_written_while_the_data_was_read_is_found_once_the_lock_is_
 
     data = write_folder(tmp_path / "imgs", per_class=4)
     out = tmp_path / "run"
-    real = pretrain_module.read_data
+    real = pretrain_module.build_data
 
-    def reading_while_another_run_saves(cfg):
-        result = real(cfg)
+    def reading_while_another_run_saves(plan):
+        result = real(plan)
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "checkpoints" / "last.ckpt").write_bytes(b"the other run's checkpoint")
         return result
 
-    monkeypatch.setattr(pretrain_module, "read_data", reading_while_another_run_saves)
+    monkeypatch.setattr(pretrain_module, "build_data", reading_while_another_run_saves)
     rc, err = run(tiny_run(data, out), capsys)
     assert rc == 2 and "already holds a checkpoint" in err
     assert (out / "checkpoints" / "last.ckpt").read_bytes() == b"the other run's checkpoint"

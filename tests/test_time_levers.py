@@ -139,7 +139,12 @@ def test_a_network_whose_features_change_with_the_side_is_refused_before_trainin
 
 
 def test_the_plan_line_says_the_sides_per_epoch_and_the_small_crops_cost():
-    from byol.training.pretrain import plan_line
+    from conftest import make_facts
+
+    from byol.training.plan import decide
+
+    def plan_line(cfg, images):
+        return decide(cfg, make_facts(train_images=images, typical_side=None)).lines()[-1]
 
     cfg = load_config("cifar10", ["--train.resolution_schedule", "{0: 16, 0.5: 24, 0.75: 32}",
                                   "--augment.small_crops", "4", "--train.epochs", "8"])

@@ -14,11 +14,11 @@ from byol.core.augment import AugmentConfig, BatchAugment, TwoViewTransform, Vie
 from byol.core.ema import cosine_tau, ema_update
 from byol.core.heads import MLP
 from byol.core.loss import byol_loss
-from byol.core.model import BYOL, layer_names
+from byol.core.model import BYOL, ModelSpec, layer_names
 from byol.core.optim import LARS, build_optimizer, build_scheduler
 from byol.version import __version__
 
-__all__ = ["BYOL", "layer_names", "MLP", "byol_loss", "cosine_tau", "ema_update", "AugmentConfig", "BatchAugment",
+__all__ = ["BYOL", "ModelSpec", "layer_names", "MLP", "byol_loss", "cosine_tau", "ema_update", "AugmentConfig", "BatchAugment",
            "TwoViewTransform", "ViewConfig", "LARS", "build_optimizer", "build_scheduler", "pretrain", "export",
            "evaluate", "embed", "__version__"]
 

@@ -10,7 +10,7 @@ files, `--section.key VALUE`, `byol pretrain --help` and the run's config.yaml a
 Layering: defaults < the epoch preset < each file in order < the command line; a preset never
 changes a key that a file or the command line set. A bad key or value is one ConfigError line
 that names the key and the file (or the command line) that set it. After this, nothing changes
-a Config: `updated` returns a new one (data-aware defaults: `adapt_to_data`).
+a Config: `updated` returns a new one (the run plan's decisions: byol.training.plan.decide).
 """
 from __future__ import annotations
 
@@ -21,15 +21,14 @@ import typing
 from dataclasses import field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 from byol.core.augment import AugmentConfig
-from byol.core.heads import HEAD_BIASES
-from byol.core.model import TOKEN_POOLS
+from byol.core.model import ModelSpec
 from byol.core.optim import OPTIMIZERS
 
 
@@ -42,11 +41,14 @@ class ConfigError(ValueError):
 RULES = ConfigDict(extra="forbid", use_attribute_docstrings=True, coerce_numbers_to_str=True, allow_inf_nan=False)
 
 
-def key(default, help: str, **rules):
-    """A config key: its default, its help text and its rules (pydantic's ge, gt, le)."""
+def key(default, help: str, resume: bool = False, **rules):
+    """A config key: its default, its help text and its rules (pydantic's ge, gt, le). resume:
+    a resumed run may give it another value (it changes logging, speed or the run's length, not
+    what the run computes; resumable_keys)."""
+    extra = {"resume": True} if resume else None
     if isinstance(default, dict):
-        return Field(default_factory=dict, description=help, **rules)
-    return Field(default, description=help, **rules)
+        return Field(default_factory=dict, description=help, json_schema_extra=extra, **rules)
+    return Field(default, description=help, json_schema_extra=extra, **rules)
 
 
 Precision = typing.Annotated[Literal["auto", "32", "bf16", "16"], BeforeValidator(lambda v: str(v))]
@@ -67,27 +69,19 @@ class DataConfig:
     large_images: Literal["resize", "crop", "full"] = key("resize", "resize (centre square) | crop (random load_size crops, e.g. DIV2K) | full (each view's crop from the whole image, in the data workers; streamed data)")
     eval_crop: float = key(1.0, "evaluation: the centre eval_crop of the image (ImageNet: 0.875 = 224 of 256)", gt=0, le=1)
     augment_on: Literal["device", "workers"] = key("device", "device (batched, fast) | workers (per image in the Dataset)")
-    num_workers: Optional[int] = key(None, "DataLoader worker processes for streamed data (in-memory data needs none); None: the cores this process may use, less one for the training loop", ge=0)
+    num_workers: Optional[int] = key(None, "DataLoader worker processes for streamed data (in-memory data needs none); None: the cores this process may use, less one for the training loop", ge=0, resume=True)
     jpeg_decoder: Literal["auto", "pillow", "simplejpeg"] = key("auto", "auto (simplejpeg where installed: the fast-jpeg extra; else Pillow) | pillow | simplejpeg")
     limit: Optional[int] = key(None, "use only N images (a random subset, fixed by train.seed)", gt=0)
     limit_per_class: Optional[int] = key(None, "use only the first N images of each class", gt=0)
 
 
 @dataclass(frozen=True, config=RULES)
-class ModelConfig:
+class ModelConfig(ModelSpec):
+    """The network, its starting weights, and the BYOL spec around it (byol.core.model.ModelSpec:
+    the heads, the hidden layer, the target's EMA), whose fields are this section's other keys."""
     backbone: str = key("resnet18", "resnet18/34/50, timm:NAME, or 'package.module:Class'")
     backbone_args: dict = key({}, "e.g. {stem: cifar, width: 0.5}")
-    hidden_layer: Union[int, str, None] = key(None, "a layer name, an index into the children (-2), or None: the output")
     init_weights: str = key("", "start from these weights: .safetensors (exported or fine-tuned), .ckpt, or .pt/.pth state dict; or published weights: torchvision:resnet50.IMAGENET1K_V2 (resnet18/34/50), hf-hub:ORG/NAME (a Hugging Face model's model.safetensors, e.g. hf-hub:timm/resnet50.a1_in1k); read from the torch hub / Hugging Face cache, downloaded when missing")
-    projection_dim: int = key(256, "output of projector and predictor (paper: 256)", gt=0)
-    projection_hidden_dim: int = key(4096, "projector hidden layer (paper: 4096)", gt=0)
-    prediction_hidden_dim: int = key(4096, "predictor hidden layer (paper: 4096)", gt=0)
-    tau_base: float = key(0.996, "EMA rate at the first step (paper, Section 3.3)", ge=0, le=1)
-    tau_final: float = key(1.0, "... at the last, on a cosine; = tau_base keeps it constant", ge=0, le=1)
-    concat_views: bool = key(False, "both views through each network as one batch of 2B (mixes their BN statistics)")
-    head_batchnorm: bool = key(True, "BatchNorm1d in projector and predictor (paper, Section 3.3)")
-    head_bias: Literal[HEAD_BIASES] = key("hidden", "hidden: bias on each head's first Linear only (DeepMind's) | output: on the last only (lightly's) | both (solo-learn's)")
-    token_pool: Literal[TOKEN_POOLS] = key("auto", "a 3-D output -> (B, D): auto: tokens' mean for a network with attention, over the length for one with 1-D convolutions, else refused | mean: tokens (B, N, D), their mean | cls: the first token | channels: a 1-D map (B, C, L), mean over L")
 
 
 @dataclass(frozen=True, config=RULES)
@@ -110,28 +104,28 @@ class OptimConfig:
 
 @dataclass(frozen=True, config=RULES)
 class TrainConfig:
-    epochs: int = key(100, "0: evaluate the untrained network only (kNN, checkpoint to export)", ge=0)
+    epochs: int = key(100, "0: evaluate the untrained network only (kNN, checkpoint to export)", ge=0, resume=True)
     batch_size: int = key(256, "per device (at least 2: batch norm)", ge=2)
     accumulate: int = key(1, "gradient accumulation: micro-batches per optimizer step", ge=1)
     precision: Precision = key("auto", "auto | 32 | bf16 | 16 (auto: bf16 where the hardware has it)")
     channels_last: bool = key(True, "channels-last memory layout (faster convolutions)")
-    compile: bool = key(False, "torch.compile the BYOL forward; falls back to eager if it fails")
+    compile: bool = key(False, "torch.compile the BYOL forward; falls back to eager if it fails", resume=True)
     data_on_device: Optional[bool] = key(None, "in-memory images kept on the GPU; None: yes on a GPU")
     seed: int = key(0, "initial weights, data order and augmentations", ge=0, le=2**32 - 1)
-    out_dir: str = key("runs/byol", "run folder: config, checkpoints, logs, report")
-    checkpoint_every: int = key(1, "epochs", ge=1)
-    checkpoint_every_steps: int = key(0, "also every N optimizer steps, mid-epoch (0: off)", ge=0)
-    keep_checkpoints: int = key(0, "keep the last K as checkpoints/step-N.ckpt besides last.ckpt", ge=0)
-    skip_nonfinite: bool = key(False, "skip steps whose loss is NaN/inf instead of stopping")
-    knn_every: int = key(5, "epochs; 0 turns the kNN monitor off", ge=0)
+    out_dir: str = key("runs/byol", "run folder: config, checkpoints, logs, report", resume=True)
+    checkpoint_every: int = key(1, "epochs", ge=1, resume=True)
+    checkpoint_every_steps: int = key(0, "also every N optimizer steps, mid-epoch (0: off)", ge=0, resume=True)
+    keep_checkpoints: int = key(0, "keep the last K as checkpoints/step-N.ckpt besides last.ckpt", ge=0, resume=True)
+    skip_nonfinite: bool = key(False, "skip steps whose loss is NaN/inf instead of stopping", resume=True)
+    knn_every: int = key(5, "epochs; 0 turns the kNN monitor off", ge=0, resume=True)
     knn_k: int = key(200, "kNN monitor: neighbours (Wu et al. 2018: 200)", ge=1)
     knn_temperature: float = key(0.1, "kNN monitor: vote weights exp(similarity / T)", gt=0)
-    log_every: int = key(10, "steps", ge=1)
-    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = key("auto", "auto | cpu | gpu (Lightning accelerator; gpu and cuda need a CUDA GPU)")
-    devices: int = key(1, "per node; >1 trains with DDP (torchrun and SLURM set ranks themselves)", ge=1)
-    num_nodes: int = key(1, "machines; train.devices processes on each", ge=1)
+    log_every: int = key(10, "steps", ge=1, resume=True)
+    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = key("auto", "auto | cpu | gpu (Lightning accelerator; gpu and cuda need a CUDA GPU)", resume=True)
+    devices: int = key(1, "per node; >1 trains with DDP (torchrun and SLURM set ranks themselves)", ge=1, resume=True)
+    num_nodes: int = key(1, "machines; train.devices processes on each", ge=1, resume=True)
     sync_batchnorm: bool = key(True, "SyncBatchNorm across ranks when more than one process trains")
-    threads: Optional[int] = key(None, "CPU threads for torch (default: torch's choice)", ge=1)
+    threads: Optional[int] = key(None, "CPU threads for torch (default: torch's choice)", ge=1, resume=True)
     resolution_schedule: dict[float, int] = key({}, "progressive resizing: {start, as a fraction of the run: view side}, e.g. "
                                                     "{0: 24} at 32 px (views at 0.75 of the side) or {0: 24, 0.5: 28, 0.75: 32}; "
                                                     "data.image_size before the first start and when empty")
@@ -139,14 +133,14 @@ class TrainConfig:
 
 @dataclass(frozen=True, config=RULES)
 class LogConfig:
-    csv: bool = key(True, "csv/metrics.csv in the run folder")
-    tensorboard: bool = key(True, "tensorboard/ in the run folder")
-    progress: bool = key(True, "a progress bar on a terminal; plain lines every log.progress_every seconds otherwise")
-    progress_every: float = key(30.0, "seconds between plain progress lines (output to a file: nohup, SLURM); 0: every step", ge=0)
-    mlflow_uri: Optional[str] = key(None, "MLflow tracking URI (pip install 'byol[mlflow]')")
-    mlflow_experiment: str = key("byol_experiment", "MLflow experiment name")
-    mlflow_run_id: Optional[str] = key(None, "log into this existing MLflow run")
-    report: bool = key(True, "plots and report.html in the run folder at the end (byol report RUN_DIR)")
+    csv: bool = key(True, "csv/metrics.csv in the run folder", resume=True)
+    tensorboard: bool = key(True, "tensorboard/ in the run folder", resume=True)
+    progress: bool = key(True, "a progress bar on a terminal; plain lines every log.progress_every seconds otherwise", resume=True)
+    progress_every: float = key(30.0, "seconds between plain progress lines (output to a file: nohup, SLURM); 0: every step", ge=0, resume=True)
+    mlflow_uri: Optional[str] = key(None, "MLflow tracking URI (pip install 'byol[mlflow]')", resume=True)
+    mlflow_experiment: str = key("byol_experiment", "MLflow experiment name", resume=True)
+    mlflow_run_id: Optional[str] = key(None, "log into this existing MLflow run", resume=True)
+    report: bool = key(True, "plots and report.html in the run folder at the end (byol report RUN_DIR)", resume=True)
 
 
 PROVENANCE = ("given", "notes")  # Config fields that say where the settings came from; not settings
@@ -169,7 +163,7 @@ class Config:
         """The rules that tie two keys together; each error starts 'key = value: '."""
         from byol.data.datasets import DATASETS
 
-        d, m = self.data, self.model
+        d = self.data
 
         def need(ok: bool, key: str, value, what: str):
             if not ok:
@@ -185,7 +179,6 @@ class Config:
              f"full reads image folders and shards; {d.dataset} images are read as resize or crop")
         need(d.jpeg_decoder != "simplejpeg" or importlib.util.find_spec("simplejpeg") is not None,
              "data.jpeg_decoder", d.jpeg_decoder, "simplejpeg is not installed: pip install 'byol[fast-jpeg]', or set auto")
-        need(m.tau_base <= m.tau_final, "model.tau_final", m.tau_final, "must be in [model.tau_base, 1]")
         a, o, t = self.augment, self.optim, self.train
         need(len(a.mean) >= d.channels, "augment.mean/std", (a.mean, a.std), "need one value per channel")
         # pixels are scaled to [0, 1] before (x - mean) / std: values on a 0-255 scale, a zero or negative std
@@ -518,39 +511,42 @@ def key_schemas() -> dict[str, dict]:
                 out[f"{prefix}{name}"] = prop
 
     walk(schema, "")
+    for section, kind in _sections(Config).items():  # help of fields a section takes from a base (ModelSpec)
+        if kind is not None:
+            for name, text in attribute_docstrings(kind).items():
+                prop = out.get(f"{section}.{name}")
+                if prop is not None and not prop.get("description"):
+                    prop["description"] = text
     return out
+
+
+def attribute_docstrings(cls) -> dict[str, str]:
+    """{field: the string literal under it} of a dataclass and its dataclass bases: the help of
+    keys declared in byol.core (pydantic reads only the class's own)."""
+    import ast
+    import inspect
+    import textwrap
+
+    out: dict[str, str] = {}
+    for base in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(base):
+            continue
+        try:
+            body = ast.parse(textwrap.dedent(inspect.getsource(base))).body[0].body
+        except (OSError, TypeError, SyntaxError):
+            continue
+        for field_node, doc in zip(body, body[1:]):
+            if isinstance(field_node, ast.AnnAssign) and isinstance(field_node.target, ast.Name) and \
+                    isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str):
+                out[field_node.target.id] = doc.value.value
+    return out
+
+
+def resumable_keys() -> set[str]:
+    """The dotted keys a resumed run may change (declared with key(..., resume=True))."""
+    return {k for k, prop in key_schemas().items() if prop.get("resume")}
 
 
 def describe() -> dict[str, str]:
     """{dotted key: help text} of every key."""
     return {k: prop.get("description", "") for k, prop in key_schemas().items()}
-
-
-# --- data-aware defaults ------------------------------------------------------------------
-
-
-def adapt_to_data(cfg: Config, grayscale: bool) -> tuple[Config, list[str]]:
-    """Data-aware defaults: the augmentation keys that no file, preset or command line set
-    (cfg.given), changed where the data makes the paper's ImageNet default a poor fit. Returns
-    the new Config and the line that says what changed (none if nothing did), also in its notes.
-
-    - Images below 40 px: no Gaussian blur. The blur kernel is about 10 % of the side
-      (paper, Appendix B), 3x3 at these sizes, so with sigma up to 2 it is a near-box
-      filter on every view-1 image; lightly's CIFAR-10 benchmark and solo-learn's CIFAR
-      recipe switch it off too. Measured at 32 px: BENCHMARKS.md, "How the recommended
-      recipe was chosen".
-    - Grayscale images: saturation, hue and colour dropping do nothing to a grey image;
-      they are set to 0 so that config.yaml records what really happens.
-    """
-    values = flatten(to_dict(cfg), "config")
-    small = cfg.data.image_size < 40
-    views = ("view1", "view2", "small") if cfg.augment.small_crops else ("view1", "view2")
-    names = [f"augment.{view}.blur_p" for view in views] if small else []
-    if grayscale:
-        names += [f"augment.{view}.{k}" for view in views for k in ("saturation", "hue", "grayscale_p")]
-    changes = {k: 0.0 for k in names if k not in cfg.given and values[k] != 0.0}
-    if not changes:
-        return cfg, []
-    why = ([f"{cfg.data.image_size}-px images"] if small else []) + (["grayscale images"] if grayscale else [])
-    notes = [f"data-aware defaults for {' and '.join(why)}: " + "; ".join(f"{k}: {values[k]} -> 0.0" for k in changes)]
-    return updated(cfg, changes, notes), notes

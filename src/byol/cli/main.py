@@ -23,14 +23,14 @@ from pathlib import Path
 
 import yaml
 
-from byol.core.backbones import BackboneError
 from byol.checkpoint import CheckpointError, OutputError
-from byol.pretrained import PretrainedError
 from byol.cli.keys import keys_help
 from byol.config import ConfigError, read_yaml, recipe_names
-from byol.data.images import DataError
+from byol.core.backbones import BackboneError
 from byol.core.model import HiddenLayerError
+from byol.data.listing import DataError
 from byol.evaluation.saved import PROTOCOLS
+from byol.pretrained import PretrainedError
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, HiddenLayerError, BackboneError, OutputError, PretrainedError)
 
@@ -60,8 +60,8 @@ def _json_arg(text: str) -> dict:
 
 def cmd_pretrain(args, extra) -> int:
     from byol.config import load_config
-    from byol.training.bookkeeping import run_footer
     from byol.training.pretrain import pretrain
+    from byol.training.records import run_footer
 
     for flag, key in (("mlflow_uri", "log.mlflow_uri"), ("mlflow_experiment_name", "log.mlflow_experiment"),
                       ("mlflow_run_id", "log.mlflow_run_id")):
@@ -70,11 +70,11 @@ def cmd_pretrain(args, extra) -> int:
     cfg = load_config(args.config, extra)
     if args.print_config:
         from byol.cli.keys import describe_config
-        from byol.training.pretrain import plan
+        from byol.training.pretrain import plan_run
 
-        cfg, lines = plan(cfg)  # reads the data: its size, and the data-aware defaults, decide the settings
-        print(describe_config(cfg))
-        print("\n".join(lines))
+        plan = plan_run(cfg)  # what `byol pretrain` would decide: the same facts, the same decisions
+        print(describe_config(plan.cfg))
+        print("\n".join(plan.lines()))
         return 0
     summary = pretrain(cfg, resume=args.resume)
     if summary["global_rank"] == 0:
@@ -85,9 +85,10 @@ def cmd_pretrain(args, extra) -> int:
 def cmd_demo(args, extra) -> int:
     from byol.config import load_config
     from byol.data.demo import generate_textures
-    from byol.training.bookkeeping import run_footer
+    from byol.training.plan import describe_precision
     from byol.training.pretrain import pretrain
-    from byol.training.trainer import describe_precision
+    from byol.training.records import run_footer
+    from byol.training.summary import describe_reproducibility
 
     data = Path(args.data)
     if not (data / ".complete").exists():  # generated once; an existing set is reused as it is
@@ -104,6 +105,7 @@ def cmd_demo(args, extra) -> int:
           f"{summary['wall_seconds']:.0f} s, {describe_precision(summary['precision'], summary.get('precision_reason'))}")
     if untrained is not None and final is not None:
         print(f"kNN top-1 on held-out textures: untrained {100 * untrained:.1f}%  ->  BYOL {100 * final:.1f}%")
+    print(describe_reproducibility(summary))
     print("\n".join(run_footer(summary)))
     return 0
 
@@ -111,12 +113,12 @@ def cmd_demo(args, extra) -> int:
 def cmd_preview(args, extra) -> int:
     from byol.config import load_config, to_dict
     from byol.evaluation.preview import write_preview
-    from byol.training.data import decide_from_data
+    from byol.training.pretrain import plan_run
 
     need(args.n >= 1, "-n", args.n, "it must be at least 1 image")
     cfg = load_config(args.config, [*extra, "--data.path", args.data])
-    cfg = decide_from_data(cfg)  # the image size and recipe that `byol pretrain` would take from these images
-    path, cfg = write_preview(args.data, args.output, cfg, n=args.n, seed=args.seed)
+    cfg = plan_run(cfg).cfg  # what `byol pretrain` would decide on these images: the same facts and decisions
+    path = write_preview(args.data, args.output, cfg, n=args.n, seed=args.seed)
     for note in cfg.notes:
         print(note)
     for view in ("view1", "view2"):

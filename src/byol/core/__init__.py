@@ -1,6 +1,7 @@
 """BYOL itself, in plain PyTorch: nothing here imports the rest of byol, Lightning or a config.
 
-    model.py      BYOL: online network, EMA target, projector and predictor on a hidden layer
+    model.py      BYOL: online network, EMA target, projector and predictor on a hidden layer;
+                  ModelSpec, the settings of all that
     heads.py      the projector/predictor MLP
     loss.py       the normalised regression loss, symmetrised
     ema.py        the target's exponential moving average and its cosine tau schedule

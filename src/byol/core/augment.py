@@ -91,14 +91,14 @@ class ViewConfig:
 
     def __post_init__(self):
         for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
-            _need(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "is a probability, must be in [0, 1]")
-        _need(0 < self.crop_scale[0] <= self.crop_scale[1] <= 1, "crop_scale", self.crop_scale,
+            require(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "is a probability, must be in [0, 1]")
+        require(0 < self.crop_scale[0] <= self.crop_scale[1] <= 1, "crop_scale", self.crop_scale,
               "must be 0 < low <= high <= 1")
-        _need(0 < self.crop_ratio[0] <= self.crop_ratio[1], "crop_ratio", self.crop_ratio, "must be 0 < low <= high")
-        _need(0 < self.blur_sigma[0] <= self.blur_sigma[1], "blur_sigma", self.blur_sigma, "must be 0 < low <= high")
+        require(0 < self.crop_ratio[0] <= self.crop_ratio[1], "crop_ratio", self.crop_ratio, "must be 0 < low <= high")
+        require(0 < self.blur_sigma[0] <= self.blur_sigma[1], "blur_sigma", self.blur_sigma, "must be 0 < low <= high")
 
 
-def _need(ok: bool, name: str, value, what: str) -> None:
+def require(ok: bool, name: str, value, what: str) -> None:
     """A ValueError that starts 'name = value: ' (the config names the section in front)."""
     if not ok:
         raise ValueError(f"{name} = {value!r}: {what}")
@@ -144,9 +144,9 @@ class AugmentConfig:
     """the small crops (DINO's local crops: area 0.05-0.4, blur 0.5, no solarization)"""
 
     def __post_init__(self):
-        _need(len(self.mean) == len(self.std), "mean/std", (self.mean, self.std), "need one value per channel")
-        _need(self.small_crops >= 0, "small_crops", self.small_crops, "must be >= 0")
-        _need(self.small_size == 0 or self.small_size >= 8, "small_size", self.small_size,
+        require(len(self.mean) == len(self.std), "mean/std", (self.mean, self.std), "need one value per channel")
+        require(self.small_crops >= 0, "small_crops", self.small_crops, "must be >= 0")
+        require(self.small_size == 0 or self.small_size >= 8, "small_size", self.small_size,
               "must be 0 (half of size) or at least 8")
 
     @property

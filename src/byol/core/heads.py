@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from torch import nn
 
-
 HEAD_BIASES = ("hidden", "output", "both")
 
 

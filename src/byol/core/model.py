@@ -1,6 +1,6 @@
 """BYOL around any network: online and target networks, predictor, loss, EMA.
 
-    model = BYOL(net, hidden_layer="avgpool", image_size=32)
+    model = BYOL(net, hidden_layer="avgpool", image_size=32)   # or BYOL(net, ModelSpec(...), image_size=32)
     loss = model(view1, view2)           # one call per step
     loss.backward(); optimizer.step()
     model.update_target(step, total_steps)
@@ -11,15 +11,18 @@ Paper: Grill et al. 2020, "Bootstrap Your Own Latent", arXiv 2006.07733, Section
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal, Union
 
 import torch
 from torch import nn
 
-from byol.core.augment import check_pixels, normalize, to_float
+from byol.core.augment import check_pixels, normalize, require, to_float
 from byol.core.ema import cosine_tau, ema_update
-from byol.core.heads import MLP
+from byol.core.heads import HEAD_BIASES, MLP
 from byol.core.loss import byol_loss, small_crops_loss
 
 
@@ -241,29 +244,62 @@ def projection_std(z: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(z.float(), dim=1).std(dim=0).mean()
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """What BYOL puts around a network and how its target moves: the paper's Section 3.3 unless
+    a field says otherwise. The `model` section of the configuration is this spec plus the
+    network's name and weights; each field's docstring is its help text (`byol pretrain --help`)."""
+
+    hidden_layer: Union[int, str, None] = None
+    """a layer name, an index into the children (-2), or None: the output"""
+    projection_dim: int = 256
+    """output of projector and predictor (paper: 256)"""
+    projection_hidden_dim: int = 4096
+    """projector hidden layer (paper: 4096)"""
+    prediction_hidden_dim: int = 4096
+    """predictor hidden layer (paper: 4096)"""
+    tau_base: float = 0.996
+    """EMA rate at the first step (paper, Section 3.3)"""
+    tau_final: float = 1.0
+    """... at the last, on a cosine; = tau_base keeps it constant"""
+    concat_views: bool = False
+    """both views through each network as one batch of 2B (mixes their BN statistics)"""
+    head_batchnorm: bool = True
+    """BatchNorm1d in projector and predictor (paper, Section 3.3)"""
+    head_bias: Literal[HEAD_BIASES] = "hidden"
+    """hidden: bias on each head's first Linear only (DeepMind's) | output: on the last only (lightly's) | both (solo-learn's)"""
+    token_pool: Literal[TOKEN_POOLS] = "auto"
+    """a 3-D output -> (B, D): auto: tokens' mean for a network with attention, over the length for one with 1-D convolutions, else refused | mean: tokens (B, N, D), their mean | cls: the first token | channels: a 1-D map (B, C, L), mean over L"""
+
+    def __post_init__(self):
+        for name in ("projection_dim", "projection_hidden_dim", "prediction_hidden_dim"):
+            require(getattr(self, name) > 0, name, getattr(self, name), "must be > 0")
+        require(0.0 <= self.tau_base <= 1.0, "tau_base", self.tau_base, "must be in [0, 1]")
+        require(self.tau_base <= self.tau_final <= 1.0, "tau_final", self.tau_final, "must be in [tau_base, 1]")
+        require(self.head_bias in HEAD_BIASES, "head_bias", self.head_bias, f"must be one of {', '.join(HEAD_BIASES)}")
+        require(self.token_pool in TOKEN_POOLS, "token_pool", self.token_pool, f"must be one of {', '.join(TOKEN_POOLS)}")
+
+
 class BYOL(nn.Module):
     """Bootstrap Your Own Latent around `net`.
 
     Args:
         net: any nn.Module taking images (B, C, H, W).
-        hidden_layer: where the representation is taken: a layer name (see `layer_names`),
-            an index into `net`'s direct children (-2 is usually the pooling before the
-            classifier), or None for the network's output.
+        spec: the heads, where the representation is taken and the target's EMA (ModelSpec);
+            the paper's by default. Its fields may be given as keywords instead
+            (`BYOL(net, hidden_layer="avgpool", image_size=32)`): they replace the spec's.
         image_size, in_channels: shape of one probe forward that measures the representation
             size; pass `feature_dim` to skip it.
-        projection_dim, projection_hidden_dim, prediction_hidden_dim: MLP sizes, paper
-            defaults 256, 4096, 4096 (Section 3.3).
-        tau_base: EMA rate at step 0, 0.996 in the paper (Section 3.3); goes to tau_final
-            (the paper: 1) on a cosine. tau_final = tau_base keeps it constant.
-        concat_views: run both views through each network as one batch of 2B images. Faster
-            on some hardware, but batch-norm statistics then mix the views; the paper's
-            setting (and the default) is one batch per view.
-        head_batchnorm: BatchNorm1d in the projector and predictor (paper: yes).
-        head_bias: which Linear of each head has a bias: "hidden" (DeepMind's) or "output"
-            (lightly's); see `MLP`.
-        token_pool: how a 3-D output becomes (B, D): "auto" (by the network's layers), "mean"
-            or "cls" for a transformer's tokens (B, N, D), "channels" for a 1-D map (B, C, L);
-            see `resolve_token_pool` and `pool_features`.
+
+    The spec's fields: hidden_layer is a layer name (see `layer_names`), an index into `net`'s
+    direct children (-2 is usually the pooling before the classifier), or None for the
+    network's output; projection_dim, projection_hidden_dim, prediction_hidden_dim are the
+    MLP sizes, 256, 4096, 4096 in the paper; tau_base is the EMA rate at step 0, 0.996 in the
+    paper, going to tau_final (the paper: 1) on a cosine; concat_views runs both views through
+    each network as one batch of 2B images (faster on some hardware, but batch-norm statistics
+    then mix the views; the paper's setting is one batch per view); head_batchnorm and
+    head_bias shape the heads (see `MLP`); token_pool says how a 3-D output becomes (B, D)
+    (see `resolve_token_pool` and `pool_features`).
 
     The target network is a deep copy of backbone+projector: its own tensors, no
     gradients, updated only by `update_target`. It runs in training mode (batch statistics,
@@ -271,36 +307,22 @@ class BYOL(nn.Module):
     change only by the same EMA that moves its weights (they follow the online ones).
     """
 
-    def __init__(
-        self,
-        net: nn.Module,
-        hidden_layer: str | int | None = None,
-        image_size: int = 224,
-        in_channels: int = 3,
-        feature_dim: int | None = None,
-        projection_dim: int = 256,
-        projection_hidden_dim: int = 4096,
-        prediction_hidden_dim: int = 4096,
-        tau_base: float = 0.996,
-        tau_final: float = 1.0,
-        concat_views: bool = False,
-        head_batchnorm: bool = True,
-        head_bias: str = "hidden",
-        token_pool: str = "auto",
-    ):
+    def __init__(self, net: nn.Module, spec: ModelSpec | None = None, image_size: int = 224, in_channels: int = 3,
+                 feature_dim: int | None = None, **settings):
         super().__init__()
-        if not 0.0 <= tau_base <= 1.0 or not 0.0 <= tau_final <= 1.0:
-            raise ValueError(f"tau_base and tau_final must be in [0, 1], got {tau_base}, {tau_final}")
-        layer = resolve_hidden_layer(net, hidden_layer)
+        spec = dataclasses.replace(spec or ModelSpec(), **settings) if settings else spec or ModelSpec()
+        self.spec = spec
+        layer = resolve_hidden_layer(net, spec.hidden_layer)
         if feature_dim is None:
-            feature_dim = infer_feature_dim(net, layer, image_size, in_channels, token_pool)
+            feature_dim = infer_feature_dim(net, layer, image_size, in_channels, spec.token_pool)
         self.feature_dim = feature_dim
-        self.tau_base, self.tau_final = tau_base, tau_final
-        self.tau = tau_base
-        self.concat_views = concat_views
-        self.online = Encoder(net, layer, MLP(feature_dim, projection_hidden_dim, projection_dim, head_batchnorm,
-                                              head_bias), token_pool)
-        self.predictor = MLP(projection_dim, prediction_hidden_dim, projection_dim, head_batchnorm, head_bias)
+        self.tau_base, self.tau_final = spec.tau_base, spec.tau_final
+        self.tau = spec.tau_base
+        self.concat_views = spec.concat_views
+        heads = {"batch_norm": spec.head_batchnorm, "bias": spec.head_bias}
+        self.online = Encoder(net, layer, MLP(feature_dim, spec.projection_hidden_dim, spec.projection_dim, **heads),
+                              spec.token_pool)
+        self.predictor = MLP(spec.projection_dim, spec.prediction_hidden_dim, spec.projection_dim, **heads)
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)
         for m in self.target.modules():

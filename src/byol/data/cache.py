@@ -26,7 +26,7 @@ from PIL import Image
 
 from byol.checkpoint import atomic_path, atomic_write_text
 from byol.data.decode import decode, orientation, read_header, upright_size
-from byol.data.images import DECODE_ERRORS, BadImages, DataError, is_tar, list_images
+from byol.data.listing import DECODE_ERRORS, BadImages, DataError, is_tar, list_images
 
 MARKER = "byol-cache.json"
 QUALITY = 95  # JPEG / WebP quality of the resized copies (FFCV's default is 90)

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from byol.checkpoint import atomic_path
-from byol.data.images import DataError, MemoryImages
+from byol.data.image_sets import MemoryImages
+from byol.data.listing import DataError
 
 EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
 DATASETS = ("cifar10", "cifar100", "stl10", "mnist", *(f"emnist-{s}" for s in EMNIST_SPLITS))

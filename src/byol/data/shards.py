@@ -26,10 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from byol.data.images import (DECODE_ERRORS, BadImages, DataError, _read_all_bytes, decode_item, jpeg_decoder, list_images,
-                   training_item)
-from byol.data import loader
 from byol.checkpoint import atomic_path, atomic_write_text
+from byol.data import loader
+from byol.data.decode import decode_item, jpeg_decoder
+from byol.data.image_sets import training_item
+from byol.data.listing import (
+    DECODE_ERRORS,
+    BadImages,
+    DataError,
+    list_images,
+    read_all_bytes,
+)
 
 INDEX = "shards.json"
 
@@ -47,7 +54,7 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int = 10000, seed
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     in_tar = Path(images.root).is_file()
-    blobs = _read_all_bytes(images) if in_tar else None  # one pass over an archive
+    blobs = read_all_bytes(images) if in_tar else None  # one pass over an archive
     shards = []
     for start in range(0, len(order), shard_size):
         chunk = order[start:start + shard_size]
@@ -164,7 +171,7 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def head(self, n: int):
         """The first n readable samples in shard order, decoded (the kNN monitor's bank)."""
-        from byol.data.images import MemoryImages
+        from byol.data.image_sets import MemoryImages
 
         images, labels = [], []
         for url in self.shards:

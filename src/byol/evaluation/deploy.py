@@ -171,8 +171,15 @@ def export_hub_folder(checkpoint: str, folder: str | Path) -> Path:
     names, with byol's export metadata), config.json (the architecture and its arguments, the
     input size and normalisation as timm's pretrained_cfg) and README.md, a model card with the
     run's settings, data size and verdict (from the run folder's summary.json, where it is)."""
-    from byol.checkpoint import (atomic_write_text, backbone_state, checkpoint_config, export_metadata,
-                                 load_checkpoint, reader_settings, save_safetensors)
+    from byol.checkpoint import (
+        atomic_write_text,
+        backbone_state,
+        checkpoint_config,
+        export_metadata,
+        load_checkpoint,
+        reader_settings,
+        save_safetensors,
+    )
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():

@@ -8,9 +8,11 @@ import torch
 from PIL import Image
 
 from byol.checkpoint import atomic_write
+from byol.config import Config
 from byol.core.augment import BatchAugment, to_float
-from byol.config import Config, adapt_to_data
-from byol.data.images import decode_to_memory, list_images, looks_grayscale, random_subset
+from byol.data.image_sets import decode_to_memory
+from byol.data.listing import list_images
+from byol.data.splits import random_subset
 
 
 def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
@@ -21,17 +23,16 @@ def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def write_preview(data: str | None, output: str, cfg: Config, n: int = 8, seed: int = 0, scale: int = 0,
-                  images: torch.Tensor | None = None) -> tuple[Path, Config]:
-    """Rows: originals, view 1, view 2 (as the network sees them, before normalisation).
-    The originals are n images of the folder or tar `data`, or the first n of uint8 `images`.
-    Returns the PNG's path and the config of the views shown: `cfg` with the data-aware
-    defaults that a run on these images would use."""
+                  images: torch.Tensor | None = None) -> Path:
+    """Rows: originals, view 1, view 2 (as the network sees them, before normalisation), with
+    `cfg`'s augmentation: the plan's, for the views a run would train on (byol preview plans
+    it as `byol pretrain` does). The originals are n images of the folder or tar `data`, or the
+    first n of uint8 `images`. Returns the PNG's path."""
     torch.manual_seed(seed)
     if images is None:
         load = cfg.data.load_size or cfg.data.image_size
         images = decode_to_memory(random_subset(list_images(data), n, seed), load, cfg.data.channels).images
     images = images[:n]
-    cfg, _ = adapt_to_data(cfg, looks_grayscale(images, cfg.data.channels))
     v1, v2 = BatchAugment(cfg.augment)(images)
     size = cfg.data.image_size
     orig = torch.nn.functional.interpolate(to_float(images), size=(size, size), mode="bilinear", antialias=True)
@@ -44,7 +45,7 @@ def write_preview(data: str | None, output: str, cfg: Config, n: int = 8, seed: 
     scale = scale or max(1, 96 // size)
     img = labeled(img.resize((img.width * scale, img.height * scale), Image.NEAREST), cfg)
     atomic_write(output, lambda f: img.save(f, format="PNG"))
-    return Path(output), cfg
+    return Path(output)
 
 
 def labeled(grid: Image.Image, cfg: Config) -> Image.Image:

@@ -16,7 +16,9 @@ from torch import nn
 
 from byol.core.augment import normalize, to_float
 from byol.core.model import evaluating, pool_features
-from byol.data.images import DataError, MemoryImages, balanced_split
+from byol.data.image_sets import MemoryImages
+from byol.data.listing import DataError
+from byol.data.splits import balanced_split
 from byol.progress import Progress
 
 PROGRESS_SECONDS = 30.0  # at most one progress line this often while a classifier trains

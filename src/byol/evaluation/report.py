@@ -182,11 +182,11 @@ def write_preview_for(run: Path, cfg) -> Path | None:
     if d.dataset == "video" or not d.path or not Path(d.path).exists():
         return None
     if d.dataset == "folder":
-        return write_preview(d.path, str(run / "preview.png"), cfg)[0]
+        return write_preview(d.path, str(run / "preview.png"), cfg)
     from byol.data.datasets import load_dataset, match_channels
 
     images = match_channels(load_dataset(d.dataset, d.path, "test"), d.channels).images
-    return write_preview(None, str(run / "preview.png"), cfg, images=images)[0]
+    return write_preview(None, str(run / "preview.png"), cfg, images=images)
 
 
 def _flatten(cfg: dict) -> list[tuple[str, str]]:
@@ -251,7 +251,9 @@ def draw_figures(run: Path, cfg, knn: list[dict]) -> tuple[list[tuple[str, str]]
 
 
 def summary_rows(run: Path, summary: dict, knn: list[dict]) -> list[tuple[str, object]]:
-    """The run's figures as (name, value) rows: length, time, loss, kNN, saved evaluations."""
+    """The run's figures as (name, value) rows: length, time, loss, kNN, saved evaluations, and what
+    reproduces them (the summary's reproducibility: versions, processor, threads, precision and
+    why, processes)."""
     rows = [("epochs", summary.get("epochs")), ("steps", summary.get("steps")),
             ("training images", summary.get("train_images")), ("precision", summary.get("precision")),
             ("wall time (s)", summary.get("wall_seconds")), ("final loss (epoch mean)", summary.get("final_loss"))]
@@ -265,6 +267,8 @@ def summary_rows(run: Path, summary: dict, knn: list[dict]) -> list[tuple[str, o
     for f in sorted(run.glob("checkpoints/eval-*.json")):
         r = json.loads(f.read_text())
         rows.append((f"{r['protocol']} top-1 ({f.name})", r["top1"]))
+    for key, value in (summary.get("reproducibility") or {}).items():  # what the figures were made with
+        rows.append((f"reproducibility: {key}", value))
     return rows
 
 

@@ -16,16 +16,32 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from byol.checkpoint import (READER_SETTINGS, checkpoint_config, load_backbone, load_checkpoint, read_export_metadata,
-                             reader_settings)
+from byol.checkpoint import (
+    READER_SETTINGS,
+    checkpoint_config,
+    load_backbone,
+    load_checkpoint,
+    read_export_metadata,
+    reader_settings,
+)
 from byol.config import ConfigError
 from byol.core.augment import IMAGENET_MEAN, IMAGENET_STD
 from byol.core.model import evaluating, feature_extractor, feature_maps
 from byol.data.datasets import load_dataset, match_channels
-from byol.data.images import (DataError, MemoryImages, WholeImageCrops, balanced_split, decode_to_memory,
-                              list_images, match_classes)
-from byol.evaluation.protocols import (ClassifierSettings, Inputs, crop_flip, evaluation_batches, extract_features,
-                                       knn_accuracy, linear_probe, logistic_regression, train_classifier)
+from byol.data.image_sets import MemoryImages, WholeImageCrops, decode_to_memory
+from byol.data.listing import DataError, list_images
+from byol.data.splits import balanced_split, match_classes
+from byol.evaluation.protocols import (
+    ClassifierSettings,
+    Inputs,
+    crop_flip,
+    evaluation_batches,
+    extract_features,
+    knn_accuracy,
+    linear_probe,
+    logistic_regression,
+    train_classifier,
+)
 
 PROTOCOLS = ("knn", "linear", "linear-aug", "logistic", "finetune")
 TRAIN_CROPS = ("square", "whole")

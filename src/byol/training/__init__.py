@@ -1,5 +1,8 @@
-"""Pretraining with Lightning: the BYOL step (module.py), the callbacks around it
-(callbacks.py), the data a config asks for (data.py) and pretrain() (pretrain.py).
+"""Pretraining with Lightning: the facts a run reads once (facts.py), its plan decided once from
+them (plan.py), the data built from the plan (data.py), the BYOL step (module.py), the callbacks
+around it (monitors.py, saving.py, guard.py, randomness.py), the Trainer (trainer.py), the checks
+(checks.py, run_folder.py), the summary and records (summary.py, records.py) and pretrain()
+(pretrain.py).
 
 Before any of them imports Lightning, a torchvision that is installed but cannot be imported
 (built for another torch) is made to look absent: Lightning's torchmetrics imports torchvision

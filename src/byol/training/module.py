@@ -58,12 +58,7 @@ class BYOLModule(L.LightningModule):
         m = cfg.model
         if m.init_weights:  # before the target is copied from the online network
             load_initial_weights(net, m.init_weights)
-        self.model = BYOL(net, hidden_layer=m.hidden_layer, image_size=cfg.data.image_size,
-                          in_channels=cfg.data.channels, projection_dim=m.projection_dim,
-                          projection_hidden_dim=m.projection_hidden_dim,
-                          prediction_hidden_dim=m.prediction_hidden_dim, tau_base=m.tau_base, tau_final=m.tau_final,
-                          concat_views=m.concat_views, head_batchnorm=m.head_batchnorm, head_bias=m.head_bias,
-                          token_pool=m.token_pool)
+        self.model = BYOL(net, m, image_size=cfg.data.image_size, in_channels=cfg.data.channels)
         check_view_sizes(self.model, cfg)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)

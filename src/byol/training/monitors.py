@@ -25,6 +25,7 @@ from byol.evaluation.protocols import extract_features, knn_evaluate
 from byol.evaluation.report import save_embeddings
 from byol.progress import Progress
 
+
 class KNNMonitor(L.Callback):
     """kNN accuracy of the online backbone on held-out labeled images, every N epochs.
 

@@ -11,6 +11,7 @@ import torch
 from byol.data.loader import AUGMENT_STREAM, derived_seed
 from byol.version import __version__
 
+
 class RankRandomness(L.Callback):
     """Per-rank random streams and their checkpointing (checkpoint["byol"]: rng_*, world_size)."""
 

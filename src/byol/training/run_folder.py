@@ -1,7 +1,8 @@
 """The run folder (train.out_dir) and who writes it: the checks before a run writes anything
 (names the file system takes, a writable place, no link or special file where the run writes, not
 inside the training data, no other run using it, a checkpoint only with --resume), the lock that
-keeps one run in it, which process writes (rank 0), and the list of images every process skipped."""
+keeps one run in it, its files written by one process (the plan's rank 0), and the list of
+images every process skipped."""
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +14,7 @@ import yaml
 
 from byol.checkpoint import OutputError, atomic_write_text, check_output_file
 from byol.config import Config, ConfigError, to_dict
-from byol.data.images import SKIPPED_DIR_ENV
+from byol.data.listing import SKIPPED_DIR_ENV
 from byol.evaluation.report import REPORT_FILES
 
 # Every file a run writes in its folder (train.out_dir), each a regular file or none (check_output_file)
@@ -23,7 +24,7 @@ RUN_FILES = ("config.yaml", "summary.json", "knn.json", "embeddings.npz", "backb
 RUN_FOLDERS = ("checkpoints", "csv", "tensorboard", ".skipped")
 
 
-def check_run_folder(cfg: Config, resume: bool) -> Path:
+def check_run_folder(cfg: Config, resume: bool, rank: int = 0) -> Path:
     """Refuses a name too long for the file system, a run folder inside the training data, a run
     over an existing one without --resume, a --resume with nothing to resume, a folder that
     cannot be written, a link or special file where the run writes, and a folder that another
@@ -45,7 +46,7 @@ def check_run_folder(cfg: Config, resume: bool) -> Path:
             check_output_file(out / name)
         except OutputError as e:
             raise ConfigError(f"train.out_dir: {e}") from None
-    if launch_rank(cfg) == 0:
+    if rank == 0:
         with RunFolderLock(out, probe=True):  # another run there is refused before the data is read
             pass
     return last
@@ -101,21 +102,6 @@ def check_writable(folder: Path, key: str) -> None:
     except OSError as e:
         raise ConfigError(f"{key} {str(folder)!r}: cannot write in {str(probe_dir)!r} ({e.strerror}); "
                           f"choose a writable folder with --{key}") from None
-
-
-def launch_rank(cfg: Config) -> int:
-    """This process's global rank as its launcher set it, before any process group exists:
-    torchrun's RANK; Lightning's own launcher's NODE_RANK (or GROUP_RANK) and LOCAL_RANK, with
-    train.devices processes a node; SLURM's SLURM_PROCID in a job of several tasks; else 0. Rank
-    0 alone writes the run folder's files."""
-    env = os.environ
-    if "RANK" in env:
-        return int(env["RANK"])
-    if "LOCAL_RANK" in env:
-        return int(env.get("NODE_RANK", env.get("GROUP_RANK", 0))) * cfg.train.devices + int(env["LOCAL_RANK"])
-    if int(env.get("SLURM_NTASKS", "1")) > 1:
-        return int(env.get("SLURM_PROCID", 0))
-    return 0
 
 
 class RunFolderLock:
@@ -190,14 +176,14 @@ class RunFolderLock:
 
 
 @contextmanager
-def holding(cfg: Config, resume: bool = False):
+def holding(plan, resume: bool = False):
     """The run folder held for this run (RunFolderLock) on rank 0, which writes its files; once
     held, the checkpoint rule (check_checkpoint) is checked again, since another run may have
-    written a checkpoint between the first check and the lock."""
-    if launch_rank(cfg) != 0:
+    written a checkpoint between the first check and the lock. `plan`: the run's Plan."""
+    if plan.rank != 0:
         yield
         return
-    out = Path(cfg.train.out_dir)
+    out = Path(plan.cfg.train.out_dir)
     with RunFolderLock(out):
         check_checkpoint(out, resume)
         for name in RUN_FOLDERS:
@@ -205,13 +191,16 @@ def holding(cfg: Config, resume: bool = False):
         yield
 
 
-def write_config(cfg: Config) -> None:
-    """The run folder and its config.yaml: every setting the run uses. Rank 0 writes it; the
-    other ranks of a multi-process run read nothing from it."""
-    out = Path(cfg.train.out_dir)
-    if launch_rank(cfg) == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+def write_run_file(plan, name: str, content: str | Config) -> None:
+    """The run folder (made where missing) and one file of it, `content` written whole (a Config
+    as its config.yaml: every setting the run uses). Rank 0 writes it; the other ranks of a
+    multi-process run read nothing from it."""
+    if plan.rank != 0:
+        return
+    out = Path(plan.cfg.train.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(to_dict(content), sort_keys=False) if isinstance(content, Config) else content
+    atomic_write_text(out / name, text)
 
 
 SKIPPED_DIR = ".skipped"  # in the run folder: each process's list of the images it skipped

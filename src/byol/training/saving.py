@@ -14,6 +14,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from byol.checkpoint import CheckpointError, atomic_path, atomic_write
 from byol.training.module import BYOLModule
 
+
 class CheckpointWriteError(CheckpointError):
     """A checkpoint could not be written (full disk, permissions); the previous one is intact."""
 

@@ -1,9 +1,8 @@
-"""The Lightning Trainer of a run, assembled from its Config: devices and strategy (DDP,
-SyncBatchNorm), precision (bf16 where the CPU multiplies it in hardware), loggers, callbacks and
-the progress display; and `fit`, which runs it."""
+"""The Lightning Trainer of a run, assembled from its plan: devices and strategy (DDP,
+SyncBatchNorm), precision (as the plan decided it), loggers, callbacks and the progress display;
+and `fit`, which runs it."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 import warnings
@@ -13,77 +12,22 @@ from pathlib import Path
 import torch
 
 from byol.config import Config
-from byol.data.images import DataError
-
-def cpu_bf16_hardware() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (AVX-512 BF16 or AMX); elsewhere
-    bf16 is emulated and slower than fp32."""
-    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or
-                getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+from byol.data.listing import DataError
+from byol.training.plan import Plan
 
 
-PRECISION_NAMES = {"32-true": "fp32", "bf16-mixed": "bf16 autocast (mixed)", "16-mixed": "fp16 autocast (mixed)"}
-
-
-def choose_precision(precision: str, accelerator: str, cuda: bool | None = None) -> tuple[str, str]:
-    """(Lightning's precision, why): train.precision as set, or for 'auto' bf16 mixed precision
-    where the hardware runs it fast, else fp32. On a CPU the environment variable BYOL_CPU_BF16
-    (1 or 0) overrides the probe (cpu_bf16_hardware), so that a test suite takes either path on
-    any CPU; the reason then says so."""
-    if precision == "32":
-        return "32-true", "train.precision 32"
-    if precision in ("bf16", "16"):
-        return f"{precision}-mixed", f"train.precision {precision}"
-    cuda = (accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()) if cuda is None else cuda
-    if cuda:
-        if torch.cuda.is_bf16_supported():
-            return "bf16-mixed", "auto: this GPU computes in bf16"
-        return "16-mixed", "auto: this GPU has no bf16, fp16 with loss scaling instead"
-    forced = os.environ.get("BYOL_CPU_BF16")
-    if forced in ("0", "1"):
-        return ("bf16-mixed" if forced == "1" else "32-true"), (
-            f"auto: BYOL_CPU_BF16={forced} in the environment chose {'bf16' if forced == '1' else 'fp32'}")
-    if cpu_bf16_hardware():
-        return "bf16-mixed", "auto: this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX)"
-    return "32-true", "auto: this CPU has no AVX-512 BF16 or AMX, so fp32 is the fast path"
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """Lightning's precision for train.precision (choose_precision)."""
-    return choose_precision(precision, accelerator)[0]
-
-
-def describe_precision(precision: str, reason: str | None = None) -> str:
-    """One line for the start of a run: the precision and why it was chosen."""
-    return f"precision: {PRECISION_NAMES.get(precision, precision)}" + (f" ({reason})" if reason else "")
-
-
-def distributed(cfg: Config) -> bool:
-    """More than one training process: devices x nodes, or a launcher's WORLD_SIZE (torchrun, SLURM)."""
-    t = cfg.train
-    return t.devices * t.num_nodes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def sync_batchnorm(cfg: Config) -> bool:
-    """SyncBatchNorm when distributed on GPUs. PyTorch has none for CPUs: there each process
-    normalises its own batch (said once)."""
-    if not (cfg.train.sync_batchnorm and distributed(cfg)):
-        return False
-    if cfg.train.accelerator == "cpu" or not torch.cuda.is_available():
+def strategy(plan: Plan):
+    """DDP when more than one process trains (gloo on CPUs, NCCL on GPUs: Lightning's choice). A
+    hidden layer stops the forward early, so layers after it get no gradient: DDP must be told.
+    PyTorch has no SyncBatchNorm for CPUs: there each process normalises its own batch (said once)."""
+    if plan.world_size == 1:
+        return "auto"
+    if plan.cfg.train.sync_batchnorm and not plan.sync_batchnorm:
         warnings.warn("train.sync_batchnorm: PyTorch's SyncBatchNorm runs on GPUs only; on CPUs each process "
                       "normalises its own batch", stacklevel=2)
-        return False
-    return True
-
-
-def strategy(cfg: Config):
-    """DDP when distributed (gloo on CPUs, NCCL on GPUs: Lightning's choice). A hidden layer
-    stops the forward early, so layers after it get no gradient: DDP must be told."""
-    if not distributed(cfg):
-        return "auto"
     from lightning.pytorch.strategies import DDPStrategy
 
-    return DDPStrategy(find_unused_parameters=cfg.model.hidden_layer is not None)
+    return DDPStrategy(find_unused_parameters=plan.cfg.model.hidden_layer is not None)
 
 
 def prepare_process(cfg: Config) -> None:
@@ -95,11 +39,12 @@ def prepare_process(cfg: Config) -> None:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
 
 
-def build_trainer(cfg: Config, monitor, callbacks: list, resume: bool) -> tuple[object, object]:
+def build_trainer(plan: Plan, monitor, callbacks: list, resume: bool) -> tuple[object, object]:
     """(the Trainer with the standard callbacks, the user's `callbacks` and the loggers; the MLflow
     logger or None)."""
+    cfg = plan.cfg
     loggers, mlflow = make_loggers(cfg, Path(cfg.train.out_dir), resume)
-    return make_trainer(cfg, standard_callbacks(cfg, monitor) + list(callbacks), loggers), mlflow
+    return make_trainer(plan, standard_callbacks(cfg, monitor) + list(callbacks), loggers), mlflow
 
 
 def standard_callbacks(cfg: Config, monitor) -> list:
@@ -137,27 +82,31 @@ def make_loggers(cfg: Config, out: Path, resume: bool) -> tuple[list, object]:
 
 
 def mlflow_logger(cfg: Config):
-    from lightning.pytorch.loggers import MLFlowLogger  # the URI was checked at the start (check_tracking_uri)
+    from lightning.pytorch.loggers import (
+        MLFlowLogger,  # the URI was checked at the start (check_tracking_uri)
+    )
 
     return MLFlowLogger(experiment_name=cfg.log.mlflow_experiment, tracking_uri=cfg.log.mlflow_uri,
                         run_id=cfg.log.mlflow_run_id, log_model=False)
 
 
-def make_trainer(cfg: Config, callbacks: list, loggers: list):
-    """A Lightning Trainer for cfg.train: devices and strategy, precision, accumulation."""
+def make_trainer(plan: Plan, callbacks: list, loggers: list):
+    """A Lightning Trainer for the plan: cfg.train's devices, the plan's strategy and precision,
+    accumulation."""
     import lightning as L
 
     from byol.training.saving import LocalCheckpointIO
 
+    cfg = plan.cfg
     t = cfg.train
     quiet_lightning()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         return L.Trainer(
             max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-            strategy=strategy(cfg), sync_batchnorm=sync_batchnorm(cfg),
+            strategy=strategy(plan), sync_batchnorm=plan.sync_batchnorm,
             use_distributed_sampler=False,  # ShardedSampler splits the data across ranks itself
-            precision=resolve_precision(t.precision, t.accelerator),
+            precision=plan.precision,
             accumulate_grad_batches=t.accumulate, callbacks=callbacks, logger=loggers or False,
             log_every_n_steps=t.log_every, enable_checkpointing=False, enable_model_summary=False,
             enable_progress_bar=progress_bar_wanted(cfg), num_sanity_val_steps=0, default_root_dir=t.out_dir,

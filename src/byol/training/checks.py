@@ -1,0 +1,82 @@
+"""The checks around a run's start: before the data is read (the MLflow URI, the run folder:
+run_folder.check_run_folder), and for a resumed run, that its config and data are the ones its
+checkpoint was made with."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from byol.config import Config, ConfigError, resumable_keys, to_dict
+from byol.training.facts import Launch
+from byol.training.plan import Plan, launch_rank
+from byol.training.run_folder import check_run_folder
+
+
+def check_start(cfg: Config, resume: bool, launch: Launch) -> Path:
+    """The checks before the data is read: the MLflow URI and the run folder (check_run_folder,
+    whose lock only this launch's rank 0 probes). Returns the checkpoint path."""
+    if cfg.log.mlflow_uri:
+        from byol.tracking import check_tracking_uri
+
+        check_tracking_uri(cfg.log.mlflow_uri)
+    return check_run_folder(cfg, resume, launch_rank(launch, cfg.train.devices))
+
+
+def check_resume_config(last: Path, plan: Plan, identity: dict | None = None) -> int | None:
+    """Resuming with settings that change the run (model shape, data, schedule) is refused,
+    naming the keys that differ. The keys declared resumable (config.resumable_keys: logging,
+    speed, the run's length) may change, and train.epochs may grow: the run continues to the new
+    end, its learning-rate and tau cosines stretched to it (the run's former epochs are returned;
+    None when unchanged). Refused too: a different number of processes (the learning rate, the
+    schedules' length and the data order depend on it), and other training data (`identity`, see
+    data_identity): more or fewer images change the schedule, and the held-out split."""
+    from byol.checkpoint import checkpoint_config, load_checkpoint
+
+    cfg = plan.cfg
+    ckpt = load_checkpoint(last)
+    saved = checkpoint_config(ckpt)
+    extra = ckpt.get("byol") or {}
+    saved_world = extra.get("world_size") or len(extra.get("rng_torch") or [None])
+    if plan.world_size != saved_world:
+        t = saved.get("train", {})
+        raise ConfigError(f"cannot resume {last} with {plan.world_size} training processes: it was trained with "
+                          f"{saved_world} (train.devices {t.get('devices')} x train.num_nodes {t.get('num_nodes')}), "
+                          "and its learning rate, schedule length and data order depend on that number. Resume with "
+                          "the same train.devices and train.num_nodes, or start a new run")
+    old_epochs = saved.get("train", {}).get("epochs", cfg.train.epochs)
+    if cfg.train.epochs < old_epochs:
+        raise ConfigError(f"cannot resume {last} with train.epochs {cfg.train.epochs}: the run was set to {old_epochs} "
+                          "epochs; a resume may add epochs, never remove them (start a new run for a shorter one)")
+    now, defaults, free = to_dict(cfg), to_dict(Config()), resumable_keys()
+    diffs = []
+    for section, values in now.items():
+        for key, value in values.items():
+            name = f"{section}.{key}"
+            if name in free:
+                continue
+            old = saved.get(section, {}).get(key, defaults[section].get(key))  # a key added since: its default
+            if old != value:
+                diffs.append(f"{name}: {old!r} -> {value!r}")
+    if diffs:
+        preset = (f" (settings chosen for the run's length, by an epoch preset or the recipe for the data, set some "
+                  f"of these for {cfg.train.epochs} epochs: give the run's values on the command line to keep them)"
+                  if cfg.train.epochs != old_epochs else "")
+        raise ConfigError(f"cannot resume {last}: the config differs from the checkpoint's in "
+                          f"{'; '.join(diffs)}{preset}")
+    was = extra.get("data")
+    if was and identity and was != identity:
+        change = (f"it now has {identity['images']} training images, the run had {was['images']}"
+                  if was["images"] != identity["images"] else
+                  f"it has the same number of training images ({was['images']}), but not the same files")
+        raise ConfigError(f"cannot resume {last}: the training data in {cfg.data.path!r} changed since the run started "
+                          f"({change}: files added, removed or renamed, or another held-out split from "
+                          "train.knn_every, data.val_fraction or data.val_path). Resume with the data and "
+                          "settings it started with, or start a new run")
+    return old_epochs if cfg.train.epochs != old_epochs else None
+
+
+def check_resume(last: Path, plan: Plan, identity: dict | None) -> None:
+    """check_resume_config, and the line that says a resume adds epochs."""
+    extended_from = check_resume_config(last, plan, identity)
+    if extended_from is not None:
+        print(f"resuming {last} with train.epochs raised from {extended_from} to {plan.cfg.train.epochs}: the run "
+              f"continues to epoch {plan.cfg.train.epochs}, its learning-rate and tau cosines stretched to that end")

@@ -70,7 +70,8 @@ def make_facts(train_images: int | None = 1800, typical_side: int | None = 32, g
                forced: str | None = None, weights=None, cache: dict | None = None, measurements=()):
     """Hand-made facts (byol.training.facts.Facts) for testing byol.training.plan.decide: no
     folder, no machine, no environment read; no measurements of similar data unless given."""
-    from byol.training.facts import DataFacts, Facts, Hardware, Launch
+    from byol.data.sources import DataFacts
+    from byol.training.facts import Facts, Hardware, Launch
 
     data = DataFacts(source, "data", train_images, typical_side, grayscale, "hand-made",
                      True if source == "folder" else None, True, cache)

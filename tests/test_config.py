@@ -190,14 +190,14 @@ def test_the_data_is_built_from_the_final_config(tmp_path):
 def test_print_config_plans_what_the_run_builds_listing_once_and_decoding_only_a_sample(tmp_path, monkeypatch):
     from conftest import write_folder
 
+    import byol.data.sources as sources
     import byol.training.data as training_data
-    import byol.training.facts as facts
     from byol.training.pretrain import plan_run
 
     gray = write_folder(tmp_path / "gray", classes=("a", "b"), per_class=8, size=(40, 30), mode="L")
     cfg = load_config(None, ["--data.path", str(gray), "--train.batch_size", "4", "--train.epochs", "2"])
     calls = {"list": 0, "decoded": []}
-    listed, decode = facts.list_images, facts.decode_to_memory
+    listed, decode = sources.list_images, sources.decode_to_memory
 
     def counting_list(path):
         calls["list"] += 1
@@ -208,10 +208,9 @@ def test_print_config_plans_what_the_run_builds_listing_once_and_decoding_only_a
         calls["decoded"].append(len(out))
         return out
 
-    monkeypatch.setattr(facts, "list_images", counting_list)
-    for module in (facts, training_data):
-        monkeypatch.setattr(module, "decode_to_memory", counting_decode)
-    monkeypatch.setattr(facts, "GRAYSCALE_SAMPLE", 3)
+    monkeypatch.setattr(sources, "list_images", counting_list)
+    monkeypatch.setattr(sources, "decode_to_memory", counting_decode)
+    monkeypatch.setattr(sources, "GRAYSCALE_SAMPLE", 3)
     plan = plan_run(cfg)  # what --print-config shows
     assert calls == {"list": 1, "decoded": [3]}  # one listing; only the sample's pixels are decoded
     calls.update(list=0, decoded=[])

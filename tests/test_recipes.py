@@ -452,13 +452,14 @@ def test_small_images_without_a_config_get_the_small_image_recipe():
 def test_the_small_image_recipe_takes_the_preset_for_the_runs_steps_not_its_epochs(tmp_path):
     from conftest import make_facts
 
-    from byol.training.facts import folder_split
     from byol.data.listing import ImageList
+    from byol.data.sources import folder_split
+    from byol.training.facts import data_spec
 
     cfg = load_config(None, ["--data.image_size", "32", "--train.epochs", "50"])
     listed = ImageList("photos", [f"c{i % 10}/{i}.jpg" for i in range(2000)], [i % 10 for i in range(2000)],
                        [f"c{k}" for k in range(10)])
-    assert len(folder_split(cfg, listed)[0]) == 1800  # 10 % of each class held out for the verdict
+    assert len(folder_split(data_spec(cfg), listed)[0]) == 1800  # 10 % of each class held out for the verdict
     few = decide(cfg, make_facts(train_images=1800)).cfg  # 50 epochs x 7 steps = 350 steps: the 10-epoch preset (390)
     assert few.model.tau_base == 0.95 and few.model.projection_hidden_dim == 8192
     assert any("for 9 of its epochs (351 steps; this run has about 50 x 7)" in n for n in few.notes)

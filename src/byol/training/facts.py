@@ -1,7 +1,8 @@
 """What a run's decisions need to know of the world, each read once, before anything is decided:
 the launch (how many training processes, which one this is), the hardware, the named weights'
-own description, and the training data (its images listed and split, their typical size and
-number, whether they are grayscale, whether the folder is a resized cache).
+own description, and the training data (byol.data.sources.survey: its images listed and
+split, their typical size and number, whether they are grayscale, whether the folder is a
+resized cache).
 
     launch = read_launch()                 # the environment a launcher set, read here and nowhere else
     facts = read_facts(cfg, launch)        # a value: printable (as_dict), with no Config inside
@@ -11,7 +12,6 @@ through here and decide from them with byol.training.plan.decide.
 """
 from __future__ import annotations
 
-import functools
 import os
 import platform
 from dataclasses import asdict, dataclass, field
@@ -19,14 +19,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from byol.config import Config
-from byol.data.image_sets import GRAYSCALE_SAMPLE, decode_to_memory, looks_grayscale
-from byol.data.listing import DECODE_ERRORS, ImageList, list_images
-from byol.data.splits import first_per_class, random_subset, split_held_out
-
-MEMORY_LIMIT_IMAGES = 300_000  # below it (and not large_images full), a folder's images are decoded into memory
-SIZE_SAMPLE = 64  # images whose headers are read to find the typical size
-GRAYSCALE_SIDE = 16  # px: the grayscale sample is decoded this small (equal channels stay equal at any size)
-NAMED_SIZES = {"cifar10": 32, "cifar100": 32, "stl10": 96, "mnist": 28, "emnist": 28}
+from byol.data.sources import DataFacts, DataSpec, survey
 
 
 @dataclass(frozen=True)
@@ -157,25 +150,6 @@ def read_weights(source: str) -> Weights | None:
 
 
 @dataclass(frozen=True)
-class DataFacts:
-    """The training data as read before anything is built: how many images a run trains on, the
-    typical shorter side, whether they are grayscale, a cache's marker; for a folder its images
-    listed and split (kept for building, left out of as_dict)."""
-    source: str  # data.dataset
-    path: str
-    train_images: int | None  # about how many images the run trains on; None where it cannot be told
-    typical_side: int | None  # the median shorter side; None where it cannot be told cheaply
-    grayscale: bool  # the data-aware decision's input: one channel, or RGB whose channels are equal
-    grayscale_from: str  # how it was told
-    in_memory: bool | None  # a folder's images decoded into memory (None: not a folder)
-    labeled: bool
-    cache: dict | None = None  # byol cache's marker, where data.path is a resized copy
-    left_out: int = 0  # image files listed and left out (not regular files, stray top-level images)
-    images: ImageList | None = field(default=None, repr=False, compare=False)  # a folder's training images
-    held: ImageList | None = field(default=None, repr=False, compare=False)  # its held-out images
-
-
-@dataclass(frozen=True)
 class Facts:
     """Everything a run's decisions read of the world (see the module docstring), and the
     package's measurements of how many steps similar data needed (byol.training.budget)."""
@@ -198,107 +172,14 @@ def read_facts(cfg: Config, launch: Launch | None = None) -> Facts:
     """The facts of the run `cfg` asks for (see Facts); the launch as read_launch found it."""
     from byol.training.budget import measured
 
-    return Facts(read_data(cfg), read_weights(cfg.model.init_weights), launch or read_launch(), read_hardware(),
-                 tuple(measured()))
+    return Facts(survey(data_spec(cfg)), read_weights(cfg.model.init_weights), launch or read_launch(),
+                 read_hardware(), tuple(measured()))
 
 
-def read_data(cfg: Config) -> DataFacts:
-    """DataFacts of cfg.data, by source."""
+def data_spec(cfg: Config) -> DataSpec:
+    """What a run reads (byol.data.sources.DataSpec): the config's data keys, its seed and whether
+    its kNN monitor runs."""
     d = cfg.data
-    if not d.path:
-        from byol.config import ConfigError
-
-        raise ConfigError("data.path is not set: give the folder or .tar of training images")
-    if d.dataset == "folder":
-        return folder_facts(cfg)
-    if d.dataset == "shards":
-        from byol.data.shards import read_index
-
-        total = sum(s["count"] for s in read_index(d.path)["shards"])
-        return DataFacts("shards", d.path, total, None, d.channels == 1, "data.channels", None,
-                         bool(read_index(d.path).get("classes")))
-    if d.dataset == "video":
-        from byol.data.image_sets import VideoFramePairs
-
-        frames = VideoFramePairs(d.path, d.image_size, d.max_frame_gap, d.channels).frames
-        return DataFacts("video", d.path, len(frames), None, d.channels == 1, "data.channels", None, False)
-    train = named_training_set(cfg)
-    return DataFacts(d.dataset, d.path, len(train), NAMED_SIZES.get(d.dataset.split("-")[0]),
-                     looks_grayscale(train, d.channels), "its pixels", None, bool((train.labels >= 0).any()))
-
-
-def folder_facts(cfg: Config) -> DataFacts:
-    """A folder or .tar: listed once, split once (folder_split), the headers of up to SIZE_SAMPLE
-    images for the typical side, and for images held in memory the pixels of up to
-    GRAYSCALE_SAMPLE training images (decoded at GRAYSCALE_SIDE) for grayscale; streamed images are
-    grayscale when data.channels is 1."""
-    from byol.data.cache import read_marker
-
-    d = cfg.data
-    listed = list_images(d.path)
-    images, held, in_memory = folder_split(cfg, listed)
-    if d.channels == 1:
-        grayscale, told = True, "data.channels"
-    elif in_memory:
-        sample = decode_to_memory(images, GRAYSCALE_SIDE, d.channels, limit=GRAYSCALE_SAMPLE, decoder=d.jpeg_decoder)
-        grayscale, told = looks_grayscale(sample, d.channels), "the pixels of a sample"
-    else:
-        grayscale, told = False, "streamed images are taken to be in colour"
-    return DataFacts("folder", d.path, len(images), typical_side(listed), grayscale, told, in_memory,
-                     listed.labeled, read_marker(d.path), len(listed.left_out), images, held)
-
-
-def folder_split(cfg: Config, listed: ImageList) -> tuple[ImageList, ImageList | None, bool]:
-    """A folder's training images (data.limit_per_class, data.limit, less those held out), the
-    held-out ones (data.val_fraction of each class, when the kNN monitor runs without
-    data.val_path) or None, and whether they are kept in memory (below MEMORY_LIMIT_IMAGES)."""
-    d, t = cfg.data, cfg.train
-    images, held = listed, None
-    if d.limit_per_class:
-        images = first_per_class(images, d.limit_per_class)
-    if d.limit:
-        images = random_subset(images, d.limit, t.seed)
-    in_memory = d.in_memory if d.in_memory is not None else (len(images) <= MEMORY_LIMIT_IMAGES
-                                                             and d.large_images != "full")
-    if t.knn_every > 0 and images.labeled and not d.val_path and d.val_fraction > 0:
-        # held out of training too; copies looked for where the images are read whole anyway
-        images, held = split_held_out(images, d.val_fraction, t.seed, find_copies=in_memory)
-    return images, held, in_memory
-
-
-def typical_side(listed: ImageList) -> int | None:
-    """The median shorter side of up to SIZE_SAMPLE of a folder's images (their headers); None
-    for an archive or where none can be read."""
-    if not os.path.isdir(listed.root):
-        return None
-    from PIL import Image
-
-    sides = []
-    for item in random_subset(listed, SIZE_SAMPLE, 0).items:
-        try:
-            with Image.open(os.path.join(listed.root, item)) as im:
-                sides.append(min(im.size))
-        except DECODE_ERRORS:
-            continue  # unreadable or a decompression bomb: said (and skipped) when the images are decoded
-    return sorted(sides)[len(sides) // 2] if sides else None
-
-
-def named_training_set(cfg: Config):
-    """A named data set's training images as a run uses them (data.split, data.limit,
-    data.channels), read once per process (named_set)."""
-    d, t = cfg.data, cfg.train
-    split = d.split or ("train+unlabeled" if d.dataset == "stl10" else "train")
-    train = named_set(d.dataset, d.path, split, d.channels)
-    if d.limit and d.limit < len(train):
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(t.seed))
-        train = train.subset(order[:d.limit].sort().values)
-    return train
-
-
-@functools.lru_cache(maxsize=4)
-def named_set(name: str, path: str, split: str, channels: int):
-    """A named data set's split at `channels`, read from its files once per process: the facts
-    count it, the run then trains on the same images."""
-    from byol.data.datasets import load_dataset, match_channels
-
-    return match_channels(load_dataset(name, path, split), channels)
+    return DataSpec(d.dataset, d.path, d.split, d.val_path, d.val_fraction, d.channels, d.limit, d.limit_per_class,
+                    d.in_memory, d.large_images, d.jpeg_decoder, d.max_frame_gap, cfg.train.seed,
+                    cfg.train.knn_every > 0)

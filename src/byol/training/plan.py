@@ -441,12 +441,6 @@ def steps_per_epoch(batch: int, accumulate: int, world: int, images: int) -> int
     return math.ceil(images // world // batch / accumulate)
 
 
-def enough_images(path: str, n: int, global_batch: int) -> None:
-    """A DataError unless the n training images fill at least one batch of every process."""
-    if n < global_batch:
-        raise DataError(f"{path!r} has {n} usable images, fewer than one batch (train.batch_size = {global_batch})")
-
-
 def budget(draft: Draft, images: int | None, per_epoch: int, grayscale: bool, measurements: list[dict]) -> None:
     """The budget line (byol.training.budget.budget_note) for this run's images and steps, from
     the measurements of similar data the facts hold."""

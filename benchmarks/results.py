@@ -6,7 +6,7 @@ benchmarks/results/*.jsonl and writes, each between its markers or as a whole fi
   table;
 - README.md: the results table (each data set and run length: seeds, kNN before -> after, verdicts, time);
 - src/byol/training/budget.json: the budget advice's measurements (byol.training.budget.summarize);
-- docs/images/quickstart_knn.png: kNN top-1 against steps for every quick-start run;
+- docs/images/quickstart_knn.png: kNN top-1 against steps for every quick-start run, one panel per kind of data;
 - docs/benchmarks.md's side-by-side table (compare.jsonl: this project, lightly and byol-pytorch on
   the same images, by compare.summarize and time_to_accuracy.summarize, the one way each) and
   docs/images/compare_knn.png: kNN top-1 against pretraining seconds for each library.
@@ -178,18 +178,46 @@ def saved(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    fig, ax = axes()
-    colours: dict[tuple, str] = {}
+    """Small multiples: one panel per kind of data (its name, side and training images), every
+    seed's curve in it coloured by run length, each run's untrained level as a dashed line of
+    the same colour; one y scale for all panels, so they compare."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds: dict[tuple, list[dict]] = {}
     for r in in_order(rows):
-        key = run_key(r)
-        first = key not in colours
-        colour = colours.setdefault(key, f"C{len(colours)}")
-        steps, top1 = zip(*r["curve"])
-        label = f"{r['train_images']:,} {r['data']}, {r['side']} px, {r['epochs']} epochs" if first else None
-        ax.plot(steps, [100 * t for t in top1], color=colour, marker="o", markersize=3, linewidth=1, label=label)
-        ax.axhline(100 * r["curve"][0][1], color=colour, linewidth=0.5, linestyle=":")
-    saved(fig, ax, "training steps", "kNN top-1 on held-out images (%)",
-          "The README's quick start: kNN during the run (dotted: untrained)", path)
+        kinds.setdefault((r["data"], r["side"], r["train_images"]), []).append(r)
+    columns = 3
+    count = len(kinds)
+    fig, axes_grid = plt.subplots((count + columns - 1) // columns, columns, figsize=(10, 3.0 * ((count + 2) // 3)),
+                                  dpi=110, sharey=True, squeeze=False)
+    lengths = sorted({r["epochs"] for r in rows})
+    colour = {epochs: f"C{i}" for i, epochs in enumerate(lengths)}
+    for ax, ((data, side, images), runs) in zip(axes_grid.flat, kinds.items()):
+        for r in runs:
+            steps, top1 = zip(*r["curve"])
+            ax.plot(steps, [100 * t for t in top1], color=colour[r["epochs"]], marker="o", markersize=2.5,
+                    linewidth=1.2)
+            ax.axhline(100 * r["curve"][0][1], color=colour[r["epochs"]], linewidth=0.8, linestyle="--", alpha=0.7)
+        ax.set_title(f"{images:,} {data}, {side} px", fontsize=9)
+        ax.set_xlabel("training steps", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in axes_grid.flat[count:]:
+        ax.axis("off")
+    for ax in axes_grid[:, 0]:
+        ax.set_ylabel("kNN top-1 (%)", fontsize=8)
+    handles = [plt.Line2D([], [], color=colour[e], label=f"{e} epochs") for e in lengths]
+    handles.append(plt.Line2D([], [], color="grey", linestyle="--", label="untrained"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle("The README's quick start: kNN top-1 on held-out images during pretraining, one panel per kind of "
+                 "data", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
 
 
 def compare_settings(r: dict) -> tuple:

@@ -75,7 +75,7 @@ def test_pretrain_takes_a_dict_or_a_yaml_path_and_export_evaluate_embed_are_func
     path.write_text(yaml.safe_dump(settings))
     assert byol.pretrain(str(path))["steps"] == 0  # a YAML path, as --config takes it
     ckpt = str(run / "checkpoints" / "last.ckpt")
-    out = byol.export(ckpt, tmp_path / "backbone.safetensors")
+    out = byol.export(ckpt, tmp_path / "backbone.safetensors")["path"]  # what was written, and how
     net = resnet18(stem="cifar", width=0.125)
     net.load_state_dict(load_file(str(out)))  # strict, the user's own key names
     record = byol.evaluate(ckpt, "knn", train=str(demo_data / "train"), test=str(demo_data / "test"), settings={"k": 10})

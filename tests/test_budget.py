@@ -78,7 +78,7 @@ def test_a_run_shorter_than_similar_data_needed_is_warned_with_the_epochs_that_s
     assert line.startswith("budget: 2,000 images x 5 epochs = 35 steps; on similar data (1,800 CIFAR-10 photos at 32 px)")
     assert "beat the untrained network (by more than the 9 points its 200 held-out images can tell from chance" in line
     assert "in 3 of 3 runs, first after about 70 steps" in line and "helped by the paired test on 3 of 3 seeds" in line
-    assert line.endswith("This run is shorter: expect no clear gain; --train.epochs 10 gives 70 steps")
+    assert line.endswith("This run is shorter: expect no clear gain; train.epochs 10 gives 70 steps")
 
 
 def test_a_run_long_enough_is_told_the_measurement_without_a_warning():

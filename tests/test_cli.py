@@ -529,6 +529,7 @@ def test_help_is_grouped_and_shows_a_recipes_values_and_print_config_shows_sourc
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("optim.base_lr: 0.06  # ") and line.endswith("cifar10.yaml") for line in lines)
     assert "train.epochs: 3  # command line" in lines and "data.image_size: 32  # " in "\n".join(lines)
-    assert lines[-1].startswith("plan: 270 training images at 32 px, 3 epochs x 1 steps = 3 steps of 256 images (14 "
-                                "left out of each epoch: the last partial batch); sgd lr 0.06") and "precision: " in lines[-1]
+    assert lines[-2].startswith("plan: 270 training images at 32 px, 3 epochs x 1 steps = 3 steps of 256 images (14 "
+                                "left out of each epoch: the last partial batch); sgd lr 0.06") and "precision: " in lines[-2]
+    assert lines[-1].startswith("cost: about ") and "for the run's 3 steps" in lines[-1]
     assert not out.exists()  # nothing written

@@ -6,7 +6,7 @@ from pathlib import Path
 import byol
 
 PACKAGE = Path(byol.__file__).parent
-LAYERS = {"core": 0, "version": 0, "progress": 0, "pretrained": 0, "data": 1, "checkpoint": 1, "config": 2, "tracking": 2,
+LAYERS = {"core": 0, "version": 0, "progress": 0, "wording": 0, "pretrained": 0, "data": 1, "checkpoint": 1, "config": 2, "tracking": 2,
           "evaluation": 3, "training": 4, "cli": 5}
 
 

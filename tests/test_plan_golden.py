@@ -91,6 +91,8 @@ def said(argv: list[str], root: Path) -> str:
 
     text = out.getvalue().replace(str(root), "<ROOT>").replace(str(RECIPES_DIR), "<RECIPES>")
     text = re.sub(r"about \d+ images/s \(\d+ per process", "about N images/s (N per process", text)
+    text = re.sub(r"cost: about [\d.]+ (ms|s|min|h) a step(.*) so about [\d.]+ (ms|s|min|h) for",
+                  r"cost: about T a step\2 so about T for", text)
     return f"exit {code}\n{text}"
 
 

@@ -442,7 +442,7 @@ def test_small_images_without_a_config_get_the_small_image_recipe():
         section, name = key.split(".")
         assert getattr(getattr(cfg, section), name) == getattr(getattr(cifar, section), name), key
     assert cfg.model.backbone_args == {"stem": "cifar"} and cfg.augment.mean == load_config(None, []).augment.mean
-    assert any(n.startswith("recipe for the data and the run (32-px images: the cifar10") for n in cfg.notes)
+    assert any(n.startswith("recipe: the cifar10 recipe's settings for 32-px images") for n in cfg.notes)
     # a key on the command line stays; a user's own network keeps its arguments
     mine = decide(load_config(None, ["--optim.base_lr", "0.5", "--model.backbone", "user_nets:NoBatchNorm",
                                      "--train.batch_size", "2"]), facts).cfg

@@ -32,9 +32,9 @@ def __getattr__(name: str):
 
         return pretrain
     if name == "export":
-        from byol.checkpoint import export_backbone
+        from byol.evaluation.deploy import export
 
-        return export_backbone
+        return export
     if name in ("evaluate", "embed"):
         from byol.evaluation import saved
 

@@ -75,6 +75,10 @@ def cmd_pretrain(args, extra) -> int:
         plan = plan_run(cfg)  # what `byol pretrain` would decide: the same facts, the same decisions
         print(describe_config(plan.cfg))
         print("\n".join(plan.lines()))
+        from byol.training.module import BYOLModule
+        from byol.training.pretrain import cost_line
+
+        print(cost_line(plan, BYOLModule(None, plan.cfg).model))  # the network the run would build, one step timed
         return 0
     summary = pretrain(cfg, resume=args.resume)
     if summary["global_rank"] == 0:
@@ -122,9 +126,19 @@ def cmd_preview(args, extra) -> int:
     for note in cfg.notes:
         print(note)
     for view in ("view1", "view2"):
-        print(f"augment.{view}: " + ", ".join(f"{k} {v}" for k, v in to_dict(cfg)["augment"][view].items()))
+        print(f"augment.{view}: " + ", ".join(f"{k} {shown(v)}" for k, v in to_dict(cfg)["augment"][view].items()))
     print(f"wrote {path}")
     return 0
+
+
+def shown(value) -> str:
+    """A setting as a line shows it: numbers to 4 significant digits (4/3 as 1.333), lists of them."""
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+        return text if any(c in text for c in ".en") else f"{text}.0"  # 1.0 stays a float to the eye
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    return str(value)
 
 
 def need(ok: bool, flag: str, value, rule: str) -> None:
@@ -180,6 +194,9 @@ def cmd_evaluate(args, extra) -> int:
                             bn_momentum=args.bn_momentum, seed=args.seed, workers=args.workers)
     record = evaluate(args.checkpoint, args.protocol, args.train, args.test, args.dataset, args.data,
                       reader=_reader(args), settings=settings, save_model=args.save_model)
+    from byol.evaluation.saved import describe_result
+
+    print(describe_result(record), file=sys.stderr)  # the readable line; stdout keeps the JSON for scripts
     print(json.dumps(record))
     if args.mlflow_uri:
         log_evaluation_to_mlflow(record, args.mlflow_uri, args.mlflow_experiment_name, args.mlflow_run_id)
@@ -244,8 +261,7 @@ def write_outputs(contents: dict, what: str) -> None:
 
 
 def cmd_export(args, extra) -> int:
-    from byol.checkpoint import export_backbone
-    from byol.evaluation.deploy import export_deployable, export_hub_folder, format_of
+    from byol.evaluation.deploy import export, export_hub_folder
 
     if args.hub_folder:
         if args.output is not None:
@@ -255,23 +271,18 @@ def cmd_export(args, extra) -> int:
         print(f"wrote {folder}/ (model.safetensors, config.json, README.md: load it as its README says)")
         return 0
     out = output_path(args.output or EXPORT_DEFAULT, "the exported weights")
-    fmt = format_of(out, args.format)
-    if fmt != "safetensors":
-        try:
-            info = export_deployable(args.checkpoint, out, fmt, args.normalization == "inside", args.backbone,
-                                     _json_arg(args.args) if args.args else None)
-        except OSError as e:
-            raise ConfigError(f"could not write the export {str(out)!r} ({e.strerror or e}); nothing was written "
-                              "there: free space or choose another place") from None
-        print(f"wrote {out} ({fmt}; input {info['input']}, normalisation {info['normalization']}; largest "
-              f"difference from PyTorch on the check's images {info['max_abs_difference']:.2g})")
-        return 0
     try:
-        path = export_backbone(args.checkpoint, out)
+        info = export(args.checkpoint, out, args.format, args.normalization, args.backbone,
+                      _json_arg(args.args) if args.args else None)
     except OSError as e:  # the checkpoint was read (CheckpointError otherwise): the write failed
-        raise ConfigError(f"could not write the exported weights {str(out)!r} ({e.strerror or e}); nothing was "
-                          "written there: free space or choose another place") from None
-    print(f"wrote {path} (load with net.load_state_dict(safetensors.torch.load_file({str(path)!r})))")
+        raise ConfigError(f"could not write the export {str(out)!r} ({e.strerror or e}); nothing was written "
+                          "there: free space or choose another place") from None
+    if info["format"] == "safetensors":
+        print(f"wrote {out} (load with net.load_state_dict(safetensors.torch.load_file({str(out)!r})))")
+    else:
+        print(f"wrote {out} ({info['format']}; input {info['input']}, normalisation {info['normalization']}; "
+              f"preprocessing: {info['preprocessing']}; largest difference from PyTorch on the check's images "
+              f"{info['max_abs_difference']:.2g})")
     return 0
 
 
@@ -375,7 +386,7 @@ def build_parser(help_for: tuple = (None, "defaults")) -> argparse.ArgumentParse
     p = argparse.ArgumentParser(prog="byol", description="BYOL self-supervised pretraining for any PyTorch network",
                                 epilog="The arguments of the earlier `python main.py --run-type ...` command line are "
                                        "accepted too: byol --run-type train|fine_tune|eval --dataset-type ... "
-                                       "--dataset-path ... (README, 'The main.py --run-type command line')")
+                                       "--dataset-path ... (documentation: 'The main.py --run-type command line')")
     p.add_argument("--version", action="version", version=f"byol {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -453,7 +464,8 @@ def add_evaluation_commands(sub) -> None:
     s.add_argument("--test", help="labeled test images (folder or tar)")
     s.add_argument("--dataset", help="a standard data set instead: cifar10, stl10, emnist-letters, ...")
     s.add_argument("--data", help="with --dataset: where its files are")
-    s.add_argument("-k", type=int, default=200, help="knn: neighbours voting (the field's standard: 200)")
+    s.add_argument("-k", type=int, help="knn: neighbours voting (default: the field's standard 200, or a tenth of a "
+                                        "smaller labeled training set)")
     s.add_argument("--temperature", type=float, default=0.1, help="knn: temperature of the weighted vote")
     s.add_argument("--epochs", type=int, default=100, help="linear, linear-aug, finetune: training epochs")
     s.add_argument("--lr", type=float, default=0.1, help="linear, linear-aug, finetune: learning rate (SGD, cosine)")
@@ -533,6 +545,9 @@ def add_file_commands(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from byol.wording import command_line
+
+    command_line()  # messages name options as the command line spells them (--resume, --train.epochs)
     argv = sys.argv[1:] if argv is None else argv
     if any(a == "--run-type" or a.startswith("--run-type=") for a in argv):  # `main.py --run-type ...` arguments
         from byol.cli.compat import translate

@@ -268,7 +268,7 @@ def check_buildable(name: str, obj, args: dict | None = None, args_from: str | N
                 raise BackboneError(f"backbone {name!r}: {args_from} gives model.backbone_args {named[0]} = "
                                     f"{_dig(args, named[0])!r}, which names a file, folder or URL; a config file may not "
                                     "(the builder would read or write there). Give it on the command line "
-                                    "(--model.backbone_args) if you mean it, or use model.init_weights for weights")
+                                    "or from Python if you mean it, or use model.init_weights for weights")
         return
     module = getattr(obj, "__module__", None) or "an unknown module"
     raise BackboneError(f"backbone {name!r} is {type(obj).__name__} {getattr(obj, '__qualname__', '')!r} of "

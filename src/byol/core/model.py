@@ -283,23 +283,29 @@ class ModelSpec:
 class BYOL(nn.Module):
     """Bootstrap Your Own Latent around `net`.
 
-    Args:
-        net: any nn.Module taking images (B, C, H, W).
-        spec: the heads, where the representation is taken and the target's EMA (ModelSpec);
-            the paper's by default. Its fields may be given as keywords instead
-            (`BYOL(net, hidden_layer="avgpool", image_size=32)`): they replace the spec's.
-        image_size, in_channels: shape of one probe forward that measures the representation
-            size; pass `feature_dim` to skip it.
+    Arguments:
 
-    The spec's fields: hidden_layer is a layer name (see `layer_names`), an index into `net`'s
-    direct children (-2 is usually the pooling before the classifier), or None for the
-    network's output; projection_dim, projection_hidden_dim, prediction_hidden_dim are the
-    MLP sizes, 256, 4096, 4096 in the paper; tau_base is the EMA rate at step 0, 0.996 in the
-    paper, going to tau_final (the paper: 1) on a cosine; concat_views runs both views through
-    each network as one batch of 2B images (faster on some hardware, but batch-norm statistics
-    then mix the views; the paper's setting is one batch per view); head_batchnorm and
-    head_bias shape the heads (see `MLP`); token_pool says how a 3-D output becomes (B, D)
-    (see `resolve_token_pool` and `pool_features`).
+    - `net`: any nn.Module taking images (B, C, H, W).
+    - `spec`: the heads, where the representation is taken and the target's EMA (ModelSpec);
+      the paper's by default. Its fields may be given as keywords instead
+      (`BYOL(net, hidden_layer="avgpool", image_size=32)`): they replace the spec's.
+    - `image_size`, `in_channels`: shape of one probe forward that measures the representation
+      size; pass `feature_dim` to skip it.
+
+    The spec's fields:
+
+    - `hidden_layer`: a layer name (see `layer_names`), an index into `net`'s direct children
+      (-2 is usually the pooling before the classifier), or None for the network's output;
+    - `projection_dim`, `projection_hidden_dim`, `prediction_hidden_dim`: the MLP sizes, 256,
+      4096, 4096 in the paper;
+    - `tau_base`: the EMA rate at step 0, 0.996 in the paper, going to `tau_final` (the paper:
+      1) on a cosine;
+    - `concat_views`: both views through each network as one batch of 2B images (faster on
+      some hardware, but batch-norm statistics then mix the views; the paper's setting is one
+      batch per view);
+    - `head_batchnorm`, `head_bias`: the heads' shape (see `MLP`);
+    - `token_pool`: how a 3-D output becomes (B, D) (see `resolve_token_pool` and
+      `pool_features`).
 
     The target network is a deep copy of backbone+projector: its own tensors, no
     gradients, updated only by `update_target`. It runs in training mode (batch statistics,

@@ -31,6 +31,7 @@ import torch
 from byol.checkpoint import atomic_path
 from byol.data.image_sets import MemoryImages
 from byol.data.listing import DataError
+from byol.wording import option
 
 EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
 DATASETS = ("cifar10", "cifar100", "stl10", "mnist", *(f"emnist-{s}" for s in EMNIST_SPLITS))
@@ -309,11 +310,11 @@ def fetch(url: str, target: Path, md5: str, name: str, wrong: bool = False) -> N
             raise DataError(f"{target} is there, but its MD5 is {md5sum(target)}, not {md5}: it is damaged, unfinished "
                             f"or another file, and the download from {url} failed ({reason}). Replace it with the "
                             f"official {target.name} copied by other means and run this again, or give the images as "
-                            f"a labeled folder: --data.path FOLDER instead of --data.dataset {name}") from None
+                            f"a labeled folder: {option('data.path', 'FOLDER')} instead of {option('data.dataset', name)}") from None
         raise DataError(f"cannot download {url} ({reason}). Without internet: copy {target.name} (MD5 {md5}) into "
                         f"{target.parent} by other means and run this again, or give the images as a labeled folder "
-                        f"(one sub-folder per class) or a .tar of one: --data.path FOLDER instead of "
-                        f"--data.dataset {name}") from None
+                        f"(one sub-folder per class) or a .tar of one: {option('data.path', 'FOLDER')} instead of "
+                        f"{option('data.dataset', name)}") from None
 
 
 def match_channels(images: MemoryImages, channels: int) -> MemoryImages:

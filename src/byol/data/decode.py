@@ -74,11 +74,17 @@ def upright_size(header: Image.Image) -> tuple[int, int]:
 
 
 def decode(header: Image.Image, source: bytes | str, channels: int, fraction: float = 1.0,
-           decoder: str = "pillow") -> Image.Image:
+           decoder: str = "pillow", fine: bool = False) -> Image.Image:
     """Decode fully (so truncation shows here), upright, RGB (3) or L (1). A JPEG is decoded at
-    the smallest DCT scale that keeps at least `fraction` of its width and height."""
+    the smallest DCT scale that keeps at least `fraction` of its width and height: one of
+    Pillow's (1/2, 1/4, 1/8, pillow_scale) with either decoder, so that a plain Pillow
+    deployment reads an image as byol does (docs/export.md's preprocess); with `fine`, where
+    simplejpeg decodes, any n/8 (the training crops' fast path: fewer pixels)."""
     w, h = header.size
     wanted = (max(1, math.ceil(w * fraction)), max(1, math.ceil(h * fraction)))
+    if fraction < 1 and not fine:
+        scale = pillow_scale((w, h), wanted)
+        wanted = (-(-w // scale), -(-h // scale))
     if header.format == "JPEG" and decoder == "simplejpeg" and header.mode in ("RGB", "L"):
         import simplejpeg
 
@@ -96,6 +102,14 @@ def decode(header: Image.Image, source: bytes | str, channels: int, fraction: fl
     header.load()
     img = ImageOps.exif_transpose(header)  # EXIF orientation (a phone's portrait photo): upright, as viewers show it
     return to_8_bit(img).convert("RGB" if channels == 3 else "L")
+
+
+def pillow_scale(size: tuple[int, int], wanted: tuple[int, int]) -> int:
+    """The reduction Pillow's JPEG draft picks for an image of `size` asked for at least `wanted`
+    (PIL.JpegImagePlugin.JpegImageFile.draft): the largest of 8, 4, 2, 1 at most both integer
+    ratios."""
+    ratio = min(size[0] // wanted[0], size[1] // wanted[1])
+    return next(s for s in (8, 4, 2, 1) if ratio >= s)
 
 
 def open_image(source: bytes | str, channels: int) -> Image.Image:
@@ -163,7 +177,7 @@ def cut_views(source: bytes | str, channels: int, views: tuple[ViewConfig, ...],
         boxes.append((float(x0), float(y0), float(w), float(h)))
     enough = 1.0 if bound is None else min(1.0, bound / min(width, height))
     fraction = max(min(enough, max(size / w, size / h)) for _, _, w, h in boxes) if reduce else 1.0
-    image = decode(header, source, channels, fraction, decoder)
+    image = decode(header, source, channels, fraction, decoder, fine=True)
     s = decode_scale(width, height, image.width, image.height)
     crops = [torch.from_numpy(chw(np.array(image.resize(
         (size, size), RESAMPLE[interpolation], box=(x0 * s, y0 * s, (x0 + w) * s, (y0 + h) * s)))))

@@ -15,10 +15,21 @@ from dataclasses import dataclass, field
 import torch
 
 from byol.core.augment import AugmentConfig, TwoViewTransform
-from byol.data.image_sets import (GRAYSCALE_SAMPLE, MemoryImages, StreamImages, VideoFramePairs, decode_to_memory,
-                                  looks_grayscale)
+from byol.data.image_sets import (
+    GRAYSCALE_SAMPLE,
+    MemoryImages,
+    StreamImages,
+    VideoFramePairs,
+    decode_to_memory,
+    looks_grayscale,
+)
 from byol.data.listing import DECODE_ERRORS, DataError, ImageList, list_images
-from byol.data.splits import first_per_class, match_classes, random_subset, split_held_out
+from byol.data.splits import (
+    first_per_class,
+    match_classes,
+    random_subset,
+    split_held_out,
+)
 
 MEMORY_LIMIT_IMAGES = 300_000  # below it (and not large_images full), a folder's images are decoded into memory
 SIZE_SAMPLE = 64  # images whose headers are read to find the typical size

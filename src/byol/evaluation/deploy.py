@@ -43,6 +43,27 @@ class Deployable(nn.Module):
         return self.net(x)
 
 
+def export(checkpoint: str | Path, out: str | Path, format: str | None = None, normalization: str = "inside",
+           backbone: str | None = None, backbone_args: dict | None = None) -> dict:
+    """Write a checkpoint's (or an export's) backbone to `out`, in the format its suffix names
+    (FORMATS: .safetensors, .onnx, .torchscript, .pt2) or `format`; an unknown suffix is
+    refused. .safetensors holds the weights under the network's own key names; the others
+    deploy without byol, checked against PyTorch before they are kept, with the run's
+    normalisation inside the graph ("inside") or left to the caller ("outside"). Returns what
+    was written: {"path", "format", and for the deployable formats the input, normalisation,
+    preprocessing and the parity check's largest difference}. `byol export` and `byol.export`
+    are this one function."""
+    from byol.checkpoint import export_backbone
+
+    fmt = format_of(out, format)
+    if normalization not in ("inside", "outside"):
+        raise ConfigError(f"normalization {normalization!r}: choose inside or outside")
+    if fmt == "safetensors":
+        return {"path": str(export_backbone(checkpoint, out)), "format": fmt}
+    return {"path": str(out), **export_deployable(checkpoint, out, fmt, normalization == "inside", backbone,
+                                                  backbone_args)}
+
+
 def format_of(path: str | Path, given: str | None) -> str:
     """The export format: `given`, or the one the file name's suffix says."""
     if given:
@@ -59,8 +80,18 @@ def format_of(path: str | Path, given: str | None) -> str:
 def metadata(r: Reader, fmt: str, normalize: bool) -> dict:
     return {**r.settings, "format": fmt,
             "input": f"float32 images in [0, 1], (batch, {r.channels}, {r.image_size}, {r.image_size})",
+            "preprocessing": preprocessing(r.image_size, r.crop),
             "output": "features (batch, D): the hidden layer's output, pooled",
             "normalization": "inside the graph" if normalize else "outside: give (x - mean) / std"}
+
+
+def preprocessing(size: int, crop: float) -> str:
+    """How `byol embed` prepares an image for a network of input `size` and evaluation crop
+    `crop`, in words (export metadata; docs/export.md's preprocess() does it in code)."""
+    side = round(size / crop)
+    inner = f", then its centre {size} px" if side != size else ""
+    return (f"shorter side resized to {side} px (bicubic; a JPEG decoded at the DCT scale that keeps that side), "
+            f"the centre {side} px square{inner}, values / 255")
 
 
 def run_export(path: str, fmt: str, images: torch.Tensor) -> torch.Tensor:

@@ -143,7 +143,7 @@ class EvalSettings:
     finetune: bn_momentum (see ClassifierSettings); all: a class-balanced label_fraction of the
     training images (chosen with seed); linear-aug, finetune: workers decode whole-image crops
     (None: up to 8)."""
-    k: int = 200
+    k: int | None = None  # None: KNN_K, or a tenth of a smaller bank (knn_neighbours)
     temperature: float = 0.1
     epochs: int = 100
     lr: float = 0.1
@@ -220,7 +220,15 @@ def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str
     if protocol in ("knn", "linear", "logistic"):
         ftr, fte = r.features(train_set.images, device), r.features(test_set.images, device)
         if protocol == "knn":
-            result = knn_accuracy(ftr, train_set.labels, fte, test_set.labels, s.k, s.temperature)
+            k, why = knn_neighbours(s.k, len(train_set))
+            result = knn_accuracy(ftr, train_set.labels, fte, test_set.labels, k, s.temperature)
+            result.update(k=k, k_reason=why)
+            if r.origin.get("backbone"):  # the baseline: the same network untrained
+                untrained = untrained_reader(r, seed=s.seed)
+                result.update(untrained_top1=knn_accuracy(
+                    untrained.features(train_set.images, device), train_set.labels,
+                    untrained.features(test_set.images, device), test_set.labels, k, s.temperature)["top1"],
+                    untrained_network=f"the same architecture freshly initialised (seed {s.seed})")
         elif protocol == "linear":
             result = linear_probe(ftr, train_set.labels, fte, test_set.labels, epochs=s.epochs, lr=s.lr)
         else:
@@ -244,6 +252,49 @@ def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str
             "dataset": dataset if dataset and dataset != "folder" else train,
             "split": "test", "test_data": test or data, "train_images": len(train_set),
             "test_images": len(test_set), "settings": record, "top1": top1, "top5": top5}
+
+
+KNN_K = 200  # neighbours voting (Wu et al. 2018: 200 of a 50,000-image bank)
+
+
+def knn_neighbours(asked: int | None, bank: int) -> tuple[int, str]:
+    """(k, why): the k asked for, said where it reaches the bank (every query's neighbours are
+    then all of it: a similarity-weighted vote of the whole bank); else KNN_K, or a tenth of a
+    bank smaller than ten times that."""
+    if asked is not None:
+        if asked >= bank:
+            return asked, (f"-k {asked} reaches the {bank} labeled training images: every query's neighbours are the "
+                           "whole bank; give a smaller -k (a tenth of the bank) or more labeled images")
+        return asked, f"-k {asked}"
+    k = min(KNN_K, max(1, bank // 10))
+    return k, (f"{KNN_K}, the field's standard" if k == KNN_K else
+               f"a tenth of the {bank} labeled training images ({KNN_K} would be most of them; -k to choose)")
+
+
+def untrained_reader(r: Reader, seed: int = 0) -> Reader:
+    """The reader's network freshly initialised (torch seed `seed`), read with the same settings:
+    the untrained baseline a pretrained network's figure is set beside."""
+    import dataclasses
+
+    from byol.core.backbones import build_backbone
+
+    o = r.origin
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = build_backbone(o["backbone"], **(o.get("backbone_args") or {}))
+    return dataclasses.replace(r, net=feature_extractor(net, o.get("hidden_layer"), o.get("token_pool") or "mean"))
+
+
+def describe_result(record: dict) -> str:
+    """The readable line of an evaluation (its JSON is for scripts): the figure, and for kNN the
+    untrained network's beside it and the k used."""
+    s = record["settings"]
+    line = (f"{record['protocol']} top-1 {100 * record['top1']:.2f}% (top-5 {100 * record['top5']:.2f}%) on "
+            f"{record['test_images']} test images, {record['train_images']} labeled training images")
+    if "untrained_top1" in s:
+        line += (f"; untrained: {100 * s['untrained_top1']:.2f}% ({s['untrained_network']}); k {s['k']}: "
+                 f"{s['k_reason']}")
+    return line
 
 
 def embed(checkpoint: str, data: str, reader: Reader | None = None) -> tuple[torch.Tensor, list[str]]:

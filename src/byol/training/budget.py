@@ -73,6 +73,6 @@ def budget_note(epochs: int, per_epoch: int, images: int, side: int, grayscale: 
     line += f", first after about {needed:,} steps (the median of those); {ended}"
     if steps < needed:
         more = math.ceil(needed / max(per_epoch, 1))
-        line += (f". This run is shorter: expect no clear gain; --train.epochs {more} gives "
+        line += (f". This run is shorter: expect no clear gain; train.epochs {more} gives "
                  f"{more * per_epoch:,} steps")
     return [line]

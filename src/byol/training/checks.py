@@ -21,12 +21,12 @@ def check_start(cfg: Config, resume: bool, launch: Launch) -> Path:
     return check_run_folder(cfg, resume, launch_rank(launch, cfg.train.devices))
 
 
-def check_resume_config(last: Path, plan: Plan, identity: dict | None = None) -> int | None:
+def check_resume_config(last: Path, plan: Plan, identity: dict | None = None) -> dict:
     """Resuming with settings that change the run (model shape, data, schedule) is refused,
     naming the keys that differ. The keys declared resumable (config.resumable_keys: logging,
     speed, the run's length) may change, and train.epochs may grow: the run continues to the new
-    end, its learning-rate and tau cosines stretched to it (the run's former epochs are returned;
-    None when unchanged). Refused too: a different number of processes (the learning rate, the
+    end, its learning-rate and tau cosines stretched to it. Returns where the checkpoint is
+    ({"epoch", "step"}) and the run's former epochs where they grew ("extended_from"). Refused too: a different number of processes (the learning rate, the
     schedules' length and the data order depend on it), and other training data (`identity`, see
     data_identity): more or fewer images change the schedule, and the held-out split."""
     from byol.checkpoint import checkpoint_config, load_checkpoint
@@ -71,12 +71,17 @@ def check_resume_config(last: Path, plan: Plan, identity: dict | None = None) ->
                           f"({change}: files added, removed or renamed, or another held-out split from "
                           "train.knn_every, data.val_fraction or data.val_path). Resume with the data and "
                           "settings it started with, or start a new run")
-    return old_epochs if cfg.train.epochs != old_epochs else None
+    return {"epoch": int(ckpt.get("epoch", 0)), "step": int(ckpt.get("global_step", 0)),
+            "extended_from": old_epochs if cfg.train.epochs != old_epochs else None}
 
 
 def check_resume(last: Path, plan: Plan, identity: dict | None) -> None:
-    """check_resume_config, and the line that says a resume adds epochs."""
-    extended_from = check_resume_config(last, plan, identity)
-    if extended_from is not None:
-        print(f"resuming {last} with train.epochs raised from {extended_from} to {plan.cfg.train.epochs}: the run "
-              f"continues to epoch {plan.cfg.train.epochs}, its learning-rate and tau cosines stretched to that end")
+    """check_resume_config, and the line that says where the run resumes (and that it adds
+    epochs, where it does)."""
+    where = check_resume_config(last, plan, identity)
+    epochs = plan.cfg.train.epochs
+    print(f"resuming {last}: epoch {where['epoch'] + 1} of {epochs}, after step {where['step']} of "
+          f"{epochs * plan.steps_per_epoch}; the settings and notes above are the ones it started with")
+    if where["extended_from"] is not None:
+        print(f"train.epochs raised from {where['extended_from']} to {epochs}: the run continues to epoch {epochs}, "
+              "its learning-rate and tau cosines stretched to that end")

@@ -13,9 +13,9 @@ from byol.config import Config
 from byol.core.augment import TwoViewTransform
 from byol.data.batch import already_batched, collate
 from byol.data.image_sets import AugmentedImages, BatchIndices, MemoryImages
+from byol.data.listing import DataError
 from byol.data.loader import ResumableLoader, ShardedSampler
 from byol.data.sources import Reading, Source, open_source
-from byol.data.listing import DataError
 from byol.training.plan import Plan
 
 WORKER_TIMEOUT_S = 600  # a data worker silent this long is reported, not waited on forever

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from byol.wording import option
+
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stops and its last checkpoint is kept."""
@@ -116,6 +118,6 @@ class NonFiniteGuard:
     def _raise(self, what: str, epoch: int):
         last = Path(self.out_dir) / "checkpoints" / "last.ckpt"
         kept = f"The last checkpoint, {last}, is from before it" if last.exists() else "No checkpoint was written before it"
-        skip = ("" if self.skip else " (or pass --train.skip_nonfinite true)")
+        skip = ("" if self.skip else f" (or set {option('train.skip_nonfinite', 'true')})")
         raise NonFiniteLossError(f"{what} (epoch {epoch}); stopped. {kept}. Lower optim.base_lr, or check the "
                                  f"data{skip}.")

@@ -282,14 +282,20 @@ def decide_recipe(draft: Draft, images: int | None, launch: Launch) -> None:
     if not changes:
         long_warmup(draft)
         return
-    reasons = [f"{size}-px images: the cifar10 recipe's settings, for {preset} of its epochs "
+    stem = ("; the CIFAR stem keeps the full side in the first block, so a {0}-px image costs about what a "
+            "{1}-px one costs with the ImageNet stem".format(size, 4 * size)
+            if changes.get("model.backbone_args", {}).get("stem") == "cifar" else "")
+    recipe = ((f"the cifar10 recipe's settings for {size}-px images, its preset for {preset} of its epochs "
                f"({preset * RECIPE_STEPS_PER_EPOCH} steps; this run has about {epochs} x {max(1, per_epoch)})"
-               if small and per_epoch is not None else f"{size}-px images: the cifar10 recipe's settings" if small else "",
-               f"warm-up at most {WARMUP_SHARE:.0%} of {epochs} epochs" if shortened else ""]
+               if per_epoch is not None else f"the cifar10 recipe's settings for {size}-px images") + stem
+              if small else f"the defaults (the paper's ImageNet recipe: {draft['optim.name']}, base lr "
+                            f"{draft['optim.base_lr']:g}) for {size}-px images")
+    warmup = f", warm-up at most {WARMUP_SHARE:.0%} of the {epochs}-epoch run" if shortened else ""
     draft.decide("recipe", changes,
-                 f"recipe for the data and the run ({'; '.join(filter(None, reasons))}; no packaged recipe named): "
+                 f"recipe: {recipe}{warmup} (no packaged recipe named): "
                  + "; ".join(f"{k} {draft[k]} -> {v}" for k, v in changes.items())
-                 + ". Set any of these keys, or name a --config, to choose otherwise")
+                 + ". Set any of these keys, or name a packaged recipe (--config cifar10, imagenet, ...), to choose "
+                   "otherwise")
 
 
 def long_warmup(draft: Draft) -> None:

@@ -54,6 +54,7 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
     if resume:  # after the decisions, which the checkpoint's config holds too
         check_resume(last, plan, data.identity)
     module = BYOLModule(net, plan.cfg, data)  # a bad backbone or hidden layer fails here, before any file is written
+    print(cost_line(plan, module.model))
     with holding(plan, resume), recording_skipped(plan.cfg):
         write_run_file(plan, "config.yaml", plan.cfg)
         write_run_file(plan, "plan.json", json.dumps(plan.as_dict(), indent=1, default=str))
@@ -125,3 +126,52 @@ def loader_lines(plan: Plan, data: TrainingData) -> list[str]:
     return [*lines, f"{chosen}, about {rate * workers:.0f} images/s ({rate:.0f} per process, from "
                     f"{decoded} images decoded here); each step takes {plan.cfg.train.batch_size} images. "
                     "The progress lines' images/s and the summary's data_wait_share say whether steps wait for data"]
+
+
+COST_PROBE = 4  # images per view the cost line times one BYOL step on
+
+
+def cost_line(plan: Plan, model) -> str:
+    """What the run will cost, measured before it starts: one BYOL step (both views through the
+    online network forward and backward, the target's forward) timed here on COST_PROBE images
+    per view at data.image_size, in the run's precision, after one untimed step, on a copy of
+    `model` (its weights and statistics stay as they are); scaled to the run's batch and steps.
+    Without augmentation and the optimiser, so a lower bound; the progress lines give the real
+    rate once the run goes."""
+    import copy
+    import time
+
+    import torch
+
+    cfg = plan.cfg
+    side, epochs, steps = cfg.data.image_size, cfg.train.epochs, cfg.train.epochs * plan.steps_per_epoch
+    if steps == 0:
+        return "cost: no step (train.epochs 0): the untrained network is evaluated only"
+    probe = copy.deepcopy(model).train()
+    memory = torch.channels_last if cfg.train.channels_last else torch.contiguous_format  # as BatchAugment gives views
+    views = [torch.rand(COST_PROBE, cfg.data.channels, side, side).contiguous(memory_format=memory) for _ in range(2)]
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(plan.precision)
+    times = []
+    with torch.random.fork_rng():
+        for _ in range(2):
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None and not plan.facts.hardware.cuda):
+                loss = probe(*views)
+            loss.backward()
+            times.append(time.perf_counter() - start)
+    step = times[-1] * cfg.train.batch_size * cfg.train.accumulate / COST_PROBE
+    return (f"cost: about {duration(step)} a step of {cfg.train.batch_size * cfg.train.accumulate} images per process "
+            f"here (one step timed on {COST_PROBE} images at {side} px, in {plan.precision}), so about "
+            f"{duration(step * steps)} for the run's {steps} steps ({epochs} epochs); without augmentation, data "
+            "loading and the kNN checks, which the progress lines' rate includes")
+
+
+def duration(seconds: float) -> str:
+    """A time as a person says it: 40 ms, 12 s, 7 min, 3.2 h."""
+    if seconds < 1:
+        return f"{1000 * seconds:.0f} ms"
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    if seconds < 6000:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

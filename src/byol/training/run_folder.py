@@ -16,6 +16,7 @@ from byol.checkpoint import OutputError, atomic_write_text, check_output_file
 from byol.config import Config, ConfigError, to_dict
 from byol.data.listing import SKIPPED_DIR_ENV
 from byol.evaluation.report import REPORT_FILES
+from byol.wording import option
 
 # Every file a run writes in its folder (train.out_dir), each a regular file or none (check_output_file)
 RUN_FILES = ("config.yaml", "summary.json", "knn.json", "embeddings.npz", "backbone.safetensors", "plan.json",
@@ -58,10 +59,10 @@ def check_checkpoint(out: Path, resume: bool) -> Path:
     (another run may have written one in between)."""
     last = out / "checkpoints" / "last.ckpt"
     if last.exists() and not resume:
-        raise ConfigError(f"{out} already holds a checkpoint ({last}); pass --resume to continue it, "
+        raise ConfigError(f"{out} already holds a checkpoint ({last}); pass {option('resume')} to continue it, "
                           "or choose another train.out_dir")
     if resume and not last.exists():
-        raise ConfigError(f"--resume: no checkpoint at {last}")
+        raise ConfigError(f"{option('resume')}: no checkpoint at {last}")
     return last
 
 
@@ -84,7 +85,7 @@ def check_path_length(path: Path, key: str) -> None:
         what = (f"a name of {len(long.encode())} bytes" if long is not None else
                 f"a path of {len(str(path.absolute()).encode())} bytes with what the run writes in it")
         raise ConfigError(f"{key} {str(path.parent.parent)[:60]!r}...: {what}, over the 255 a name and 4096 a path "
-                          f"may have; choose a shorter --{key}")
+                          f"may have; choose a shorter {option(key)}")
 
 
 def check_writable(folder: Path, key: str) -> None:
@@ -101,7 +102,7 @@ def check_writable(folder: Path, key: str) -> None:
         os.unlink(name)
     except OSError as e:
         raise ConfigError(f"{key} {str(folder)!r}: cannot write in {str(probe_dir)!r} ({e.strerror}); "
-                          f"choose a writable folder with --{key}") from None
+                          f"choose a writable folder with {option(key)}") from None
 
 
 class RunFolderLock:

@@ -13,6 +13,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from byol.checkpoint import CheckpointError, atomic_path, atomic_write
 from byol.training.module import BYOLModule
+from byol.wording import option
 
 
 class CheckpointWriteError(CheckpointError):
@@ -93,7 +94,7 @@ class AtomicCheckpoint(L.Callback):
         except OSError as e:
             raise CheckpointWriteError(
                 f"could not write checkpoint {self.last} at step {trainer.global_step} ({e}); training stopped. "
-                "The previous checkpoint, if any, is intact: free space and resume with --resume") from None
+                f"The previous checkpoint, if any, is intact: free space and resume with {option('resume')}") from None
         self.saved_step = trainer.global_step
 
     def _keep(self, step: int) -> None:
@@ -173,7 +174,7 @@ class StopOnSignal(L.Callback):
         if last.exists():
             holds = f"holds step {saved}" if saved >= 0 else "holds the last checkpoint"
             return (f"stopped by {name} after step {trainer.global_step}; {last} {holds}: to go on, run the same "
-                    "command with --resume")
+                    f"again with {option('resume')}")
         return f"stopped by {name} before any checkpoint was written; nothing to resume: run the command again"
 
     def teardown(self, trainer, pl_module, stage):

@@ -153,8 +153,11 @@ def verdict(summary: dict, cfg: Config) -> dict:
 
 
 def other_recipe(cfg: Config) -> str:
-    """The recipe a verdict suggests: cifar10 for small images unless it is in use already."""
+    """The recipe a verdict suggests: cifar10 for small images unless it is in use already (named,
+    or taken by the plan's recipe for the data)."""
     in_use = {Path(source).stem for source in cfg.given.values() if Path(source).parent == RECIPES_DIR}
+    if any(note.startswith("recipe: the cifar10 recipe's settings") for note in cfg.notes):  # the plan took it
+        in_use.add("cifar10")
     if cfg.data.image_size <= 64 and "cifar10" not in in_use:
         return "the recipe measured best on small images (--config cifar10)"
     return "another recipe (--config NAME)"

@@ -14,6 +14,7 @@ import torch
 from byol.config import Config
 from byol.data.listing import DataError
 from byol.training.plan import Plan
+from byol.wording import option
 
 
 def strategy(plan: Plan):
@@ -188,7 +189,7 @@ def fit(trainer, module, loader, checkpoint: Path | None) -> float:
                 raise
             last = Path(module.cfg.train.out_dir) / "checkpoints" / "last.ckpt"
             kept = (f"the last checkpoint, {last}, is intact: fix the cause (memory? a bad file?) and resume with "
-                    "--resume" if last.exists() else "no checkpoint had been written yet: fix the cause (memory? "
+                    f"{option('resume')}" if last.exists() else "no checkpoint had been written yet: fix the cause (memory? "
                     "a bad file?) and run again")
             raise DataError(f"a data-loading worker failed ({str(e).splitlines()[0]}). Training stopped; {kept}, "
                             "or set data.num_workers 0 to see the error in the main process") from None

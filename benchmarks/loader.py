@@ -57,6 +57,14 @@ PIPELINES = {
     "byol": ("`byol-pillow` with simplejpeg's decoder, as `byol pretrain` runs where the fast-jpeg extra is "
              "installed", "torchvision-bicubic",
              ["flips on the training device, not in the workers", "decoder: simplejpeg, not Pillow"]),
+    "byol-device": ("StreamImages (data.large_images: full, data.crop_on: device) with simplejpeg's decoder: one decode "
+                    "at the DCT scale the crops need, the photo passed whole with its two boxes; the crops are cut "
+                    "and resized on the training device, timed apart (device_ms_per_batch)", "torchvision-bicubic",
+                    ["crops resized and flipped on the training device, not in the workers (its cost per batch in "
+                     "device_ms_per_batch, measured with this CPU as the device)", "decoder: simplejpeg, not Pillow"]),
+    "byol-device-pillow": ("`byol-device` with Pillow's decoder", "torchvision-bicubic",
+                           ["crops resized and flipped on the training device, not in the workers (its cost per "
+                            "batch in device_ms_per_batch, measured with this CPU as the device)"]),
     "byol-plain": ("the same crops without the fast path: the whole photo decoded by Pillow, its shorter side shrunk "
                    "to 512, both crops resized by torch (bicubic)", "torchvision-bicubic",
                    ["flips on the training device, not in the workers",
@@ -80,6 +88,9 @@ PEERS = ("torchvision-bicubic", "torchvision", "torchvision-bicubic-cache", "web
 SHARDED = ("byol-shards", "webdataset")  # read the folder's shards, not the folder
 CACHED = ("byol-cache", "torchvision-bicubic-cache")  # read the cache, not the folder
 DECODERS = {"decode-pillow": "pillow", "decode-simplejpeg": "simplejpeg"}
+DEVICE_CROPS = ("byol-device", "byol-device-pillow")  # the device's work is timed after the workers'
+BARE_DECODE = {"byol-device": "decode-simplejpeg", "byol-device-pillow": "decode-pillow", "byol": "decode-simplejpeg",
+               "byol-pillow": "decode-pillow"}  # the bare decode of the same files with the same decoder
 
 
 def write_photos(folder: Path, n: int, width: int, height: int, cifar: str | None, seed: int = 0) -> None:
@@ -176,10 +187,10 @@ class Views:
 
 def dataset(pipeline: str, folder: str):
     """(data set, collate function) of a pipeline."""
-    if pipeline in ("byol", "byol-pillow", "byol-cache", "byol-shards"):
+    if pipeline in ("byol", "byol-pillow", "byol-cache", "byol-shards", *DEVICE_CROPS):
         from byol.data.batch import collate
 
-        decoder = "simplejpeg" if pipeline == "byol" else "pillow"
+        decoder = "simplejpeg" if pipeline in ("byol", "byol-device") else "pillow"
         if pipeline == "byol-shards":
             from byol.data.shards import ShardStream
 
@@ -187,7 +198,8 @@ def dataset(pipeline: str, folder: str):
         from byol.data.image_sets import StreamImages
         from byol.data.listing import list_images
 
-        return StreamImages(list_images(folder), BOUND, 3, "full", crops=crops(), decoder=decoder), collate
+        return StreamImages(list_images(folder), BOUND, 3, "full", crops=crops(), decoder=decoder,
+                            device_crops=pipeline in DEVICE_CROPS), collate
     if pipeline.startswith(("byol-", "decode-")):
         from byol.data.batch import collate
 
@@ -219,7 +231,7 @@ def measure(pipeline: str, folder: str, workers: int, images: int, batch: int) -
     iterable = isinstance(data, torch.utils.data.IterableDataset)  # a stream shuffles itself
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=not iterable, num_workers=workers,
                                          collate_fn=collate, drop_last=True, persistent_workers=workers > 0)
-    warm, done, start = max(1, workers), 0, None
+    warm, done, start, kept = max(1, workers), 0, None, []
     while done < images:
         for b in loader:
             if warm:
@@ -228,6 +240,8 @@ def measure(pipeline: str, folder: str, workers: int, images: int, batch: int) -
                     start = time.perf_counter()  # every worker has delivered its first batch
                 continue
             done += batch
+            if pipeline in DEVICE_CROPS and len(kept) < DEVICE_BATCHES:
+                kept.append(b)
             if done >= images:
                 break
     seconds = time.perf_counter() - start
@@ -235,6 +249,9 @@ def measure(pipeline: str, folder: str, workers: int, images: int, batch: int) -
 
     row = {"images_per_s": round(done / seconds, 1), "timed_images": done, "seconds": round(seconds, 2),
            "pillow": PIL.__version__, "torch": torch.__version__}
+    if kept:
+        del loader  # its workers stop before the device's work is timed
+        row.update(device_side(kept))
     try:
         import simplejpeg  # noqa: F401
 
@@ -242,6 +259,41 @@ def measure(pipeline: str, folder: str, workers: int, images: int, batch: int) -
     except ImportError:
         row["simplejpeg"] = False
     return row
+
+
+DEVICE_BATCHES = 4  # batches whose crops the device cuts, timed after the workers' measurement
+
+
+def device_side(batches: list) -> dict:
+    """The training device's share of the device-crop path, with this CPU standing in for the
+    device (all its threads, nothing else running): both views' crops cut and resized, flipped
+    (BatchAugment.from_boxes with the colour operations off: the same work as the workers' path
+    up to the flips), per batch; and the bytes each image takes over the host-to-device copy (the
+    padded canvas, against the two 224-px uint8 views the workers' path sends)."""
+    import torch
+
+    from byol.core.augment import AugmentConfig, BatchAugment, ViewConfig
+
+    plain = ViewConfig(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, grayscale_p=0.0, blur_p=0.0,
+                       solarize_p=0.0)
+    c = crops()
+    augment = BatchAugment(AugmentConfig(size=c.size, view1=plain, view2=plain, interpolation=c.interpolation),
+                           cropped=True)
+    augment.from_boxes(batches[0].images, batches[0].extents, batches[0].boxes)  # warm
+    times = []
+    for b in batches:
+        start = time.perf_counter()
+        augment.from_boxes(b.images, b.extents, b.boxes)
+        times.append(time.perf_counter() - start)
+    per_batch = statistics.fmean(times)
+    n = len(batches[0])
+    canvas = statistics.fmean(b.images.numel() / len(b) for b in batches)
+    photo = statistics.fmean(float((b.extents[:, 0] * b.extents[:, 1]).float().mean()) * 3 for b in batches)
+    return {"device": f"cpu ({torch.get_num_threads()} threads) standing in for the training device",
+            "device_ms_per_batch": round(1000 * per_batch, 1), "device_ms_per_batch_sd": round(1000 * spread(times), 1),
+            "device_images_per_s": round(n / per_batch, 1), "device_batch": n,
+            "transfer_bytes_per_image": round(canvas), "decoded_bytes_per_image": round(photo),
+            "transfer_bytes_per_image_workers_path": 2 * 3 * OUTPUT * OUTPUT}
 
 
 def run_child(python: str, pipeline: str, folder: str, workers: int, images: int, batch: int) -> dict | None:
@@ -332,6 +384,7 @@ def main(argv=None) -> int:
                 mean = statistics.fmean(rates)
                 row = {"benchmark": "loader", "pipeline": pipeline, "workers": workers, "repeats": len(runs),
                        "what": what, "same_work_as": compared_with, "differences": differences,
+                       "bare_decode": BARE_DECODE.get(pipeline),
                        "photos": "own" if args.photos else f"CIFAR-10 upscaled to {width}x{height}, JPEG q90",
                        "photo_size": args.size if not args.photos else None, "photo_kB": kilobytes, "output": OUTPUT,
                        **{k: v for k, v in runs[0].items() if k not in ("images_per_s", "seconds")},

@@ -6,6 +6,8 @@ benchmarks/results/*.jsonl and writes, each between its markers or as a whole fi
   table;
 - README.md: the results table (each data set and run length: seeds, kNN before -> after, verdicts, time);
 - src/byol/training/budget.json: the budget advice's measurements (byol.training.budget.summarize);
+- src/byol/training/crop_speed.json and the benchmarks page's crop table: where photos' crops are
+  cut faster end to end on each CPU kind (crop_on.jsonl; data.crop_on auto reads it on a CPU);
 - docs/images/quickstart_knn.png: kNN top-1 against steps for every quick-start run, one panel per kind of data;
 - docs/benchmarks.md's side-by-side table (compare.jsonl: this project, lightly and byol-pytorch on
   the same images, by compare.summarize and time_to_accuracy.summarize, the one way each) and
@@ -28,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BUDGET = ROOT / "src" / "byol" / "training" / "budget.json"
+CROP_SPEED = ROOT / "src" / "byol" / "training" / "crop_speed.json"
 PLOT = ROOT / "docs" / "images" / "quickstart_knn.png"
 COMPARE_PLOT = ROOT / "docs" / "images" / "compare_knn.png"
 
@@ -327,28 +330,67 @@ def loader_tables(rows: list[dict]) -> str:
                      f"images/s as the mean ± standard deviation of {first.get('repeats', 1)} measurements**\n")
         parts.append("| pipeline | what each worker does | " + " | ".join(
             f"images/s, {w} worker{'s' * (w > 1)}" for w in counts)
-            + " | per worker (1 worker) | against the same work (1 worker) | workers for "
+            + " | per worker (1 worker) | against the same work (1 worker) | against the bare decode of the same "
+            "files (1 worker) | workers for "
             f"{first['gpu_demand_estimate']:,} images/s (an estimate of one H100's demand) |")
-        parts.append("|---|---|" + "---|" * len(counts) + "---|---|---|")
+        parts.append("|---|---|" + "---|" * len(counts) + "---|---|---|---|")
         for name in names:
             one = mine.get((name, 1))
             what_it_does, same, differences = PIPELINES[name]
             base = mine.get((same, 1)) if same else None
             against = (f"{ratio(one, base)} `{same}`" + (f"; differs: {'; '.join(differences)}" if differences else "")
                        if one and base else f"`{same}` not measured" if same else "-")
+            bare = mine.get((one.get("bare_decode"), 1)) if one else None
+            decode = f"{ratio(one, bare)} `{one['bare_decode']}`" if bare else "-"
             cells = " | ".join(f"{mine[(name, w)]['images_per_s']:.0f} ± {mine[(name, w)]['images_per_s_sd']:.0f}"
                                if (name, w) in mine else "-" for w in counts)
             cache = (f" (the copy took {one['cache_seconds']:.1f} s, once, not counted)"
                      if one and one.get("cache_seconds") else "")
             parts.append(f"| `{name}` | {what_it_does}{cache} | {cells} | "
-                         + (f"{one['per_worker']:.0f} | {against} | {one['workers_for_gpu_demand_estimate']:.1f} |"
-                            if one else f"- | {against} | - |"))
+                         + (f"{one['per_worker']:.0f} | {against} | {decode} | "
+                            f"{one['workers_for_gpu_demand_estimate']:.1f} |" if one else f"- | {against} | - | - |"))
+        device = [r for (name, w), r in sorted(mine.items()) if w == 1 and r.get("device_ms_per_batch") is not None]
+        if device:
+            parts.append("\nThe training device's share of the device-crop rows (both views cut, resized and flipped), "
+                         "timed after the workers' measurement:\n")
+            parts.append("| pipeline | device | ms per batch | images/s | bytes per image over the host-to-device "
+                         "copy (padded canvas; the photo decoded) | the same, workers' crops |")
+            parts.append("|---|---|---|---|---|---|")
+            for r in device:
+                parts.append(f"| `{r['pipeline']}` | {r['device']} | {r['device_ms_per_batch']:.0f} ± "
+                             f"{r['device_ms_per_batch_sd']:.0f} ({r['device_batch']} images) | "
+                             f"{r['device_images_per_s']:.0f} | {r['transfer_bytes_per_image'] / 1e3:,.0f} kB "
+                             f"({r['decoded_bytes_per_image'] / 1e3:,.0f} kB) | "
+                             f"{r['transfer_bytes_per_image_workers_path'] / 1e3:,.0f} kB |")
         torches = ", ".join(sorted({r["torch"] for r in mine.values()}))
         busiest = max(r["load_average_after"][0] for r in mine.values())
         parts.append(f"\n{first['cpu_kind']}, {first['cores']} cores, Pillow {first['pillow']}, torch {torches}; "
                      f"highest 1-minute load average after a measurement {busiest:.2f}; commit {run[1]}; "
                      f"`{run[0]}`\n")
     return "\n".join(parts).rstrip()
+
+
+def crop_speeds(rows: list[dict]) -> list[dict]:
+    """crop_speed.json, what data.crop_on auto reads on a CPU (byol.training.plan.cpu_crops): for
+    each CPU kind, its latest end-to-end run (benchmarks/crop_on.py) of both paths."""
+    keep = ("cpu_kind", "device_images_per_s", "device_images_per_s_sd", "workers_images_per_s",
+            "workers_images_per_s_sd", "faster", "what", "precision", "commit")
+    latest = {r["cpu_kind"]: r for r in rows}
+    return [{k: r[k] for k in keep} for _, r in sorted(latest.items())]
+
+
+def crop_on_table(rows: list[dict]) -> str:
+    """Where photos' crops are cut, end to end (benchmarks/crop_on.py): training images/s of both
+    paths on the same files, each run of it."""
+    lines = ["| run | CPU, cores | precision | training images/s, crops on the device | in the workers | device "
+             "against workers | faster | commit, command |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['what']}, {r['photos']} photos, {r['repeats']} runs of each | {r['cpu_kind']}, "
+                     f"{r['cores']} | {r['precision']} | {r['device_images_per_s']:.1f} ± "
+                     f"{r['device_images_per_s_sd']:.1f} | {r['workers_images_per_s']:.1f} ± "
+                     f"{r['workers_images_per_s_sd']:.1f} | {r['device_against_workers']} | {r['faster']} | "
+                     f"{r['commit']}, `{r['command']}` |")
+    return "\n".join(lines)
 
 
 def continued_table(rows: list[dict]) -> str:
@@ -406,8 +448,11 @@ def outputs(rows: list[dict]) -> dict[Path, str]:
     loader = RESULTS / "loader.jsonl"
     page_text = replaced(page_text, "loader", loader_tables(read_rows(loader)) if loader.exists() else
                          "No rows yet: `python benchmarks/loader.py --out benchmarks/results/loader.jsonl ...`", page)
-    return {BUDGET: json.dumps(entries, indent=1) + "\n", page: page_text,
-            readme: replaced(readme.read_text(), "results", quickstart_summary(rows), readme)}
+    crops = read_rows(RESULTS / "crop_on.jsonl") if (RESULTS / "crop_on.jsonl").exists() else []
+    page_text = replaced(page_text, "crop-on", crop_on_table(crops) if crops else
+                         "No rows yet: `python benchmarks/crop_on.py --out benchmarks/results/crop_on.jsonl ...`", page)
+    return {BUDGET: json.dumps(entries, indent=1) + "\n", CROP_SPEED: json.dumps(crop_speeds(crops), indent=1) + "\n",
+            page: page_text, readme: replaced(readme.read_text(), "results", quickstart_summary(rows), readme)}
 
 
 def main(argv=None) -> int:

@@ -67,9 +67,10 @@ def demo_run(demo_data, tmp_path_factory):
 
 def make_facts(train_images: int | None = 1800, typical_side: int | None = 32, grayscale: bool = False,
                source: str = "folder", launch=None, cores: int = 2, cuda: bool = False, cpu_bf16: bool = False,
-               forced: str | None = None, weights=None, cache: dict | None = None, measurements=()):
+               forced: str | None = None, weights=None, cache: dict | None = None, measurements=(), crop_speeds=()):
     """Hand-made facts (byol.training.facts.Facts) for testing byol.training.plan.decide: no
-    folder, no machine, no environment read; no measurements of similar data unless given."""
+    folder, no machine, no environment read; no measurements (of similar data, of crop speeds)
+    unless given."""
     from byol.data.sources import DataFacts
     from byol.training.facts import Facts, Hardware, Launch
 
@@ -78,4 +79,4 @@ def make_facts(train_images: int | None = 1800, typical_side: int | None = 32, g
     hardware = Hardware(cuda=cuda, cuda_devices=1 if cuda else 0, cuda_bf16=cuda, gpu="a GPU" if cuda else None,
                         cpu="a CPU", cpu_kind="AVX-512 BF16" if cpu_bf16 else "AVX2 only", cpu_bf16=cpu_bf16,
                         cpu_bf16_forced=forced, cores=cores, threads=cores)
-    return Facts(data, weights, launch or Launch("none"), hardware, tuple(measurements))
+    return Facts(data, weights, launch or Launch("none"), hardware, tuple(measurements), tuple(crop_speeds))

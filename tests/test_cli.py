@@ -338,7 +338,7 @@ def test_in_memory_images_are_augmented_in_workers_when_asked(demo_data, tmp_pat
     cfg = load_config(None, ["--data.path", str(demo_data / "train"), "--data.augment_on", "workers",
                              "--data.num_workers", "1", "--train.knn_every", "0", *TINY[2:]])
     loader = build_data(plan_run(cfg)).loader
-    assert isinstance(loader.dataset, AugmentedImages) and loader.num_workers == 1
+    assert isinstance(loader.dataset.dataset, AugmentedImages) and loader.num_workers == 1  # read by (epoch, index)
     batch = next(iter(loader))
     v1, v2 = batch.view1, batch.view2
     assert v1.dtype == torch.float32 and v1.shape == v2.shape == (32, 3, 32, 32) and not torch.equal(v1, v2)

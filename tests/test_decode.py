@@ -143,11 +143,11 @@ def _kinds(tmp_path):
 
 def test_every_image_kind_keeps_its_meaning(tmp_path):
     for name, colour in _kinds(tmp_path).items():
-        v1, v2 = decode_item(str(tmp_path / name), 3, 512, "full", crops=CROPS)
+        v1, v2, _ = decode_item(str(tmp_path / name), 3, 512, "full", crops=CROPS)
         assert v1.shape == v2.shape == (3, 224, 224), name
         mean = v1.float().mean(dim=(1, 2))
         assert mean.tolist() == pytest.approx(colour, abs=6), name
-        gray, _ = decode_item(str(tmp_path / name), 1, 512, "full", crops=CROPS)
+        gray, _, _ = decode_item(str(tmp_path / name), 1, 512, "full", crops=CROPS)
         assert gray.shape == (1, 224, 224), name
 
 

@@ -20,7 +20,7 @@ def test_the_loader_benchmark_writes_a_row_per_pipeline_and_worker_count(tmp_pat
             pixels = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "photos" / c / f"{i}.jpg", quality=90)
     out = tmp_path / "rows.jsonl"
-    pipelines = ["decode-pillow", "byol-pillow", "byol-plain", "byol-cache", "byol-shards"]
+    pipelines = ["decode-pillow", "byol-pillow", "byol-device-pillow", "byol-plain", "byol-cache", "byol-shards"]
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "loader.py"), "--photos", str(tmp_path / "photos"),
                            "--images", "32", "--batch", "8", "--workers", "1", "--repeats", "2",
                            "--pipelines", ",".join(pipelines), "--out", str(out)],
@@ -36,6 +36,9 @@ def test_the_loader_benchmark_writes_a_row_per_pipeline_and_worker_count(tmp_pat
     assert by_name["byol-pillow"]["same_work_as"] == "torchvision-bicubic"
     assert any("flips" in d for d in by_name["byol-pillow"]["differences"])  # each difference is named in the row
     assert by_name["byol-cache"]["cache_seconds"] > 0  # the copy's time, kept apart from images/s
+    device = by_name["byol-device-pillow"]  # the device's share timed apart, with this CPU as the device, said so
+    assert device["device_ms_per_batch"] > 0 and "standing in for the training device" in device["device"]
+    assert device["bare_decode"] == "decode-pillow" and device["transfer_bytes_per_image"] >= 300 * 400 * 3 // 2
 
 
 def test_a_ratio_inside_the_spread_is_no_difference():

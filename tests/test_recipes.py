@@ -161,7 +161,7 @@ def test_full_image_crops_are_rarely_upsampled(tmp_path):
     arr = np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8)
     Image.fromarray(arr).save(tmp_path / "photo.jpg")
     cfg = load_config("imagenet")
-    whole, partner = decode_item(str(tmp_path / "photo.jpg"), 3, cfg.data.load_size, "full", crops=cfg.augment)
+    whole, partner, _ = decode_item(str(tmp_path / "photo.jpg"), 3, cfg.data.load_size, "full", crops=cfg.augment)
     assert whole.shape == partner.shape == (3, 224, 224)
     full = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
     torch.manual_seed(0)

@@ -69,6 +69,7 @@ class DataConfig:
     large_images: Literal["resize", "crop", "full"] = key("resize", "resize (centre square) | crop (random load_size crops, e.g. DIV2K) | full (each view's crop from the whole image, in the data workers; streamed data)")
     eval_crop: float = key(1.0, "evaluation: the centre eval_crop of the image (ImageNet: 0.875 = 224 of 256)", gt=0, le=1)
     augment_on: Literal["device", "workers"] = key("device", "device (batched, fast) | workers (per image in the Dataset)")
+    crop_on: Literal["auto", "device", "workers"] = key("auto", "large_images full: where each view's crop is cut and resized: device (the workers only decode; the whole batch on the training device) | workers (Pillow, per image) | auto (device on a GPU; on a CPU the one measured faster end to end)", resume=True)
     num_workers: Optional[int] = key(None, "DataLoader worker processes for streamed data (in-memory data needs none); None: the cores this process may use, less one for the training loop", ge=0, resume=True)
     jpeg_decoder: Literal["auto", "pillow", "simplejpeg"] = key("auto", "auto (simplejpeg where installed: the fast-jpeg extra; else Pillow) | pillow | simplejpeg")
     limit: Optional[int] = key(None, "use only N images (a random subset, fixed by train.seed)", gt=0)
@@ -177,6 +178,15 @@ class Config:
              "large_images: full streams the images; set data.in_memory: false")
         need(d.large_images != "full" or d.dataset in ("folder", "shards"), "data.large_images", d.large_images,
              f"full reads image folders and shards; {d.dataset} images are read as resize or crop")
+        need(d.crop_on == "auto" or d.large_images == "full", "data.crop_on", d.crop_on,
+             "it places the crops taken from whole photos (data.large_images: full); set data.large_images full, "
+             "or leave data.crop_on auto")
+        need(d.crop_on != "device" or d.augment_on == "device", "data.crop_on", d.crop_on,
+             "data.augment_on workers makes both views in the workers; set data.augment_on device, or "
+             "data.crop_on workers")
+        need(d.crop_on != "device" or self.augment.interpolation != "nearest", "data.crop_on", d.crop_on,
+             "the device resizes with Pillow's bicubic or bilinear filter; augment.interpolation nearest needs "
+             "data.crop_on workers")
         need(d.jpeg_decoder != "simplejpeg" or importlib.util.find_spec("simplejpeg") is not None,
              "data.jpeg_decoder", d.jpeg_decoder, "simplejpeg is not installed: pip install 'byol[fast-jpeg]', or set auto")
         a, o, t = self.augment, self.optim, self.train

@@ -231,6 +231,64 @@ def resized_crop(x: torch.Tensor, boxes, size: int, flip: torch.Tensor, mode: st
     return out.clamp_(0.0, 1.0)
 
 
+# Pillow's resampling filters (libImaging/Resample.c): the bicubic kernel with a = -0.5, the
+# triangle of bilinear; each with its support in pixels of the output's scale.
+def _bicubic(x: torch.Tensor, a: float = -0.5) -> torch.Tensor:
+    x = x.abs()
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def _triangle(x: torch.Tensor) -> torch.Tensor:
+    return (1 - x.abs()).clamp_(min=0)
+
+
+RESAMPLING = {"bicubic": (_bicubic, 2.0), "bilinear": (_triangle, 1.0)}
+
+
+def resampling_weights(start: torch.Tensor, length: torch.Tensor, extent: torch.Tensor, out: int, canvas: int,
+                       kernel: str = "bicubic", antialias: bool = True) -> torch.Tensor:
+    """(B, out, canvas) weights that resize the span [start, start + length) of each image's
+    row (or column) to `out` samples, as Pillow's resize(box=...) does (ImagingResample's
+    precompute_coeffs): sample i is centred at start + (i + 0.5) * scale, scale = length / out,
+    and where the span shrinks (scale > 1) the kernel is widened by the scale (antialiasing),
+    its weights normalised to 1. Pixels at or past `extent` (the image's own size inside a
+    padded canvas) are never read. antialias=False keeps the kernel's width: a plain sample,
+    which aliases a span shrunk more than twofold."""
+    fn, support = RESAMPLING[kernel]
+    scale = (length / out).to(torch.float32)
+    filterscale = scale.clamp(min=1.0) if antialias else torch.ones_like(scale)
+    centre = start[:, None].float() + (torch.arange(out, device=start.device, dtype=torch.float32) + 0.5) * scale[:, None]
+    pixel = torch.arange(canvas, device=start.device, dtype=torch.float32)  # each pixel's left edge
+    reach = support * filterscale[:, None]
+    first, last = torch.floor(centre - reach + 0.5).clamp(min=0), torch.floor(centre + reach + 0.5)  # Pillow's window
+    weights = fn((pixel[None, None, :] + 0.5 - centre[:, :, None]) / filterscale[:, None, None])
+    inside = ((pixel[None, None, :] >= first[:, :, None]) & (pixel[None, None, :] < last[:, :, None])
+              & (pixel[None, None, :] < extent[:, None, None].float()))
+    weights = weights * inside
+    return weights / weights.sum(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+def crop_resize(images: torch.Tensor, extents: torch.Tensor, boxes: torch.Tensor, size: int,
+                kernel: str = "bicubic", antialias: bool = True, chunk: int = 64) -> torch.Tensor:
+    """Each image's box cut and resized to size x size, for a whole batch on its device: uint8
+    images (B, C, H, W) on a padded canvas, each image's own (height, width) in `extents`
+    (B, 2), its box (x0, y0, w, h) in its pixels in `boxes` (B, 4). Two batched matrix products
+    with Pillow's resampling weights (resampling_weights: antialiased where a box shrinks), so
+    the crops are those of Pillow's resize(box=...) on each image, up to Pillow's 8-bit rounding
+    between its two passes. Returns float32 in [0, 1]; `chunk` images at a time bound the
+    memory."""
+    out = []
+    for i in range(0, images.shape[0], chunk):
+        x = images[i:i + chunk].float().div_(255.0)
+        b, e = boxes[i:i + chunk].float(), extents[i:i + chunk]
+        rows = resampling_weights(b[:, 1], b[:, 3], e[:, 0], size, x.shape[-2], kernel, antialias)  # (B, S, H)
+        cols = resampling_weights(b[:, 0], b[:, 2], e[:, 1], size, x.shape[-1], kernel, antialias)  # (B, S, W)
+        out.append((rows[:, None] @ x @ cols[:, None].transpose(-1, -2)).clamp_(0.0, 1.0))
+    return torch.cat(out)
+
+
 def grayscale(x: torch.Tensor) -> torch.Tensor:
     w = torch.tensor(GRAY_WEIGHTS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x * w).sum(dim=1, keepdim=True)
@@ -445,6 +503,19 @@ class BatchAugment(torch.nn.Module):
             if self.cropped or size < self.cfg.size:  # the full-size views, then the resize
                 return resize_views((self.view(x, self.cfg.view1), self.view(y, self.cfg.view2)), size)
             return self.view(x, self.cfg.view1, size), self.view(y, self.cfg.view2, size)
+
+    @torch.no_grad()
+    def from_boxes(self, images: torch.Tensor, extents: torch.Tensor, boxes: torch.Tensor, size: int | None = None):
+        """View 1 and view 2 of whole photos whose crop boxes the data workers drew (uint8 images
+        on a padded canvas, each image's (height, width) in `extents`, (B, 2, 4) boxes): each box
+        cut and resized to cfg.size here (crop_resize: Pillow's antialiased filter, as the
+        workers' Pillow resize would), then flipped and coloured as crops taken in the workers
+        are (`forward` with cropped views)."""
+        with torch.autocast(images.device.type, enabled=False):
+            kernel = self.cfg.interpolation
+            crops = [crop_resize(images, extents, boxes[:, v], self.cfg.size, kernel) for v in (0, 1)]
+            views = (self.view(crops[0], self.cfg.view1, cropped=True), self.view(crops[1], self.cfg.view2, cropped=True))
+            return resize_views(views, size or self.cfg.size)
 
     @torch.no_grad()
     def small_views(self, images: torch.Tensor) -> list[torch.Tensor]:

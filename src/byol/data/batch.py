@@ -5,6 +5,9 @@ the two views are made:
     images              uint8 images, augmented into both views on the training device
     images + partners   uint8 pairs: view 1 from images, view 2 from partners (similar video
                         frames; or each view's crop of a whole image, large_images: full)
+    images + boxes      uint8 whole photos, each decoded at the scale its crops need, padded to
+                        one canvas (its own height and width in extents), and each view's box
+                        (B, 2, 4): the training device cuts and resizes both views (data.crop_on)
     view1 + view2       views already augmented in the DataLoader workers (floats)
     indices             positions in the uint8 images kept on the training device
 
@@ -25,12 +28,16 @@ class Batch:
     view1: torch.Tensor | None = None
     view2: torch.Tensor | None = None
     indices: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None  # (B, 2, 4): view 1's and view 2's (x0, y0, w, h) in each image's pixels
+    extents: torch.Tensor | None = None  # (B, 2): each image's (height, width) on the padded canvas
 
     def __post_init__(self):
         layouts = (self.images is not None, self.view1 is not None, self.indices is not None)
         if sum(layouts) != 1 or (self.view1 is None) != (self.view2 is None) or \
-                (self.partners is not None and self.images is None):
-            raise ValueError("a Batch holds images (with or without partners), view1 and view2, or indices")
+                (self.partners is not None and self.images is None) or \
+                (self.boxes is not None and (self.images is None or self.partners is not None)):
+            raise ValueError("a Batch holds images (with partners, with boxes, or alone), view1 and view2, "
+                             "or indices")
 
     def _map(self, fn) -> Batch:
         return Batch(**{f.name: None if getattr(self, f.name) is None else fn(getattr(self, f.name))
@@ -50,8 +57,13 @@ class Batch:
 
 
 def collate(samples: list[Batch]) -> Batch:
-    """Samples (one image or pair each) stacked into one Batch; labels become a tensor."""
+    """Samples (one image or pair each) stacked into one Batch; labels become a tensor. Whole
+    photos with boxes (of many sizes) are padded into one canvas, their sizes in extents."""
     first = samples[0]
+    if first.boxes is not None:
+        return Batch(images=padded([s.images for s in samples]), boxes=torch.stack([s.boxes for s in samples]),
+                     extents=torch.tensor([list(s.images.shape[-2:]) for s in samples]),
+                     labels=torch.as_tensor([int(s.labels) for s in samples]))
     out = {}
     for f in fields(first):
         values = [getattr(s, f.name) for s in samples]
@@ -60,6 +72,16 @@ def collate(samples: list[Batch]) -> Batch:
         out[f.name] = torch.stack(values) if isinstance(values[0], torch.Tensor) and values[0].dim() > 0 \
             else torch.as_tensor([int(v) for v in values])
     return Batch(**out)
+
+
+def padded(images: list[torch.Tensor]) -> torch.Tensor:
+    """Images (C, h, w) of many sizes on one zero canvas (B, C, max h, max w), each at the top
+    left: the host-to-device copy carries max h x max w pixels per image."""
+    height, width = max(x.shape[-2] for x in images), max(x.shape[-1] for x in images)
+    canvas = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+    for i, x in enumerate(images):
+        canvas[i, :, :x.shape[-2], :x.shape[-1]] = x
+    return canvas
 
 
 def as_batch(batch) -> Batch:

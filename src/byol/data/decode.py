@@ -137,6 +137,12 @@ def to_8_bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.round(arr / scale), 0, 255).astype(np.uint8), "L")
 
 
+def numpy_rng() -> np.random.Generator:
+    """A numpy generator drawn from torch's: the draws of an item read under a seeded torch
+    generator (byol.data.loader.SeededItems) follow from its seed."""
+    return np.random.default_rng(int(torch.randint(2**62, (1,))))
+
+
 def fit_image(img: Image.Image, size: int | None, mode: str, rng: np.random.Generator | None = None) -> np.ndarray:
     """PIL image -> uint8 (C, size, size) array.
 
@@ -148,7 +154,7 @@ def fit_image(img: Image.Image, size: int | None, mode: str, rng: np.random.Gene
     if size is not None:
         w, h = img.size
         if mode == "crop" and min(w, h) >= size:
-            rng = rng or np.random.default_rng()
+            rng = rng or numpy_rng()
             x0 = int(rng.integers(0, w - size + 1))
             y0 = int(rng.integers(0, h - size + 1))
             img = img.crop((x0, y0, x0 + size, y0 + size))
@@ -162,11 +168,12 @@ def fit_image(img: Image.Image, size: int | None, mode: str, rng: np.random.Gene
     return chw(np.array(img, dtype=np.uint8))
 
 
-def cut_views(source: bytes | str, channels: int, views: tuple[ViewConfig, ...], size: int, bound: int | None,
-              interpolation: str = "bicubic", sampling: str = "rejection", decoder: str = "pillow",
-              reduce: bool = True) -> tuple[list[torch.Tensor], list[tuple[float, float, float, float]]]:
-    """Each view's random resized crop (uint8 (C, size, size)) from one decode of the file, and
-    its box (x0, y0, w, h) in the upright full-size image's pixels (see the module docstring).
+def decode_for_crops(source: bytes | str, channels: int, views: tuple[ViewConfig, ...], size: int,
+                     bound: int | None, sampling: str = "rejection", decoder: str = "pillow", reduce: bool = True
+                     ) -> tuple[Image.Image, list[tuple[float, float, float, float]], float]:
+    """One decode of the file for each view's random resized crop: (the decoded picture, upright;
+    each view's box (x0, y0, w, h) in the upright full-size image's pixels, drawn before
+    decoding; the decode's scale, decode_scale: a box times it is in the picture's pixels).
     bound: the shorter side whose resolution suffices (data.load_size; None: full). reduce:
     decode a JPEG at a reduced DCT scale where the crops allow (the fast path's lever)."""
     header = read_header(source)
@@ -178,11 +185,31 @@ def cut_views(source: bytes | str, channels: int, views: tuple[ViewConfig, ...],
     enough = 1.0 if bound is None else min(1.0, bound / min(width, height))
     fraction = max(min(enough, max(size / w, size / h)) for _, _, w, h in boxes) if reduce else 1.0
     image = decode(header, source, channels, fraction, decoder, fine=True)
-    s = decode_scale(width, height, image.width, image.height)
+    return image, boxes, decode_scale(width, height, image.width, image.height)
+
+
+def cut_views(source: bytes | str, channels: int, views: tuple[ViewConfig, ...], size: int, bound: int | None,
+              interpolation: str = "bicubic", sampling: str = "rejection", decoder: str = "pillow",
+              reduce: bool = True) -> tuple[list[torch.Tensor], list[tuple[float, float, float, float]]]:
+    """Each view's random resized crop (uint8 (C, size, size)) from one decode of the file
+    (decode_for_crops), resized by PIL, and its box (x0, y0, w, h) in the upright full-size
+    image's pixels (see the module docstring)."""
+    image, boxes, s = decode_for_crops(source, channels, views, size, bound, sampling, decoder, reduce)
     crops = [torch.from_numpy(chw(np.array(image.resize(
         (size, size), RESAMPLE[interpolation], box=(x0 * s, y0 * s, (x0 + w) * s, (y0 + h) * s)))))
         for x0, y0, w, h in boxes]
     return crops, boxes
+
+
+def photo_and_boxes(source: bytes | str, channels: int, crops: AugmentConfig, bound: int | None,
+                    decoder: str = "pillow") -> tuple[torch.Tensor, torch.Tensor]:
+    """One photo decoded at the scale its two crops need (decode_for_crops), uint8 (C, h, w),
+    and view 1's and view 2's boxes in its pixels, (2, 4) as (x0, y0, w, h): what a worker
+    passes when the training device cuts and resizes the crops (core.augment.crop_resize)."""
+    image, boxes, s = decode_for_crops(source, channels, (crops.view1, crops.view2), crops.size, bound,
+                                       crops.crop_sampling, decoder)
+    pixels = torch.from_numpy(chw(np.array(image)))
+    return pixels, torch.tensor([[x0 * s, y0 * s, w * s, h * s] for x0, y0, w, h in boxes], dtype=torch.float32)
 
 
 def decode_scale(width: int, height: int, decoded_width: int, decoded_height: int) -> float:
@@ -207,19 +234,24 @@ def photo_views(source: bytes | str, channels: int, crops: AugmentConfig, bound:
 
 def decode_item(source: bytes | str, channels: int, size: int | None, mode: str,
                 rng: np.random.Generator | None = None, crops: AugmentConfig | None = None,
-                decoder: str = "pillow"):
-    """(uint8 image, partner or None) for one training image, by `data.large_images` mode.
+                decoder: str = "pillow", device_crops: bool = False):
+    """(uint8 image, partner or None, boxes or None) for one training image, by
+    `data.large_images` mode.
 
     'resize' and 'crop': the image at size x size (see fit_image), no partner; a JPEG that
     'resize' shrinks is decoded at the DCT scale that keeps its shorter side at least `size`.
     'full': view 1's and view 2's crops (photo_views, `crops`: the augmentation settings, `size`:
     the bound on the shorter side), as DeepMind's `_decode_and_random_crop`
-    (byol/utils/dataset.py); the device then flips and colours them.
+    (byol/utils/dataset.py); the device then flips and colours them. With device_crops, the
+    decoded photo and the two boxes instead (photo_and_boxes): the device cuts the crops too.
     """
     if mode == "full":
         if crops is None:
             raise ValueError("large_images 'full' crops in the data workers: pass the augmentation settings")
-        return photo_views(source, channels, crops, size, decoder)
+        if device_crops:
+            pixels, boxes = photo_and_boxes(source, channels, crops, size, decoder)
+            return pixels, None, boxes
+        return (*photo_views(source, channels, crops, size, decoder), None)
     header = read_header(source)
     fraction = min(1.0, size / min(header.size)) if size is not None and mode == "resize" else 1.0
-    return torch.from_numpy(fit_image(decode(header, source, channels, fraction, decoder), size, mode, rng)), None
+    return torch.from_numpy(fit_image(decode(header, source, channels, fraction, decoder), size, mode, rng)), None, None

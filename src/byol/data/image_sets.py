@@ -21,7 +21,7 @@ import torch
 
 from byol.core.augment import AugmentConfig, ViewConfig
 from byol.data.batch import Batch
-from byol.data.decode import cut_views, decode_item, jpeg_decoder
+from byol.data.decode import cut_views, decode_item, jpeg_decoder, numpy_rng
 from byol.data.listing import (
     DECODE_ERRORS,
     BadImages,
@@ -147,12 +147,14 @@ class StreamImages(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: ImageList, size: int | None, channels: int = 3, mode: str = "resize",
-                 transform=None, crops: AugmentConfig | None = None, decoder: str = "auto"):
+                 transform=None, crops: AugmentConfig | None = None, decoder: str = "auto",
+                 device_crops: bool = False):
         if is_tar(images.root) and Path(images.root).is_file():
             raise DataError(f"{images.root!r}: a tar archive is read whole; use in_memory: true, "
                             "or unpack it, or write WebDataset shards for streaming")
         self.images, self.size, self.channels, self.mode = images, size, channels, mode
         self.transform, self.crops, self.decoder = transform, crops, jpeg_decoder(decoder)
+        self.device_crops = device_crops
         self.classes = images.classes
         self.bad = BadImages()
 
@@ -166,19 +168,20 @@ class StreamImages(torch.utils.data.Dataset):
         return len(self.images)
 
     def load(self, i: int):
-        """(uint8 (C, S, S) image, partner or None): see decode_item."""
+        """(uint8 image, partner, boxes or None): see decode_item."""
         path = os.path.join(self.images.root, self.images.items[i])
-        return decode_item(path, self.channels, self.size, self.mode, crops=self.crops, decoder=self.decoder)
+        return decode_item(path, self.channels, self.size, self.mode, crops=self.crops, decoder=self.decoder,
+                           device_crops=self.device_crops)
 
     def __getitem__(self, i: int):
         for attempt in range(min(len(self), 100)):
             j = (i + attempt) % len(self)
             try:
-                x, partner = self.load(j)
+                decoded = self.load(j)
             except (*DECODE_ERRORS, FileNotFoundError) as e:
                 self.bad.report(os.path.join(self.images.root, self.images.items[j]), e)
                 continue
-            return training_item(x, self.images.labels[j], partner, self.transform)
+            return training_item(decoded, self.images.labels[j], self.transform)
         raise DataError(f"no readable image found near index {i} in {self.images.root!r}")
 
 
@@ -204,17 +207,19 @@ class WholeImageCrops(StreamImages):
         path = os.path.join(self.images.root, self.images.items[i])
         (crop,), _ = cut_views(path, self.channels, (self.view,), self.crop_size, self.size, self.interpolation,
                                decoder=self.decoder)
-        return crop, None
+        return crop, None, None
 
 
-def training_item(x: torch.Tensor, label: int, partner: torch.Tensor | None, transform=None) -> Batch:
-    """What a streamed data set yields for one image: the uint8 image (with view 2's crop as its
-    partner where the crops were taken from the full image), or its two views augmented by a
-    worker `transform`."""
+def training_item(decoded: tuple, label: int, transform=None) -> Batch:
+    """What a streamed data set yields for one image, from decode_item's (image, partner, boxes):
+    the uint8 image (with view 2's crop as its partner where the crops were taken from the full
+    image in the worker, or with both views' boxes where the device takes them), or its two views
+    augmented by a worker `transform`."""
+    x, partner, boxes = decoded
     if transform is not None:
         v1, v2 = transform.pair(x, x if partner is None else partner)
         return Batch(view1=v1, view2=v2, labels=label)
-    return Batch(images=x, partners=partner, labels=label)
+    return Batch(images=x, partners=partner, boxes=boxes, labels=label)
 
 
 class VideoFramePairs(torch.utils.data.Dataset):
@@ -227,7 +232,7 @@ class VideoFramePairs(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | Path, size: int, max_frame_gap: int = 1, channels: int = 3,
-                 mode: str = "resize", transform=None, seed: int = 0):
+                 mode: str = "resize", transform=None):
         if max_frame_gap < 1:
             raise DataError(f"max_frame_gap must be >= 1, got {max_frame_gap}")
         root = Path(root)
@@ -246,17 +251,8 @@ class VideoFramePairs(torch.utils.data.Dataset):
             raise DataError(f"video folder {str(root)!r} has no clip sub-folder with two or more frames")
         self.size, self.gap, self.channels, self.mode = size, max_frame_gap, channels, mode
         self.transform = transform
-        self.seed = seed
-        self._rng: tuple[int, np.random.Generator] | None = None
         self.classes: list[str] = []
         self.bad = BadImages()
-
-    @property
-    def rng(self) -> np.random.Generator:
-        """One generator per process, seeded from torch's per-worker seed: workers differ."""
-        if self._rng is None or self._rng[0] != os.getpid():
-            self._rng = (os.getpid(), np.random.default_rng([self.seed, torch.initial_seed() % 2**32]))
-        return self._rng[1]
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -264,7 +260,7 @@ class VideoFramePairs(torch.utils.data.Dataset):
     def partner(self, i: int) -> int:
         lo, hi = self.clip_range[i]
         choices = [j for j in range(max(lo, i - self.gap), min(hi, i + self.gap + 1)) if j != i]
-        return int(self.rng.choice(choices))
+        return int(numpy_rng().choice(choices))
 
     def load(self, i: int) -> torch.Tensor:
         """Frame i. An unreadable frame is said once (BadImages) and the nearest readable frame of
@@ -272,7 +268,7 @@ class VideoFramePairs(torch.utils.data.Dataset):
         lo, hi = self.clip_range[i]
         for j in sorted(range(lo, hi), key=lambda j: (abs(j - i), j)):
             try:
-                return decode_item(self.frames[j], self.channels, self.size, self.mode, self.rng)[0]
+                return decode_item(self.frames[j], self.channels, self.size, self.mode, numpy_rng())[0]
             except DECODE_ERRORS as e:
                 self.bad.report(self.frames[j], e)
         raise DataError(f"no frame of the clip {str(Path(self.frames[i]).parent)!r} can be read")

@@ -38,9 +38,15 @@ def derived_seed(seed: int, *keys: int) -> int:
     return seed * 100_003 + s
 
 
+ITEM_STREAM = 1_000_001  # derived_seed key of the draws made while reading one item (SeededItems)
+
+
 class ShardedSampler(torch.utils.data.Sampler):
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
-        self.n, self.seed, self.shuffle = n, seed, shuffle
+    """The images' order (see the module docstring). keyed: yields (epoch, index) keys for
+    SeededItems instead of bare indices."""
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, keyed: bool = False):
+        self.n, self.seed, self.shuffle, self.keyed = n, seed, shuffle, keyed
         self.epoch = 0
         self.skip = 0  # images of this rank's share to skip once (resuming mid-epoch)
 
@@ -60,7 +66,36 @@ class ShardedSampler(torch.utils.data.Sampler):
             order = torch.arange(self.n)
         mine = order[: len(self) * size][rank::size]  # equal shares: every rank runs as many steps
         skip, self.skip = self.skip, 0
-        yield from mine[skip:].tolist()
+        if self.keyed:
+            yield from ((self.epoch, i) for i in mine[skip:].tolist())
+        else:
+            yield from mine[skip:].tolist()
+
+
+class SeededItems(torch.utils.data.Dataset):
+    """A map-style data set whose items draw random numbers as they are read (crop boxes and
+    random crops in the data workers, per-image augmentations), read by the (epoch, index) keys
+    of a keyed ShardedSampler: each item's draws come from torch's generator seeded by (seed,
+    epoch, index) alone (derived_seed), so an item is the same whichever worker reads it, however
+    many workers there are, and wherever a run was resumed. Its other attributes are the
+    data set's."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, i = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derived_seed(self.seed, epoch, i, ITEM_STREAM))
+            return self.dataset[i]
+
+    def __getattr__(self, name: str):
+        if name in ("dataset", "seed"):  # not set yet (while unpickling in a worker)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
 
 class ResumableLoader(torch.utils.data.DataLoader):

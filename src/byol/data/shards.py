@@ -133,12 +133,12 @@ def read_samples(url: str, bad: BadImages, expected: int | None = None):
 
 class ShardStream(torch.utils.data.IterableDataset):
     """Samples from the shards under `root`: uint8 (C, S, S) and label, or (view1, view2, label).
-    size, mode, crops: see decode_item; eval_size: the side of the kNN bank's images (`head`),
+    size, mode, crops, device_crops: see decode_item; eval_size: the side of the kNN bank's images (`head`),
     default size."""
 
     def __init__(self, root: str, size: int | None, channels: int = 3, mode: str = "resize", transform=None,
                  seed: int = 0, batch_size: int = 1, shuffle_buffer: int = 2000, crops=None,
-                 eval_size: int | None = None, decoder: str = "auto"):
+                 eval_size: int | None = None, decoder: str = "auto", device_crops: bool = False):
         self.root = str(root)
         index = read_index(self.root)
         self.shards = [f"{self.root.rstrip('/')}/{s['name']}" for s in index["shards"]]
@@ -151,6 +151,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.classes = list(index.get("classes", []))
         self.size, self.channels, self.mode, self.transform = size, channels, mode, transform
         self.crops, self.eval_size, self.decoder = crops, eval_size or size, jpeg_decoder(decoder)
+        self.device_crops = device_crops
         self.seed, self.batch_size, self.shuffle_buffer = seed, batch_size, shuffle_buffer
         self.epoch = -1  # counts __iter__ calls: persistent workers keep their copy between epochs
         self.bad = BadImages()
@@ -222,8 +223,10 @@ class ShardStream(torch.utils.data.IterableDataset):
         reader, readers, share = self.reader()
         rng = np.random.default_rng([self.seed, self.epoch, reader])
         produced = failed = 0
-        for sample in self._shuffled(reader, readers, share, rng):
-            item = self.decode(*sample, rng)
+        for drawn, sample in enumerate(self._shuffled(reader, readers, share, rng)):
+            with torch.random.fork_rng(devices=[]):  # the crop boxes' draws follow from the stream's seed
+                torch.manual_seed(loader.derived_seed(self.seed, self.epoch, reader, drawn, loader.ITEM_STREAM))
+                item = self.decode(*sample, rng)
             if item is None:
                 failed += 1
                 if failed > max(100, share):
@@ -241,8 +244,9 @@ class ShardStream(torch.utils.data.IterableDataset):
         try:
             if not augment:
                 return decode_item(data, self.channels, self.eval_size, "resize", decoder=self.decoder)[0], label
-            x, partner = decode_item(data, self.channels, self.size, self.mode, rng, self.crops, self.decoder)
+            decoded = decode_item(data, self.channels, self.size, self.mode, rng, self.crops, self.decoder,
+                                  self.device_crops)
         except DECODE_ERRORS as e:
             self.bad.report(name, e)
             return None
-        return training_item(x, label, partner, self.transform)
+        return training_item(decoded, label, self.transform)

@@ -183,12 +183,15 @@ class Reading:
     to (with large_images 'full', the bound on the shorter side of the whole image the crops are
     drawn from; None: none), the side of evaluation images, the augmentation settings whose
     crops the data workers take from whole images (large_images 'full') or None, the per-image
-    two-view transform of data.augment_on 'workers' or None, and the batch (shards split it)."""
+    two-view transform of data.augment_on 'workers' or None, the batch (shards split it), and
+    whether the workers pass whole photos with their crop boxes for the training device to cut
+    (device_crops) rather than the crops themselves."""
     train_size: int | None
     eval_size: int
     crops: AugmentConfig | None = None
     transform: TwoViewTransform | None = None
     batch_size: int = 1
+    device_crops: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,7 @@ def open_folder(spec: DataSpec, facts: DataFacts, reading: Reading) -> Source:
         bank = train if monitor else None
     else:
         train = StreamImages(images, reading.train_size, spec.channels, spec.large_images, reading.transform,
-                             reading.crops, spec.decoder)
+                             reading.crops, spec.decoder, reading.device_crops)
         if monitor:
             bank = decode_to_memory(random_subset(images, BANK_IMAGES, spec.seed), reading.eval_size, spec.channels,
                                     decoder=spec.decoder)
@@ -254,7 +257,7 @@ def open_folder(spec: DataSpec, facts: DataFacts, reading: Reading) -> Source:
 def open_video(spec: DataSpec, facts: DataFacts, reading: Reading) -> Source:
     """Pairs of nearby frames of the videos in data.path (no kNN monitor)."""
     frames = VideoFramePairs(spec.path, reading.train_size, spec.max_frame_gap, spec.channels, spec.large_images,
-                             reading.transform, spec.seed)
+                             reading.transform)
     return Source(frames, None, None, data_identity([os.path.relpath(f, spec.path) for f in frames.frames]))
 
 
@@ -263,7 +266,8 @@ def open_shards(spec: DataSpec, facts: DataFacts, reading: Reading) -> Source:
     from byol.data.shards import ShardStream
 
     train = ShardStream(spec.path, reading.train_size, spec.channels, spec.large_images, reading.transform, spec.seed,
-                        reading.batch_size, crops=reading.crops, eval_size=reading.eval_size, decoder=spec.decoder)
+                        reading.batch_size, crops=reading.crops, eval_size=reading.eval_size, decoder=spec.decoder,
+                        device_crops=reading.device_crops)
     bank = test = None
     if spec.monitor and spec.val_path:
         bank = train.head(BANK_IMAGES)

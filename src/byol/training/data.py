@@ -14,7 +14,7 @@ from byol.core.augment import TwoViewTransform
 from byol.data.batch import already_batched, collate
 from byol.data.image_sets import AugmentedImages, BatchIndices, MemoryImages
 from byol.data.listing import DataError
-from byol.data.loader import ResumableLoader, ShardedSampler
+from byol.data.loader import ResumableLoader, SeededItems, ShardedSampler
 from byol.data.sources import Reading, Source, open_source
 from byol.training.plan import Plan
 
@@ -38,25 +38,27 @@ class TrainingData:
 def build_data(plan: Plan) -> TrainingData:
     """The TrainingData of the plan: its source, opened as the facts surveyed it, read as the plan
     says, under one loader."""
-    source = open_source(plan.facts.data, reading(plan.cfg))
+    source = open_source(plan.facts.data, reading(plan.cfg, plan.crop_on == "device"))
     data = make_loader(plan, source)
     data.grayscale = plan.grayscale
     return data
 
 
-def reading(cfg: Config) -> Reading:
+def reading(cfg: Config, device_crops: bool = False) -> Reading:
     """How the run's images are read (byol.data.sources.Reading): training images decoded to
     data.load_size (default data.image_size), or with large_images 'full' each view's crop taken
     from the whole image (its shorter side bounded by data.load_size; None: none) with the
     augmentation's crop settings; evaluation images to data.load_size, or with large_images 'full'
     image_size / eval_crop (ImageNet: 224 / 0.875 = 256, DeepMind's _decode_and_center_crop); the
-    per-image two-view transform where data.augment_on is 'workers'."""
+    per-image two-view transform where data.augment_on is 'workers'; with device_crops (the
+    plan's crop_on), whole photos and their boxes for the training device to cut."""
     d = cfg.data
     full = d.large_images == "full"
     transform = TwoViewTransform(cfg.augment, cropped=full) if d.augment_on == "workers" else None
     return Reading(train_size=d.load_size if full else d.load_size or d.image_size,
                    eval_size=round(d.image_size / d.eval_crop) if full else d.load_size or d.image_size,
-                   crops=cfg.augment if full else None, transform=transform, batch_size=cfg.train.batch_size)
+                   crops=cfg.augment if full else None, transform=transform, batch_size=cfg.train.batch_size,
+                   device_crops=device_crops)
 
 
 def enough_images(path: str, n: int, global_batch: int) -> None:
@@ -86,8 +88,10 @@ def make_loader(plan: Plan, source: Source) -> TrainingData:
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(), timeout=WORKER_TIMEOUT_S if workers > 0 else 0)
         return TrainingData(loader, source.bank, source.test, train.total, resident, source.identity)
+    if not memory:  # read per item: each item's random draws seeded by its epoch and index
+        train = SeededItems(train, t.seed)
     loader = ResumableLoader(
-        train, batch_size=t.batch_size, sampler=ShardedSampler(len(train), seed=t.seed),
+        train, batch_size=t.batch_size, sampler=ShardedSampler(len(train), seed=t.seed, keyed=not memory),
         collate_fn=already_batched if memory else collate, num_workers=workers,
         persistent_workers=workers > 0, pin_memory=torch.cuda.is_available() and not memory,
         timeout=WORKER_TIMEOUT_S if workers > 0 else 0,

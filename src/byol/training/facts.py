@@ -151,13 +151,15 @@ def read_weights(source: str) -> Weights | None:
 
 @dataclass(frozen=True)
 class Facts:
-    """Everything a run's decisions read of the world (see the module docstring), and the
-    package's measurements of how many steps similar data needed (byol.training.budget)."""
+    """Everything a run's decisions read of the world (see the module docstring), the package's
+    measurements of how many steps similar data needed (byol.training.budget), and of where
+    photos' crops are cut faster on a CPU (crop_speeds)."""
     data: DataFacts
     weights: Weights | None
     launch: Launch
     hardware: Hardware
     measurements: tuple = field(default=(), repr=False)  # budget.json's entries
+    crop_speeds: tuple = field(default=(), repr=False)  # crop_speed.json's entries (plan.decide_crops)
 
     def as_dict(self) -> dict:
         """The facts as plain values (what plan.json keeps), without the image lists."""
@@ -165,6 +167,7 @@ class Facts:
         for key in ("images", "held"):
             out["data"].pop(key, None)
         out.pop("measurements")
+        out.pop("crop_speeds")
         return out
 
 
@@ -173,7 +176,19 @@ def read_facts(cfg: Config, launch: Launch | None = None) -> Facts:
     from byol.training.budget import measured
 
     return Facts(survey(data_spec(cfg)), read_weights(cfg.model.init_weights), launch or read_launch(),
-                 read_hardware(), tuple(measured()))
+                 read_hardware(), tuple(measured()), tuple(crop_speeds()))
+
+
+def crop_speeds() -> list[dict]:
+    """The packaged end-to-end measurements of where photos' crops are cut (crop_speed.json,
+    written by benchmarks/results.py from benchmarks/results/crop_on.jsonl); [] where none."""
+    import json
+    from importlib import resources
+
+    try:
+        return json.loads(resources.files("byol.training").joinpath("crop_speed.json").read_text())
+    except FileNotFoundError:
+        return []
 
 
 def data_spec(cfg: Config) -> DataSpec:

@@ -113,6 +113,8 @@ class BYOLModule(L.LightningModule):
         size = self.view_size()
         if batch.view1 is not None:  # made in the data workers (no small crops there: see the config's rules)
             return (*resize_views((batch.view1, batch.view2), size), [])
+        if batch.boxes is not None:  # whole photos: both views' boxes cut and resized here
+            return (*self.augment.from_boxes(batch.images, batch.extents, batch.boxes, size), [])
         images = batch.images if batch.indices is None else self._resident[batch.indices.to(self._resident.device)]
         view1, view2 = self.augment(images, batch.partners, size)
         return view1, view2, self.augment.small_views(images) if self.cfg.augment.small_crops else []

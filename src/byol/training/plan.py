@@ -9,7 +9,8 @@ The decisions, in order, each a note in the Config (cfg.notes) and an entry in p
 2. the named weights' normalisation, and a byol hub export's network (decide_weights);
 3. the built-in network's input channels from data.channels (decide_channels);
 4. the launch: world size, this process's rank, precision, data workers, images on the device
-   (decide_launch), and the batch where none was set and the images are few (decide_batch);
+   (decide_launch), where photos' crops are cut (decide_crops), and the batch where none was
+   set and the images are few (decide_batch);
    then steps per epoch, the global batch and the scaled learning rate;
 5. with no packaged recipe named, the recipe for the data and the run's length
    (decide_recipe: small images get the cifar10 recipe, warm-up at most a tenth of the run);
@@ -81,6 +82,8 @@ class Plan:
     workers_reason: str
     data_on_device: bool  # in-memory images kept on the training device
     sync_batchnorm: bool
+    crop_on: str | None  # large_images full: "device" or "workers" cut each view's crop (decide_crops); else None
+    crop_reason: str
     facts: Facts = field(repr=False, compare=False)
 
     def lines(self) -> list[str]:
@@ -127,6 +130,7 @@ def decide(cfg: Config, facts: Facts) -> Plan:
     decide_weights(draft, facts.weights)
     decide_channels(draft)
     launch = decide_launch(draft, facts)
+    launch.update(decide_crops(draft, facts))
     decide_batch(draft, data.train_images, launch["world_size"])
     decide_recipe(draft, data.train_images, facts.launch)
     decide_augmentation(draft, data.grayscale)
@@ -357,7 +361,7 @@ def decide_launch(draft: Draft, facts: Facts) -> dict:
                           f"train.devices {devices} x train.num_nodes {nodes} = {devices * nodes}; set train.devices "
                           "to the processes on each node and train.num_nodes to the nodes")
     world = world_size(draft, launch)
-    on_gpu = accelerator in ("auto", "gpu", "cuda") and hw.cuda
+    on_gpu = trains_on_gpu(draft, hw)
     precision, reason = choose_precision(draft["train.precision"], on_gpu, hw)
     local = launch.local_world_size or devices
     workers, why = loader_workers(draft["data.num_workers"], hw.cores, local)
@@ -365,6 +369,56 @@ def decide_launch(draft: Draft, facts: Facts) -> dict:
     return {"world_size": world, "rank": launch_rank(launch, devices), "local_world_size": local,
             "precision": precision, "precision_reason": reason, "workers": workers, "workers_reason": why,
             "data_on_device": on_device, "sync_batchnorm": draft["train.sync_batchnorm"] and world > 1 and on_gpu}
+
+
+def trains_on_gpu(draft: Draft, hw: Hardware) -> bool:
+    """Whether the run trains on a CUDA GPU: train.accelerator allows it and there is one."""
+    return draft["train.accelerator"] in ("auto", "gpu", "cuda") and hw.cuda
+
+
+def decide_crops(draft: Draft, facts: Facts) -> dict:
+    """With data.large_images full, where each view's crop of a whole photo is cut and resized:
+    'device' (the workers decode each photo at the scale its crops need and pass it with the two
+    boxes; the training device cuts and resizes the whole batch, core.augment.crop_resize) or
+    'workers' (Pillow, per image). data.crop_on as set; for auto, the device on a GPU, the
+    workers where the device cannot serve (views made in the workers, nearest resizing), and on a
+    CPU the path the end-to-end measurement for this CPU kind found faster (facts.crop_speeds:
+    training images/s of a short streamed run, both paths, the same files), the workers where
+    none was made. The note says which and why."""
+    if draft["data.large_images"] != "full":
+        return {"crop_on": None, "crop_reason": ""}
+    asked = draft["data.crop_on"]
+    if asked != "auto":
+        where, why = asked, f"data.crop_on {asked}"
+    elif draft["data.augment_on"] == "workers":
+        where, why = "workers", "data.augment_on workers makes both views in the workers"
+    elif draft["augment.interpolation"] == "nearest":
+        where, why = "workers", "augment.interpolation nearest: the device resizes with Pillow's bicubic or bilinear"
+    elif trains_on_gpu(draft, facts.hardware):
+        where, why = "device", "auto: on a GPU the workers only decode"
+    else:
+        where, why = cpu_crops(facts.crop_speeds, facts.hardware.cpu_kind)
+    said = ("on the training device, the whole batch at once, from photos the workers decode" if where == "device"
+            else "in the data workers by Pillow, per image")
+    choose = "" if asked != "auto" else "; data.crop_on to choose"
+    draft.decide("crops", {}, f"crops: each view's crop cut and resized {said} ({why}{choose})")
+    return {"crop_on": where, "crop_reason": why}
+
+
+def cpu_crops(speeds, cpu_kind: str) -> tuple[str, str]:
+    """(where, why) on a CPU: the path measured faster end to end on this CPU kind, else on the
+    CPU kind measured; the workers where no measurement holds both, or the two are within their
+    spreads (the per-image path leaves the training loop its cores)."""
+    mine = [e for e in speeds if e["cpu_kind"] == cpu_kind] or list(speeds)
+    if not mine:
+        return "workers", "auto: on a CPU; no end-to-end measurement of both paths is packaged"
+    e = mine[0]
+    measured = (f"{e['device_images_per_s']:.0f} training images/s with the device's crops against "
+                f"{e['workers_images_per_s']:.0f} with the workers', {e['what']}, on a {e['cpu_kind']} CPU")
+    if e["faster"] == "device":
+        return "device", f"auto: on a CPU measured faster end to end: {measured}"
+    return "workers", f"auto: on a CPU {'within the spread of' if e['faster'] == 'neither' else 'measured faster than'} "\
+                      f"the device's crops end to end: {measured}"
 
 
 def launch_rank(launch: Launch, devices: int) -> int:

@@ -104,27 +104,29 @@ def loader_lines(plan: Plan, data: TrainingData) -> list[str]:
         lines.append(f"{plan.train_images - data.images} of the {plan.train_images} training images could not be "
                      f"read (each said above): the run trains on {data.images}")
     workers, dataset = data.loader.num_workers, data.loader.dataset
+    dataset = getattr(dataset, "dataset", dataset)  # a SeededItems' own data set
     if workers == 0:
         return lines
     chosen = f"loader: {plan.workers_reason}"
     if not isinstance(dataset, StreamImages) or len(dataset) == 0:
         return [*lines, chosen]
-    decoded, stride = 0, max(1, len(dataset) // LOADER_PROBE)
+    done, stride = 0, max(1, len(dataset) // LOADER_PROBE)
     with torch.random.fork_rng():
         start = time.perf_counter()
         for i in range(min(LOADER_PROBE, len(dataset))):
             try:
-                x, partner = dataset.load(i * stride)
+                item = dataset.load(i * stride)
             except (*DECODE_ERRORS, FileNotFoundError):
                 continue
-            training_item(x, 0, partner, dataset.transform)
-            decoded += 1
+            training_item(item, 0, dataset.transform)
+            done += 1
         seconds = time.perf_counter() - start
-    if decoded == 0:
+    if done == 0:
         return [*lines, chosen]
-    rate = decoded / seconds
+    rate = done / seconds
+    work = "; the training device cuts their crops" if plan.crop_on == "device" else ""
     return [*lines, f"{chosen}, about {rate * workers:.0f} images/s ({rate:.0f} per process, from "
-                    f"{decoded} images decoded here); each step takes {plan.cfg.train.batch_size} images. "
+                    f"{done} images decoded here{work}); each step takes {plan.cfg.train.batch_size} images. "
                     "The progress lines' images/s and the summary's data_wait_share say whether steps wait for data"]
 
 

@@ -6,7 +6,9 @@ The work, for every pipeline unless its row names a difference: read a JPEG phot
 draw two random resized crops (area 0.08-1, aspect 3/4-4/3, torchvision's rejection sampling
 with its centred fallback), resize each to 224 px (bicubic, antialiased where it shrinks), flip
 each with probability 1/2, and collate batches of uint8 views. "decode-*" rows do only the
-decode of the same files: the rate every pipeline's workers are bounded by.
+decode of the same files: the rate every pipeline's workers are bounded by. "jpeg-3-bands" and
+"tiff-13-bands" read whole images instead (resized to 224 px): 3-band JPEGs against 13-band
+16-bit GeoTIFFs of the same side made from them, read at full precision.
 
 Each measurement runs in a process of its own, with persistent DataLoader workers: the first
 batch of each worker (its start-up) is not timed, then batches are timed until --images images,
@@ -80,6 +82,12 @@ PIPELINES = {
                    "flip per view", None, []),
     "byol-shards": ("`byol-pillow` reading the same shards (ShardStream, as --data.dataset shards streams them)",
                     "webdataset", ["flips on the training device, not in the workers"]),
+    "jpeg-3-bands": ("StreamImages reading the JPEG photos (8-bit RGB) resized whole: shorter side to 224 px, centre "
+                     "square (data.large_images: resize)", None, []),
+    "tiff-13-bands": ("StreamImages reading 13-band 16-bit GeoTIFFs of the same side at full precision (data.pixels "
+                      "full), resized whole the same way", "jpeg-3-bands",
+                      ["13 bands of 16-bit values (uncompressed GeoTIFF: 26 bytes a pixel) against 3 of 8 bits (JPEG "
+                       "q90)", "resized in float by torch, not in 8 bits by Pillow"]),
     "lightly-byol": ("lightly's BYOLTransform as its documentation runs it: crops and every augmentation (colour, "
                      "blur, solarize) on the CPU", "torchvision-bicubic",
                      ["colour jitter, grayscale, blur and solarization in the workers too"]),
@@ -87,6 +95,7 @@ PIPELINES = {
 PEERS = ("torchvision-bicubic", "torchvision", "torchvision-bicubic-cache", "webdataset", "lightly-byol")
 SHARDED = ("byol-shards", "webdataset")  # read the folder's shards, not the folder
 CACHED = ("byol-cache", "torchvision-bicubic-cache")  # read the cache, not the folder
+BANDS = ("tiff-13-bands",)  # read the 13-band GeoTIFFs made from the photos, not the photos
 DECODERS = {"decode-pillow": "pillow", "decode-simplejpeg": "simplejpeg"}
 DEVICE_CROPS = ("byol-device", "byol-device-pillow")  # the device's work is timed after the workers'
 BARE_DECODE = {"byol-device": "decode-simplejpeg", "byol-device-pillow": "decode-pillow", "byol": "decode-simplejpeg",
@@ -125,6 +134,27 @@ def write_photos(folder: Path, n: int, width: int, height: int, cifar: str | Non
         arr = x[0].permute(1, 2, 0).clamp(0, 255).round().to(torch.uint8).numpy()
         (folder / f"c{i % 10}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(arr).save(folder / f"c{i % 10}" / f"{i:05d}.jpg", quality=90)
+
+
+def write_band_tiffs(photos: Path, folder: Path) -> None:
+    """A 13-band 16-bit GeoTIFF (uncompressed, north-up, 10 m pixels) for each photo of
+    `photos`, same side and class folder: bands 1-3 the photo's RGB scaled to 0-10,000 (a
+    Sentinel-2 tile's reflectance range), the other 10 blends of them with noise."""
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    mix = rng.uniform(0.0, 1.0, (10, 3))
+    geo = [(33550, "d", 3, (10.0, 10.0, 0.0), True), (33922, "d", 6, (0, 0, 0, 500000.0, 4600000.0, 0), True),
+           (34735, "H", 8, (1, 1, 0, 1, 1024, 0, 1, 1), True)]
+    for path in sorted(photos.rglob("*.jpg")):
+        rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32).transpose(2, 0, 1) * (10_000 / 255)
+        others = np.einsum("kc,chw->khw", mix / mix.sum(1, keepdims=True), rgb)
+        cube = np.concatenate([rgb, others + rng.normal(0, 50, others.shape)]).clip(0, 10_000).astype(np.uint16)
+        target = folder / path.relative_to(photos).with_suffix(".tif")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(target, cube, photometric="minisblack", extratags=geo)
 
 
 def crops():
@@ -167,7 +197,6 @@ class Views:
         return len(self.images)
 
     def __getitem__(self, i):
-        import numpy as np
         import torch
 
         from byol.data.batch import Batch
@@ -175,9 +204,9 @@ class Views:
 
         path = os.path.join(self.images.root, self.images.items[i])
         p, c = self.pipeline, self.crops
-        if p in DECODERS:
-            image = decode(read_header(path), path, 3, 1.0, DECODERS[p])
-            return Batch(images=torch.from_numpy(np.asarray(image)[:1, :1].copy()), labels=self.images.labels[i])
+        if p in DECODERS:  # the decoded array, one pixel of it passed on: the decode's cost alone
+            image = decode(read_header(path), path, 3, 1.0, DECODERS[p], as_array=True)
+            return Batch(images=torch.from_numpy(image[:1, :1].copy()), labels=self.images.labels[i])
         if p == "byol-plain":
             v1, v2 = plain_views(path, c)
         else:
@@ -204,6 +233,15 @@ def dataset(pipeline: str, folder: str):
         from byol.data.batch import collate
 
         return Views(folder, pipeline), collate
+    if pipeline in ("jpeg-3-bands", *BANDS):
+        from byol.data.bands import Pixels
+        from byol.data.batch import collate
+        from byol.data.image_sets import StreamImages
+        from byol.data.listing import list_images
+
+        full = pipeline in BANDS
+        return StreamImages(list_images(folder), OUTPUT, 13 if full else 3, "resize", decoder="pillow",
+                            pixels=Pixels("full") if full else None), collate
     import torchvision.transforms as T
     from torchvision.datasets import ImageFolder
 
@@ -360,6 +398,7 @@ def main(argv=None) -> int:
         files = [f for f in Path(folder).rglob("*") if f.suffix.lower() in (".jpg", ".jpeg")]
         kilobytes = round(sum(f.stat().st_size for f in files) / max(1, len(files)) / 1000, 1)  # mean file size
         cached, sharded, prepared = str(Path(tmp) / "cache"), str(Path(tmp) / "shards"), {}
+        banded = str(Path(tmp) / "bands")
         for pipeline in args.pipelines.split(","):
             python = args.peer_python if pipeline in PEERS else sys.executable
             if python is None:
@@ -372,7 +411,10 @@ def main(argv=None) -> int:
                 prepared["cache"] = round(time.perf_counter() - start, 2)
             if pipeline in SHARDED and not os.path.exists(sharded):  # 4 shards: 1, 2 or 4 workers split them evenly
                 write_shards(folder, sharded, shard_size=max(1, -(-len(files) // 4)))
-            source = cached if pipeline in CACHED else sharded if pipeline in SHARDED else folder
+            if pipeline in BANDS and not os.path.exists(banded):
+                write_band_tiffs(Path(folder), Path(banded))
+            source = (cached if pipeline in CACHED else sharded if pipeline in SHARDED else banded if pipeline in BANDS
+                      else folder)
             what, compared_with, differences = PIPELINES[pipeline]
             for workers in (int(w) for w in args.workers.split(",")):
                 load = os.getloadavg()
@@ -398,6 +440,9 @@ def main(argv=None) -> int:
                        "commit": commit(), "command": shlex.join(["python", "benchmarks/loader.py", *(argv or sys.argv[1:])])}
                 if pipeline in CACHED:  # the copy is made once, before any epoch: its time is not in images/s
                     row["cache_seconds"] = prepared.get("cache")
+                if pipeline in BANDS:
+                    tiffs = list(Path(banded).rglob("*.tif"))
+                    row["file_kB"] = round(sum(f.stat().st_size for f in tiffs) / len(tiffs) / 1000, 1)
                 emit(row, args.out)
     return 0
 

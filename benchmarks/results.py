@@ -137,7 +137,7 @@ def quickstart_summary(rows: list[dict]) -> str:
     lines = ["| `byol pretrain --data.path FOLDER --train.epochs E` on | E (steps) | seeds | kNN top-1, untrained -> after "
              "(mean) | verdicts | time per run (mean) |", "|---|---|---|---|---|---|"]
     for (data, side, images, epochs), runs in sorted(groups.items()):
-        verdicts = ", ".join(f"{n} {o}" for o, n in sorted(Counter(r["outcome"] for r in runs).items()))
+        verdicts = verdict_counts(runs)
         folder = images + (runs[0].get("held_out_images") or 0)
         lines.append(f"| {folder:,} {data}, {side} px ({images:,} trained on) | {epochs} ({runs[0]['steps']}) "
                      f"| {', '.join(str(r['seed']) for r in sorted(runs, key=lambda r: r['seed']))} "
@@ -393,6 +393,62 @@ def crop_on_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def verdict_counts(runs: list[dict]) -> str:
+    """The runs' verdicts counted: '1 got worse, 2 no clear change'."""
+    return ", ".join(f"{n} {o}" for o, n in sorted(Counter(r["outcome"] for r in runs).items()))
+
+
+def bands_knn_table(rows: list[dict]) -> str:
+    """benchmarks/bands.py: for each variant (all bands, RGB bands only) and run length, kNN top-1
+    untrained -> final (mean over seeds, each seed's in brackets), the verdicts against each run's
+    own untrained network, and the final kNN of all bands against RGB only on the same seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["bands"], r["epochs"], r["variant"]), []).append(r)
+    lines = ["| data | variant | input bands | seeds | epochs (steps) | kNN top-1 untrained -> final (mean; each seed) "
+             "| verdicts against the untrained network | final, all bands against RGB only (same seeds) | precision, CPU "
+             "|", "|---|---|---|---|---|---|---|---|---|"]
+    for (bands, epochs, variant), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "all bands")):
+        seeds = [r["seed"] for r in runs]
+        other = {r["seed"]: r for r in groups.get((bands, epochs, "RGB bands only"), [])}
+        if variant == "all bands" and all(s in other for s in seeds):
+            gaps = [100 * (r["knn_final_top1"] - other[r["seed"]]["knn_final_top1"]) for r in runs]
+            against = f"{statistics.fmean(gaps):+.1f} points ({', '.join(f'{g:+.1f}' for g in gaps)})"
+        else:
+            against = "-"
+        each = "; ".join(f"{100 * r['knn_untrained_top1']:.1f} -> {100 * r['knn_final_top1']:.1f}" for r in runs)
+        mean = (f"{100 * statistics.fmean(r['knn_untrained_top1'] for r in runs):.1f} % -> "
+                f"**{100 * statistics.fmean(r['knn_final_top1'] for r in runs):.1f} %**")
+        lines.append(f"| {runs[0]['data']} | {variant} | {runs[0]['input_bands']} | {', '.join(map(str, seeds))} | "
+                     f"{epochs} ({runs[0]['steps']}) | {mean} ({each}) | {verdict_counts(runs)} | {against} | "
+                     f"{runs[0]['precision']}, {runs[0]['cpu_kind']} |")
+    return "\n".join(lines)
+
+
+def bands_loader_table(rows: list[dict]) -> str:
+    """The loader rows of 13-band GeoTIFFs and 3-band JPEGs (benchmarks/loader.py), latest run."""
+    from loader import ratio
+
+    mine = [r for r in rows if r["pipeline"] in ("jpeg-3-bands", "tiff-13-bands") and r["workers"] == 1]
+    if not mine:
+        return "No rows yet: `python benchmarks/loader.py --pipelines jpeg-3-bands,tiff-13-bands ...`"
+    run = (mine[-1]["command"], mine[-1]["commit"])
+    mine = [r for r in mine if (r["command"], r["commit"]) == run]
+    by = {r["pipeline"]: r for r in mine}
+    lines = ["| files | side | kB a file | images/s, 1 worker (mean ± sd) | against 3-band JPEGs |", "|---|---|---|---|---|"]
+    for name, what in (("jpeg-3-bands", "3-band JPEG (q90)"), ("tiff-13-bands", "13-band 16-bit GeoTIFF")):
+        if name not in by:
+            continue
+        r = by[name]
+        against = ratio(r, by["jpeg-3-bands"]) if name != "jpeg-3-bands" and "jpeg-3-bands" in by else "-"
+        lines.append(f"| {what} | {r['photo_size'].replace('x', ' x ')} | {r.get('file_kB', r['photo_kB']):.0f} | "
+                     f"{r['images_per_s']:.0f} ± {r['images_per_s_sd']:.0f} | {against} |")
+    r = mine[0]
+    lines.append(f"\n{r['cpu_kind']}, {r['cores']} cores, torch {r['torch']}; {r['repeats']} measurements each; "
+                 f"commit {run[1]}; `{run[0]}`")
+    return "\n".join(lines)
+
+
 def continued_table(rows: list[dict]) -> str:
     """Continued pretraining (benchmarks/continued.py): for each split and variant, kNN top-1 on
     domain B at the run's start and end (means over its seeds), the verdicts against the start,
@@ -406,7 +462,7 @@ def continued_table(rows: list[dict]) -> str:
     scratch = {(r["split"], r["seed"]): r["knn_final_top1"] for r in rows if r["variant"] == "scratch"}
     for (split, variant), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "val", kv[0][1])):
         runs = sorted(runs, key=lambda r: r["seed"])
-        verdicts = ", ".join(f"{n} {o}" for o, n in sorted(Counter(r["outcome"] for r in runs).items()))
+        verdicts = verdict_counts(runs)
         paired = [r["knn_final_top1"] - scratch[(split, r["seed"])] for r in runs if (split, r["seed"]) in scratch]
         against = (f"{100 * statistics.mean(paired):+.1f} points ({len(paired)} seed{'s' * (len(paired) > 1)})"
                    if paired and variant != "scratch" else "-")
@@ -448,11 +504,19 @@ def outputs(rows: list[dict]) -> dict[Path, str]:
     loader = RESULTS / "loader.jsonl"
     page_text = replaced(page_text, "loader", loader_tables(read_rows(loader)) if loader.exists() else
                          "No rows yet: `python benchmarks/loader.py --out benchmarks/results/loader.jsonl ...`", page)
+    bands_page = ROOT / "docs" / "beyond-rgb.md"
+    bands = read_rows(RESULTS / "bands.jsonl") if (RESULTS / "bands.jsonl").exists() else []
+    bands_text = replaced(bands_page.read_text(), "bands-knn", bands_knn_table(bands) if bands else
+                          "No rows yet: `python benchmarks/bands.py --out benchmarks/results/bands.jsonl ...`", bands_page)
+    bands_text = replaced(bands_text, "bands-loader", bands_loader_table(read_rows(loader)) if loader.exists() else
+                          "No rows yet: `python benchmarks/loader.py --pipelines jpeg-3-bands,tiff-13-bands ...`",
+                          bands_page)
     crops = read_rows(RESULTS / "crop_on.jsonl") if (RESULTS / "crop_on.jsonl").exists() else []
     page_text = replaced(page_text, "crop-on", crop_on_table(crops) if crops else
                          "No rows yet: `python benchmarks/crop_on.py --out benchmarks/results/crop_on.jsonl ...`", page)
     return {BUDGET: json.dumps(entries, indent=1) + "\n", CROP_SPEED: json.dumps(crop_speeds(crops), indent=1) + "\n",
-            page: page_text, readme: replaced(readme.read_text(), "results", quickstart_summary(rows), readme)}
+            page: page_text, readme: replaced(readme.read_text(), "results", quickstart_summary(rows), readme),
+            bands_page: bands_text}
 
 
 def main(argv=None) -> int:

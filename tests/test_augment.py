@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -142,6 +143,24 @@ def test_crop_sampling_rejection_and_clamp_have_their_references_mean_areas():
         x0, y0, w, h = crop_boxes(200_000, 32, 32, (0.08, 1.0), (3 / 4, 4 / 3), "cpu", sampling=sampling)
         assert (w * h / 1024).mean().item() == pytest.approx(mean_area, abs=0.004)
         assert (x0 >= 0).all() and (x0 + w <= 32 + 1e-4).all() and (y0 + h <= 32 + 1e-4).all()
+
+
+@pytest.mark.parametrize("sampling", ["rejection", "clamp"])
+def test_one_box_at_a_time_follows_the_batched_rule(sampling):
+    """The data workers draw each image's box with crop_box (one call to torch's generator); its
+    area, aspect and position fractions have crop_boxes' distribution (deciles within 0.01)."""
+    from byol.core.augment import crop_box
+
+    torch.manual_seed(0)
+    x0, y0, w, h = crop_boxes(20_000, 300, 500, (0.08, 1.0), (3 / 4, 4 / 3), "cpu", sampling=sampling)
+    batched = np.stack([(w * h / 150_000).numpy(), (w / h).numpy(), (x0 / 500).numpy(), (y0 / 300).numpy()])
+    torch.manual_seed(1)
+    one = np.array([[bw * bh / 150_000, bw / bh, bx / 500, by / 300] for bx, by, bw, bh in
+                    (crop_box(300, 500, (0.08, 1.0), (3 / 4, 4 / 3), sampling) for _ in range(20_000))]).T
+    deciles = np.linspace(0.1, 0.9, 9)
+    assert np.abs(np.quantile(batched, deciles, axis=1) - np.quantile(one, deciles, axis=1)).max() < 0.015
+    tall = crop_box(300, 1000, (0.99, 1.0), (1.0, 1.0), sampling)  # no square of 99 % of the area fits
+    assert tall[3] <= 300 + 1e-6 and tall[2] <= 1000 + 1e-6
 
 
 def test_cropped_views_are_only_flipped_and_coloured():

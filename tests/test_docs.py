@@ -51,7 +51,7 @@ def commands(block: str) -> list[list[str]]:
 
 
 def shortened(argv: list[str]) -> list[str]:
-    """The same command on tiny data: fewer epochs, a small network for pretraining."""
+    """The same command on tiny data: fewer epochs, a small network and at most 512 images for pretraining."""
     argv = list(argv)
     for flag, factor in (("--train.epochs", 50), ("--epochs", 30)):
         if flag in argv:
@@ -59,9 +59,12 @@ def shortened(argv: list[str]) -> list[str]:
             argv[i] = str(max(1, int(argv[i]) // factor))
     pretraining = argv[:2] == ["byol", "pretrain"] or "--run-type" in argv and "train" in argv
     if pretraining and not {"--help", "--print-config"} & set(argv):
-        argv += [*TINY, "--log.report", "false"] + ([] if "--train.epochs" in argv else ["--train.epochs", "1"])
+        argv += [*TINY, "--log.report", "false", "--data.limit", "512"] + (
+            [] if "--train.epochs" in argv else ["--train.epochs", "1"])
     if "--run-type" in argv and "fine_tune" in argv:
         argv += ["--epochs", "1"]
+    if argv[:2] == ["byol", "demo"]:  # its data as made, a sample of it trained
+        argv += [*TINY, "--data.limit", "512", "--log.report", "false"]
     return argv
 
 

@@ -22,7 +22,7 @@ def test_decide_is_a_pure_function_of_the_config_and_the_facts():
     facts = make_facts(train_images=1800, typical_side=96, grayscale=True)
     first, second = decide(cfg, facts), decide(cfg, facts)
     assert first == second and first.cfg.data.image_size == 96
-    assert [d.name for d in first.decisions] == ["image size", "recipe", "augmentation", "budget"]
+    assert [d.name for d in first.decisions] == ["image size", "pixels", "recipe", "augmentation", "budget"]
     assert first.lines()[-1].startswith("plan: 1800 training images at 96 px, 10 epochs x 7 steps = 70 steps")
     numbers = first.as_dict()["numbers"]
     assert numbers["world_size"] == 1 and numbers["global_batch"] == 256 and numbers["precision"] == "32-true"

@@ -191,23 +191,28 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata:
 
 
 READER_SETTINGS = ("backbone", "backbone_args", "hidden_layer", "token_pool", "image_size", "channels", "mean",
-                   "std", "eval_crop", "large_images", "load_size")
+                   "std", "eval_crop", "large_images", "load_size", "pixels", "bands", "layout", "window", "clip")
 CLASSIFIER_SETTINGS = ("classes", "protocol", "head")  # a saved classifier's, besides its reader settings
 
 
 def reader_settings(config: dict) -> dict:
     """What a reader of a backbone needs besides its weights, from a run's config: the backbone
     and its arguments, the hidden layer and how its tokens are pooled, the input size and channels, the normalisation, the
-    evaluation centre crop, and how training images were cropped (data.large_images, with
-    data.load_size its bound: 'full' crops from the whole image, and so does evaluation)."""
+    evaluation centre crop, how training images were cropped (data.large_images, with
+    data.load_size its bound: 'full' crops from the whole image, and so does evaluation), and
+    how each file's values are read (data.pixels, bands, layout, window, clip)."""
     model, data, augment = config.get("model", {}), config.get("data", {}), config.get("augment", {})
     channels = data.get("channels", 3)
+    channels = 3 if channels == "auto" else channels  # a config not planned: 8-bit RGB pictures
     return {"backbone": model.get("backbone", ""), "backbone_args": model.get("backbone_args", {}),
             "hidden_layer": model.get("hidden_layer"), "token_pool": model.get("token_pool", "mean"),
             "image_size": data.get("image_size"),
             "channels": channels, "mean": list(augment.get("mean", []))[:channels],  # one per channel, as trained
             "std": list(augment.get("std", []))[:channels], "eval_crop": data.get("eval_crop", 1.0),
-            "large_images": data.get("large_images", "resize"), "load_size": data.get("load_size")}
+            "large_images": data.get("large_images", "resize"), "load_size": data.get("load_size"),
+            # how each file's values are read (byol.data.bands.Pixels): 8-bit pictures, or full precision
+            "pixels": "full" if data.get("pixels") == "full" else "8-bit", "bands": data.get("bands"),
+            "layout": data.get("layout", "auto"), "window": data.get("window"), "clip": data.get("clip")}
 
 
 def export_metadata(settings: dict) -> dict[str, str]:
@@ -350,7 +355,28 @@ def load_initial_weights(net: nn.Module, path: str | Path) -> nn.Module:
     if named:  # published weights hold their classifier, which the backbone does not have
         state = pretrained.without_classifier(state, set(net.state_dict()))
     refuse_nonfinite(state, path)
-    return load_into(net, state, f"model.init_weights {named or str(path)!r}")
+    return load_into(net, adapt_first_conv(state, net), f"model.init_weights {named or str(path)!r}")
+
+
+def adapt_first_conv(state: dict[str, torch.Tensor], net: nn.Module) -> dict[str, torch.Tensor]:
+    """Weights of an RGB network for a network of N input bands: the first convolution's
+    filters (the first 4-D weight whose input channels are 3 where the network's are N)
+    repeated over the bands and scaled by 3 / N, so that a band image of RGB-like statistics
+    gives the same activations; for one band their sum (timm's adapt_input_conv). Any other
+    shape that does not fit is left for load_into to refuse."""
+    own = net.state_dict()
+    for k, v in state.items():
+        if v.dim() != 4 or k not in own:
+            continue
+        bands = own[k].shape[1]
+        if v.shape[1] == 3 and bands != 3 and own[k].shape[0] == v.shape[0] and own[k].shape[2:] == v.shape[2:]:
+            if bands == 1:
+                w = v.sum(dim=1, keepdim=True)
+            else:
+                w = v.repeat(1, -(-bands // 3), 1, 1)[:, :bands] * (3 / bands)
+            return {**state, k: w.to(v.dtype)}
+        break  # only the first convolution
+    return state
 
 
 def _value(text: str):

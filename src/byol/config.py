@@ -56,15 +56,23 @@ Precision = typing.Annotated[Literal["auto", "32", "bf16", "16"], BeforeValidato
 
 @dataclass(frozen=True, config=RULES)
 class DataConfig:
-    dataset: str = key("folder", "folder (ImageFolder dir or .tar), video, shards, cifar10, cifar100, stl10, mnist, emnist-*")
+    dataset: str = key("folder", "folder (ImageFolder dir or .tar), video, pairs, shards, cifar10, cifar100, stl10, mnist, emnist-*")
     path: str = key("", "training images (folder/tar), or where the named data set's files are")
     split: Optional[str] = key(None, "named data sets: pretraining split (stl10: train+unlabeled)")
     max_frame_gap: int = key(1, "video: the two views are frames at most this far apart", ge=1)
+    pairs_file: Optional[str] = key(None, "pairs: a text file of positive pairs (two acquisitions of one place: two dates, or two sensors), two files per line relative to data.path, separated by a comma or a tab; None: each sub-folder of data.path is one place, and any two of its images are a pair")
     val_path: Optional[str] = key(None, "labeled images for the kNN monitor")
     val_fraction: float = key(0.1, "held out of labeled training data when val_path is unset", ge=0, lt=1)
     image_size: int = key(32, "network input (the random resized crop's output); unset: the images' typical shorter side (16-224)", ge=8, le=4096)
     load_size: Optional[int] = key(None, "images are decoded to this size (default image_size); large_images full: the bound on the shorter side (None: none)", ge=8, le=16384)
-    channels: Literal[1, 3] = key(3, "3 (RGB) or 1 (grayscale networks)")
+    channels: typing.Union[Literal["auto"], typing.Annotated[int, Field(ge=1, le=1024)]] = key("auto", "the network's input bands: auto (3, RGB, for 8-bit pictures; the files' band count, or data.bands', for full-precision data) | N (1: a grayscale network)")
+    pixels: Literal["auto", "8-bit", "full"] = key("auto", "8-bit: pictures as 8-bit gray or RGB (16-bit ones scaled down) | full: values as stored (16-bit, float, DICOM's physical units, any number of bands: TIFF, .npy, .npz, .dcm), standardised per band from the data | auto: 8-bit where the files are 8-bit pictures, else full")
+    bands: Optional[list[typing.Annotated[int, Field(ge=0)]]] = key(None, "full: the 0-based bands read, in this order (e.g. [3, 2, 1, 7]); None: all")
+    layout: Literal["auto", "chw", "hwc"] = key("auto", "full: a 3-D array's layout, (bands, H, W) or (H, W, bands); auto: TIFF's axes, else the shorter axis is the bands'")
+    window: Optional[tuple[float, float]] = key(None, "DICOM: [centre, width] in physical units (e.g. [40, 400] for soft tissue in CT); values are clipped to it")
+    clip_percentiles: Optional[tuple[float, float]] = key(None, "full: each band clipped to these percentiles of the sampled training values before it is standardised, e.g. [1, 99]; None: no clipping")
+    clip: Optional[tuple[list[float], list[float]]] = key(None, "full: [lows, highs], one value per band, that each band is clipped to as it is read; set from data.clip_percentiles by the run plan, or given")
+    stats_images: int = key(512, "full: training images sampled for the per-band mean, standard deviation and percentiles", ge=1)
     in_memory: Optional[bool] = key(None, "decode all once into RAM; None: yes below 300k images")
     large_images: Literal["resize", "crop", "full"] = key("resize", "resize (centre square) | crop (random load_size crops, e.g. DIV2K) | full (each view's crop from the whole image, in the data workers; streamed data)")
     eval_crop: float = key(1.0, "evaluation: the centre eval_crop of the image (ImageNet: 0.875 = 224 of 256)", gt=0, le=1)
@@ -170,8 +178,10 @@ class Config:
             if not ok:
                 raise ValueError(f"{key} = {value!r}: {what}")
 
-        need(d.dataset in ("folder", "video", "shards", *DATASETS), "data.dataset", d.dataset,
-             f"must be folder, video, shards, {', '.join(DATASETS)}")
+        need(d.dataset in ("folder", "video", "pairs", "shards", *DATASETS), "data.dataset", d.dataset,
+             f"must be folder, video, pairs, shards, {', '.join(DATASETS)}")
+        need(d.pairs_file is None or d.dataset == "pairs", "data.pairs_file", d.pairs_file,
+             "it lists the pairs of data.dataset pairs; set data.dataset pairs")
         need(d.load_size is None or d.load_size >= d.image_size // 2, "data.load_size", d.load_size,
              "must be at least half of data.image_size")
         need(not (d.large_images == "full" and d.in_memory), "data.in_memory", d.in_memory,
@@ -190,13 +200,24 @@ class Config:
         need(d.jpeg_decoder != "simplejpeg" or importlib.util.find_spec("simplejpeg") is not None,
              "data.jpeg_decoder", d.jpeg_decoder, "simplejpeg is not installed: pip install 'byol[fast-jpeg]', or set auto")
         a, o, t = self.augment, self.optim, self.train
-        need(len(a.mean) >= d.channels, "augment.mean/std", (a.mean, a.std), "need one value per channel")
-        # pixels are scaled to [0, 1] before (x - mean) / std: values on a 0-255 scale, a zero or negative std
-        # would train on garbage or divide by zero
-        need(all(0 < v <= 1 for v in a.std), "augment.std", a.std,
-             "each value must be in (0, 1], on the [0, 1] scale of the pixels (ImageNet's: 0.229, 0.224, 0.225)")
-        need(all(0 <= v <= 1 for v in a.mean), "augment.mean", a.mean,
-             "each value must be in [0, 1], on the [0, 1] scale of the pixels (ImageNet's: 0.485, 0.456, 0.406)")
+        if d.pixels != "full":  # 8-bit pictures (full-precision data is checked once its bands are known)
+            need(d.channels == "auto" or len(a.mean) >= d.channels, "augment.mean/std", (a.mean, a.std),
+                 "need one value per channel")
+            check_8_bit_normalisation(a.mean, a.std)
+        need(all(v > 0 for v in a.std), "augment.std", a.std, "each value must be above 0: it divides")
+        need(d.bands is None or len(d.bands) > 0, "data.bands", d.bands, "name at least one band, or leave it unset")
+        need(d.bands is None or d.channels in ("auto", len(d.bands or ())), "data.channels", d.channels,
+             f"data.bands names {len(d.bands or ())} bands: set data.channels to that, or auto")
+        need(d.bands is None or d.pixels != "8-bit", "data.bands", d.bands,
+             "a band selection reads full-precision data; set data.pixels full or auto")
+        need(d.clip_percentiles is None or 0 <= d.clip_percentiles[0] < d.clip_percentiles[1] <= 100,
+             "data.clip_percentiles", d.clip_percentiles, "two percentiles, low below high, within 0-100")
+        need(d.window is None or d.window[1] > 0, "data.window", d.window, "[centre, width] with a width above 0")
+        need(d.clip is None or (len(d.clip[0]) == len(d.clip[1]) and all(lo < hi for lo, hi in zip(*d.clip))),
+             "data.clip", d.clip, "[lows, highs]: as many of each, every low below its high")
+        need(not (d.pixels == "full" and d.large_images == "full"), "data.large_images", d.large_images,
+             "full decodes 8-bit photos at the scale their crops need; full-precision data is read as resize or "
+             "crop")
         need(o.backbone_held_epochs == 0 or t.epochs == 0 or o.backbone_held_epochs < t.epochs,
              "optim.backbone_held_epochs", o.backbone_held_epochs,
              f"must be below train.epochs ({t.epochs}): the backbone would never train, and the run would export "
@@ -210,6 +231,24 @@ class Config:
              "augment.small_crops", self.augment.small_crops,
              "the small crops are made on the training device from whole images; set data.augment_on: device "
              "and data.large_images: resize or crop")
+
+
+def check_8_bit_normalisation(mean, std) -> None:
+    """8-bit pictures are scaled to [0, 1] before (x - mean) / std: a mean or std on a 0-255
+    scale would train on garbage. One ConfigError naming the key."""
+    if not all(0 < v <= 1 for v in std):
+        raise ConfigError(f"augment.std = {tuple(std)!r}: each value must be in (0, 1], on the [0, 1] scale of 8-bit "
+                          "pixels (ImageNet's: 0.229, 0.224, 0.225); data in its own units takes data.pixels full")
+    if not all(0 <= v <= 1 for v in mean):
+        raise ConfigError(f"augment.mean = {tuple(mean)!r}: each value must be in [0, 1], on the [0, 1] scale of "
+                          "8-bit pixels (ImageNet's: 0.485, 0.456, 0.406); data in its own units takes data.pixels "
+                          "full")
+
+
+def input_channels(data: DataConfig) -> int:
+    """The network's input channels as a config states them: data.channels, or for auto before
+    the run plan decided it, 3 (8-bit RGB pictures)."""
+    return 3 if data.channels == "auto" else data.channels
 
 
 RECIPES_DIR = Path(__file__).resolve().parent / "configs"

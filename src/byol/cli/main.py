@@ -58,6 +58,18 @@ def _json_arg(text: str) -> dict:
     return value
 
 
+def band_list(text: str) -> tuple[int, ...]:
+    """'3,2,1' -> (3, 2, 1): 0-based band indices."""
+    try:
+        bands = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0-based band numbers separated by commas, e.g. 3,2,1") \
+            from None
+    if any(b < 0 for b in bands):
+        raise argparse.ArgumentTypeError(f"{text!r}: band numbers start at 0")
+    return bands
+
+
 def cmd_pretrain(args, extra) -> int:
     from byol.config import load_config
     from byol.training.pretrain import pretrain
@@ -88,27 +100,33 @@ def cmd_pretrain(args, extra) -> int:
 
 def cmd_demo(args, extra) -> int:
     from byol.config import load_config
-    from byol.data.demo import generate_textures
+    from byol.data.demo import generate_bands, generate_textures
     from byol.training.plan import describe_precision
     from byol.training.pretrain import pretrain
     from byol.training.records import run_footer
     from byol.training.summary import describe_reproducibility
 
-    data = Path(args.data)
+    need(args.bands is None or args.bands >= 4, "--bands", args.bands,
+         "the classes of the multi-band demo live in the bands after the first three; give at least 4")
+    data = Path(args.data or ("data/demo" if args.bands is None else f"data/demo-{args.bands}-bands"))
     if not (data / ".complete").exists():  # generated once; an existing set is reused as it is
-        generate_textures(data)
+        generate_textures(data) if args.bands is None else generate_bands(data, args.bands)
     overrides = ["--data.path", str(data / "train"), "--data.val_path", str(data / "test"),
-                 "--train.out_dir", args.out, *extra]
+                 "--train.out_dir", args.out or ("runs/demo" if args.bands is None else f"runs/demo-{args.bands}-bands"),
+                 *extra]
     cfg = load_config(["demo", *(args.config or [])], overrides)  # the user's files layer on the demo recipe
-    resume = (Path(args.out) / "checkpoints" / "last.ckpt").exists()
+    resume = (Path(cfg.train.out_dir) / "checkpoints" / "last.ckpt").exists()
     if resume:
-        print(f"{args.out} has a finished or interrupted demo run; continuing it (delete the folder to start over)")
+        print(f"{cfg.train.out_dir} has a finished or interrupted demo run; continuing it (delete the folder to "
+              "start over)")
     summary = pretrain(cfg, resume=resume)
     untrained, final = summary.get("knn_untrained_top1"), summary.get("knn_final_top1")
-    print(f"\nDemo: {summary['train_images']} generated images, {cfg.train.epochs} epochs, "
+    kind = "generated images" if args.bands is None else f"generated {args.bands}-band images"
+    print(f"\nDemo: {summary['train_images']} {kind}, {cfg.train.epochs} epochs, "
           f"{summary['wall_seconds']:.0f} s, {describe_precision(summary['precision'], summary.get('precision_reason'))}")
     if untrained is not None and final is not None:
-        print(f"kNN top-1 on held-out textures: untrained {100 * untrained:.1f}%  ->  BYOL {100 * final:.1f}%")
+        print(f"kNN top-1 on held-out {'textures' if args.bands is None else 'images'}: untrained "
+              f"{100 * untrained:.1f}%  ->  BYOL {100 * final:.1f}%")
     print(describe_reproducibility(summary))
     print("\n".join(run_footer(summary)))
     return 0
@@ -122,7 +140,7 @@ def cmd_preview(args, extra) -> int:
     need(args.n >= 1, "-n", args.n, "it must be at least 1 image")
     cfg = load_config(args.config, [*extra, "--data.path", args.data])
     cfg = plan_run(cfg).cfg  # what `byol pretrain` would decide on these images: the same facts and decisions
-    path = write_preview(args.data, args.output, cfg, n=args.n, seed=args.seed)
+    path = write_preview(args.data, args.output, cfg, n=args.n, seed=args.seed, bands=args.bands)
     for note in cfg.notes:
         print(note)
     for view in ("view1", "view2"):
@@ -321,10 +339,35 @@ def cmd_embed(args, extra) -> int:
                           f"which {listing.name} cannot list one per line; rename them")
     buffer = io.BytesIO()  # written through Python's own write, whose error names the cause (numpy's gives byte counts)
     np.save(buffer, feats.numpy())
-    write_outputs({out: buffer.getvalue(), listing: "".join(f"{name}\n" for name in files).encode()},
-                  "the embeddings and their list of files")
-    print(f"wrote {out}: {tuple(feats.shape)} embeddings of {args.data}; row i is the file on line i of {listing}")
+    contents = {out: buffer.getvalue(), listing: "".join(f"{name}\n" for name in files).encode()}
+    places = geo_references(args.data, files)
+    if places:  # GeoTIFFs: where each row's tile lies, beside the rows
+        contents[output_path(out.with_suffix(".geo.json"), "the tiles' georeferences")] = json.dumps(
+            places, indent=1).encode()
+    write_outputs(contents, "the embeddings and their list of files")
+    print(f"wrote {out}: {tuple(feats.shape)} embeddings of {args.data}; row i is the file on line i of {listing}"
+          + (f"; where each GeoTIFF lies: {out.with_suffix('.geo.json')}" if places else ""))
     return 0
+
+
+def geo_references(data: str, files: list[str]) -> dict:
+    """{file: its georeference} for the GeoTIFFs among `files` of the folder `data`
+    (byol.data.bands.geo_reference); empty for an archive or where none is one."""
+    from byol.data.bands import geo_reference
+    from byol.data.listing import DECODE_ERRORS
+
+    if not Path(data).is_dir():
+        return {}
+    out = {}
+    for name in files:
+        if name.lower().endswith((".tif", ".tiff")):
+            try:
+                ref = geo_reference(str(Path(data) / name))
+            except DECODE_ERRORS:
+                continue
+            if ref is not None:
+                out[name] = ref
+    return out
 
 
 def cmd_shards(args, extra) -> int:
@@ -415,8 +458,13 @@ def add_setup_commands(sub) -> None:
     """demo, preview, layers: trying byol and choosing its settings."""
     s = sub.add_parser("demo", help="generate the textures demo data, pretrain on it, report kNN",
                        formatter_class=WithDefaults)
-    s.add_argument("--data", default="data/demo", help="where the generated demo images go (made once, then reused)")
-    s.add_argument("--out", default="runs/demo", help="the run folder (an existing run is continued)")
+    s.add_argument("--data", default=None, help="where the generated demo images go (made once, then reused); "
+                                                "default data/demo, with --bands N data/demo-N-bands")
+    s.add_argument("--out", default=None, help="the run folder (an existing run is continued); default runs/demo, "
+                                               "with --bands N runs/demo-N-bands")
+    s.add_argument("--bands", type=int, default=None,
+                   help="a multi-band demo instead: N-band 16-bit images (.npy) whose classes differ only in the "
+                        "bands after the first three, read at full precision")
     s.add_argument("--config", action="append", help="a YAML file or recipe name layered on the demo recipe; "
                                                      "repeat to layer more (any --section.key value works too)")
     s.set_defaults(func=cmd_demo)
@@ -429,6 +477,9 @@ def add_setup_commands(sub) -> None:
                                                      "repeat to layer (any --section.key value works too)")
     s.add_argument("-n", type=int, default=8, help="how many images")
     s.add_argument("--seed", type=int, default=0, help="seed of the image choice and the augmentations")
+    s.add_argument("--bands", type=band_list, default=None,
+                   help="full-precision data: the three bands (0-based, after data.bands) shown as red, green and "
+                        "blue, e.g. 3,2,1, or one shown in grey; default the first three")
     s.set_defaults(func=cmd_preview)
 
     s = sub.add_parser("layers", help="list a backbone's layers (names for model.hidden_layer)",

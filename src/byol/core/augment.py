@@ -29,6 +29,9 @@ There is one implementation and two placements:
 - `BatchAugment`: a uint8 batch (B, C, H, W) on any device -> two float views; the fast path.
 - `TwoViewTransform`: one image (PIL or uint8 tensor) -> two float views, for Dataset
   workers on the CPU (as DL-Art-School does); it runs the same code on a batch of one.
+Data in its own units (16-bit, float, DICOM, any number of bands; `pixels="full"`) takes
+`band_view` instead: standardised per band first, then only the operations that keep their
+meaning for any band (see the section above `band_view`).
 Images of different sizes (ImageNet) cannot share a batch before they are cropped: there each
 view's random resized crop is taken from the full decoded image by `crop_from_full` in the
 data workers, as DeepMind's input pipeline does, and the rest (flip, colour, blur, solarize)
@@ -88,9 +91,13 @@ class ViewConfig:
     """solarization probability"""
     solarize_threshold: float = 0.5
     """pixels >= this (on [0, 1]) are inverted"""
+    rot90_p: float = 0.0
+    """rotation by 90, 180 or 270 degrees (one of them at random) with this probability; 0.75 makes every orientation equally likely (overhead imagery has no up)"""
+    band_drop_p: float = 0.0
+    """full-precision bands: each band set to its mean (0 once standardised) with this probability, at least one kept"""
 
     def __post_init__(self):
-        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p", "rot90_p", "band_drop_p"):
             require(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "is a probability, must be in [0, 1]")
         require(0 < self.crop_scale[0] <= self.crop_scale[1] <= 1, "crop_scale", self.crop_scale,
               "must be 0 < low <= high <= 1")
@@ -216,8 +223,36 @@ def crop_boxes(n: int, height: int, width: int, scale, ratio, device, trials: in
     return x0, y0, wn * width, hn * height
 
 
-def resized_crop(x: torch.Tensor, boxes, size: int, flip: torch.Tensor, mode: str = "bicubic"):
-    """Crop each image to its box, resize to size x size, mirror where `flip`; one grid_sample."""
+def crop_box(height: int, width: int, scale, ratio, sampling: str = "rejection", trials: int = 10
+             ) -> tuple[float, float, float, float]:
+    """One box (x0, y0, w, h) by crop_boxes' rule, its numbers from one call to torch's
+    generator and the rest plain arithmetic: the data workers' draw for one image (crop_boxes
+    for one image costs some twenty tensor operations, a tenth of a decode)."""
+    if sampling not in ("rejection", "clamp"):
+        raise ValueError(f"crop sampling must be 'rejection' or 'clamp', got {sampling!r}")
+    draws = 1 if sampling == "clamp" else trials
+    u = torch.rand(2 * draws + 2).tolist()
+    a, lo, hi = width / height, math.log(ratio[0]), math.log(ratio[1])
+    fit = False
+    for k in range(draws):
+        s = u[2 * k] * (scale[1] - scale[0]) + scale[0]
+        r = math.exp(u[2 * k + 1] * (hi - lo) + lo)
+        wn, hn = math.sqrt(s * r / a), math.sqrt(s * a / r)
+        if sampling == "clamp":
+            wn, hn, fit = min(wn, 1.0), min(hn, 1.0), True
+        fit = fit or (wn <= 1 and hn <= 1)
+        if fit:
+            break
+    if not fit:  # torchvision's fallback: the whole image with the ratio clamped to the range, centred
+        wn, hn = (ratio[1] / a if a > ratio[1] else 1.0), (a / ratio[0] if a < ratio[0] else 1.0)
+        return (1 - wn) / 2 * width, (1 - hn) / 2 * height, wn * width, hn * height
+    return u[-2] * (1 - wn) * width, u[-1] * (1 - hn) * height, wn * width, hn * height
+
+
+def resized_crop(x: torch.Tensor, boxes, size: int, flip: torch.Tensor, mode: str = "bicubic", clamp: bool = True):
+    """Crop each image to its box, resize to size x size, mirror where `flip`; one grid_sample.
+    clamp: to [0, 1], the range of 8-bit pixels (bicubic overshoots); values in the data's own
+    units are left as they come."""
     n, _, height, width = x.shape
     x0, y0, w, h = boxes
     theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
@@ -228,7 +263,7 @@ def resized_crop(x: torch.Tensor, boxes, size: int, flip: torch.Tensor, mode: st
     theta[:, 1, 2] = (2 * y0 + h) / height - 1
     grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
     out = F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
-    return out.clamp_(0.0, 1.0)
+    return out.clamp_(0.0, 1.0) if clamp else out
 
 
 # Pillow's resampling filters (libImaging/Resample.c): the bicubic kernel with a = -0.5, the
@@ -396,12 +431,11 @@ def random_solarize(x: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
 def crop_from_full(image: torch.Tensor, cfg: ViewConfig, size: int, interpolation: str = "bicubic",
                    sampling: str = "rejection") -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """One view's random resized crop of a whole uint8 image (C, H, W) of any size: the box is
-    drawn as in `crop_boxes`, rounded to whole pixels, and resized to size x size (antialiased
+    drawn as in `crop_boxes` (crop_box), rounded to whole pixels, and resized to size x size (antialiased
     where it shrinks). Returns the uint8 crop and its box (x0, y0, w, h) in the image's pixels.
     The data workers call it once per view (see the module docstring); no flip, no colour."""
     _, height, width = image.shape
-    x0, y0, w, h = (float(v) for v in crop_boxes(1, height, width, cfg.crop_scale, cfg.crop_ratio, "cpu",
-                                                 sampling=sampling))
+    x0, y0, w, h = crop_box(height, width, cfg.crop_scale, cfg.crop_ratio, sampling)
     w_px, h_px = max(1, min(width, round(w))), max(1, min(height, round(h)))
     x_px, y_px = min(round(x0), width - w_px), min(round(y0), height - h_px)
     crop = image[None, :, y_px:y_px + h_px, x_px:x_px + w_px].float()
@@ -424,12 +458,84 @@ def augment_view(x: torch.Tensor, cfg: ViewConfig, size: int, interpolation: str
     else:
         boxes = crop_boxes(n, height, width, cfg.crop_scale, cfg.crop_ratio, x.device, sampling=crop_sampling)
         x = resized_crop(x, boxes, size, flip, interpolation)
+    x = random_rot90(x, cfg.rot90_p)
     x = color_jitter(x, cfg)  # one-channel images: brightness and contrast only
     if c == 3:
         gray = _per_image(_bernoulli(n, cfg.grayscale_p, x.device))
         x = torch.where(gray, grayscale(x).expand_as(x), x)
     x = random_gaussian_blur(x, cfg)
     return random_solarize(x, cfg)
+
+
+def random_rot90(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Each square image turned by 90, 180 or 270 degrees (one at random) with probability p."""
+    if p == 0:
+        return x
+    n = x.shape[0]
+    turns = torch.where(_bernoulli(n, p, x.device), torch.randint(1, 4, (n,), device=x.device), 0)
+    for k in (1, 2, 3):
+        x = torch.where(_per_image(turns == k), torch.rot90(x, k, dims=(2, 3)), x)
+    return x
+
+
+# ---------------------------------------------------------------------------
+# Full-precision bands (the data's own units: 16-bit, float, DICOM, any number of bands). Each
+# band is standardised first with the data's own statistics, then only the operations that keep
+# their meaning for any band run: the crop, flips, rotations by 90 degrees, blur, brightness and
+# contrast on the standardised values, never clipped, and band dropout. Hue, saturation, colour
+# dropping and solarization assume RGB pixels in [0, 1] and do not run: clipping standardised
+# values to [0, 1] (as a brightness written for 8-bit pixels does) would destroy most of them
+# (TorchGeo issue #3997, EuroSAT).
+
+
+def band_jitter(x: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
+    """With probability jitter_p per image: brightness, delta ~ U(-brightness, brightness) added
+    to every band (standardised units: a shift of delta standard deviations), and contrast,
+    each band scaled around its own image mean by a factor ~ U(1 - contrast, 1 + contrast), in
+    a random order per image. Never clipped."""
+    n, dev = x.shape[0], x.device
+    if cfg.jitter_p == 0 or (cfg.brightness == 0 and cfg.contrast == 0):
+        return x
+    on = _bernoulli(n, cfg.jitter_p, dev)
+    delta = _per_image(torch.where(on, _uniform(n, -cfg.brightness, cfg.brightness, dev), 0.0))
+    factor = _per_image(torch.where(on, _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, dev), 1.0))
+    contrast_first = _per_image(_bernoulli(n, 0.5, dev))
+
+    def contrast(v):
+        mean = v.mean(dim=(2, 3), keepdim=True)
+        return (v - mean) * factor + mean
+
+    return torch.where(contrast_first, contrast(x) + delta, contrast(x + delta))
+
+
+def band_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Each band of each image set to 0 (its mean, standardised) with probability p; an image
+    that would lose every band keeps one at random."""
+    if p == 0:
+        return x
+    n, c = x.shape[:2]
+    drop = torch.rand(n, c, device=x.device) < p
+    keep_one = F.one_hot(torch.randint(0, c, (n,), device=x.device), c).bool()
+    drop = torch.where(drop.all(dim=1, keepdim=True), drop & ~keep_one, drop)
+    return x * (~drop).to(x.dtype)[:, :, None, None]
+
+
+def band_view(x: torch.Tensor, cfg: ViewConfig, size: int, mean, std, interpolation: str = "bicubic",
+              crop_sampling: str = "rejection") -> torch.Tensor:
+    """One view of a float batch in the data's own units (see above), every parameter drawn per
+    image: crop and flip, standardise ((x - mean) / std per band), rotate, brightness and
+    contrast, blur, band dropout. Returns standardised values."""
+    n, _, height, width = x.shape
+    flip = _bernoulli(n, cfg.flip_p, x.device)
+    boxes = crop_boxes(n, height, width, cfg.crop_scale, cfg.crop_ratio, x.device, sampling=crop_sampling)
+    x = normalize(resized_crop(x, boxes, size, flip, interpolation, clamp=False), mean, std)
+    x = random_rot90(x, cfg.rot90_p)
+    x = band_jitter(x, cfg)
+    x = random_gaussian_blur(x, cfg)
+    return band_dropout(x, cfg.band_drop_p)
+
+
+PIXELS = ("8-bit", "full")
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -464,19 +570,28 @@ def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 class BatchAugment(torch.nn.Module):
-    """uint8 batch -> (view1, view2), normalised, on the batch's device. The fast path."""
+    """A batch -> (view1, view2), normalised, on the batch's device. The fast path. pixels:
+    "8-bit" (uint8, or float in [0, 1]: the paper's augmentations, then (x - mean) / std) or
+    "full" (float in the data's own units: band_view, standardised with mean and std first)."""
 
-    def __init__(self, cfg: AugmentConfig | None = None, channels_last: bool = False, cropped: bool = False):
+    def __init__(self, cfg: AugmentConfig | None = None, channels_last: bool = False, cropped: bool = False,
+                 pixels: str = "8-bit"):
         super().__init__()
+        if pixels not in PIXELS:
+            raise ValueError(f"pixels {pixels!r}: choose {' or '.join(PIXELS)}")
         self.cfg = cfg or AugmentConfig()
         self.channels_last = channels_last
         self.cropped = cropped  # images and partners are view 1's and view 2's crops (crop_from_full)
+        self.pixels = pixels
 
     def view(self, x: torch.Tensor, view_cfg: ViewConfig, size: int | None = None, cropped: bool | None = None):
         c = self.cfg
         cropped = self.cropped if cropped is None else cropped
-        out = augment_view(x, view_cfg, size or c.size, c.interpolation, c.crop_sampling, cropped)
-        out = normalize(out, c.mean, c.std)
+        if self.pixels == "full":
+            out = band_view(x, view_cfg, size or c.size, c.mean, c.std, c.interpolation, c.crop_sampling)
+        else:
+            out = normalize(augment_view(x, view_cfg, size or c.size, c.interpolation, c.crop_sampling, cropped),
+                            c.mean, c.std)
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 
     @torch.no_grad()
@@ -543,8 +658,8 @@ class TwoViewTransform:
     Same code as `BatchAugment`, on a batch of one, so both placements agree exactly.
     """
 
-    def __init__(self, cfg: AugmentConfig | None = None, cropped: bool = False):
-        self.batch = BatchAugment(cfg, cropped=cropped)
+    def __init__(self, cfg: AugmentConfig | None = None, cropped: bool = False, pixels: str = "8-bit"):
+        self.batch = BatchAugment(cfg, cropped=cropped, pixels=pixels)
 
     def __call__(self, image) -> tuple[torch.Tensor, torch.Tensor]:
         return self.pair(image, image)

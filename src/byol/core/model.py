@@ -391,15 +391,17 @@ class BYOL(nn.Module):
         return self.tau
 
     @torch.no_grad()
-    def embed(self, images: torch.Tensor, mean=None, std=None) -> torch.Tensor:
+    def embed(self, images: torch.Tensor, mean=None, std=None, pixels: str = "8-bit") -> torch.Tensor:
         """Representation y of the online backbone, in eval mode (running BN statistics).
 
         With `mean` and `std` (the views' normalisation, e.g. AugmentConfig's), images are pixels,
         as BYOLModule and fit take them: uint8 (0-255) or float in [0, 1] (check_pixels), scaled
-        and normalised here. Without them, float images go in as they are, normalised as the
+        and normalised here; with pixels "full", float values in the data's own units,
+        standardised here. Without them, float images go in as they are, normalised as the
         training views were (what forward takes), and any other dtype is refused."""
         if mean is not None and std is not None:
-            check_pixels(images)
+            if pixels != "full":
+                check_pixels(images)
             images = normalize(to_float(images), mean, std)
         elif not images.is_floating_point():
             raise TypeError(f"embed() got {images.dtype} images: pass mean= and std= (the normalisation of the "

@@ -75,13 +75,15 @@ def collate(samples: list[Batch]) -> Batch:
 
 
 def padded(images: list[torch.Tensor]) -> torch.Tensor:
-    """Images (C, h, w) of many sizes on one zero canvas (B, C, max h, max w), each at the top
-    left: the host-to-device copy carries max h x max w pixels per image."""
+    """Images (C, h, w) of many sizes on one canvas (B, C, max h, max w), each at the top left,
+    channels last in memory (as decoders give pixels); the rest of the canvas is left as it was
+    allocated (core.augment.crop_resize never reads past an image's own size). The
+    host-to-device copy carries max h x max w pixels per image."""
     height, width = max(x.shape[-2] for x in images), max(x.shape[-1] for x in images)
-    canvas = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+    canvas = images[0].new_empty((len(images), height, width, images[0].shape[0]))
     for i, x in enumerate(images):
-        canvas[i, :, :x.shape[-2], :x.shape[-1]] = x
-    return canvas
+        canvas[i, :x.shape[-2], :x.shape[-1]] = x.permute(1, 2, 0)
+    return canvas.permute(0, 3, 1, 2)
 
 
 def as_batch(batch) -> Batch:

@@ -3,12 +3,12 @@
 Photographs for training (data.large_images: full) take the fast path, `photo_views`: both
 views' random resized crops come from one decode of the file.
 1. The crop boxes are drawn on the photo's full-size upright geometry, read from the header
-   (core.augment.crop_boxes: DeepMind's `_decode_and_random_crop` rule, scale 0.08-1 of the
-   area, aspect 3/4-4/3), exactly as on the decoded picture.
-2. A JPEG is decoded at the largest DCT-domain reduction (libjpeg's scaled decoding: Pillow's
-   draft offers 1/2, 1/4 and 1/8, simplejpeg any n/8) that still leaves every crop at least its
-   output size, or at least the resolution of the photo bounded by data.load_size where that is
-   smaller (the bound's resolution is all the plain path had).
+   (core.augment.crop_box: crop_boxes' rule, DeepMind's `_decode_and_random_crop`, scale 0.08-1
+   of the area, aspect 3/4-4/3), exactly as on the decoded picture.
+2. A JPEG is decoded at the largest DCT-domain reduction (libjpeg's scaled decoding at 1/2, 1/4
+   or 1/8, with either decoder: see decode) that still leaves every crop at least its output
+   size, or at least the resolution of the photo bounded by data.load_size where that is smaller
+   (the bound's resolution is all the plain path had).
 3. Each box, mapped onto the decoded picture by the decode's scale (decode_scale: n/8 exactly,
    not the decoded width over the full one, which a rounded-up edge pixel would stretch), is
    resized to the output size in one pass by PIL (antialiased where it shrinks).
@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from byol.core.augment import AugmentConfig, ViewConfig, chw, crop_boxes
+from byol.core.augment import AugmentConfig, ViewConfig, chw, crop_box
+from byol.data.bands import Pixels
 
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
             "nearest": Image.Resampling.NEAREST}
@@ -74,15 +75,17 @@ def upright_size(header: Image.Image) -> tuple[int, int]:
 
 
 def decode(header: Image.Image, source: bytes | str, channels: int, fraction: float = 1.0,
-           decoder: str = "pillow", fine: bool = False) -> Image.Image:
+           decoder: str = "pillow", as_array: bool = False) -> Image.Image | np.ndarray:
     """Decode fully (so truncation shows here), upright, RGB (3) or L (1). A JPEG is decoded at
     the smallest DCT scale that keeps at least `fraction` of its width and height: one of
     Pillow's (1/2, 1/4, 1/8, pillow_scale) with either decoder, so that a plain Pillow
-    deployment reads an image as byol does (docs/export.md's preprocess); with `fine`, where
-    simplejpeg decodes, any n/8 (the training crops' fast path: fewer pixels)."""
+    deployment reads an image as byol does (docs/export.md's preprocess). These are also the
+    fast ones: libjpeg-turbo has SIMD inverse DCTs for them, while 3/8 to 7/8 take plain-C
+    scaled transforms that are slower than decoding at full size. as_array: a uint8 (H, W, C)
+    array instead of a PIL image (simplejpeg's own, not copied)."""
     w, h = header.size
     wanted = (max(1, math.ceil(w * fraction)), max(1, math.ceil(h * fraction)))
-    if fraction < 1 and not fine:
+    if fraction < 1:
         scale = pillow_scale((w, h), wanted)
         wanted = (-(-w // scale), -(-h // scale))
     if header.format == "JPEG" and decoder == "simplejpeg" and header.mode in ("RGB", "L"):
@@ -94,14 +97,24 @@ def decode(header: Image.Image, source: bytes | str, channels: int, fraction: fl
                                          min_width=wanted[0], min_height=wanted[1])
         except ValueError as e:  # simplejpeg's error for a damaged JPEG
             raise OSError(str(e)) from None
-        img = Image.fromarray(arr[:, :, 0] if channels == 1 else arr, "L" if channels == 1 else "RGB")
         turn = TRANSPOSE.get(orientation(header))
-        return img.transpose(turn) if turn is not None else img
-    if header.format == "JPEG" and fraction < 1:
-        header.draft("L" if channels == 1 else "RGB", wanted)
-    header.load()
-    img = ImageOps.exif_transpose(header)  # EXIF orientation (a phone's portrait photo): upright, as viewers show it
-    return to_8_bit(img).convert("RGB" if channels == 3 else "L")
+        if as_array and turn is None:
+            return arr
+        img = Image.fromarray(arr[:, :, 0] if channels == 1 else arr, "L" if channels == 1 else "RGB")
+        img = img.transpose(turn) if turn is not None else img
+    else:
+        if header.format == "JPEG" and fraction < 1:
+            header.draft("L" if channels == 1 else "RGB", wanted)
+        header.load()
+        # EXIF orientation (a phone's portrait photo): upright, as viewers show it; no copy where upright already
+        img = ImageOps.exif_transpose(header) if header.format != "JPEG" or orientation(header) != 1 else header
+        img = to_8_bit(img)
+        mode = "RGB" if channels == 3 else "L"
+        img = img if img.mode == mode else img.convert(mode)
+    if as_array:
+        arr = np.array(img)  # (np.asarray goes through Pillow's array interface, several times slower)
+        return arr[:, :, None] if arr.ndim == 2 else arr
+    return img
 
 
 def pillow_scale(size: tuple[int, int], wanted: tuple[int, int]) -> int:
@@ -169,23 +182,22 @@ def fit_image(img: Image.Image, size: int | None, mode: str, rng: np.random.Gene
 
 
 def decode_for_crops(source: bytes | str, channels: int, views: tuple[ViewConfig, ...], size: int,
-                     bound: int | None, sampling: str = "rejection", decoder: str = "pillow", reduce: bool = True
-                     ) -> tuple[Image.Image, list[tuple[float, float, float, float]], float]:
-    """One decode of the file for each view's random resized crop: (the decoded picture, upright;
-    each view's box (x0, y0, w, h) in the upright full-size image's pixels, drawn before
-    decoding; the decode's scale, decode_scale: a box times it is in the picture's pixels).
-    bound: the shorter side whose resolution suffices (data.load_size; None: full). reduce:
-    decode a JPEG at a reduced DCT scale where the crops allow (the fast path's lever)."""
+                     bound: int | None, sampling: str = "rejection", decoder: str = "pillow", reduce: bool = True,
+                     as_array: bool = False) -> tuple[Image.Image | np.ndarray, list[tuple[float, ...]], float]:
+    """One decode of the file for each view's random resized crop: (the decoded picture, upright,
+    a PIL image or with as_array a uint8 (H, W, C) array; each view's box (x0, y0, w, h) in the
+    upright full-size image's pixels, drawn before decoding (crop_box); the decode's scale,
+    decode_scale: a box times it is in the picture's pixels). bound: the shorter side whose
+    resolution suffices (data.load_size; None: full). reduce: decode a JPEG at a reduced DCT
+    scale where the crops allow (the fast path's lever)."""
     header = read_header(source)
     width, height = upright_size(header)
-    boxes = []
-    for view in views:
-        x0, y0, w, h = crop_boxes(1, height, width, view.crop_scale, view.crop_ratio, "cpu", sampling=sampling)
-        boxes.append((float(x0), float(y0), float(w), float(h)))
+    boxes = [crop_box(height, width, view.crop_scale, view.crop_ratio, sampling) for view in views]
     enough = 1.0 if bound is None else min(1.0, bound / min(width, height))
     fraction = max(min(enough, max(size / w, size / h)) for _, _, w, h in boxes) if reduce else 1.0
-    image = decode(header, source, channels, fraction, decoder, fine=True)
-    return image, boxes, decode_scale(width, height, image.width, image.height)
+    image = decode(header, source, channels, fraction, decoder, as_array=as_array)
+    decoded = (image.shape[1], image.shape[0]) if as_array else image.size
+    return image, boxes, decode_scale(width, height, *decoded)
 
 
 def cut_views(source: bytes | str, channels: int, views: tuple[ViewConfig, ...], size: int, bound: int | None,
@@ -203,12 +215,13 @@ def cut_views(source: bytes | str, channels: int, views: tuple[ViewConfig, ...],
 
 def photo_and_boxes(source: bytes | str, channels: int, crops: AugmentConfig, bound: int | None,
                     decoder: str = "pillow") -> tuple[torch.Tensor, torch.Tensor]:
-    """One photo decoded at the scale its two crops need (decode_for_crops), uint8 (C, h, w),
-    and view 1's and view 2's boxes in its pixels, (2, 4) as (x0, y0, w, h): what a worker
-    passes when the training device cuts and resizes the crops (core.augment.crop_resize)."""
+    """One photo decoded at the scale its two crops need (decode_for_crops), uint8 (C, h, w) (a
+    view of the decoder's (h, w, C) array: channels last in memory, no copy), and view 1's and
+    view 2's boxes in its pixels, (2, 4) as (x0, y0, w, h): what a worker passes when the
+    training device cuts and resizes the crops (core.augment.crop_resize)."""
     image, boxes, s = decode_for_crops(source, channels, (crops.view1, crops.view2), crops.size, bound,
-                                       crops.crop_sampling, decoder)
-    pixels = torch.from_numpy(chw(np.array(image)))
+                                       crops.crop_sampling, decoder, as_array=True)
+    pixels = torch.from_numpy(image).permute(2, 0, 1)
     return pixels, torch.tensor([[x0 * s, y0 * s, w * s, h * s] for x0, y0, w, h in boxes], dtype=torch.float32)
 
 
@@ -234,9 +247,10 @@ def photo_views(source: bytes | str, channels: int, crops: AugmentConfig, bound:
 
 def decode_item(source: bytes | str, channels: int, size: int | None, mode: str,
                 rng: np.random.Generator | None = None, crops: AugmentConfig | None = None,
-                decoder: str = "pillow", device_crops: bool = False):
+                decoder: str = "pillow", device_crops: bool = False, pixels: Pixels | None = None):
     """(uint8 image, partner or None, boxes or None) for one training image, by
-    `data.large_images` mode.
+    `data.large_images` mode; with full-precision `pixels` (data.pixels full), a float32 image in
+    the data's units instead (Pixels.image), read as 'resize' or 'crop'.
 
     'resize' and 'crop': the image at size x size (see fit_image), no partner; a JPEG that
     'resize' shrinks is decoded at the DCT scale that keeps its shorter side at least `size`.
@@ -245,6 +259,8 @@ def decode_item(source: bytes | str, channels: int, size: int | None, mode: str,
     (byol/utils/dataset.py); the device then flips and colours them. With device_crops, the
     decoded photo and the two boxes instead (photo_and_boxes): the device cuts the crops too.
     """
+    if pixels is not None and pixels.full:
+        return pixels.image(source, channels, size, mode, rng), None, None
     if mode == "full":
         if crops is None:
             raise ValueError("large_images 'full' crops in the data workers: pass the augmentation settings")

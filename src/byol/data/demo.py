@@ -89,3 +89,49 @@ def generate_textures(out: str | Path, train_per_class: int = 300, test_per_clas
                 Image.fromarray(render(label, rng, size)).save(folder / f"{i:04d}.png")
     marker.write_text(stamp)
     return out
+
+
+# Multi-band demo (byol demo --bands N): full-precision images whose classes differ only in the
+# bands after the first three. Bands 0-2 (the "visible" ones) show the texture of a random class,
+# drawn independently of the image's own class, so an RGB-only network has nothing to learn the
+# class from; bands 3 and up show the image's own class's texture. Values are 16-bit like a
+# satellite's reflectances (0-10,000), each band with its own offset and gain, so the per-band
+# standardisation matters.
+BAND_OFFSETS = (900.0, 1200.0, 1500.0, 2600.0, 3100.0, 2000.0, 1400.0, 1800.0)
+BAND_GAINS = (400.0, 500.0, 600.0, 1500.0, 1200.0, 900.0, 700.0, 1000.0)
+
+
+def render_bands(label: int, rng: np.random.Generator, bands: int = 8, size: int = 32) -> np.ndarray:
+    """One (bands, size, size) uint16 image of class `label` (see above)."""
+    other = int(rng.integers(len(CLASSES)))  # the visible bands' texture: any class's
+    visible = render(other, rng, size)[..., 0].astype(np.float64) / 255
+    hidden = render(label, rng, size)[..., 0].astype(np.float64) / 255
+    out = np.empty((bands, size, size), dtype=np.float64)
+    for b in range(bands):
+        texture = visible if b < 3 else hidden
+        offset, gain = BAND_OFFSETS[b % len(BAND_OFFSETS)], BAND_GAINS[b % len(BAND_GAINS)]
+        out[b] = offset + gain * texture + rng.normal(0, 0.02 * gain, (size, size))
+    return np.clip(np.round(out), 0, 10_000).astype(np.uint16)
+
+
+def generate_bands(out: str | Path, bands: int = 8, train_per_class: int = 300, test_per_class: int = 100,
+                   size: int = 32, seed: int = 0) -> Path:
+    """Write out/train/<class>/NNNN.npy and out/test/<class>/NNNN.npy, (bands, size, size) uint16
+    arrays; skip if already complete."""
+    if bands < 4:
+        raise ValueError(f"--bands {bands}: the classes live in the bands after the first three; give at least 4")
+    out = Path(out)
+    marker = out / ".complete"
+    stamp = f"band-textures {bands} {train_per_class} {test_per_class} {size} {seed}"
+    if marker.exists() and marker.read_text() == stamp:
+        return out
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train_per_class), ("test", test_per_class)):
+        for label, name in enumerate(CLASSES):
+            folder = out / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                np.save(folder / f"{i:04d}.npy", render_bands(label, rng, bands, size))
+    marker.write_text(stamp)
+    return out
+

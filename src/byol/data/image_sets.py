@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from byol.core.augment import AugmentConfig, ViewConfig
+from byol.data.bands import Pixels
 from byol.data.batch import Batch
 from byol.data.decode import cut_views, decode_item, jpeg_decoder, numpy_rng
 from byol.data.listing import (
@@ -35,8 +36,10 @@ from byol.data.listing import (
 
 
 def decode_to_memory(images: ImageList, size: int, channels: int = 3, threads: int | None = None,
-                     limit: int | None = None, decoder: str = "auto") -> "MemoryImages":
-    """Decode every image once into a uint8 tensor (N, C, size, size); skip unreadable ones."""
+                     limit: int | None = None, decoder: str = "auto", pixels: Pixels | None = None
+                     ) -> "MemoryImages":
+    """Decode every image once into a uint8 tensor (N, C, size, size), or float32 in the data's
+    units for full-precision `pixels`; skip unreadable ones."""
     decoder = jpeg_decoder(decoder)
     if limit is not None:
         images = images.subset(range(min(limit, len(images))))
@@ -45,7 +48,7 @@ def decode_to_memory(images: ImageList, size: int, channels: int = 3, threads: i
 
     def decode(i: int):
         try:
-            return decode_item(blobs[i], channels, size, "resize", decoder=decoder)[0].numpy()
+            return decode_item(blobs[i], channels, size, "resize", decoder=decoder, pixels=pixels)[0].numpy()
         except DECODE_ERRORS as e:
             bad.report(f"{images.root}/{images.items[i]}", e)
             return None
@@ -61,15 +64,17 @@ def decode_to_memory(images: ImageList, size: int, channels: int = 3, threads: i
 
 
 class MemoryImages(torch.utils.data.Dataset):
-    """uint8 images (N, C, S, S) and labels (N,) in memory; batches are slices.
+    """Images (N, C, S, S), uint8 pictures or float32 values in the data's units (data.pixels
+    full), and labels (N,) in memory; batches are slices.
 
     `__getitems__` lets a DataLoader fetch a whole batch with one indexing op.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: list[str] | None = None,
                  skipped: list[str] | None = None):
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise DataError(f"MemoryImages expects uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if images.dtype not in (torch.uint8, torch.float32) or images.dim() != 4:
+            raise DataError(f"MemoryImages expects uint8 or float32 (N, C, H, W), got {images.dtype} "
+                            f"{tuple(images.shape)}")
         self.images, self.labels = images, labels
         self.classes = classes or []
         self.skipped = list(skipped or [])  # paths of the unreadable files left out
@@ -148,13 +153,13 @@ class StreamImages(torch.utils.data.Dataset):
 
     def __init__(self, images: ImageList, size: int | None, channels: int = 3, mode: str = "resize",
                  transform=None, crops: AugmentConfig | None = None, decoder: str = "auto",
-                 device_crops: bool = False):
+                 device_crops: bool = False, pixels: Pixels | None = None):
         if is_tar(images.root) and Path(images.root).is_file():
             raise DataError(f"{images.root!r}: a tar archive is read whole; use in_memory: true, "
                             "or unpack it, or write WebDataset shards for streaming")
         self.images, self.size, self.channels, self.mode = images, size, channels, mode
         self.transform, self.crops, self.decoder = transform, crops, jpeg_decoder(decoder)
-        self.device_crops = device_crops
+        self.device_crops, self.pixels = device_crops, pixels
         self.classes = images.classes
         self.bad = BadImages()
 
@@ -171,7 +176,7 @@ class StreamImages(torch.utils.data.Dataset):
         """(uint8 image, partner, boxes or None): see decode_item."""
         path = os.path.join(self.images.root, self.images.items[i])
         return decode_item(path, self.channels, self.size, self.mode, crops=self.crops, decoder=self.decoder,
-                           device_crops=self.device_crops)
+                           device_crops=self.device_crops, pixels=self.pixels)
 
     def __getitem__(self, i: int):
         for attempt in range(min(len(self), 100)):
@@ -232,12 +237,14 @@ class VideoFramePairs(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | Path, size: int, max_frame_gap: int = 1, channels: int = 3,
-                 mode: str = "resize", transform=None):
+                 mode: str = "resize", transform=None, pixels: Pixels | None = None, kind: str = "video"):
         if max_frame_gap < 1:
             raise DataError(f"max_frame_gap must be >= 1, got {max_frame_gap}")
         root = Path(root)
+        folder, group, member = {"video": ("video folder", "clip", "frames"),
+                                 "places": ("folder of places", "place", "images")}[kind]
         if not root.is_dir():
-            raise DataError(f"video folder {str(root)!r} does not exist")
+            raise DataError(f"{folder} {str(root)!r} does not exist")
         self.frames: list[str] = []
         self.clip_range: list[tuple[int, int]] = []
         for clip in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -248,9 +255,9 @@ class VideoFramePairs(torch.utils.data.Dataset):
             self.frames += [str(clip / n) for n in names]
             self.clip_range += [(start, len(self.frames))] * len(names)
         if not self.frames:
-            raise DataError(f"video folder {str(root)!r} has no clip sub-folder with two or more frames")
+            raise DataError(f"{folder} {str(root)!r} has no {group} sub-folder with two or more {member}")
         self.size, self.gap, self.channels, self.mode = size, max_frame_gap, channels, mode
-        self.transform = transform
+        self.transform, self.pixels = transform, pixels
         self.classes: list[str] = []
         self.bad = BadImages()
 
@@ -268,10 +275,11 @@ class VideoFramePairs(torch.utils.data.Dataset):
         lo, hi = self.clip_range[i]
         for j in sorted(range(lo, hi), key=lambda j: (abs(j - i), j)):
             try:
-                return decode_item(self.frames[j], self.channels, self.size, self.mode, numpy_rng())[0]
+                return decode_item(self.frames[j], self.channels, self.size, self.mode, numpy_rng(),
+                                   pixels=self.pixels)[0]
             except DECODE_ERRORS as e:
                 self.bad.report(self.frames[j], e)
-        raise DataError(f"no frame of the clip {str(Path(self.frames[i]).parent)!r} can be read")
+        raise DataError(f"no image of {str(Path(self.frames[i]).parent)!r} can be read")
 
     def __getitem__(self, i: int) -> Batch:
         a, b = self.load(i), self.load(self.partner(i))
@@ -279,3 +287,68 @@ class VideoFramePairs(torch.utils.data.Dataset):
             v1, v2 = self.transform.pair(a, b)
             return Batch(view1=v1, view2=v2, labels=-1)
         return Batch(images=a, partners=b, labels=-1)
+
+
+class ListedPairs(torch.utils.data.Dataset):
+    """Positive pairs named in a list file: two acquisitions of one place (two dates, or two
+    sensors read with the same bands), each the source of one view, as two video frames are.
+    Each line names two image files relative to `root`, separated by a comma or a tab; blank
+    lines and lines starting with '#' are skipped. Item i is pair i, its two images in a random
+    order (each serves as view 1 and as view 2). Items are Batch(images, partners, labels=-1),
+    augmented later; with a `TwoViewTransform` the worker augments them (view1, view2). A pair
+    with an unreadable image is said once and the next pair stands in."""
+
+    def __init__(self, root: str | Path, pairs_file: str | Path, size: int | None, channels: int = 3,
+                 mode: str = "resize", transform=None, pixels: Pixels | None = None):
+        root, pairs_file = Path(root), Path(pairs_file)
+        if not root.is_dir():
+            raise DataError(f"data.path {str(root)!r} is not a folder (the pairs' files are named relative to it)")
+        if not pairs_file.is_file():
+            raise DataError(f"data.pairs_file {str(pairs_file)!r} does not exist")
+        self.pairs: list[tuple[str, str]] = []
+        for number, line in enumerate(pairs_file.read_text().splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = [p.strip() for p in line.replace("\t", ",").split(",") if p.strip()]
+            if len(parts) != 2:
+                raise DataError(f"{str(pairs_file)!r}, line {number}: {line[:80]!r} names {len(parts)} files; give two, "
+                                "separated by a comma or a tab")
+            for part in parts:
+                path = (root / part).resolve()
+                if not path.is_relative_to(root.resolve()) or not path.is_file():
+                    raise DataError(f"{str(pairs_file)!r}, line {number}: {part!r} is not a file in {str(root)!r}")
+            self.pairs.append((str(root / parts[0]), str(root / parts[1])))
+        if not self.pairs:
+            raise DataError(f"data.pairs_file {str(pairs_file)!r} lists no pair")
+        self.size, self.channels, self.mode, self.transform, self.pixels = size, channels, mode, transform, pixels
+        self.classes: list[str] = []
+        self.bad = BadImages()
+
+    @property
+    def frames(self) -> list[str]:
+        """Every file the pairs name, once each, in the order of the list (the data's identity)."""
+        return list(dict.fromkeys(f for pair in self.pairs for f in pair))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, path: str) -> torch.Tensor:
+        return decode_item(path, self.channels, self.size, self.mode, numpy_rng(), pixels=self.pixels)[0]
+
+    def __getitem__(self, i: int) -> Batch:
+        for attempt in range(min(len(self), 100)):
+            a, b = self.pairs[(i + attempt) % len(self)]
+            try:
+                x, y = self.load(a), self.load(b)
+            except DECODE_ERRORS as e:
+                self.bad.report(f"{a} or {b}", e)
+                continue
+            if torch.rand(()) < 0.5:
+                x, y = y, x
+            if self.transform is not None:
+                v1, v2 = self.transform.pair(x, y)
+                return Batch(view1=v1, view2=v2, labels=-1)
+            return Batch(images=x, partners=y, labels=-1)
+        raise DataError(f"no readable pair found near pair {i} of the list")
+

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                    ".npy", ".npz", ".dcm", ".dicom")  # the last four: arrays and DICOM (byol.data.bands)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 

@@ -131,14 +131,26 @@ def read_samples(url: str, bad: BadImages, expected: int | None = None):
                                    "damaged; write it again with `byol shards`"))
 
 
+def sample_bytes(root: str, n: int) -> list[tuple[str, bytes]]:
+    """The first n samples' (name, bytes), in shard order (what the survey looks at)."""
+    index, out, bad = read_index(root), [], BadImages()
+    for s in index["shards"]:
+        url = f"{root.rstrip('/')}/{s['name']}"
+        for key, data, _ in read_samples(url, bad, int(s["count"])):
+            out.append((f"{url}:{key}", data))
+            if len(out) == n:
+                return out
+    return out
+
+
 class ShardStream(torch.utils.data.IterableDataset):
     """Samples from the shards under `root`: uint8 (C, S, S) and label, or (view1, view2, label).
-    size, mode, crops, device_crops: see decode_item; eval_size: the side of the kNN bank's images (`head`),
+    size, mode, crops, device_crops, pixels: see decode_item; eval_size: the side of the kNN bank's images (`head`),
     default size."""
 
     def __init__(self, root: str, size: int | None, channels: int = 3, mode: str = "resize", transform=None,
                  seed: int = 0, batch_size: int = 1, shuffle_buffer: int = 2000, crops=None,
-                 eval_size: int | None = None, decoder: str = "auto", device_crops: bool = False):
+                 eval_size: int | None = None, decoder: str = "auto", device_crops: bool = False, pixels=None):
         self.root = str(root)
         index = read_index(self.root)
         self.shards = [f"{self.root.rstrip('/')}/{s['name']}" for s in index["shards"]]
@@ -151,7 +163,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.classes = list(index.get("classes", []))
         self.size, self.channels, self.mode, self.transform = size, channels, mode, transform
         self.crops, self.eval_size, self.decoder = crops, eval_size or size, jpeg_decoder(decoder)
-        self.device_crops = device_crops
+        self.device_crops, self.pixels = device_crops, pixels
         self.seed, self.batch_size, self.shuffle_buffer = seed, batch_size, shuffle_buffer
         self.epoch = -1  # counts __iter__ calls: persistent workers keep their copy between epochs
         self.bad = BadImages()
@@ -243,9 +255,10 @@ class ShardStream(torch.utils.data.IterableDataset):
         the centre square of the image (the kNN bank)."""
         try:
             if not augment:
-                return decode_item(data, self.channels, self.eval_size, "resize", decoder=self.decoder)[0], label
+                return decode_item(data, self.channels, self.eval_size, "resize", decoder=self.decoder,
+                                   pixels=self.pixels)[0], label
             decoded = decode_item(data, self.channels, self.size, self.mode, rng, self.crops, self.decoder,
-                                  self.device_crops)
+                                  self.device_crops, self.pixels)
         except DECODE_ERRORS as e:
             self.bad.report(name, e)
             return None

@@ -7,23 +7,28 @@ A folder is listed and split once, by `survey`; `open_source` builds on that lis
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
 import torch
 
 from byol.core.augment import AugmentConfig, TwoViewTransform
+from byol.data.bands import BandStats, Pixels, band_shape, band_stats, is_picture
 from byol.data.image_sets import (
     GRAYSCALE_SAMPLE,
+    ListedPairs,
     MemoryImages,
     StreamImages,
     VideoFramePairs,
     decode_to_memory,
     looks_grayscale,
 )
-from byol.data.listing import DECODE_ERRORS, DataError, ImageList, list_images
+from byol.data.listing import DECODE_ERRORS, DataError, ImageList, list_images, read_all_bytes
 from byol.data.splits import (
     first_per_class,
     match_classes,
@@ -47,7 +52,7 @@ class DataSpec:
     split: str | None = None
     val_path: str | None = None
     val_fraction: float = 0.1
-    channels: int = 3
+    channels: int | str = 3  # or "auto"
     limit: int | None = None
     limit_per_class: int | None = None
     in_memory: bool | None = None
@@ -56,6 +61,22 @@ class DataSpec:
     max_frame_gap: int = 1
     seed: int = 0
     monitor: bool = True
+    pixels: str = "auto"  # data.pixels: 8-bit, full or auto
+    bands: tuple[int, ...] | None = None
+    layout: str = "auto"
+    window: tuple[float, float] | None = None
+    clip_percentiles: tuple[float, float] | None = None
+    stats_images: int = 512
+    pairs_file: str | None = None
+
+    @property
+    def picture_channels(self) -> int:
+        """The channels 8-bit pictures are read with: data.channels, 3 (RGB) for auto."""
+        return 3 if self.channels == "auto" else self.channels
+
+    def full_pixels(self) -> Pixels:
+        """How full-precision files are read, before the plan's clip."""
+        return Pixels("full", self.bands, self.layout, self.window)
 
 
 @dataclass(frozen=True)
@@ -73,31 +94,105 @@ class DataFacts:
     labeled: bool
     cache: dict | None = None  # byol cache's marker, where data.path is a resized copy
     left_out: int = 0  # image files listed and left out (not regular files, stray top-level images)
+    pixels: str = "8-bit"  # "8-bit" pictures or "full"-precision values (data.pixels, or what the files are)
+    pixels_from: str = "data.pixels"  # how it was told
+    channels: int = 3  # the bands each image has as read (after data.bands); 8-bit: data.channels or 3
+    band_stats: BandStats | None = None  # full: per-band statistics of a sample of the training images
     spec: DataSpec | None = None  # what was surveyed
     images: ImageList | None = field(default=None, repr=False, compare=False)  # a folder's training images
     held: ImageList | None = field(default=None, repr=False, compare=False)  # its held-out images
 
 
 def survey(spec: DataSpec) -> DataFacts:
-    """The DataFacts of `spec`'s data, by kind."""
+    """The DataFacts of `spec`'s data, by kind; for full-precision data also its band count and
+    per-band statistics (survey_bands)."""
     if not spec.path:
         raise DataError("data.path is not set: give the folder or .tar of training images")
     if spec.dataset == "folder":
         return survey_folder(spec)
     if spec.dataset == "shards":
-        from byol.data.shards import read_index
+        from byol.data.shards import read_index, sample_bytes
 
         index = read_index(spec.path)
-        return DataFacts("shards", spec.path, sum(s["count"] for s in index["shards"]), None, spec.channels == 1,
-                         "data.channels", None, bool(index.get("classes")), spec=spec)
-    if spec.dataset == "video":
-        frames = VideoFramePairs(spec.path, None, spec.max_frame_gap, spec.channels).frames
-        return DataFacts("video", spec.path, len(frames), None, spec.channels == 1, "data.channels", None, False,
-                         spec=spec)
+        facts = DataFacts("shards", spec.path, sum(s["count"] for s in index["shards"]), None,
+                          spec.picture_channels == 1, "data.channels", None, bool(index.get("classes")),
+                          channels=spec.picture_channels, spec=spec)
+        return survey_bands(facts, lambda n: sample_bytes(spec.path, n))
+    if spec.dataset in ("video", "pairs"):
+        pairs = paired_images(spec, Reading(None, 0))
+        count, frames = len(pairs), pairs.frames
+        facts = DataFacts(spec.dataset, spec.path, count, None, spec.picture_channels == 1, "data.channels", None,
+                          False, channels=spec.picture_channels, spec=spec)
+        rng = np.random.default_rng(spec.seed)
+        return survey_bands(facts, lambda n: [(f, f) for f in rng.permutation(frames)[:n].tolist()])
+    if spec.pixels == "full":
+        raise DataError(f"data.pixels full: {spec.dataset} is a set of 8-bit pictures; read it with data.pixels auto")
     train = named_training_set(spec)
     return DataFacts(spec.dataset, spec.path, len(train), NAMED_SIZES.get(spec.dataset.split("-")[0]),
-                     looks_grayscale(train, spec.channels), "its pixels", None, bool((train.labels >= 0).any()),
-                     spec=spec)
+                     looks_grayscale(train, spec.picture_channels), "its pixels", None,
+                     bool((train.labels >= 0).any()), channels=spec.picture_channels, spec=spec)
+
+
+PIXEL_SAMPLE = 64  # files whose first bytes tell whether a set holds 8-bit pictures (data.pixels auto)
+BAND_CHECK = 20_000  # files whose headers are checked for one band count (all, up to this many)
+
+
+def survey_bands(facts: DataFacts, files, everything=None) -> DataFacts:
+    """The facts with data.pixels decided from the files (8-bit pictures, or full precision) and,
+    for full precision, every checked file's band count (one for the set, or one DataError
+    naming a file of each), the typical side, and the per-band statistics of up to
+    data.stats_images training images. files(n): up to n (name, source) pairs, a random sample
+    where the set allows; everything: a function giving all (name, source) pairs to check, or
+    None (the sample is checked)."""
+    spec = facts.spec
+    sample = files(max(PIXEL_SAMPLE, spec.stats_images))
+    if not sample:
+        return facts
+    pixels, told = spec.pixels, "data.pixels"
+    if pixels == "auto":
+        picture = {name: is_picture(source) for name, source in sample[:PIXEL_SAMPLE]}
+        if len(set(picture.values())) > 1:
+            one = next(n for n, p in picture.items() if p)
+            other = next(n for n, p in picture.items() if not p)
+            raise DataError(f"{spec.path!r} mixes 8-bit pictures ({one!r}) with full-precision images ({other!r}); "
+                            "give one kind, or set data.pixels 8-bit or full to read all as one")
+        pixels, told = ("8-bit" if all(picture.values()) else "full"), f"the first bytes of {len(picture)} files"
+    if pixels == "8-bit":
+        return dataclasses.replace(facts, pixels="8-bit", pixels_from=told)
+    shapes = {}
+    for name, source in (everything() if everything is not None else sample)[:BAND_CHECK]:
+        try:
+            shapes[name] = band_shape(source, spec.layout)
+        except DECODE_ERRORS:
+            continue  # unreadable: said and skipped when it is read
+    if not shapes:
+        raise DataError(f"{spec.path!r}: none of {len(sample)} files could be read as full-precision images")
+    counts = {}
+    for name, shape in shapes.items():
+        counts.setdefault(shape[0], name)
+    if len(counts) > 1:
+        (a, first), (b, second) = list(counts.items())[:2]
+        raise DataError(f"{spec.path!r} mixes images of {a} bands ({first!r}) and {b} bands ({second!r}): give one "
+                        "set of one band count, or pick the same bands from each with data.bands")
+    bands = next(iter(counts))
+    if spec.bands is not None and max(spec.bands) >= bands:
+        raise DataError(f"data.bands {list(spec.bands)} names band {max(spec.bands)}, but the images of "
+                        f"{spec.path!r} have {bands} bands (0 to {bands - 1})")
+    sides = sorted(min(shape[1:]) for shape in shapes.values())
+    reading = spec.full_pixels()
+
+    def arrays():
+        for name, source in sample[:spec.stats_images]:
+            try:
+                yield reading.read(source)
+            except DECODE_ERRORS:
+                continue
+
+    stats = band_stats(arrays(), spec.clip_percentiles, spec.seed)
+    channels = len(spec.bands) if spec.bands is not None else bands
+    return dataclasses.replace(facts, pixels="full", pixels_from=told, channels=channels, band_stats=stats,
+                               typical_side=facts.typical_side or sides[len(sides) // 2],
+                               grayscale=channels == 1, grayscale_from="its band count")
 
 
 def survey_folder(spec: DataSpec) -> DataFacts:
@@ -109,15 +204,24 @@ def survey_folder(spec: DataSpec) -> DataFacts:
 
     listed = list_images(spec.path)
     images, held, in_memory = folder_split(spec, listed)
-    if spec.channels == 1:
+    facts = DataFacts("folder", spec.path, len(images), None, spec.picture_channels == 1, "data.channels",
+                      in_memory, listed.labeled, read_marker(spec.path), len(listed.left_out),
+                      channels=spec.picture_channels, spec=spec, images=images, held=held)
+    blobs = (lambda items: zip(items.items, read_all_bytes(items))) if not os.path.isdir(listed.root) else \
+        (lambda items: ((item, os.path.join(items.root, item)) for item in items.items))
+    facts = survey_bands(facts, lambda n: list(blobs(random_subset(images, n, spec.seed))),
+                         (lambda: list(blobs(images))) if len(images) <= BAND_CHECK else None)
+    if facts.pixels == "full":
+        return facts
+    if spec.picture_channels == 1:
         grayscale, told = True, "data.channels"
     elif in_memory:
-        sample = decode_to_memory(images, GRAYSCALE_SIDE, spec.channels, limit=GRAYSCALE_SAMPLE, decoder=spec.decoder)
-        grayscale, told = looks_grayscale(sample, spec.channels), "the pixels of a sample"
+        sample = decode_to_memory(images, GRAYSCALE_SIDE, spec.picture_channels, limit=GRAYSCALE_SAMPLE,
+                                  decoder=spec.decoder)
+        grayscale, told = looks_grayscale(sample, spec.picture_channels), "the pixels of a sample"
     else:
         grayscale, told = False, "streamed images are taken to be in colour"
-    return DataFacts("folder", spec.path, len(images), typical_side(listed), grayscale, told, in_memory,
-                     listed.labeled, read_marker(spec.path), len(listed.left_out), spec, images, held)
+    return dataclasses.replace(facts, typical_side=typical_side(listed), grayscale=grayscale, grayscale_from=told)
 
 
 def folder_split(spec: DataSpec, listed: ImageList) -> tuple[ImageList, ImageList | None, bool]:
@@ -158,7 +262,7 @@ def named_training_set(spec: DataSpec) -> MemoryImages:
     """A named data set's training images as a run uses them (data.split, data.limit,
     data.channels), read once per process (named_set)."""
     split = spec.split or ("train+unlabeled" if spec.dataset == "stl10" else "train")
-    train = named_set(spec.dataset, spec.path, split, spec.channels)
+    train = named_set(spec.dataset, spec.path, split, spec.picture_channels)
     if spec.limit and spec.limit < len(train):
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(spec.seed))
         train = train.subset(order[:spec.limit].sort().values)
@@ -185,13 +289,16 @@ class Reading:
     crops the data workers take from whole images (large_images 'full') or None, the per-image
     two-view transform of data.augment_on 'workers' or None, the batch (shards split it), and
     whether the workers pass whole photos with their crop boxes for the training device to cut
-    (device_crops) rather than the crops themselves."""
+    (device_crops) rather than the crops themselves; the channels and how each file's values are
+    read (pixels)."""
     train_size: int | None
     eval_size: int
     crops: AugmentConfig | None = None
     transform: TwoViewTransform | None = None
     batch_size: int = 1
     device_crops: bool = False
+    channels: int = 3  # the network's input bands, as the plan decided data.channels
+    pixels: Pixels = field(default_factory=Pixels)  # 8-bit pictures, or full precision with its bands and clip
 
 
 @dataclass(frozen=True)
@@ -225,7 +332,8 @@ def data_identity(names: list[str] | None = None, images: torch.Tensor | None = 
 def open_source(facts: DataFacts, reading: Reading) -> Source:
     """The Source of the data `facts` surveyed (facts.spec), read as `reading` says."""
     spec = facts.spec
-    opener = {"folder": open_folder, "video": open_video, "shards": open_shards}.get(spec.dataset, open_named)
+    opener = {"folder": open_folder, "video": open_video, "pairs": open_video, "shards": open_shards}.get(
+        spec.dataset, open_named)
     return opener(spec, facts, reading)
 
 
@@ -236,38 +344,55 @@ def open_folder(spec: DataSpec, facts: DataFacts, reading: Reading) -> Source:
     images, held = facts.images, facts.held
     monitor = spec.monitor and images.labeled
     bank = test = None
+    channels, pixels = reading.channels, reading.pixels
     if monitor and spec.val_path:
         test = val_images(spec, reading)
     elif held is not None:
-        test = decode_to_memory(held, reading.eval_size, spec.channels, decoder=spec.decoder)
+        test = decode_to_memory(held, reading.eval_size, channels, decoder=spec.decoder, pixels=pixels)
     if facts.in_memory:
-        train = decode_to_memory(images, reading.train_size, spec.channels, decoder=spec.decoder)
+        train = decode_to_memory(images, reading.train_size, channels, decoder=spec.decoder, pixels=pixels)
         bank = train if monitor else None
     else:
-        train = StreamImages(images, reading.train_size, spec.channels, spec.large_images, reading.transform,
-                             reading.crops, spec.decoder, reading.device_crops)
+        train = StreamImages(images, reading.train_size, channels, spec.large_images, reading.transform,
+                             reading.crops, spec.decoder, reading.device_crops, pixels)
         if monitor:
-            bank = decode_to_memory(random_subset(images, BANK_IMAGES, spec.seed), reading.eval_size, spec.channels,
-                                    decoder=spec.decoder)
+            bank = decode_to_memory(random_subset(images, BANK_IMAGES, spec.seed), reading.eval_size, channels,
+                                    decoder=spec.decoder, pixels=pixels)
     if bank is not None and test is not None and spec.val_path:
         test = match_classes(test, bank.classes, spec.val_path)
     return Source(train, bank, test, data_identity(images.items))
 
 
+def paired_images(spec: DataSpec, reading: Reading):
+    """The positive pairs of a video (nearby frames of a clip folder) or of places (data.dataset
+    pairs: the pairs data.pairs_file lists, or any two images of one place's sub-folder)."""
+    if spec.dataset == "video":
+        return VideoFramePairs(spec.path, reading.train_size, spec.max_frame_gap, reading.channels,
+                               spec.large_images, reading.transform, reading.pixels)
+    if spec.pairs_file:
+        return ListedPairs(spec.path, spec.pairs_file, reading.train_size, reading.channels, spec.large_images,
+                           reading.transform, reading.pixels)
+    return VideoFramePairs(spec.path, reading.train_size, ANY_GAP, reading.channels, spec.large_images,
+                           reading.transform, reading.pixels, kind="places")
+
+
+ANY_GAP = 1 << 30  # places: any two images of a place's folder are a pair
+
+
 def open_video(spec: DataSpec, facts: DataFacts, reading: Reading) -> Source:
-    """Pairs of nearby frames of the videos in data.path (no kNN monitor)."""
-    frames = VideoFramePairs(spec.path, reading.train_size, spec.max_frame_gap, spec.channels, spec.large_images,
-                             reading.transform)
-    return Source(frames, None, None, data_identity([os.path.relpath(f, spec.path) for f in frames.frames]))
+    """Positive pairs of images, not labels: nearby frames of the videos in data.path, or two
+    acquisitions of one place (paired_images); no kNN monitor."""
+    pairs = paired_images(spec, reading)
+    return Source(pairs, None, None, data_identity([os.path.relpath(f, spec.path) for f in pairs.frames]))
 
 
 def open_shards(spec: DataSpec, facts: DataFacts, reading: Reading) -> Source:
     """WebDataset-style tar shards, streamed; the kNN bank is the first BANK_IMAGES images of the stream."""
     from byol.data.shards import ShardStream
 
-    train = ShardStream(spec.path, reading.train_size, spec.channels, spec.large_images, reading.transform, spec.seed,
-                        reading.batch_size, crops=reading.crops, eval_size=reading.eval_size, decoder=spec.decoder,
-                        device_crops=reading.device_crops)
+    train = ShardStream(spec.path, reading.train_size, reading.channels, spec.large_images, reading.transform,
+                        spec.seed, reading.batch_size, crops=reading.crops, eval_size=reading.eval_size,
+                        decoder=spec.decoder, device_crops=reading.device_crops, pixels=reading.pixels)
     bank = test = None
     if spec.monitor and spec.val_path:
         bank = train.head(BANK_IMAGES)
@@ -284,7 +409,7 @@ def open_named(spec: DataSpec, facts: DataFacts, reading: Reading) -> Source:
     train = named_training_set(spec)
     bank = test = None
     if spec.monitor:
-        test = match_channels(load_dataset(spec.dataset, spec.val_path or spec.path, "test"), spec.channels)
+        test = match_channels(load_dataset(spec.dataset, spec.val_path or spec.path, "test"), reading.channels)
         labeled = train.labels >= 0
         bank = train if labeled.all() else train.subset(labeled)
     return Source(train, bank, test, data_identity(images=train.images, labels=train.labels))
@@ -292,7 +417,7 @@ def open_named(spec: DataSpec, facts: DataFacts, reading: Reading) -> Source:
 
 def val_images(spec: DataSpec, reading: Reading) -> MemoryImages:
     """The labeled images of data.val_path, decoded at the evaluation size, for the kNN monitor."""
-    test = decode_to_memory(list_images(spec.val_path), reading.eval_size, spec.channels)
+    test = decode_to_memory(list_images(spec.val_path), reading.eval_size, reading.channels, pixels=reading.pixels)
     if not test.classes:
         raise DataError(f"data.val_path {spec.val_path!r} has no class sub-folders; the kNN monitor needs labels")
     return test

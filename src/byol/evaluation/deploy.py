@@ -3,7 +3,8 @@ output, pooled) as ONNX, TorchScript or torch.export's ExportedProgram, each che
 PyTorch before it is kept.
 
 The exported graph takes float32 images in [0, 1], (batch, channels, image_size, image_size),
-any batch size, and returns the features (batch, D). The normalisation the network was trained
+any batch size (full-precision data: float32 values in the data's own units, as read), and
+returns the features (batch, D). The normalisation the network was trained
 with is inside the graph by default; with normalize=False the caller applies (x - mean) / std
 first, and the file's metadata says which (ONNX: metadata_props; TorchScript and
 ExportedProgram: the extra file byol.json).
@@ -22,6 +23,7 @@ from byol.checkpoint import atomic_path
 from byol.config import ConfigError
 from byol.core.backbones import REGISTRY
 from byol.core.model import evaluating
+from byol.data.bands import Pixels
 from byol.evaluation.saved import Reader, load_reader
 
 FORMATS = {".safetensors": "safetensors", ".onnx": "onnx", ".torchscript": "torchscript", ".pt2": "exported-program"}
@@ -29,7 +31,9 @@ PARITY_ATOL = 1e-4  # fp32: the largest difference from PyTorch an export may sh
 
 
 class Deployable(nn.Module):
-    """Images in [0, 1] -> features: the reader's network, normalised inside when asked."""
+    """Images in [0, 1] (8-bit pictures) or values in the data's units (full precision) ->
+    features: the reader's network, normalised inside when asked (full precision: each band
+    clipped to data.clip first, where the run clipped)."""
 
     def __init__(self, reader: Reader, normalize: bool = True):
         super().__init__()
@@ -37,9 +41,17 @@ class Deployable(nn.Module):
         shape = (1, -1, 1, 1)
         self.register_buffer("mean", torch.tensor(reader.mean, dtype=torch.float32).view(shape))
         self.register_buffer("std", torch.tensor(reader.std, dtype=torch.float32).view(shape))
+        clip = reader.pixels.clip if normalize else None
+        self.clipped = clip is not None
+        if clip is not None:
+            self.register_buffer("low", torch.tensor(clip[0], dtype=torch.float32).view(shape))
+            self.register_buffer("high", torch.tensor(clip[1], dtype=torch.float32).view(shape))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images - self.mean) / self.std if self.normalize else images
+        x = images
+        if self.clipped:
+            x = torch.minimum(torch.maximum(x, self.low), self.high)
+        x = (x - self.mean) / self.std if self.normalize else x
         return self.net(x)
 
 
@@ -78,18 +90,29 @@ def format_of(path: str | Path, given: str | None) -> str:
 
 
 def metadata(r: Reader, fmt: str, normalize: bool) -> dict:
+    values = ("float32 images in [0, 1]" if not r.pixels.full else
+              "float32 values in the data's own units (as read at full precision: see preprocessing)")
+    clip = " (each band clipped to clip first)" if r.pixels.clip is not None else ""
     return {**r.settings, "format": fmt,
-            "input": f"float32 images in [0, 1], (batch, {r.channels}, {r.image_size}, {r.image_size})",
-            "preprocessing": preprocessing(r.image_size, r.crop),
+            "input": f"{values}, (batch, {r.channels}, {r.image_size}, {r.image_size})",
+            "preprocessing": preprocessing(r.image_size, r.crop, r.pixels),
             "output": "features (batch, D): the hidden layer's output, pooled",
-            "normalization": "inside the graph" if normalize else "outside: give (x - mean) / std"}
+            "normalization": f"inside the graph{clip}" if normalize else f"outside: give (x - mean) / std{clip}"}
 
 
-def preprocessing(size: int, crop: float) -> str:
+def preprocessing(size: int, crop: float, pixels: Pixels | None = None) -> str:
     """How `byol embed` prepares an image for a network of input `size` and evaluation crop
     `crop`, in words (export metadata; docs/export.md's preprocess() does it in code)."""
     side = round(size / crop)
     inner = f", then its centre {size} px" if side != size else ""
+    if pixels is not None and pixels.full:
+        read = ["values as stored (TIFF, .npy, .npz; DICOM: times RescaleSlope plus RescaleIntercept"
+                + (f", clipped to the window centre {pixels.window[0]:g}, width {pixels.window[1]:g}" if pixels.window
+                   else "") + ")"]
+        if pixels.bands is not None:
+            read.append(f"bands {list(pixels.bands)} (0-based) in that order")
+        return (", ".join(read) + f", as float32 (bands, H, W); shorter side resized to {side} px (bicubic, "
+                f"antialiased, in float, not clipped), the centre {side} px square{inner}; no scaling")
     return (f"shorter side resized to {side} px (bicubic; a JPEG decoded at the DCT scale that keeps that side), "
             f"the centre {side} px square{inner}, values / 255")
 
@@ -120,8 +143,10 @@ def export_deployable(checkpoint: str, out: str | Path, fmt: str, normalize: boo
     r = load_reader(checkpoint, backbone, backbone_args)
     model = Deployable(r, normalize)
     g = torch.Generator().manual_seed(0)
-    example = torch.rand(4, r.channels, r.image_size, r.image_size, generator=g)
-    other = torch.rand(3, r.channels, r.image_size, r.image_size, generator=g)
+    example, other = (torch.rand(n, r.channels, r.image_size, r.image_size, generator=g) for n in (4, 3))
+    if r.pixels.full:  # values of the data's own spread, around its mean
+        centre, spread = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (r.mean, r.std))
+        example, other = (centre + spread * (4 * x - 2) for x in (example, other))
     info = metadata(r, fmt, normalize)
     extra = {"byol.json": json.dumps(info)}
     with evaluating(model), torch.no_grad():
@@ -228,6 +253,8 @@ def export_hub_folder(checkpoint: str, folder: str | Path) -> Path:
            "backbone_args": s["backbone_args"], "num_classes": 0, "hidden_layer": s["hidden_layer"],
            "pretrained_cfg": {"input_size": [s["channels"], s["image_size"], s["image_size"]], "mean": s["mean"],
                               "std": s["std"], "crop_pct": s["eval_crop"], "interpolation": "bicubic"}}
+    if s["pixels"] == "full":  # not timm's 8-bit [0, 1] input: say how the values were read
+        hub.update(full_precision=True, reading={k: s[k] for k in ("bands", "layout", "window", "clip")})
     save_safetensors(backbone_state(ckpt), folder / "model.safetensors", export_metadata(s))
     atomic_write_text(folder / "config.json", json.dumps(hub, indent=2) + "\n")
     summary_file = Path(checkpoint).resolve().parent.parent / "summary.json"
@@ -260,8 +287,12 @@ def model_card(hub: dict, config: dict, summary: dict) -> str:
              "Self-supervised pretraining with BYOL (Grill et al. 2020, arXiv 2006.07733) by byol. The weights are "
              "the online backbone's, under the network's own key names; the classifier, which BYOL does not train, "
              "is not included.", "", "## Load", "", "```python", load, "```", "",
-             f"Input: {p['input_size'][0]} channels, {p['input_size'][1]} px, scaled to [0, 1] and normalised with "
-             f"mean {p['mean']} and std {p['std']}; the features are the output of "
+             f"Input: {p['input_size'][0]} channels, {p['input_size'][1]} px, "
+             + ("scaled to [0, 1] and normalised with " if not hub.get("full_precision") else
+                "values in the data's own units (read at full precision: "
+                + ", ".join(f"{k} {v}" for k, v in hub["reading"].items() if v is not None)
+                + "), standardised with ")
+             + f"mean {p['mean']} and std {p['std']}; the features are the output of "
              f"{hub['hidden_layer'] or 'the network'}, pooled.", "", "## Training", "",
              f"- images: {summary.get('train_images', 'not recorded')}; epochs: {summary.get('epochs', config.get('train', {}).get('epochs'))}; "
              f"steps: {summary.get('steps', 'not recorded')}; precision: {summary.get('precision', 'not recorded')}",

@@ -27,11 +27,13 @@ PROGRESS_SECONDS = 30.0  # at most one progress line this often while a classifi
 @dataclass(frozen=True)
 class Inputs:
     """How images are fed to a network: the normalisation it was trained with, its input side,
-    and the centre fraction of each evaluation image that is kept (0.875: 224 of 256)."""
+    the centre fraction of each evaluation image that is kept (0.875: 224 of 256), and whether
+    its pixels are 8-bit or full-precision values."""
     mean: tuple
     std: tuple
     image_size: int
     crop: float = 1.0
+    pixels: str = "8-bit"  # or "full": float values in the data's units (byol.core.augment.band_view)
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,12 @@ class ClassifierSettings:
 
 
 def evaluation_batches(images: torch.Tensor, mean, std, image_size: int | None = None, batch_size: int = 512,
-                       device: str | torch.device = "cpu", channels_last: bool = False, crop: float = 1.0):
-    """uint8 images (N, C, H, W) as the network is evaluated on them, batch by batch: the
-    centre `crop` of each image (0.875: 224 of 256, the ImageNet evaluation) resized to
-    `image_size` where the sizes differ, normalised; no augmentation."""
+                       device: str | torch.device = "cpu", channels_last: bool = False, crop: float = 1.0,
+                       pixels: str = "8-bit"):
+    """Images (N, C, H, W) as the network is evaluated on them, batch by batch: the centre
+    `crop` of each image (0.875: 224 of 256, the ImageNet evaluation) resized to `image_size`
+    where the sizes differ, normalised; no augmentation. pixels: "8-bit" (uint8, or float in
+    [0, 1], kept in it) or "full" (float in the data's units, never clipped)."""
     for start in range(0, images.shape[0], batch_size):
         x = to_float(images[start:start + batch_size].to(device, non_blocking=True))
         if crop < 1.0:
@@ -62,8 +66,8 @@ def evaluation_batches(images: torch.Tensor, mean, std, image_size: int | None =
             ch, cw = max(1, round(h * crop)), max(1, round(w * crop))
             x = x[..., (h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
         if image_size is not None and x.shape[-1] != image_size:
-            x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", antialias=True,
-                              align_corners=False).clamp_(0, 1)
+            x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", antialias=True, align_corners=False)
+            x = x.clamp_(0, 1) if pixels != "full" else x
         x = normalize(x, mean, std)
         yield x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
@@ -72,13 +76,13 @@ def evaluation_batches(images: torch.Tensor, mean, std, image_size: int | None =
 def extract_features(net: nn.Module, images: torch.Tensor, mean, std, image_size: int | None = None,
                      batch_size: int = 512, device: str | torch.device = "cpu",
                      channels_last: bool = False, keep_on_device: bool = False,
-                     crop: float = 1.0) -> torch.Tensor:
+                     crop: float = 1.0, pixels: str = "8-bit") -> torch.Tensor:
     """Features of uint8 images (N, C, H, W) through `net` in eval mode, (N, D) float32, the
     images prepared by evaluation_batches. On the CPU, or left on `device` with keep_on_device
     (the kNN monitor on a GPU)."""
     out = []
     with evaluating(net):
-        for x in evaluation_batches(images, mean, std, image_size, batch_size, device, channels_last, crop):
+        for x in evaluation_batches(images, mean, std, image_size, batch_size, device, channels_last, crop, pixels):
             f = pool_features(net(x)).float()
             out.append(f if keep_on_device else f.cpu())
     return torch.cat(out)
@@ -257,13 +261,14 @@ def train_classifier(net: nn.Module, num_classes: int, train, test: MemoryImages
     network's own keys>, head.*), with `metadata` (classes, normalisation, ...:
     byol.checkpoint.export_metadata).
     """
-    from byol.core.augment import augment_view, normalize, to_float
+    from byol.core.augment import augment_view, band_view, normalize, to_float
 
     s, (mean, std, image_size) = settings, (inputs.mean, inputs.std, inputs.image_size)
     fine_tune, epochs = s.fine_tune, s.epochs
     torch.manual_seed(s.seed)
     net = net.to(device)
-    feature_dim = extract_features(net, test.images[:2], mean, std, image_size, device=device).shape[1]
+    pixels = inputs.pixels
+    feature_dim = extract_features(net, test.images[:2], mean, std, image_size, device=device, pixels=pixels).shape[1]
     head = nn.Linear(feature_dim, num_classes).to(device)
     if fine_tune and s.bn_momentum is not None:
         for m in net.modules():
@@ -279,7 +284,8 @@ def train_classifier(net: nn.Module, num_classes: int, train, test: MemoryImages
         net.train(fine_tune)
         for images, labels, cropped in epoch_batches(train, s.batch_size, s.workers):
             x = to_float(images.to(device))
-            x = normalize(augment_view(x, view, image_size, cropped=cropped), mean, std)
+            x = (band_view(x, view, image_size, mean, std) if pixels == "full" else
+                 normalize(augment_view(x, view, image_size, cropped=cropped), mean, std))
             with torch.set_grad_enabled(fine_tune):
                 f = pool_features(net(x))
             loss = F.cross_entropy(head(f.float()), labels.to(device))
@@ -291,7 +297,7 @@ def train_classifier(net: nn.Module, num_classes: int, train, test: MemoryImages
             if progress.due():  # one sync with the device, at most every PROGRESS_SECONDS
                 progress.say(step, f"{'fine-tuning' if fine_tune else 'linear evaluation'}: epoch {epoch + 1}/{epochs}"
                                    f"  step {step}/{steps}  loss {loss.item():.4f}")
-    test_f = extract_features(net, test.images, mean, std, image_size, device=device, crop=inputs.crop)
+    test_f = extract_features(net, test.images, mean, std, image_size, device=device, crop=inputs.crop, pixels=pixels)
     with torch.no_grad():
         scores = head.cpu()(test_f)
     if save_to:

@@ -175,17 +175,19 @@ def save_embeddings(features, labels, classes: list[str], out: Path, limit: int 
 
 
 def write_preview_for(run: Path, cfg) -> Path | None:
-    """The augmentation preview of the run's own training images (None for video clips)."""
+    """The augmentation preview of the run's own training images (None for video clips and
+    pairs of places)."""
     from byol.evaluation.preview import write_preview
 
     d = cfg.data
-    if d.dataset == "video" or not d.path or not Path(d.path).exists():
+    if d.dataset in ("video", "pairs") or not d.path or not Path(d.path).exists():
         return None
     if d.dataset == "folder":
         return write_preview(d.path, str(run / "preview.png"), cfg)
+    from byol.config import input_channels
     from byol.data.datasets import load_dataset, match_channels
 
-    images = match_channels(load_dataset(d.dataset, d.path, "test"), d.channels).images
+    images = match_channels(load_dataset(d.dataset, d.path, "test"), input_channels(d)).images
     return write_preview(None, str(run / "preview.png"), cfg, images=images)
 
 

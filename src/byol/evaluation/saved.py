@@ -27,6 +27,7 @@ from byol.checkpoint import (
 from byol.config import ConfigError
 from byol.core.augment import IMAGENET_MEAN, IMAGENET_STD
 from byol.core.model import evaluating, feature_extractor, feature_maps
+from byol.data.bands import Pixels
 from byol.data.datasets import load_dataset, match_channels
 from byol.data.image_sets import MemoryImages, WholeImageCrops, decode_to_memory
 from byol.data.listing import DataError, list_images
@@ -44,6 +45,7 @@ from byol.evaluation.protocols import (
 )
 
 PROTOCOLS = ("knn", "linear", "linear-aug", "logistic", "finetune")
+PIXEL_SETTINGS = ("pixels", "bands", "layout", "window", "clip")  # Reader.pixels holds them
 TRAIN_CROPS = ("square", "whole")
 
 
@@ -59,20 +61,21 @@ class Reader:
     train_crops: str = "square"  # linear-aug/finetune training crops: from the decoded square, or "whole" image
     bound: int | None = None  # with train_crops "whole": the bound on the shorter side (data.load_size)
     origin: dict = field(default_factory=dict)  # the saved settings the fields above leave out (backbone, hidden layer, ...)
+    pixels: Pixels = field(default_factory=Pixels)  # how each file's values are read, as training read them
 
     @property
     def settings(self) -> dict:
         """The reader settings in force, keyed as export metadata is (READER_SETTINGS)."""
         return {**self.origin, "image_size": self.image_size, "channels": self.channels, "mean": list(self.mean),
-                "std": list(self.std), "eval_crop": self.crop}
+                "std": list(self.std), "eval_crop": self.crop, **self.pixels.settings()}
 
     @property
     def inputs(self) -> Inputs:
-        return Inputs(self.mean, self.std, self.image_size, self.crop)
+        return Inputs(self.mean, self.std, self.image_size, self.crop, self.pixels.kind)
 
     def features(self, images: torch.Tensor, device: str | None = None) -> torch.Tensor:
         return extract_features(self.net, images, self.mean, self.std, self.image_size, device=device,
-                                crop=self.crop)
+                                crop=self.crop, pixels=self.pixels.kind)
 
 
 def load_reader(checkpoint: str, backbone: str | None = None, backbone_args: dict | None = None,
@@ -94,7 +97,7 @@ def load_reader(checkpoint: str, backbone: str | None = None, backbone_args: dic
     if train_crops not in (None, *TRAIN_CROPS):
         raise ConfigError(f"train crops {train_crops!r}: choose {' or '.join(TRAIN_CROPS)}")
     crops = train_crops or ("whole" if saved.get("large_images") == "full" else "square")
-    origin = {**{k: v for k, v in saved.items() if k in READER_SETTINGS},
+    origin = {**{k: v for k, v in saved.items() if k in READER_SETTINGS and k not in PIXEL_SETTINGS},
               "backbone": backbone or saved.get("backbone", ""),
               "backbone_args": backbone_args if backbone_args is not None else saved.get("backbone_args", {}),
               "hidden_layer": layer}
@@ -103,14 +106,18 @@ def load_reader(checkpoint: str, backbone: str | None = None, backbone_args: dic
     mean, std = (tuple(saved.get("mean") or IMAGENET_MEAN)[:channels], tuple(saved.get("std") or IMAGENET_STD)[:channels])
     return Reader(feature_extractor(net, layer, saved.get("token_pool") or "mean"), mean, std,
                   image_size or saved.get("image_size") or 224, saved.get("eval_crop", 1.0), channels, crops,
-                  saved.get("load_size") if crops == "whole" else None, origin)
+                  saved.get("load_size") if crops == "whole" else None, origin, Pixels.of(saved))
 
 
 def labeled_sets(size: int, channels: int, train: str | None = None, test: str | None = None,
-                 dataset: str | None = None, data: str | None = None) -> tuple[MemoryImages, MemoryImages]:
+                 dataset: str | None = None, data: str | None = None, pixels: Pixels | None = None
+                 ) -> tuple[MemoryImages, MemoryImages]:
     """(train, test) from labeled folders/tars `train` and `test`, or a standard data set
-    `dataset` whose files are in `data`, decoded at `size` (shorter side, centre square)."""
-    channels = 1 if channels == 1 else 3
+    `dataset` whose files are in `data`, decoded at `size` (shorter side, centre square), their
+    values read as `pixels` say (8-bit pictures of 1 or 3 channels, or full precision)."""
+    pixels = pixels or Pixels()
+    if not pixels.full:
+        channels = 1 if channels == 1 else 3
     if dataset and dataset != "folder":
         if not data:
             raise ConfigError(f"--dataset {dataset} needs --data PATH (where its files are)")
@@ -118,10 +125,11 @@ def labeled_sets(size: int, channels: int, train: str | None = None, test: str |
                 match_channels(load_dataset(dataset, data, "test"), channels))
     if not (train and test):
         raise ConfigError("give --train and --test (labeled folders or tars), or --dataset NAME --data PATH")
-    train_set = decode_to_memory(list_images(train), size, channels)
+    train_set = decode_to_memory(list_images(train), size, channels, pixels=pixels)
     if not train_set.classes:
         raise DataError(f"{train!r} has no class sub-folders: evaluation needs labels")
-    return train_set, match_classes(decode_to_memory(list_images(test), size, channels), train_set.classes, test)
+    return train_set, match_classes(decode_to_memory(list_images(test), size, channels, pixels=pixels),
+                                    train_set.classes, test)
 
 
 def whole_image_crops(train: str, r: Reader) -> WholeImageCrops:
@@ -206,7 +214,7 @@ def evaluate(checkpoint: str, protocol: str, train: str | None = None, test: str
         test_set = match_classes(decode_to_memory(list_images(test), size, 1 if r.channels == 1 else 3),
                                  train_set.classes, test)
     else:
-        train_set, test_set = labeled_sets(size, r.channels, train, test, dataset, data)
+        train_set, test_set = labeled_sets(size, r.channels, train, test, dataset, data, r.pixels)
     record: dict = {"image_size": r.image_size, "eval_crop": r.crop}
     if protocol in ("linear-aug", "finetune"):
         record["train_crops"] = "whole" if whole else "square"
@@ -302,7 +310,7 @@ def embed(checkpoint: str, data: str, reader: Reader | None = None) -> tuple[tor
     each row (paths inside `data`, in listed order; unreadable files are left out)."""
     r = reader or load_reader(checkpoint)
     images = list_images(data)
-    mem = decode_to_memory(images, round(r.image_size / r.crop), r.channels)
+    mem = decode_to_memory(images, round(r.image_size / r.crop), r.channels, pixels=r.pixels)
     skipped = set(mem.skipped)
     files = [item for item in images.items if f"{images.root}/{item}" not in skipped]
     return r.features(mem.images), files
@@ -315,13 +323,14 @@ def embed_maps(checkpoint: str, data: str, layers: list[str], reader: Reader | N
     prepares them, and the file of each row."""
     r = reader or load_reader(checkpoint)
     images = list_images(data)
-    mem = decode_to_memory(images, round(r.image_size / r.crop), r.channels)
+    mem = decode_to_memory(images, round(r.image_size / r.crop), r.channels, pixels=r.pixels)
     skipped = set(mem.skipped)
     files = [item for item in images.items if f"{images.root}/{item}" not in skipped]
     net = r.net.net  # the backbone itself: feature_extractor's Encoder pools
     parts: dict[str, list[torch.Tensor]] = {}
     with evaluating(net), torch.no_grad():
-        for x in evaluation_batches(mem.images, r.mean, r.std, r.image_size, batch_size=64, crop=r.crop):
+        for x in evaluation_batches(mem.images, r.mean, r.std, r.image_size, batch_size=64, crop=r.crop,
+                                    pixels=r.pixels.kind):
             for name, out in feature_maps(net, layers, x).items():
                 parts.setdefault(name, []).append(out.float())
     return {name: torch.cat(chunks) for name, chunks in parts.items()}, files

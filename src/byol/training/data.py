@@ -9,16 +9,15 @@ from dataclasses import dataclass
 
 import torch
 
-from byol.config import Config
+from byol.config import Config, input_channels, to_dict
 from byol.core.augment import TwoViewTransform
+from byol.data.bands import Pixels
 from byol.data.batch import already_batched, collate
 from byol.data.image_sets import AugmentedImages, BatchIndices, MemoryImages
 from byol.data.listing import DataError
 from byol.data.loader import ResumableLoader, SeededItems, ShardedSampler
 from byol.data.sources import Reading, Source, open_source
 from byol.training.plan import Plan
-
-WORKER_TIMEOUT_S = 600  # a data worker silent this long is reported, not waited on forever
 
 
 @dataclass
@@ -51,14 +50,16 @@ def reading(cfg: Config, device_crops: bool = False) -> Reading:
     augmentation's crop settings; evaluation images to data.load_size, or with large_images 'full'
     image_size / eval_crop (ImageNet: 224 / 0.875 = 256, DeepMind's _decode_and_center_crop); the
     per-image two-view transform where data.augment_on is 'workers'; with device_crops (the
-    plan's crop_on), whole photos and their boxes for the training device to cut."""
+    plan's crop_on), whole photos and their boxes for the training device to cut; the input
+    channels and how each file's values are read (data.pixels and its keys)."""
     d = cfg.data
     full = d.large_images == "full"
-    transform = TwoViewTransform(cfg.augment, cropped=full) if d.augment_on == "workers" else None
+    pixels = Pixels.of(to_dict(cfg)["data"])
+    transform = TwoViewTransform(cfg.augment, cropped=full, pixels=pixels.kind) if d.augment_on == "workers" else None
     return Reading(train_size=d.load_size if full else d.load_size or d.image_size,
                    eval_size=round(d.image_size / d.eval_crop) if full else d.load_size or d.image_size,
                    crops=cfg.augment if full else None, transform=transform, batch_size=cfg.train.batch_size,
-                   device_crops=device_crops)
+                   device_crops=device_crops, channels=input_channels(d), pixels=pixels)
 
 
 def enough_images(path: str, n: int, global_batch: int) -> None:
@@ -82,19 +83,20 @@ def make_loader(plan: Plan, source: Source) -> TrainingData:
     if memory and plan.data_on_device:
         resident, train = train.images, BatchIndices(train)
     workers = 0 if memory else plan.workers
+    # No DataLoader timeout: with one, PyTorch learns of a worker that died only from a SIGCHLD that
+    # reaches the main thread (any other thread may take it) or after the whole timeout; without one it
+    # checks its workers every 5 s (torch.utils.data._utils.MP_STATUS_CHECK_INTERVAL) and reports a dead one.
     if isinstance(train, torch.utils.data.IterableDataset):  # shards: the stream splits itself
         loader = torch.utils.data.DataLoader(
             train, batch_size=t.batch_size, drop_last=True, collate_fn=collate, num_workers=workers,
             persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(), timeout=WORKER_TIMEOUT_S if workers > 0 else 0)
+            pin_memory=torch.cuda.is_available())
         return TrainingData(loader, source.bank, source.test, train.total, resident, source.identity)
     if not memory:  # read per item: each item's random draws seeded by its epoch and index
         train = SeededItems(train, t.seed)
     loader = ResumableLoader(
         train, batch_size=t.batch_size, sampler=ShardedSampler(len(train), seed=t.seed, keyed=not memory),
         collate_fn=already_batched if memory else collate, num_workers=workers,
-        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available() and not memory,
-        timeout=WORKER_TIMEOUT_S if workers > 0 else 0,
-    )
+        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available() and not memory)
     bank, test = (source.bank, source.test) if source.bank is not None and source.test is not None else (None, None)
     return TrainingData(loader, bank, test, len(train), resident, source.identity)

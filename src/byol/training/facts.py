@@ -197,4 +197,7 @@ def data_spec(cfg: Config) -> DataSpec:
     d = cfg.data
     return DataSpec(d.dataset, d.path, d.split, d.val_path, d.val_fraction, d.channels, d.limit, d.limit_per_class,
                     d.in_memory, d.large_images, d.jpeg_decoder, d.max_frame_gap, cfg.train.seed,
-                    cfg.train.knn_every > 0)
+                    cfg.train.knn_every > 0, d.pixels, None if d.bands is None else tuple(d.bands), d.layout,
+                    None if d.window is None else tuple(d.window),
+                    None if d.clip_percentiles is None else tuple(d.clip_percentiles), d.stats_images,
+                    d.pairs_file)

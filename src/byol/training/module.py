@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from byol.checkpoint import load_initial_weights
-from byol.config import Config, ConfigError, as_config, to_dict
+from byol.config import Config, ConfigError, as_config, input_channels, to_dict
 from byol.core.augment import BatchAugment, check_pixels, resize_views, scheduled_size
 from byol.core.backbones import build_backbone
 from byol.core.model import BYOL, infer_feature_dim
@@ -58,12 +58,14 @@ class BYOLModule(L.LightningModule):
         m = cfg.model
         if m.init_weights:  # before the target is copied from the online network
             load_initial_weights(net, m.init_weights)
-        self.model = BYOL(net, m, image_size=cfg.data.image_size, in_channels=cfg.data.channels)
+        self.model = BYOL(net, m, image_size=cfg.data.image_size, in_channels=input_channels(cfg.data))
         check_view_sizes(self.model, cfg)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.pixels = "full" if cfg.data.pixels == "full" else "8-bit"  # auto, not planned: 8-bit pictures
         self.augment = BatchAugment(cfg.augment, channels_last=cfg.train.channels_last,
-                                    cropped=cfg.data.large_images == "full")  # crops taken in the data workers
+                                    cropped=cfg.data.large_images == "full",  # crops taken in the data workers
+                                    pixels=self.pixels)
         self.step_loss = CompileOrEager(self.model.step, cfg.train.compile)
         self.guard = NonFiniteGuard(self.model, cfg.train.skip_nonfinite, cfg.train.out_dir)
         self.scaler_skipped_steps = 0  # fp16: steps the gradient scaler skipped (overflow)
@@ -76,9 +78,10 @@ class BYOLModule(L.LightningModule):
         return self.model.backbone
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Features of `images`, pixels as fit takes them (uint8 0-255 or float in [0, 1];
-        check_pixels), normalised as the training views were."""
-        return self.model.embed(images, self.cfg.augment.mean, self.cfg.augment.std)
+        """Features of `images`, pixels as fit takes them (uint8 0-255 or float in [0, 1],
+        check_pixels; full-precision data: float in its own units), normalised as the training
+        views were."""
+        return self.model.embed(images, self.cfg.augment.mean, self.cfg.augment.std, self.pixels)
 
     def configure_callbacks(self) -> list:
         return [RankRandomness(self.cfg.train.seed), WallClock(), Throughput(self.cfg.train.log_every),
@@ -121,7 +124,7 @@ class BYOLModule(L.LightningModule):
 
     def training_step(self, batch: Batch | torch.Tensor | tuple, batch_idx: int):
         batch = as_batch(batch)  # a plain DataLoader's tensors or (images, labels) too
-        if batch_idx == 0 and batch.images is not None:  # one rule for pixels in every entry point
+        if batch_idx == 0 and batch.images is not None and self.pixels == "8-bit":  # one rule for pixels everywhere
             check_pixels(batch.images)
         view1, view2, small = self.views(batch)
         self.guard.before_forward()
@@ -212,7 +215,7 @@ def check_view_sizes(model: BYOL, cfg: Config) -> None:
     encoder = model.online
     for side in view_sides(cfg):
         try:
-            dim = infer_feature_dim(encoder.net, encoder.hidden_layer, side, cfg.data.channels, encoder.token_pool)
+            dim = infer_feature_dim(encoder.net, encoder.hidden_layer, side, input_channels(cfg.data), encoder.token_pool)
         except Exception as e:  # noqa: BLE001 - any failure of the probe forward is reported the same way
             raise ConfigError(f"the network fails on {side} x {side} views (train.resolution_schedule, "
                              f"augment.small_size): {type(e).__name__}: {str(e).splitlines()[0][:200]}; "

@@ -47,7 +47,7 @@ class KNNMonitor(L.Callback):
         cfg = pl_module.cfg
         kw = dict(mean=cfg.augment.mean, std=cfg.augment.std, image_size=cfg.data.image_size,
                   device=pl_module.device, channels_last=cfg.train.channels_last, keep_on_device=True,
-                  crop=cfg.data.eval_crop)
+                  crop=cfg.data.eval_crop, pixels=pl_module.pixels)
         dtype = torch.bfloat16 if "bf16" in str(pl_module.trainer.precision) else None
         online = pl_module.model.online
         net = feature_extractor(online.net, online.hidden_layer, online.token_pool)

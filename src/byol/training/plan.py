@@ -6,17 +6,19 @@
 
 The decisions, in order, each a note in the Config (cfg.notes) and an entry in plan.json:
 1. data.image_size from the images' typical shorter side, unless set (decide_image_size);
-2. the named weights' normalisation, and a byol hub export's network (decide_weights);
-3. the built-in network's input channels from data.channels (decide_channels);
-4. the launch: world size, this process's rank, precision, data workers, images on the device
+2. how the files' values are read: 8-bit pictures, or full precision with the data's band
+   count and per-band standardisation (decide_pixels);
+3. the named weights' normalisation, and a byol hub export's network (decide_weights);
+4. the built-in network's input channels from data.channels (decide_channels);
+5. the launch: world size, this process's rank, precision, data workers, images on the device
    (decide_launch), where photos' crops are cut (decide_crops), and the batch where none was
    set and the images are few (decide_batch);
    then steps per epoch, the global batch and the scaled learning rate;
-5. with no packaged recipe named, the recipe for the data and the run's length
+6. with no packaged recipe named, the recipe for the data and the run's length
    (decide_recipe: small images get the cifar10 recipe, warm-up at most a tenth of the run);
-6. the augmentation's data-aware defaults: no blur on small images, no colour on grey ones
-   (decide_augmentation);
-7. the budget line, from measured curves of similar data (byol.training.budget).
+7. the augmentation's data-aware defaults: no blur on small images, no colour on grey ones, the
+   band-safe set for full-precision data (decide_augmentation);
+8. the budget line, from measured curves of similar data (byol.training.budget).
 Keys a file, the command line or a Python dict set are never changed, except where the data
 forces it (a network's input channels), which its note says.
 """
@@ -51,6 +53,9 @@ SMALL_IMAGE_KEYS = ("model.backbone_args", "model.projection_hidden_dim", "model
 # the target's EMA and the heads' width depend on the number of updates.
 RECIPE_STEPS_PER_EPOCH = 10_000 // 256
 BLUR_BELOW = 40  # px: below it, no Gaussian blur (its 3x3 kernel is a near-box filter, see decide_augmentation)
+MULTISPECTRAL = 4  # full-precision data of at least this many bands takes rotations and band dropout by default
+ROT90_ANY = 0.75  # rot90_p that makes each of the four orientations equally likely
+BAND_DROP = 0.1  # band_drop_p by default for multi-band data: a choice, not a measured optimum
 PRECISION_NAMES = {"32-true": "fp32", "bf16-mixed": "bf16 autocast (mixed)", "16-mixed": "fp16 autocast (mixed)"}
 
 
@@ -115,7 +120,7 @@ class Draft:
 
     def build(self) -> Config:
         changes = {k: v for d in self.decisions for k, v in d.changes.items()}
-        return updated(self.base, changes, [d.note for d in self.decisions])
+        return updated(self.base, changes, [d.note for d in self.decisions if d.note])
 
 
 def decide(cfg: Config, facts: Facts) -> Plan:
@@ -127,6 +132,7 @@ def decide(cfg: Config, facts: Facts) -> Plan:
     check_schedule(draft)
     if data.cache:
         draft.decide("cache", {}, cache_note(draft["data.path"], data.cache))
+    decide_pixels(draft, data)
     decide_weights(draft, facts.weights)
     decide_channels(draft)
     launch = decide_launch(draft, facts)
@@ -184,22 +190,78 @@ def cache_note(path: str, marker: dict) -> str:
             f"{marker.get('max_side')} px (byol cache){done}")
 
 
+def decide_pixels(draft: Draft, data) -> None:
+    """How each file's values are read (data.pixels, decided from the files where auto) and the
+    network's input channels (data.channels: for auto, 3 for 8-bit pictures, the files' band
+    count for full-precision data). For full precision: a data.channels that was set must be
+    the files' band count; augment.mean/std become the data's per-band statistics unless set (a
+    set one has one value per band); data.clip becomes data.clip_percentiles' values. The note
+    says what was read and the statistics."""
+    pixels, channels = data.pixels, draft["data.channels"]
+    changes = {"data.pixels": pixels} if draft["data.pixels"] != pixels else {}
+    if pixels == "8-bit":
+        if channels == "auto":
+            changes["data.channels"] = 3
+        if changes:
+            draft.decide("pixels", changes, "")  # the 8-bit pictures every run read before data.pixels existed
+        return
+    bands = data.channels
+    if channels != "auto" and channels != bands:
+        raise ConfigError(f"data.channels {channels} (from {draft.given.get('data.channels', 'the defaults')}): the "
+                          f"images of {draft['data.path']!r} have {bands} bands as read; set data.channels {bands} or "
+                          "auto, or pick bands with data.bands")
+    changes["data.channels"] = bands
+    stats = data.band_stats
+    said = []
+    for k, theirs in (("augment.mean", stats.mean), ("augment.std", stats.std)):
+        if k in draft.given:
+            if len(draft[k]) != bands:
+                raise ConfigError(f"{k} {list(draft[k])} (from {draft.given[k]}): full-precision data needs one value "
+                                  f"per band, {bands} here; leave it unset to use the data's own")
+            said.append(f"{k} as set")
+        else:
+            changes[k] = [float(f"{v:.6g}") for v in theirs]
+    if draft["data.clip_percentiles"] is not None and "data.clip" not in draft.given:
+        changes["data.clip"] = [[float(f"{v:.6g}") for v in stats.low], [float(f"{v:.6g}") for v in stats.high]]
+    clip = changes.get("data.clip", draft["data.clip"])
+    numbers = "; ".join(f"band {i}: {m:.4g} +- {sd:.4g}" for i, (m, sd) in enumerate(zip(stats.mean, stats.std)))
+    draft.decide("pixels", changes,
+                 f"data.pixels full ({data.pixels_from}): {bands} band{'s' * (bands > 1)} read as stored"
+                 + (f" (data.bands {list(draft['data.bands'])})" if draft["data.bands"] is not None else "")
+                 + (f", clipped per band to data.clip {clip}" if clip is not None else "")
+                 + f", each standardised by its mean and standard deviation over {stats.images} training images ("
+                 + (", ".join(said) + "; the data's: " if said else "")
+                 + f"{numbers})")
+
+
 def decide_weights(draft: Draft, weights) -> None:
     """With published weights named in model.init_weights: the normalisation they were trained
     with becomes augment.mean/std unless a file or the command line set them, and a byol hub
     export's network becomes model.backbone and model.backbone_args unless set; the note says
     which weights, from where, and whether their normalisation is known or ImageNet's as a
     default."""
+    if weights is not None and draft["data.channels"] != 3:
+        bands = draft["data.channels"]
+        draft.decide("first convolution", {},
+                     f"model.init_weights {weights.source}: where its first convolution takes 3 bands (RGB) and the "
+                     f"network {bands}, its filters are "
+                     + ("summed into one" if bands == 1 else f"repeated over the {bands} bands and scaled by 3/{bands}")
+                     + " (timm's adapt_input_conv)")
     if weights is None or not weights.named:
         return
-    theirs = {"augment.mean": tuple(weights.mean), "augment.std": tuple(weights.std)}
+    if draft["data.pixels"] == "full":  # the weights' RGB normalisation does not describe the data's units
+        theirs = {}
+    else:
+        theirs = {"augment.mean": tuple(weights.mean), "augment.std": tuple(weights.std)}
     changes = {k: list(v) for k, v in theirs.items() if k not in draft.given and v != tuple(draft[k])}
     kept = [k for k, v in theirs.items() if k in draft.given and v != tuple(draft[k])]
     trained = (f"trained with mean {list(weights.mean)}, std {list(weights.std)} ({weights.normalization_said})"
                if weights.normalization_known else
                f"normalisation {weights.normalization_said}: mean {list(weights.mean)}, std {list(weights.std)}")
     note = f"model.init_weights {weights.source}: read from {weights.path}; {trained}"
-    if kept:
+    if not theirs:
+        note += "; this run standardises its full-precision bands with the data's own statistics instead"
+    elif kept:
         note += (f"; this run keeps {', '.join(kept)} from {draft.given[kept[0]]}, which differ: set --augment.mean "
                  f"and --augment.std to the weights' values to use them")
     else:
@@ -228,12 +290,17 @@ def decide_channels(draft: Draft) -> None:
                  f"data.channels {channels}")
 
 
+def from_recipe(source: str) -> bool:
+    """Whether a key's source (cfg.given's value) is a packaged recipe (configs/*.yaml)."""
+    return Path(source.split(": epoch_presets")[0]).parent == RECIPES_DIR
+
+
 def named_a_recipe(given: dict) -> bool:
     """Whether a packaged recipe (configs/*.yaml, `--config cifar10`) set any key: a recipe is a
     whole set of choices measured together, and the recipe for the data leaves it as it is. A
     config file of the user's own is read as the command line and a Python caller's dict are:
     the keys it sets are kept, the rest follow the data."""
-    return any(Path(source.split(": epoch_presets")[0]).parent == RECIPES_DIR for source in given.values())
+    return any(from_recipe(source) for source in given.values())
 
 
 def preset_epochs(epochs: int, per_epoch: int | None) -> int:
@@ -322,17 +389,39 @@ def decide_augmentation(draft: Draft, grayscale: bool) -> None:
       every view-1 image; lightly's CIFAR-10 benchmark and solo-learn's CIFAR recipe switch it
       off too. Measured at 32 px: BENCHMARKS.md, "How the recommended recipe was chosen".
     - Grayscale images: saturation, hue and colour dropping do nothing to a grey image; they
-      are set to 0 so that config.yaml records what really happens."""
+      are set to 0 so that config.yaml records what really happens.
+    - Full-precision data (data.pixels full): hue, saturation, colour dropping and solarization
+      assume RGB pixels in [0, 1] and are off, also where a packaged recipe set them (a file of
+      the user's own or the command line that turns one on is refused); with MULTISPECTRAL bands or more, rotations by 90 degrees (every orientation
+      equally likely: overhead imagery has no up) and band dropout (BAND_DROP) are on."""
     small = draft["data.image_size"] < BLUR_BELOW
     views = ("view1", "view2", "small") if draft["augment.small_crops"] else ("view1", "view2")
     names = [f"augment.{view}.blur_p" for view in views] if small else []
-    if grayscale:
+    full = draft["data.pixels"] == "full"
+    if grayscale or full:
         names += [f"augment.{view}.{k}" for view in views for k in ("saturation", "hue", "grayscale_p")]
-    changes = {k: 0.0 for k in names if k not in draft.given and draft[k] != 0.0}
+    if full:
+        colour = [f"augment.{view}.{k}" for view in views for k in ("saturation", "hue", "grayscale_p", "solarize_p")]
+        set_on = [k for k in colour if k in draft.given and draft[k] != 0.0 and not from_recipe(draft.given[k])]
+        if set_on:
+            raise ConfigError(f"{set_on[0]} {draft[set_on[0]]} (from {draft.given[set_on[0]]}): hue, saturation, colour "
+                              "dropping and solarization need 8-bit RGB pixels in [0, 1]; full-precision data takes "
+                              "brightness, contrast, blur, flips, rotations and band dropout: set it to 0")
+        names += [k for k in colour if k.endswith("solarize_p")]
+    changes = {k: 0.0 for k in names if (k not in draft.given or full and from_recipe(draft.given[k]))
+               and draft[k] != 0.0}
+    bands = draft["data.channels"]
+    if full and bands >= MULTISPECTRAL:  # overhead multi-band imagery: no up, and bands that can stand in for each other
+        for view in views:
+            for k, v in ((f"augment.{view}.rot90_p", ROT90_ANY), (f"augment.{view}.band_drop_p", BAND_DROP)):
+                if k not in draft.given and draft[k] != v:
+                    changes[k] = v
     if changes:
-        why = ([f"{draft['data.image_size']}-px images"] if small else []) + (["grayscale images"] if grayscale else [])
+        why = ([f"{draft['data.image_size']}-px images"] if small else []) + (["grayscale images"] if grayscale else []) \
+            + ([f"full-precision data of {bands} band{'s' * (bands > 1)} (brightness and contrast on standardised "
+                "values, never clipped; no colour operation)"] if full else [])
         draft.decide("augmentation", changes, f"data-aware defaults for {' and '.join(why)}: "
-                                              + "; ".join(f"{k}: {draft[k]} -> 0.0" for k in changes))
+                                              + "; ".join(f"{k}: {draft[k]} -> {v}" for k, v in changes.items()))
 
 
 def world_size(draft: Draft, launch: Launch) -> int:

@@ -33,7 +33,7 @@ def check_run_folder(cfg: Config, resume: bool, rank: int = 0) -> Path:
     out = Path(cfg.train.out_dir)
     check_path_length(out / "checkpoints" / "last.ckpt", "train.out_dir")
     data = cfg.data.path and os.path.realpath(cfg.data.path)
-    if data and cfg.data.dataset in ("folder", "video") and os.path.isdir(data) and \
+    if data and cfg.data.dataset in ("folder", "video", "pairs") and os.path.isdir(data) and \
             os.path.commonpath([data, os.path.realpath(out)]) == data:
         raise ConfigError(f"train.out_dir {str(out)!r} is inside data.path {cfg.data.path!r}: the run's own images "
                           "(report plots, previews) would be read as training images next time; choose a run "

@@ -92,17 +92,13 @@ def main(argv=None) -> int:
     if not (args.cifar or args.photos):
         p.error("give --cifar DIR (photos made from CIFAR-10) or --photos DIR")
     from bench import commit, emit
-    from loader import ratio, spread, write_photos
+    from loader import photos_folder, ratio, spread
 
     from byol.training.facts import cpu_name, usable_cores
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.photos or str(Path(tmp) / "photos")
-        if not args.photos:
-            if not os.path.exists(os.path.join(args.cifar, "train.tar.gz")):
-                sys.exit(f"crop_on: {args.cifar}/train.tar.gz not found; pass --cifar DIR or --photos DIR")
-            write_photos(Path(folder), args.images, width, height, args.cifar)
+        folder = photos_folder(args, Path(tmp), "crop_on")
         load = os.getloadavg()
         runs: dict[str, list[dict]] = {path: [] for path in PATHS}
         for _ in range(args.repeats):  # alternating, so that a drift in the machine touches both alike

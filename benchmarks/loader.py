@@ -102,6 +102,18 @@ BARE_DECODE = {"byol-device": "decode-simplejpeg", "byol-device-pillow": "decode
                "byol-pillow": "decode-pillow"}  # the bare decode of the same files with the same decoder
 
 
+def photos_folder(args, tmp: Path, program: str) -> str:
+    """The folder of photos a benchmark reads: --photos, else --images photos made from --cifar's
+    images at --size under tmp."""
+    if args.photos:
+        return args.photos
+    if not os.path.exists(os.path.join(args.cifar or "", "train.tar.gz")):
+        sys.exit(f"{program}: {args.cifar}/train.tar.gz not found; pass --cifar DIR or --photos DIR")
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    write_photos(tmp / "photos", args.images, width, height, args.cifar)
+    return str(tmp / "photos")
+
+
 def write_photos(folder: Path, n: int, width: int, height: int, cifar: str | None, seed: int = 0) -> None:
     """n photo-like JPEGs (quality 90) in 10 class folders: CIFAR-10 images upscaled (bicubic)
     plus noise at cell sizes 1-256 px with amplitude growing with the cell (a 1/f-like
@@ -390,11 +402,7 @@ def main(argv=None) -> int:
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.photos or str(Path(tmp) / "photos")
-        if not args.photos:
-            if not os.path.exists(os.path.join(args.cifar, "train.tar.gz")):
-                sys.exit(f"loader: {args.cifar}/train.tar.gz not found; pass --cifar DIR or --photos DIR")
-            write_photos(Path(folder), args.images, width, height, args.cifar)
+        folder = photos_folder(args, Path(tmp), "loader")
         files = [f for f in Path(folder).rglob("*") if f.suffix.lower() in (".jpg", ".jpeg")]
         kilobytes = round(sum(f.stat().st_size for f in files) / max(1, len(files)) / 1000, 1)  # mean file size
         cached, sharded, prepared = str(Path(tmp) / "cache"), str(Path(tmp) / "shards"), {}

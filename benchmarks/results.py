@@ -2,8 +2,10 @@
 benchmarks/results/*.jsonl and writes, each between its markers or as a whole file:
 
 - docs/benchmarks.md: the quick-start table (one row per run, with its kNN curve and verdict), the
-  candidates tried on validation images (quickstart-val.jsonl), the loader tables (images/s of each input pipeline on photographs) and the continued-pretraining
-  table;
+  candidates tried on validation images (quickstart-val.jsonl), the loader tables (images/s of
+  each input pipeline on photographs, loader.jsonl), the in-memory step time (step_time.jsonl)
+  and the continued-pretraining table;
+- docs/beyond-rgb.md: all bands against RGB only (bands.jsonl) and the multi-band loader rows;
 - README.md: the results table (each data set and run length: seeds, kNN before -> after, verdicts, time);
 - src/byol/training/budget.json: the budget advice's measurements (byol.training.budget.summarize);
 - src/byol/training/crop_speed.json and the benchmarks page's crop table: where photos' crops are
@@ -302,6 +304,9 @@ def compare_plot(rows: list[dict], path: Path) -> None:
           "Side by side on the same images and cores (dotted: untrained)", path)
 
 
+BAND_PIPELINES = ("jpeg-3-bands", "tiff-13-bands")  # benchmarks/loader.py's multi-band rows and their JPEG peer
+
+
 def loader_tables(rows: list[dict]) -> str:
     """The loader benchmark: for each photo size, the latest run's images/s of every pipeline
     (benchmarks/loader.py), the mean and standard deviation over its repeats, each against the
@@ -315,6 +320,7 @@ def loader_tables(rows: list[dict]) -> str:
     def by_area(size: str) -> list[int]:
         return [int(v) for v in size.split("x")] if "x" in size else [1 << 30]
 
+    rows = [r for r in rows if r["pipeline"] not in BAND_PIPELINES]  # beyond-rgb.md has their table
     latest: dict[str, tuple] = {}
     for r in rows:  # a photo size's latest run: the last command and commit that wrote rows for it
         latest[photos(r)] = (r["command"], r["commit"])
@@ -393,6 +399,26 @@ def crop_on_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def step_time_table(rows: list[dict]) -> str:
+    """The in-memory training step (benchmarks/bench.py throughput, B1) of each commit measured in
+    one session: each process's median step, their mean and standard deviation, and each commit's
+    mean against the first commit's (the rows' order)."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["commit"], []).append(r)
+    first = statistics.fmean(r["ms_per_step"] for r in next(iter(by.values())))
+    lines = ["| commit | network, batch | CPU, threads | precision | ms per step (mean ± sd of the processes' medians) "
+             "| each process | against the first commit | command |", "|---|---|---|---|---|---|---|---|"]
+    for commit, runs in by.items():
+        ms = [r["ms_per_step"] for r in runs]
+        sd = statistics.stdev(ms) if len(ms) > 1 else 0.0
+        r = runs[0]
+        lines.append(f"| {commit} | {r['backbone']}, {r['batch']} | {r['cpu_kind']}, {r['threads']} | {r['precision']} "
+                     f"| {statistics.fmean(ms):.0f} ± {sd:.0f} | {', '.join(f'{m:.0f}' for m in ms)} | "
+                     f"{statistics.fmean(ms) / first:.2f}x | `{r['command']}` |")
+    return "\n".join(lines)
+
+
 def verdict_counts(runs: list[dict]) -> str:
     """The runs' verdicts counted: '1 got worse, 2 no clear change'."""
     return ", ".join(f"{n} {o}" for o, n in sorted(Counter(r["outcome"] for r in runs).items()))
@@ -429,7 +455,7 @@ def bands_loader_table(rows: list[dict]) -> str:
     """The loader rows of 13-band GeoTIFFs and 3-band JPEGs (benchmarks/loader.py), latest run."""
     from loader import ratio
 
-    mine = [r for r in rows if r["pipeline"] in ("jpeg-3-bands", "tiff-13-bands") and r["workers"] == 1]
+    mine = [r for r in rows if r["pipeline"] in BAND_PIPELINES and r["workers"] == 1]
     if not mine:
         return "No rows yet: `python benchmarks/loader.py --pipelines jpeg-3-bands,tiff-13-bands ...`"
     run = (mine[-1]["command"], mine[-1]["commit"])
@@ -511,6 +537,9 @@ def outputs(rows: list[dict]) -> dict[Path, str]:
     bands_text = replaced(bands_text, "bands-loader", bands_loader_table(read_rows(loader)) if loader.exists() else
                           "No rows yet: `python benchmarks/loader.py --pipelines jpeg-3-bands,tiff-13-bands ...`",
                           bands_page)
+    steps = RESULTS / "step_time.jsonl"
+    page_text = replaced(page_text, "step-time", step_time_table(read_rows(steps)) if steps.exists() else
+                         "No rows yet: `python benchmarks/bench.py throughput ...`", page)
     crops = read_rows(RESULTS / "crop_on.jsonl") if (RESULTS / "crop_on.jsonl").exists() else []
     page_text = replaced(page_text, "crop-on", crop_on_table(crops) if crops else
                          "No rows yet: `python benchmarks/crop_on.py --out benchmarks/results/crop_on.jsonl ...`", page)

@@ -97,3 +97,14 @@ def test_the_readme_on_a_small_folder_of_photos_gives_a_run_its_cost_and_a_verdi
     assert "plan: 18 training images at 200 px, 2 epochs x 2 steps" in said and "cost: about " in said
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["verdict"]["outcome"] in ("helped", "no clear change", "got worse")
+
+
+def test_the_cost_line_scales_a_steps_fixed_cost_once_and_its_per_image_cost_by_the_batch():
+    """Probe steps of 1.0 s at 4 images and 2.0 s at 12: 0.125 s an image and 0.5 s fixed, so a
+    batch of 128 takes 16.5 s, not the 32 s that 4 images' time scaled by 128/4 would say."""
+    from byol.training.pretrain import COST_PROBES, step_seconds
+
+    assert COST_PROBES == (4, 12)
+    assert step_seconds([1.0, 2.0], 128, 1) == pytest.approx(16.5)
+    assert step_seconds([1.0, 2.0], 64, 2) == pytest.approx(2 * (0.5 + 0.125 * 64))  # each micro-batch pays the fixed cost
+    assert step_seconds([1.0, 0.9], 128, 1) == pytest.approx(1.0)  # noise that makes a larger step faster: no negative cost

@@ -75,9 +75,18 @@ def render(label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
 def generate_textures(out: str | Path, train_per_class: int = 300, test_per_class: int = 100,
                     size: int = 32, seed: int = 0) -> Path:
     """Write out/train/<class>/NNNN.png and out/test/<class>/NNNN.png; skip if already complete."""
+    def save(label: int, rng: np.random.Generator, path: Path) -> None:
+        Image.fromarray(render(label, rng, size)).save(path.with_suffix(".png"))
+
+    return write_classes(out, f"grey-textures {train_per_class} {test_per_class} {size} {seed}", save,
+                         train_per_class, test_per_class, seed)
+
+
+def write_classes(out: str | Path, stamp: str, save, train_per_class: int, test_per_class: int, seed: int) -> Path:
+    """out/train/<class>/NNNN and out/test/<class>/NNNN, each written by save(label, rng, path
+    without suffix) from one generator seeded by `seed`; skipped where out's marker holds `stamp`."""
     out = Path(out)
     marker = out / ".complete"
-    stamp = f"grey-textures {train_per_class} {test_per_class} {size} {seed}"
     if marker.exists() and marker.read_text() == stamp:
         return out
     rng = np.random.default_rng(seed)
@@ -86,7 +95,7 @@ def generate_textures(out: str | Path, train_per_class: int = 300, test_per_clas
             folder = out / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                Image.fromarray(render(label, rng, size)).save(folder / f"{i:04d}.png")
+                save(label, rng, folder / f"{i:04d}")
     marker.write_text(stamp)
     return out
 
@@ -120,18 +129,10 @@ def generate_bands(out: str | Path, bands: int = 8, train_per_class: int = 300, 
     arrays; skip if already complete."""
     if bands < 4:
         raise ValueError(f"--bands {bands}: the classes live in the bands after the first three; give at least 4")
-    out = Path(out)
-    marker = out / ".complete"
-    stamp = f"band-textures {bands} {train_per_class} {test_per_class} {size} {seed}"
-    if marker.exists() and marker.read_text() == stamp:
-        return out
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", train_per_class), ("test", test_per_class)):
-        for label, name in enumerate(CLASSES):
-            folder = out / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                np.save(folder / f"{i:04d}.npy", render_bands(label, rng, bands, size))
-    marker.write_text(stamp)
-    return out
+
+    def save(label: int, rng: np.random.Generator, path: Path) -> None:
+        np.save(path.with_suffix(".npy"), render_bands(label, rng, bands, size))
+
+    return write_classes(out, f"band-textures {bands} {train_per_class} {test_per_class} {size} {seed}", save,
+                         train_per_class, test_per_class, seed)
 

@@ -503,7 +503,7 @@ def cpu_crops(speeds, cpu_kind: str) -> tuple[str, str]:
         return "workers", "auto: on a CPU; no end-to-end measurement of both paths is packaged"
     e = mine[0]
     measured = (f"{e['device_images_per_s']:.0f} training images/s with the device's crops against "
-                f"{e['workers_images_per_s']:.0f} with the workers', {e['what']}, on a {e['cpu_kind']} CPU")
+                f"{e['workers_images_per_s']:.0f} with the workers', {e['what']}, on a CPU with {e['cpu_kind']}")
     if e["faster"] == "device":
         return "device", f"auto: on a CPU measured faster end to end: {measured}"
     return "workers", f"auto: on a CPU {'within the spread of' if e['faster'] == 'neither' else 'measured faster than'} "\

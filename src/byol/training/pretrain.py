@@ -130,16 +130,16 @@ def loader_lines(plan: Plan, data: TrainingData) -> list[str]:
                     "The progress lines' images/s and the summary's data_wait_share say whether steps wait for data"]
 
 
-COST_PROBE = 4  # images per view the cost line times one BYOL step on
+COST_PROBES = (4, 12)  # images per view the cost line times one BYOL step on, each size twice
 
 
 def cost_line(plan: Plan, model) -> str:
     """What the run will cost, measured before it starts: one BYOL step (both views through the
-    online network forward and backward, the target's forward) timed here on COST_PROBE images
-    per view at data.image_size, in the run's precision, after one untimed step, on a copy of
-    `model` (its weights and statistics stay as they are); scaled to the run's batch and steps.
-    Without augmentation and the optimiser, so a lower bound; the progress lines give the real
-    rate once the run goes."""
+    online network forward and backward, the target's forward) timed here at each size of
+    COST_PROBES images per view at data.image_size, in the run's precision, after one untimed
+    step at that size, on a copy of `model` (its weights and statistics stay as they are); the
+    line through the two times (a step's fixed cost and its cost per image) gives the run's batch.
+    Without augmentation and the optimiser; the progress lines give the real rate once the run goes."""
     import copy
     import time
 
@@ -151,21 +151,36 @@ def cost_line(plan: Plan, model) -> str:
         return "cost: no step (train.epochs 0): the untrained network is evaluated only"
     probe = copy.deepcopy(model).train()
     memory = torch.channels_last if cfg.train.channels_last else torch.contiguous_format  # as BatchAugment gives views
-    views = [torch.rand(COST_PROBE, cfg.data.channels, side, side).contiguous(memory_format=memory) for _ in range(2)]
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(plan.precision)
-    times = []
+    seconds = []
     with torch.random.fork_rng():
-        for _ in range(2):
-            start = time.perf_counter()
-            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None and not plan.facts.hardware.cuda):
-                loss = probe(*views)
-            loss.backward()
-            times.append(time.perf_counter() - start)
-    step = times[-1] * cfg.train.batch_size * cfg.train.accumulate / COST_PROBE
-    return (f"cost: about {duration(step)} a step of {cfg.train.batch_size * cfg.train.accumulate} images per process "
-            f"here (one step timed on {COST_PROBE} images at {side} px, in {plan.precision}), so about "
-            f"{duration(step * steps)} for the run's {steps} steps ({epochs} epochs); without augmentation, data "
-            "loading and the kNN checks, which the progress lines' rate includes")
+        for n in COST_PROBES:
+            views = [torch.rand(n, cfg.data.channels, side, side).contiguous(memory_format=memory) for _ in range(2)]
+            for _ in range(2):
+                start = time.perf_counter()
+                with torch.autocast("cpu", dtype=dtype or torch.float32,
+                                    enabled=dtype is not None and not plan.facts.hardware.cuda):
+                    loss = probe(*views)
+                loss.backward()
+                took = time.perf_counter() - start
+            seconds.append(took)
+    batch = cfg.train.batch_size * cfg.train.accumulate
+    step = step_seconds(seconds, cfg.train.batch_size, cfg.train.accumulate)
+    small, large = COST_PROBES
+    return (f"cost: about {duration(step)} a step of {batch} images per process here (a step timed on "
+            f"{small} and on {large} images at {side} px, in {plan.precision}), so about {duration(step * steps)} "
+            f"for the run's {steps} steps ({epochs} epochs); without augmentation, data loading and the kNN checks, "
+            "which the progress lines' rate includes")
+
+
+def step_seconds(seconds: list[float], batch_size: int, accumulate: int) -> float:
+    """A step's time from the probe steps' `seconds` at COST_PROBES images: each of the
+    `accumulate` micro-batches costs the line through the two points (fixed cost plus a cost per
+    image, neither below zero) at `batch_size` images."""
+    (small, large), (t_small, t_large) = COST_PROBES, seconds
+    per_image = max(0.0, (t_large - t_small) / (large - small))
+    fixed = max(0.0, t_small - per_image * small)
+    return accumulate * (fixed + per_image * batch_size)
 
 
 def duration(seconds: float) -> str:

@@ -53,8 +53,9 @@ def _pattern(name: str, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) 
     raise ValueError(name)
 
 
-def render(label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
-    """One (size, size, 3) uint8 image of class `label`, drawn at 2x and box-downsampled."""
+def render(label: int, rng: np.random.Generator, size: int = 32, levels: tuple[float, float] | None = None) -> np.ndarray:
+    """One (size, size, 3) uint8 image of class `label`, drawn at 2x and box-downsampled; its two
+    grey levels drawn at random, or `levels`."""
     s = 2 * size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float64) / 2  # pixels of the final image
     period = rng.uniform(4.0, 8.0)
@@ -63,13 +64,19 @@ def render(label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
     u = (xx * ca + yy * sa) / period + rng.uniform()
     v = (-xx * sa + yy * ca) / period + rng.uniform()
     mask = _pattern(CLASSES[label], u, v, rng)[..., None]
-    l1, l2 = rng.uniform(0, 1, 2)
-    while abs(l1 - l2) < 0.3:  # keep the pattern visible
-        l2 = rng.uniform(0, 1)
+    l1, l2 = levels or grey_levels(rng)
     img = np.where(mask, l1, l2) + rng.normal(0, 0.03, (s, s, 1))
     img = np.repeat(img, 3, axis=2)  # stored as RGB, as a user's photos would be
     img = img.reshape(size, 2, size, 2, 3).mean(axis=(1, 3))
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def grey_levels(rng: np.random.Generator) -> tuple[float, float]:
+    """A texture's two grey levels in [0, 1], at least 0.3 apart (the pattern stays visible)."""
+    l1, l2 = rng.uniform(0, 1, 2)
+    while abs(l1 - l2) < 0.3:
+        l2 = rng.uniform(0, 1)
+    return l1, l2
 
 
 def generate_textures(out: str | Path, train_per_class: int = 300, test_per_class: int = 100,
@@ -82,7 +89,8 @@ def generate_textures(out: str | Path, train_per_class: int = 300, test_per_clas
                          train_per_class, test_per_class, seed)
 
 
-def write_classes(out: str | Path, stamp: str, save, train_per_class: int, test_per_class: int, seed: int) -> Path:
+def write_classes(out: str | Path, stamp: str, save, train_per_class: int, test_per_class: int, seed: int,
+                  classes: tuple[str, ...] = CLASSES) -> Path:
     """out/train/<class>/NNNN and out/test/<class>/NNNN, each written by save(label, rng, path
     without suffix) from one generator seeded by `seed`; skipped where out's marker holds `stamp`."""
     out = Path(out)
@@ -91,7 +99,7 @@ def write_classes(out: str | Path, stamp: str, save, train_per_class: int, test_
         return out
     rng = np.random.default_rng(seed)
     for split, n in (("train", train_per_class), ("test", test_per_class)):
-        for label, name in enumerate(CLASSES):
+        for label, name in enumerate(classes):
             folder = out / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
@@ -103,18 +111,27 @@ def write_classes(out: str | Path, stamp: str, save, train_per_class: int, test_
 # Multi-band demo (byol demo --bands N): full-precision images whose classes differ only in the
 # bands after the first three. Bands 0-2 (the "visible" ones) show the texture of a random class,
 # drawn independently of the image's own class, so an RGB-only network has nothing to learn the
-# class from; bands 3 and up show the image's own class's texture. Values are 16-bit like a
-# satellite's reflectances (0-10,000), each band with its own offset and gain, so the per-band
-# standardisation matters.
+# class from; bands 3 and up show the image's own class's texture. Both textures take the same
+# two grey levels, as one surface is bright or dark in every band: levels drawn for each texture
+# would give every image a band-to-band brightness pattern that no global brightness or contrast
+# change alters, an identity BYOL learns before any texture (as colour pairs, see the top). Each
+# texture is turned by a random multiple of 90 degrees, as overhead imagery has no up (the plan's
+# rotations, decide_augmentation): horizontal and vertical stripes are one class, "stripes".
+# Values are 16-bit like a satellite's reflectances (0-10,000), each band with its own offset and
+# gain, so the per-band standardisation matters.
+BAND_CLASSES = {"stripes": "horizontal_stripes",  # class -> pattern
+                **{c: c for c in CLASSES if c not in ("horizontal_stripes", "vertical_stripes")}}
 BAND_OFFSETS = (900.0, 1200.0, 1500.0, 2600.0, 3100.0, 2000.0, 1400.0, 1800.0)
 BAND_GAINS = (400.0, 500.0, 600.0, 1500.0, 1200.0, 900.0, 700.0, 1000.0)
 
 
 def render_bands(label: int, rng: np.random.Generator, bands: int = 8, size: int = 32) -> np.ndarray:
-    """One (bands, size, size) uint16 image of class `label` (see above)."""
-    other = int(rng.integers(len(CLASSES)))  # the visible bands' texture: any class's
-    visible = render(other, rng, size)[..., 0].astype(np.float64) / 255
-    hidden = render(label, rng, size)[..., 0].astype(np.float64) / 255
+    """One (bands, size, size) uint16 image of BAND_CLASSES' class `label` (see above)."""
+    patterns = [CLASSES.index(p) for p in BAND_CLASSES.values()]
+    other = patterns[int(rng.integers(len(patterns)))]  # the visible bands' texture: any class's
+    levels = grey_levels(rng)
+    visible, hidden = (np.rot90(render(p, rng, size, levels)[..., 0], int(rng.integers(4))).astype(np.float64) / 255
+                       for p in (other, patterns[label]))
     out = np.empty((bands, size, size), dtype=np.float64)
     for b in range(bands):
         texture = visible if b < 3 else hidden
@@ -134,5 +151,5 @@ def generate_bands(out: str | Path, bands: int = 8, train_per_class: int = 300, 
         np.save(path.with_suffix(".npy"), render_bands(label, rng, bands, size))
 
     return write_classes(out, f"band-textures {bands} {train_per_class} {test_per_class} {size} {seed}", save,
-                         train_per_class, test_per_class, seed)
+                         train_per_class, test_per_class, seed, tuple(BAND_CLASSES))
 

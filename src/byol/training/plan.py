@@ -56,6 +56,13 @@ BLUR_BELOW = 40  # px: below it, no Gaussian blur (its 3x3 kernel is a near-box 
 MULTISPECTRAL = 4  # full-precision data of at least this many bands takes rotations and band dropout by default
 ROT90_ANY = 0.75  # rot90_p that makes each of the four orientations equally likely
 BAND_DROP = 0.1  # band_drop_p by default for multi-band data: a choice, not a measured optimum
+# Full-precision brightness and contrast, in standard deviations of each band: the paper's 0.4 of
+# the pixel range is about 1.6 standard deviations of photos' pixels, and at 0.4 standard
+# deviations BYOL did not beat the untrained network on the demo's textures saved as 16-bit
+# bands. 1.2 and 0.8 were chosen over (0.4, 0.4), (1.2, 0.4), (1.77, 0.4) and (1.77, 0.8) on
+# a validation copy of the demo data (generated with another seed, 10 epochs, training seed 0):
+# docs/beyond-rgb.md, "How the band defaults were chosen".
+BAND_BRIGHTNESS, BAND_CONTRAST = 1.2, 0.8
 PRECISION_NAMES = {"32-true": "fp32", "bf16-mixed": "bf16 autocast (mixed)", "16-mixed": "fp16 autocast (mixed)"}
 
 
@@ -392,8 +399,10 @@ def decide_augmentation(draft: Draft, grayscale: bool) -> None:
       are set to 0 so that config.yaml records what really happens.
     - Full-precision data (data.pixels full): hue, saturation, colour dropping and solarization
       assume RGB pixels in [0, 1] and are off, also where a packaged recipe set them (a file of
-      the user's own or the command line that turns one on is refused); with MULTISPECTRAL bands or more, rotations by 90 degrees (every orientation
-      equally likely: overhead imagery has no up) and band dropout (BAND_DROP) are on."""
+      the user's own or the command line that turns one on is refused); brightness and contrast
+      are BAND_BRIGHTNESS and BAND_CONTRAST standard deviations; with MULTISPECTRAL bands or
+      more, rotations by 90 degrees (every orientation equally likely: overhead imagery has no
+      up) and band dropout (BAND_DROP) are on."""
     small = draft["data.image_size"] < BLUR_BELOW
     views = ("view1", "view2", "small") if draft["augment.small_crops"] else ("view1", "view2")
     names = [f"augment.{view}.blur_p" for view in views] if small else []
@@ -410,6 +419,11 @@ def decide_augmentation(draft: Draft, grayscale: bool) -> None:
         names += [k for k in colour if k.endswith("solarize_p")]
     changes = {k: 0.0 for k in names if (k not in draft.given or full and from_recipe(draft.given[k]))
                and draft[k] != 0.0}
+    if full:  # in standard deviations of each band (BAND_BRIGHTNESS)
+        for view in views:
+            for k, v in ((f"augment.{view}.brightness", BAND_BRIGHTNESS), (f"augment.{view}.contrast", BAND_CONTRAST)):
+                if (k not in draft.given or from_recipe(draft.given[k])) and draft[k] != v:
+                    changes[k] = v
     bands = draft["data.channels"]
     if full and bands >= MULTISPECTRAL:  # overhead multi-band imagery: no up, and bands that can stand in for each other
         for view in views:

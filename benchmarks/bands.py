@@ -3,7 +3,7 @@ held-out images before and after pretraining, the network pretrained on all N ba
 network pretrained on bands 0-2 only (data.bands [0, 1, 2]), each against its own untrained
 network by the paired test of the run's verdict.
 
-The data (byol.data.demo.generate_bands): ten classes of textures in the bands after the first
+The data (byol.data.demo.generate_bands): nine classes of textures in the bands after the first
 three, while bands 0-2 show the texture of a random other class, so RGB holds no class. The run:
 the demo recipe (`--config demo`: ResNet-18 at width 0.25 with the CIFAR stem, SGD, 32 px) for
 --epochs epochs, with rotations and band dropout in both variants (SAME), each seed a process of
@@ -45,7 +45,7 @@ def run_one(data: Path, out: Path, epochs: int, seed: int, extra: list[str]) -> 
     verdict = summary["verdict"]
     return {"seed": seed, "epochs": epochs, "train_images": summary["train_images"], "steps": summary["steps"],
             "held_out_images": summary.get("knn_test_images"),
-            "knn_untrained_top1": summary.get("knn_untrained_top1"), "knn_final_top1": summary.get("knn_final_top1"),
+            "knn_k": summary["knn"][-1]["k"], "knn_untrained_top1": summary.get("knn_untrained_top1"), "knn_final_top1": summary.get("knn_final_top1"),
             "outcome": verdict.get("outcome"), "p_value": verdict.get("p_value"),
             "wall_seconds": summary["wall_seconds"], "process_seconds": round(time.time() - start, 1),
             "precision": summary["precision"], "load_average_before": [round(v, 2) for v in load_before],

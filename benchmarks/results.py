@@ -5,7 +5,8 @@ benchmarks/results/*.jsonl and writes, each between its markers or as a whole fi
   candidates tried on validation images (quickstart-val.jsonl), the loader tables (images/s of
   each input pipeline on photographs, loader.jsonl), the in-memory step time (step_time.jsonl)
   and the continued-pretraining table;
-- docs/beyond-rgb.md: all bands against RGB only (bands.jsonl) and the multi-band loader rows;
+- docs/beyond-rgb.md: all bands against RGB only (bands.jsonl), the screen of the band
+  brightness and contrast defaults (band_defaults.jsonl) and the multi-band loader rows;
 - README.md: the results table (each data set and run length: seeds, kNN before -> after, verdicts, time);
 - src/byol/training/budget.json: the budget advice's measurements (byol.training.budget.summarize);
 - src/byol/training/crop_speed.json and the benchmarks page's crop table: where photos' crops are
@@ -451,6 +452,21 @@ def bands_knn_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def band_defaults_table(rows: list[dict]) -> str:
+    """benchmarks/band_defaults.py: kNN top-1 untrained -> final and the verdict for each set and
+    candidate (brightness, contrast, band dropout), the latest row of each."""
+    latest = {(r["set"], r["brightness"], r["contrast"], r["band_drop_p"]): r for r in rows}
+    lines = ["| validation set | brightness, contrast (standard deviations) | band dropout | epochs (steps) | "
+             "kNN top-1 untrained -> final | verdict against the untrained network |", "|---|---|---|---|---|---|"]
+    for (name, brightness, contrast, drop), r in latest.items():
+        lines.append(f"| {name} | {brightness}, {contrast} | {drop} | {r['epochs']} ({r['steps']}) | "
+                     f"{100 * r['knn_untrained_top1']:.1f} % -> **{100 * r['knn_final_top1']:.1f} %** | {r['outcome']} |")
+    r = rows[-1]
+    return "\n".join(lines) + (f"\n\n{r['cpu_kind']}, {r['precision']}, torch {r['torch']}; training seed {r['seed']}, data "
+                               f"seed {r['data_seed']}; commit {r['commit']}; `{r['benchmark_command']}`"
+                               + (f" (these rows: {r['runner']})" if r.get("runner") else ""))
+
+
 def bands_loader_table(rows: list[dict]) -> str:
     """The loader rows of 13-band GeoTIFFs and 3-band JPEGs (benchmarks/loader.py), latest run."""
     from loader import ratio
@@ -534,6 +550,10 @@ def outputs(rows: list[dict]) -> dict[Path, str]:
     bands = read_rows(RESULTS / "bands.jsonl") if (RESULTS / "bands.jsonl").exists() else []
     bands_text = replaced(bands_page.read_text(), "bands-knn", bands_knn_table(bands) if bands else
                           "No rows yet: `python benchmarks/bands.py --out benchmarks/results/bands.jsonl ...`", bands_page)
+    defaults = read_rows(RESULTS / "band_defaults.jsonl") if (RESULTS / "band_defaults.jsonl").exists() else []
+    bands_text = replaced(bands_text, "band-defaults", band_defaults_table(defaults) if defaults else
+                          "No rows yet: `python benchmarks/band_defaults.py --out benchmarks/results/band_defaults.jsonl`",
+                          bands_page)
     bands_text = replaced(bands_text, "bands-loader", bands_loader_table(read_rows(loader)) if loader.exists() else
                           "No rows yet: `python benchmarks/loader.py --pipelines jpeg-3-bands,tiff-13-bands ...`",
                           bands_page)

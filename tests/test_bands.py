@@ -167,7 +167,11 @@ def test_full_precision_data_turns_colour_off_and_multi_band_turns_rotation_and_
     v = plan.cfg.augment.view2
     assert (v.hue, v.saturation, v.grayscale_p, v.solarize_p) == (0, 0, 0, 0)
     assert v.rot90_p == 0.75 and v.band_drop_p == 0.1 and plan.cfg.data.channels == 8
-    assert any("full-precision data of 8 bands" in n for n in plan.lines())
+    assert (v.brightness, v.contrast) == (1.2, 0.8)  # standard deviations of each band, not the paper's 0.4
+    assert any("full-precision data of 8 bands" in n and "augment.view1.brightness: 0.4 -> 1.2" in n
+               for n in plan.lines())
+    mine = decide(from_dict({"data": {"path": "tiles"}, "augment": {"view1": {"brightness": 0.3}}}), facts)
+    assert mine.cfg.augment.view1.brightness == 0.3 and mine.cfg.augment.view2.brightness == 1.2
     with pytest.raises(ConfigError, match="hue, saturation, colour dropping and solarization need 8-bit RGB"):
         decide(from_dict({"data": {"path": "tiles"}, "augment": {"view1": {"hue": 0.1}}}), facts)
     with pytest.raises(ConfigError, match="have 8 bands as read; set data.channels 8 or auto"):

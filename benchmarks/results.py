@@ -449,7 +449,9 @@ def bands_knn_table(rows: list[dict]) -> str:
         lines.append(f"| {runs[0]['data']} | {variant} | {runs[0]['input_bands']} | {', '.join(map(str, seeds))} | "
                      f"{epochs} ({runs[0]['steps']}) | {mean} ({each}) | {verdict_counts(runs)} | {against} | "
                      f"{runs[0]['precision']}, {runs[0]['cpu_kind']} |")
-    return "\n".join(lines)
+    last = rows[-1]
+    return "\n".join(lines) + (f"\n\ntorch {last['torch']}; commit {last['commit']}; "
+                               f"`{last['benchmark_command']}`; each run's own command in its row")
 
 
 def band_defaults_table(rows: list[dict]) -> str:

@@ -276,14 +276,11 @@ def paired_predictions(n: int, untrained_acc: float, untrained_only: int, final_
 
 
 def summary_of(before, after, base):
-    from byol.training.monitors import KNNMonitor
+    from byol.training.summary import discordant_pairs
 
-    monitor = KNNMonitor(None, None, 1)
-    monitor.correct = {"untrained": before, "latest": after}
-    monitor.history = [{"epoch": 0}, {"epoch": 5}]
     return {**base, "knn_untrained_top1": before.float().mean().item(),
             "knn_final_top1": after.float().mean().item(), "knn_test_images": len(before),
-            "knn_paired": monitor.paired()}
+            "knn_paired": discordant_pairs({"untrained": before, "latest": after}, [{"epoch": 0}, {"epoch": 5}])}
 
 
 def test_mcnemar_exact_matches_the_binomial_test():

@@ -109,14 +109,14 @@ def test_skip_nonfinite_skips_the_step_and_goes_on(demo_data, tmp_path):
 
 
 def test_a_dead_data_worker_is_a_message_not_a_hang(demo_data, tmp_path, monkeypatch, capsys):
-    real = StreamImages.load
+    real = StreamImages.decoded
 
     def die_in_worker(self, i):
         if torch.utils.data.get_worker_info() is not None and i % 7 == 3:
             os.kill(os.getpid(), signal.SIGKILL)
         return real(self, i)
 
-    monkeypatch.setattr(StreamImages, "load", die_in_worker)
+    monkeypatch.setattr(StreamImages, "decoded", die_in_worker)
     rc = main(run_args(demo_data, tmp_path / "w", "--data.in_memory", "false", "--data.num_workers", "1"))
     assert rc == 2
     err = capsys.readouterr().err

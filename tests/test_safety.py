@@ -338,7 +338,7 @@ def test_video_frames_follow_their_numbers(tmp_path):
     assert [Path(f).name for f in ds.frames[:3]] == ["frame1.jpg", "frame2.jpg", "frame3.jpg"]
     assert Path(ds.frames[ds.partner(0)]).name == "frame2.jpg"  # frame1's neighbour is frame2, not frame10
     (tmp_path / "clip" / "frame2.jpg").write_bytes(b"not a jpeg")
-    assert ds.load(1).shape == (3, 8, 8) and len(ds.bad) == 1  # a corrupt frame: its neighbour, said once
+    assert ds.decoded(1).shape == (3, 8, 8) and len(ds.bad) == 1  # a corrupt frame: its neighbour, said once
 
 
 def test_stray_images_duplicates_and_run_folders_inside_the_data(tmp_path, capsys):

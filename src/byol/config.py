@@ -251,6 +251,15 @@ def input_channels(data: DataConfig) -> int:
     return 3 if data.channels == "auto" else data.channels
 
 
+def view_sides(cfg: Config) -> list[int]:
+    """Every side the network sees in training besides data.image_size: the resolution
+    schedule's and the small crops'."""
+    sides = set(cfg.train.resolution_schedule.values())
+    if cfg.augment.small_crops:
+        sides.add(cfg.augment.small_side)
+    return sorted(sides - {cfg.data.image_size})
+
+
 RECIPES_DIR = Path(__file__).resolve().parent / "configs"
 
 

@@ -235,6 +235,23 @@ def infer_feature_dim(net: nn.Module, hidden_layer: str | None, image_size: int,
                                    "or a network that takes these") from None
 
 
+def check_sides(model: BYOL, sides: list[int], in_channels: int) -> None:
+    """The network must give features of one size at every side it is trained on besides the
+    one it was built for (a global pooling does; a flatten after fixed-size convolutions does
+    not): a ValueError naming the side."""
+    encoder = model.online
+    for side in sides:
+        try:
+            dim = infer_feature_dim(encoder.net, encoder.hidden_layer, side, in_channels, encoder.token_pool)
+        except Exception as e:  # noqa: BLE001 - any failure of the probe forward is reported the same way
+            raise ValueError(f"the network fails on {side} x {side} views: "
+                             f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        if dim != model.feature_dim:
+            raise ValueError(f"the network's features are {dim}-d on {side} x {side} views but {model.feature_dim}-d "
+                             "at the side it was built for; views of several sides need a network whose features do not "
+                             "depend on the input size (a global pooling)")
+
+
 def projection_std(z: torch.Tensor) -> torch.Tensor:
     """Collapse monitor: mean over dimensions of the batch std of L2-normalised projections.
 

@@ -178,6 +178,11 @@ def fit_image(img: Image.Image, size: int | None, mode: str, rng: np.random.Gene
             w, h = img.size
             left, top = (w - size) // 2, (h - size) // 2
             img = img.crop((left, top, left + size, top + size))
+    return picture_array(img)
+
+
+def picture_array(img: Image.Image) -> np.ndarray:
+    """A decoded picture as uint8 (C, H, W), the layout every tensor of this package has."""
     return chw(np.array(img, dtype=np.uint8))
 
 
@@ -207,8 +212,8 @@ def cut_views(source: bytes | str, channels: int, views: tuple[ViewConfig, ...],
     (decode_for_crops), resized by PIL, and its box (x0, y0, w, h) in the upright full-size
     image's pixels (see the module docstring)."""
     image, boxes, s = decode_for_crops(source, channels, views, size, bound, sampling, decoder, reduce)
-    crops = [torch.from_numpy(chw(np.array(image.resize(
-        (size, size), RESAMPLE[interpolation], box=(x0 * s, y0 * s, (x0 + w) * s, (y0 + h) * s)))))
+    crops = [torch.from_numpy(picture_array(image.resize(
+        (size, size), RESAMPLE[interpolation], box=(x0 * s, y0 * s, (x0 + w) * s, (y0 + h) * s))))
         for x0, y0, w, h in boxes]
     return crops, boxes
 

@@ -127,23 +127,6 @@ class AugmentedImages(torch.utils.data.Dataset):
         return Batch(view1=v1, view2=v2, labels=self.memory.labels[i])
 
 
-GRAYSCALE_SAMPLE = 4096  # images whose pixels decide whether the data is grayscale
-
-
-def looks_grayscale(dataset, channels: int = 3, sample: int = GRAYSCALE_SAMPLE) -> bool:
-    """One-channel data, or in-memory RGB images (a data set or a uint8 tensor) whose three
-    channels are equal (the first `sample` images are checked); streamed RGB data is taken to
-    be in colour."""
-    if channels == 1:
-        return True
-    images = dataset if isinstance(dataset, torch.Tensor) else getattr(getattr(dataset, "dataset", dataset),
-                                                                      "images", None)
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        return False
-    x = images[:sample]
-    return bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
-
-
 class StreamImages(torch.utils.data.Dataset):
     """Images decoded per item (in DataLoader workers): uint8 (C, S, S), or two views.
 
@@ -172,7 +155,7 @@ class StreamImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def load(self, i: int):
+    def decoded(self, i: int):
         """(uint8 image, partner, boxes or None): see decode_item."""
         path = os.path.join(self.images.root, self.images.items[i])
         return decode_item(path, self.channels, self.size, self.mode, crops=self.crops, decoder=self.decoder,
@@ -182,7 +165,7 @@ class StreamImages(torch.utils.data.Dataset):
         for attempt in range(min(len(self), 100)):
             j = (i + attempt) % len(self)
             try:
-                decoded = self.load(j)
+                decoded = self.decoded(j)
             except (*DECODE_ERRORS, FileNotFoundError) as e:
                 self.bad.report(os.path.join(self.images.root, self.images.items[j]), e)
                 continue
@@ -208,7 +191,7 @@ class WholeImageCrops(StreamImages):
         return WholeImageCrops(self.images.subset(indices), self.crop_size, self.size, self.channels, self.view,
                                self.interpolation, self.decoder)
 
-    def load(self, i: int):
+    def decoded(self, i: int):
         path = os.path.join(self.images.root, self.images.items[i])
         (crop,), _ = cut_views(path, self.channels, (self.view,), self.crop_size, self.size, self.interpolation,
                                decoder=self.decoder)
@@ -269,7 +252,7 @@ class VideoFramePairs(torch.utils.data.Dataset):
         choices = [j for j in range(max(lo, i - self.gap), min(hi, i + self.gap + 1)) if j != i]
         return int(numpy_rng().choice(choices))
 
-    def load(self, i: int) -> torch.Tensor:
+    def decoded(self, i: int) -> torch.Tensor:
         """Frame i. An unreadable frame is said once (BadImages) and the nearest readable frame of
         its clip stands in; a clip with none is one DataError."""
         lo, hi = self.clip_range[i]
@@ -282,7 +265,7 @@ class VideoFramePairs(torch.utils.data.Dataset):
         raise DataError(f"no image of {str(Path(self.frames[i]).parent)!r} can be read")
 
     def __getitem__(self, i: int) -> Batch:
-        a, b = self.load(i), self.load(self.partner(i))
+        a, b = self.decoded(i), self.decoded(self.partner(i))
         if self.transform is not None:
             v1, v2 = self.transform.pair(a, b)
             return Batch(view1=v1, view2=v2, labels=-1)
@@ -333,14 +316,14 @@ class ListedPairs(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def load(self, path: str) -> torch.Tensor:
+    def decoded(self, path: str) -> torch.Tensor:
         return decode_item(path, self.channels, self.size, self.mode, numpy_rng(), pixels=self.pixels)[0]
 
     def __getitem__(self, i: int) -> Batch:
         for attempt in range(min(len(self), 100)):
             a, b = self.pairs[(i + attempt) % len(self)]
             try:
-                x, y = self.load(a), self.load(b)
+                x, y = self.decoded(a), self.decoded(b)
             except DECODE_ERRORS as e:
                 self.bad.report(f"{a} or {b}", e)
                 continue

@@ -20,13 +20,11 @@ import torch
 from byol.core.augment import AugmentConfig, TwoViewTransform
 from byol.data.bands import BandStats, Pixels, band_shape, band_stats, is_picture
 from byol.data.image_sets import (
-    GRAYSCALE_SAMPLE,
     ListedPairs,
     MemoryImages,
     StreamImages,
     VideoFramePairs,
     decode_to_memory,
-    looks_grayscale,
 )
 from byol.data.listing import DECODE_ERRORS, DataError, ImageList, list_images, read_all_bytes
 from byol.data.splits import (
@@ -39,6 +37,23 @@ from byol.data.splits import (
 MEMORY_LIMIT_IMAGES = 300_000  # below it (and not large_images full), a folder's images are decoded into memory
 SIZE_SAMPLE = 64  # images whose headers are read to find the typical size
 GRAYSCALE_SIDE = 16  # px: the grayscale sample is decoded this small (equal channels stay equal at any size)
+GRAYSCALE_SAMPLE = 4096  # images whose pixels decide whether the data is grayscale
+
+
+def looks_grayscale(dataset, channels: int = 3, sample: int = GRAYSCALE_SAMPLE) -> bool:
+    """One-channel data, or in-memory RGB images (a data set or a uint8 tensor) whose three
+    channels are equal (the first `sample` images are checked); streamed RGB data is taken to
+    be in colour."""
+    if channels == 1:
+        return True
+    images = dataset if isinstance(dataset, torch.Tensor) else getattr(getattr(dataset, "dataset", dataset),
+                                                                      "images", None)
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        return False
+    x = images[:sample]
+    return bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
+
+
 NAMED_SIZES = {"cifar10": 32, "cifar100": 32, "stl10": 96, "mnist": 28, "emnist": 28}
 BANK_IMAGES = 10_000  # streamed data: the kNN monitor's bank is this many training images, decoded once
 
@@ -117,7 +132,7 @@ def survey(spec: DataSpec) -> DataFacts:
         facts = DataFacts("shards", spec.path, sum(s["count"] for s in index["shards"]), None,
                           spec.picture_channels == 1, "data.channels", None, bool(index.get("classes")),
                           channels=spec.picture_channels, spec=spec)
-        return survey_bands(facts, lambda n: sample_bytes(spec.path, n))
+        return survey_bands(facts, functools.partial(sample_bytes, spec.path))
     if spec.dataset in ("video", "pairs"):
         pairs = paired_images(spec, Reading(None, 0))
         count, frames = len(pairs), pairs.frames

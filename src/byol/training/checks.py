@@ -1,24 +1,11 @@
-"""The checks around a run's start: before the data is read (the MLflow URI, the run folder:
-run_folder.check_run_folder), and for a resumed run, that its config and data are the ones its
-checkpoint was made with."""
+"""The checks of a resumed run: that its config and data are the ones its checkpoint was made
+with (the checks before any run reads its data are run_folder.check_start's)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from byol.config import Config, ConfigError, resumable_keys, to_dict
-from byol.training.facts import Launch
-from byol.training.plan import Plan, launch_rank
-from byol.training.run_folder import check_run_folder
-
-
-def check_start(cfg: Config, resume: bool, launch: Launch) -> Path:
-    """The checks before the data is read: the MLflow URI and the run folder (check_run_folder,
-    whose lock only this launch's rank 0 probes). Returns the checkpoint path."""
-    if cfg.log.mlflow_uri:
-        from byol.tracking import check_tracking_uri
-
-        check_tracking_uri(cfg.log.mlflow_uri)
-    return check_run_folder(cfg, resume, launch_rank(launch, cfg.train.devices))
+from byol.training.plan import Plan
 
 
 def check_resume_config(last: Path, plan: Plan, identity: dict | None = None) -> dict:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from byol.config import Config, input_channels, to_dict
+from byol.config import to_dict
 from byol.core.augment import TwoViewTransform
 from byol.data.bands import Pixels
 from byol.data.batch import already_batched, collate
@@ -37,21 +37,23 @@ class TrainingData:
 def build_data(plan: Plan) -> TrainingData:
     """The TrainingData of the plan: its source, opened as the facts surveyed it, read as the plan
     says, under one loader."""
-    source = open_source(plan.facts.data, reading(plan.cfg, plan.crop_on == "device"))
+    source = open_source(plan.facts.data, reading(plan))
     data = make_loader(plan, source)
     data.grayscale = plan.grayscale
     return data
 
 
-def reading(cfg: Config, device_crops: bool = False) -> Reading:
+def reading(plan: Plan) -> Reading:
     """How the run's images are read (byol.data.sources.Reading): training images decoded to
     data.load_size (default data.image_size), or with large_images 'full' each view's crop taken
     from the whole image (its shorter side bounded by data.load_size; None: none) with the
     augmentation's crop settings; evaluation images to data.load_size, or with large_images 'full'
     image_size / eval_crop (ImageNet: 224 / 0.875 = 256, DeepMind's _decode_and_center_crop); the
-    per-image two-view transform where data.augment_on is 'workers'; with device_crops (the
-    plan's crop_on), whole photos and their boxes for the training device to cut; the input
-    channels and how each file's values are read (data.pixels and its keys)."""
+    per-image two-view transform where data.augment_on is 'workers'; where the plan's crop_on is
+    the device, whole photos and their boxes for the training device to cut; the input channels
+    (data.channels, decided by the plan) and how each file's values are read (data.pixels and
+    its keys)."""
+    cfg = plan.cfg
     d = cfg.data
     full = d.large_images == "full"
     pixels = Pixels.of(to_dict(cfg)["data"])
@@ -59,7 +61,7 @@ def reading(cfg: Config, device_crops: bool = False) -> Reading:
     return Reading(train_size=d.load_size if full else d.load_size or d.image_size,
                    eval_size=round(d.image_size / d.eval_crop) if full else d.load_size or d.image_size,
                    crops=cfg.augment if full else None, transform=transform, batch_size=cfg.train.batch_size,
-                   device_crops=device_crops, channels=input_channels(d), pixels=pixels)
+                   device_crops=plan.crop_on == "device", channels=d.channels, pixels=pixels)
 
 
 def enough_images(path: str, n: int, global_batch: int) -> None:

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from byol.checkpoint import load_initial_weights
-from byol.config import Config, ConfigError, as_config, input_channels, to_dict
+from byol.config import Config, ConfigError, as_config, input_channels, to_dict, view_sides
 from byol.core.augment import BatchAugment, check_pixels, resize_views, scheduled_size
 from byol.core.backbones import build_backbone
-from byol.core.model import BYOL, infer_feature_dim
+from byol.core.model import BYOL, check_sides
 from byol.core.optim import WarmupCosine, build_optimizer, build_scheduler, scaled_lr
 from byol.data.batch import Batch, as_batch
 from byol.training.data import TrainingData
@@ -49,6 +49,7 @@ class BYOLModule(L.LightningModule):
                  data: TrainingData | None = None):
         super().__init__()
         cfg = as_config(config)
+        channels, sides = input_channels(cfg.data), view_sides(cfg)
         self.cfg = cfg
         self.save_hyperparameters({"config": to_dict(cfg)})
         if net is None:
@@ -58,8 +59,12 @@ class BYOLModule(L.LightningModule):
         m = cfg.model
         if m.init_weights:  # before the target is copied from the online network
             load_initial_weights(net, m.init_weights)
-        self.model = BYOL(net, m, image_size=cfg.data.image_size, in_channels=input_channels(cfg.data))
-        check_view_sizes(self.model, cfg)
+        self.model = BYOL(net, m, image_size=cfg.data.image_size, in_channels=channels)
+        try:  # multi-crop and the resolution schedule need features of one size at every side
+            check_sides(self.model, sides, channels)
+        except ValueError as e:
+            raise ConfigError(f"{e} (data.image_size {cfg.data.image_size}; train.resolution_schedule, "
+                              f"augment.small_size); {WITHOUT_LEVERS}") from None
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.pixels = "full" if cfg.data.pixels == "full" else "8-bit"  # auto, not planned: 8-bit pictures
@@ -197,34 +202,7 @@ class BYOLModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": o.schedule_per}}
 
 
-def view_sides(cfg: Config) -> list[int]:
-    """Every side the network sees in training besides data.image_size: the resolution
-    schedule's and the small crops'."""
-    sides = set(cfg.train.resolution_schedule.values())
-    if cfg.augment.small_crops:
-        sides.add(cfg.augment.small_side)
-    return sorted(sides - {cfg.data.image_size})
-
-
 WITHOUT_LEVERS = "or train at one side: --train.resolution_schedule '{}' --augment.small_crops 0"
-
-
-def check_view_sizes(model: BYOL, cfg: Config) -> None:
-    """The network must give features of one size at every side it trains on (a global pooling
-    does; a flatten after fixed-size convolutions does not): a ConfigError naming the side."""
-    encoder = model.online
-    for side in view_sides(cfg):
-        try:
-            dim = infer_feature_dim(encoder.net, encoder.hidden_layer, side, input_channels(cfg.data), encoder.token_pool)
-        except Exception as e:  # noqa: BLE001 - any failure of the probe forward is reported the same way
-            raise ConfigError(f"the network fails on {side} x {side} views (train.resolution_schedule, "
-                             f"augment.small_size): {type(e).__name__}: {str(e).splitlines()[0][:200]}; "
-                             f"{WITHOUT_LEVERS}") from None
-        if dim != model.feature_dim:
-            raise ConfigError(f"the network's features are {dim}-d on {side} x {side} views but {model.feature_dim}-d "
-                             f"at data.image_size {cfg.data.image_size}; multi-crop and the resolution schedule need "
-                             f"a network whose features do not depend on the input size (a global pooling); "
-                             f"{WITHOUT_LEVERS}")
 
 
 class CompileOrEager:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -101,21 +102,37 @@ class KNNMonitor(L.Callback):
         if epoch % self.every == 0 or epoch == trainer.max_epochs:
             self.record(trainer, pl_module, epoch)
 
-    def paired(self) -> dict | None:
-        """The held-out images that only the untrained network, or only the latest one, gets right
-        (the discordant pairs of McNemar's test); None without both evaluations."""
-        before, after = self.correct.get("untrained"), self.correct.get("latest")
-        if before is None or after is None or len(before) != len(after) or self.history[-1]["epoch"] == 0:
-            return None
-        return {"untrained_only": int((before & ~after).sum()), "final_only": int((after & ~before).sum()),
-                "both": int((before & after).sum()), "neither": int((~before & ~after).sum())}
-
     def state_dict(self):
         return {"history": self.history, "correct": dict(self.correct)}
 
     def load_state_dict(self, state):
         self.history = list(state.get("history", []))
         self.correct = dict(state.get("correct", {}))
+
+
+def progress_display(wanted: bool, every: float, refresh_rate: int) -> L.Callback | None:
+    """How a run shows its progress (log.progress): on a terminal Lightning's rich progress bar
+    (tqdm's without rich), refreshed once per log interval (refreshing reads the loss), without
+    the logger's version number; in a file (nohup, SLURM), where a bar would show nothing until
+    the end, PlainProgress lines every `every` seconds; None when not wanted."""
+    if not wanted:
+        return None
+    if not sys.stdout.isatty():
+        return PlainProgress(every)
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+    def without_version(base):
+        class Bar(base):
+            def get_metrics(self, trainer, pl_module):
+                metrics = super().get_metrics(trainer, pl_module)
+                metrics.pop("v_num", None)
+                return metrics
+        return Bar
+
+    try:
+        return without_version(RichProgressBar)(refresh_rate=refresh_rate)
+    except ModuleNotFoundError:
+        return without_version(TQDMProgressBar)(refresh_rate=refresh_rate)
 
 
 class PlainProgress(L.Callback):

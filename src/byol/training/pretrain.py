@@ -17,17 +17,16 @@ import json
 from pathlib import Path
 
 from byol.config import Config, as_config
-from byol.training.checks import check_resume, check_start
+from byol.training.checks import check_resume
 from byol.training.data import TrainingData, build_data
 from byol.training.facts import Launch, read_facts, read_launch
 from byol.training.plan import Plan, decide
-from byol.training.records import close_run
-from byol.training.run_folder import holding, recording_skipped, write_run_file
+from byol.training.run_folder import check_start, holding, recording_skipped, write_run_file
+from byol.training.summary import close_run
 from byol.training.trainer import (
     build_trainer,
     closing_process_group,
     fit,
-    prepare_process,
 )
 
 
@@ -58,11 +57,20 @@ def pretrain(cfg: Config | dict | str | Path, resume: bool = False, net=None, ca
     with holding(plan, resume), recording_skipped(plan.cfg):
         write_run_file(plan, "config.yaml", plan.cfg)
         write_run_file(plan, "plan.json", json.dumps(plan.as_dict(), indent=1, default=str))
-        monitor = knn_monitor(plan.cfg, data)
-        trainer, mlflow = build_trainer(plan, monitor, callbacks or [], resume)
+        trainer, mlflow = build_trainer(plan, data, callbacks or [], resume)
         with closing_process_group():
             wall = fit(trainer, module, data.loader, last if resume else None)
-            return close_run(plan, trainer, module, data, monitor, wall, mlflow, resume)
+            return close_run(plan, trainer, module, data, wall, mlflow, resume)
+
+
+def prepare_process(cfg: Config) -> None:
+    """This process's CPU threads (train.threads) and random seeds (train.seed), before the data."""
+    import lightning as L
+    import torch
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
 
 
 def plan_run(cfg: Config, launch: Launch | None = None) -> Plan:
@@ -70,16 +78,6 @@ def plan_run(cfg: Config, launch: Launch | None = None) -> Plan:
     (byol.training.plan.decide). `byol pretrain`, its --print-config, `byol preview` and the
     Python pretrain() all plan through here, so none can say what another does not do."""
     return decide(cfg, read_facts(cfg, launch))
-
-
-def knn_monitor(cfg: Config, data: TrainingData):
-    """The kNN monitor on the data's labeled bank and held-out images; None without them."""
-    from byol.training.monitors import KNNMonitor
-
-    t = cfg.train
-    if data.bank is None:
-        return None
-    return KNNMonitor(data.bank, data.test, t.knn_every, t.knn_k, t.knn_temperature, Path(t.out_dir) / "knn.json")
 
 
 LOADER_PROBE = 16  # images decoded in the main process before a streamed run, to say the loader's rate
@@ -115,7 +113,7 @@ def loader_lines(plan: Plan, data: TrainingData) -> list[str]:
         start = time.perf_counter()
         for i in range(min(LOADER_PROBE, len(dataset))):
             try:
-                item = dataset.load(i * stride)
+                item = dataset.decoded(i * stride)
             except (*DECODE_ERRORS, FileNotFoundError):
                 continue
             training_item(item, 0, dataset.transform)

@@ -1,5 +1,6 @@
-"""A finished run's records: summary.json and the verdict line, the report (drawn in a process of
-its own), the MLflow artifacts, and the footer that says where everything is."""
+"""A finished run's records, written on rank 0: summary.json and the verdict line, the report
+(drawn in a process of its own), the MLflow artifacts, and the footer that says where everything
+is."""
 from __future__ import annotations
 
 import json
@@ -8,25 +9,6 @@ from pathlib import Path
 
 from byol.checkpoint import atomic_write_text
 from byol.config import Config
-from byol.training.plan import Plan
-from byol.training.summary import finished_summary, summarize
-
-
-def close_run(plan: Plan, trainer, module, data, monitor, wall: float, mlflow, resume: bool) -> dict:
-    """After fit: the summary (on rank 0 also written, with the verdict, report and MLflow
-    artifacts). A resumed run that had nothing left to train keeps its summary and report."""
-    cfg = plan.cfg
-    out = Path(cfg.train.out_dir)
-    finished = finished_summary(out) if resume else None
-    if finished is not None and finished.get("steps") == trainer.global_step:
-        if trainer.is_global_zero:
-            print(f"byol: the run in {out} was already complete ({trainer.global_step} steps); its summary and "
-                  "report are kept as they were")
-        return finished
-    summary = summarize(plan, trainer, module, data, monitor, wall)
-    if trainer.is_global_zero:
-        finish(cfg, summary, mlflow)
-    return summary
 
 
 LOADER_BOUND_SHARE = 0.2  # above this share of the time waiting for data, the end of a run says so

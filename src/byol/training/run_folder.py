@@ -16,6 +16,8 @@ from byol.checkpoint import OutputError, atomic_write_text, check_output_file
 from byol.config import Config, ConfigError, to_dict
 from byol.data.listing import SKIPPED_DIR_ENV
 from byol.evaluation.report import REPORT_FILES
+from byol.training.facts import Launch
+from byol.training.plan import launch_rank
 from byol.wording import option
 
 # Every file a run writes in its folder (train.out_dir), each a regular file or none (check_output_file)
@@ -23,6 +25,17 @@ RUN_FILES = ("config.yaml", "summary.json", "knn.json", "embeddings.npz", "backb
              "checkpoints/last.ckpt", ".byol-run.lock", *REPORT_FILES)
 # ... and the folders it writes into, each a real folder or none: a link would carry the files out of the run
 RUN_FOLDERS = ("checkpoints", "csv", "tensorboard", ".skipped")
+
+
+def check_start(cfg: Config, resume: bool, launch: Launch) -> Path:
+    """The checks before the data is read: the run folder (check_run_folder, whose lock only this
+    launch's rank 0 probes), then the MLflow URI. Returns the checkpoint path."""
+    last = check_run_folder(cfg, resume, launch_rank(launch, cfg.train.devices))
+    if cfg.log.mlflow_uri:
+        from byol.tracking import check_tracking_uri
+
+        check_tracking_uri(cfg.log.mlflow_uri)
+    return last
 
 
 def check_run_folder(cfg: Config, resume: bool, rank: int = 0) -> Path:

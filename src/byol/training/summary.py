@@ -1,5 +1,6 @@
 """A finished run's figures: summary.json (steps, images, times, kNN before and after, skipped
-images), the verdict on whether pretraining helped, and what reproduces the run."""
+images), the verdict on whether pretraining helped, and what reproduces the run; close_run makes
+them after fit and has rank 0 write them (byol.training.records)."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ from pathlib import Path
 from byol.config import RECIPES_DIR, Config
 from byol.evaluation.protocols import mcnemar_exact
 from byol.training.plan import Plan
+from byol.training.records import finish
 from byol.training.run_folder import skipped_by_processes
 
 
@@ -19,17 +21,35 @@ def finished_summary(out: Path) -> dict | None:
         return None
 
 
-def summarize(plan: Plan, trainer, module, data, monitor, wall: float) -> dict:
+def close_run(plan: Plan, trainer, module, data, wall: float, mlflow, resume: bool) -> dict:
+    """After fit: the summary (on rank 0 also written, with the verdict, report and MLflow
+    artifacts). A resumed run that had nothing left to train keeps its summary and report."""
+    cfg = plan.cfg
+    out = Path(cfg.train.out_dir)
+    finished = finished_summary(out) if resume else None
+    if finished is not None and finished.get("steps") == trainer.global_step:
+        if trainer.is_global_zero:
+            print(f"byol: the run in {out} was already complete ({trainer.global_step} steps); its summary and "
+                  "report are kept as they were")
+        return finished
+    summary = summarize(plan, trainer, module, data, wall)
+    if trainer.is_global_zero:
+        finish(cfg, summary, mlflow)
+    return summary
+
+
+def summarize(plan: Plan, trainer, module, data, wall: float) -> dict:
     """The run's summary.json: steps, images, wall time (every segment of a resumed run), kNN
     before and after, the collapse monitor, skipped steps and images, the verdict, and what
     reproduces the run (reproducibility)."""
-    from byol.training.monitors import TargetAgreement, Throughput, WallClock
+    from byol.training.monitors import KNNMonitor, TargetAgreement, Throughput, WallClock
 
     cfg = plan.cfg
     t, out = cfg.train, Path(cfg.train.out_dir)
     clock = next(c for c in trainer.callbacks if isinstance(c, WallClock))
     agreement = next(c for c in trainer.callbacks if isinstance(c, TargetAgreement))
     speed = next(c for c in trainer.callbacks if isinstance(c, Throughput))
+    monitor = next((c for c in trainer.callbacks if isinstance(c, KNNMonitor)), None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary = {
         "out_dir": str(out), "checkpoint": str(out / "checkpoints" / "last.ckpt"), "epochs": t.epochs,
@@ -51,7 +71,7 @@ def summarize(plan: Plan, trainer, module, data, monitor, wall: float) -> dict:
         summary["knn_untrained_top1"] = monitor.history[0]["top1"] if monitor.history[0]["epoch"] == 0 else None
         summary["knn_final_top1"] = monitor.history[-1]["top1"]
         summary["knn_test_images"] = len(monitor.test)
-        summary["knn_paired"] = monitor.paired()
+        summary["knn_paired"] = discordant_pairs(monitor.correct, monitor.history)
     std = metrics.get("train/projection_std")  # the collapse monitor's last logged value
     summary["projection_std"] = None if std is None else float(std)
     summary["projection_std_healthy"] = 1.0 / cfg.model.projection_dim ** 0.5
@@ -95,6 +115,17 @@ def describe_reproducibility(summary: dict) -> str:
             f"process{'es' * (r['world_size'] > 1)}; precision {r['precision']} ({r['precision_reason']})")
 
 
+
+
+def discordant_pairs(correct: dict, history: list[dict]) -> dict | None:
+    """The held-out images that only the untrained network, or only the latest one, gets right
+    (the discordant pairs of McNemar's test), from the kNN monitor's per-image results
+    (KNNMonitor.correct); None without both evaluations."""
+    before, after = correct.get("untrained"), correct.get("latest")
+    if before is None or after is None or len(before) != len(after) or history[-1]["epoch"] == 0:
+        return None
+    return {"untrained_only": int((before & ~after).sum()), "final_only": int((after & ~before).sum()),
+            "both": int((before & after).sum()), "neither": int((~before & ~after).sum())}
 
 
 VERDICT_LEVEL = 0.05  # two-sided significance level of the paired test

@@ -3,7 +3,6 @@ SyncBatchNorm), precision (as the plan decided it), loggers, callbacks and the p
 and `fit`, which runs it."""
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ import torch
 
 from byol.config import Config
 from byol.data.listing import DataError
+from byol.training.data import TrainingData
 from byol.training.plan import Plan
 from byol.wording import option
 
@@ -31,39 +31,27 @@ def strategy(plan: Plan):
     return DDPStrategy(find_unused_parameters=plan.cfg.model.hidden_layer is not None)
 
 
-def prepare_process(cfg: Config) -> None:
-    """This process's CPU threads (train.threads) and random seeds (train.seed), before the data."""
-    import lightning as L
-
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-
-
-def build_trainer(plan: Plan, monitor, callbacks: list, resume: bool) -> tuple[object, object]:
+def build_trainer(plan: Plan, data: TrainingData, callbacks: list, resume: bool) -> tuple[object, object]:
     """(the Trainer with the standard callbacks, the user's `callbacks` and the loggers; the MLflow
     logger or None)."""
     cfg = plan.cfg
     loggers, mlflow = make_loggers(cfg, Path(cfg.train.out_dir), resume)
-    return make_trainer(plan, standard_callbacks(cfg, monitor) + list(callbacks), loggers), mlflow
+    return make_trainer(plan, standard_callbacks(cfg, data) + list(callbacks), loggers), mlflow
 
 
-def standard_callbacks(cfg: Config, monitor) -> list:
-    """The kNN monitor (when there are labels), atomic checkpoints and the progress bar."""
+def standard_callbacks(cfg: Config, data: TrainingData) -> list:
+    """The kNN monitor on the data's labeled bank and held-out images (when it has them), atomic
+    checkpoints and the progress display."""
+    from byol.training.monitors import KNNMonitor, progress_display
     from byol.training.saving import AtomicCheckpoint, StopOnSignal
 
     t = cfg.train
-    callbacks = [] if monitor is None else [monitor]
+    monitor = None if data.bank is None else KNNMonitor(data.bank, data.test, t.knn_every, t.knn_k,
+                                                         t.knn_temperature, Path(t.out_dir) / "knn.json")
+    display = progress_display(cfg.log.progress, cfg.log.progress_every, t.log_every)
     checkpoint = AtomicCheckpoint(Path(t.out_dir) / "checkpoints", t.checkpoint_every, t.checkpoint_every_steps,
                                   t.keep_checkpoints)
-    callbacks += [checkpoint, StopOnSignal(checkpoint)]
-    if progress_bar_wanted(cfg):  # refreshing reads the loss: once per log interval
-        callbacks.append(progress_bar(t.log_every))
-    elif cfg.log.progress:  # a file (nohup, SLURM): a bar would show nothing until the end
-        from byol.training.monitors import PlainProgress
-
-        callbacks.append(PlainProgress(cfg.log.progress_every))
-    return callbacks
+    return [c for c in (monitor, checkpoint, StopOnSignal(checkpoint), display) if c is not None]
 
 
 def make_loggers(cfg: Config, out: Path, resume: bool) -> tuple[list, object]:
@@ -95,6 +83,7 @@ def make_trainer(plan: Plan, callbacks: list, loggers: list):
     """A Lightning Trainer for the plan: cfg.train's devices, the plan's strategy and precision,
     accumulation."""
     import lightning as L
+    from lightning.pytorch.callbacks import ProgressBar
 
     from byol.training.saving import LocalCheckpointIO
 
@@ -110,32 +99,10 @@ def make_trainer(plan: Plan, callbacks: list, loggers: list):
             precision=plan.precision,
             accumulate_grad_batches=t.accumulate, callbacks=callbacks, logger=loggers or False,
             log_every_n_steps=t.log_every, enable_checkpointing=False, enable_model_summary=False,
-            enable_progress_bar=progress_bar_wanted(cfg), num_sanity_val_steps=0, default_root_dir=t.out_dir,
+            enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks), num_sanity_val_steps=0,
+            default_root_dir=t.out_dir,
             plugins=[LocalCheckpointIO()],
         )
-
-
-def progress_bar_wanted(cfg: Config) -> bool:
-    """A progress bar on a terminal; in a file (nohup, SLURM) it would show nothing until the end."""
-    return cfg.log.progress and sys.stdout.isatty()
-
-
-def progress_bar(refresh_rate: int):
-    """Lightning's rich progress bar (tqdm without rich), without the logger's version number."""
-    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-
-    def without_version(base):
-        class Bar(base):
-            def get_metrics(self, trainer, pl_module):
-                metrics = super().get_metrics(trainer, pl_module)
-                metrics.pop("v_num", None)
-                return metrics
-        return Bar
-
-    try:
-        return without_version(RichProgressBar)(refresh_rate=refresh_rate)
-    except ModuleNotFoundError:
-        return without_version(TQDMProgressBar)(refresh_rate=refresh_rate)
 
 
 def quiet_lightning() -> None:

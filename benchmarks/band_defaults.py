@@ -36,13 +36,11 @@ BANDS = {"textures as 3 bands": 3, "textures in 8 bands": 8}
 
 def generate(out: Path, bands: int, per_class: int, seed: int = 1) -> Path:
     """out/train and out/test of (bands, 32, 32) uint16 arrays, every band showing the class texture."""
-    from byol.data.demo import BAND_GAINS, BAND_OFFSETS, render, write_classes
+    from byol.data.demo import in_bands, render, write_classes
 
     def save(label: int, rng: np.random.Generator, path: Path) -> None:
         texture = render(label, rng)[..., 0].astype(np.float64) / 255
-        image = np.stack([BAND_OFFSETS[b] + BAND_GAINS[b] * texture + rng.normal(0, 0.02 * BAND_GAINS[b], texture.shape)
-                          for b in range(bands)])
-        np.save(path.with_suffix(".npy"), np.clip(np.round(image), 0, 10_000).astype(np.uint16))
+        np.save(path.with_suffix(".npy"), in_bands([texture] * bands, rng))
 
     return write_classes(out, f"textures in {bands} bands {per_class} {seed}", save, per_class, per_class // 3, seed)
 

@@ -341,7 +341,7 @@ def run_one(args) -> dict:
         from byol.config import load_config
 
         cfg = load_config(args.config or ["cifar10"])
-        row = {"library": "untrained", "pretrain_seconds": 0.0}
+        row = {"library": "untrained", "pretrain_seconds": 0.0, "train_images": len(train), "query_images": len(queries)}
         row.update({f"{k}_own_norm": v for k, v in knn_top1(net, train, queries, cfg.augment.mean,
                                                              cfg.augment.std).items()})
         row.update({f"{k}_imagenet_norm": v for k, v in knn_top1(net, train, queries, IMAGENET_MEAN,
@@ -350,8 +350,8 @@ def run_one(args) -> dict:
     args.queries = queries
     trained, seconds, (mean, std), info = TRAINERS[args.one](net, train, args)
     target = info.pop("target", None)
-    row = {"library": args.one, "pretrain_seconds": round(seconds, 1), **knn_top1(trained, train, queries, mean, std),
-           **info}
+    row = {"library": args.one, "pretrain_seconds": round(seconds, 1), "train_images": len(train),
+           "query_images": len(queries), **knn_top1(trained, train, queries, mean, std), **info}
     if args.one == "byol" and args.label:
         row["label"] = args.label
     if target is not None:
@@ -511,8 +511,9 @@ def main(argv=None) -> int:
                 row = {**common, "seed": seed, **json.loads(proc.stdout.strip().splitlines()[-1])}
             rows.append(row)
             emit(row, args.out)
-    for line in summarize(rows):
-        print(json.dumps({**common, **line}), flush=True)
+    read = next(({k: r[k] for k in ("train_images", "query_images")} for r in rows if "error" not in r), {})
+    for line in summarize(rows):  # the images the runs read (the files may hold fewer than asked)
+        print(json.dumps({**common, **read, **line}), flush=True)
     return 0
 
 

@@ -26,6 +26,31 @@ def cifar_dir() -> Path:
     return CIFAR
 
 
+@pytest.fixture(scope="session")
+def small_cifar(tmp_path_factory) -> Path:
+    """A folder in the CIFAR-10 copy's layout (train.tar.gz and test.tar.gz, each `<class>/<NNNN>.jpg`
+    for ten classes of 32x32 JPEGs), 60 training and 20 test images a class, each class its own
+    mean colour: for tests of the benchmarks' machinery, which need the format, not the figures."""
+    import io
+    import tarfile
+
+    root = tmp_path_factory.mktemp("small-cifar")
+    rng = np.random.default_rng(0)
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    for name, per_class in (("train", 60), ("test", 20)):
+        with tarfile.open(root / f"{name}.tar.gz", "w:gz") as tar:
+            for k, c in enumerate(classes):
+                for i in range(per_class):
+                    pixels = np.clip(rng.normal(25 * k + 15, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
+                    blob = io.BytesIO()
+                    Image.fromarray(pixels).save(blob, "JPEG", quality=75)
+                    info = tarfile.TarInfo(f"{c}/{i:04d}.jpg")
+                    info.size = blob.tell()
+                    blob.seek(0)
+                    tar.addfile(info, blob)
+    return root
+
+
 def write_folder(root: Path, classes=("a", "b"), per_class=4, size=(20, 16), mode="RGB", seed=0) -> Path:
     rng = np.random.default_rng(seed)
     for c in classes:

@@ -36,8 +36,8 @@ def test_a_step_counts_the_operations_of_both_views_and_the_target():
     assert r["step_gflop"] / 2 == pytest.approx(8.9, rel=0.05)
 
 
-def test_bench_b3_tiny_on_cpu(cifar_dir, tmp_path, capsys):
-    assert bench().main(["b3", "--epochs", "1", "--cifar", str(cifar_dir), "--out", str(tmp_path / "b3"),
+def test_bench_b3_tiny_on_cpu(small_cifar, tmp_path, capsys):
+    assert bench().main(["b3", "--epochs", "1", "--cifar", str(small_cifar), "--out", str(tmp_path / "b3"),
                          "--data.limit_per_class", "20", "--train.batch_size", "64", "--log.progress", "false",
                          "--model.backbone_args", "{stem: cifar, width: 0.125}", "--model.projection_hidden_dim", "64",
                          "--model.prediction_hidden_dim", "64"]) == 0
@@ -120,15 +120,15 @@ def test_compare_summarizes_saved_rows_of_separate_runs_and_refuses_mixed_ones(t
     assert "--test-too goes with --split val" in capsys.readouterr().err
 
 
-def test_compare_runs_this_project_and_the_untrained_network_on_two_seeds(cifar_dir, capsys):
-    assert compare().main(["--cifar", str(cifar_dir), "--libraries", "untrained,byol", "--epochs", "1",
+def test_compare_runs_this_project_and_the_untrained_network_on_two_seeds(small_cifar, capsys):
+    assert compare().main(["--cifar", str(small_cifar), "--libraries", "untrained,byol", "--epochs", "1",
                            "--per-class", "30", "--seeds", "3,4", "--width", "0.125", "--batch-size", "64",
                            "--comparison", "fp32", "--set", "model.projection_hidden_dim=64",
                            "--set", "model.prediction_hidden_dim=64", "--curve", "--label", "small", "--test-too"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     runs, summary = lines[:4], lines[4:]
     assert [(r["seed"], r["library"]) for r in runs] == [(3, "untrained"), (3, "byol"), (4, "untrained"), (4, "byol")]
-    assert all("error" not in r and r["split"] == "val" and r["query_images"] == 5000 for r in runs)
+    assert all("error" not in r and r["split"] == "val" and r["query_images"] == 300 for r in runs)
     assert runs[1]["precision"] == "32-true" and runs[1]["steps"] == 4 and runs[1]["cpu_kind"]
     assert summary[0]["summary"] == "byol" and summary[0]["seeds"] == [3, 4]
     curve = runs[1]["curve"]  # --curve: kNN after every epoch; the last is the run's own figure

@@ -268,7 +268,11 @@ def test_the_same_keys_give_the_same_run_from_a_dict_and_from_a_file(tmp_path, c
     assert from_file.optim.name == "sgd" and from_file.model.backbone_args.get("stem") == "cifar"
 
 
-def test_a_packaged_recipe_keeps_its_warmup_and_says_it_outlasts_the_run(tmp_path, capsys):
+def test_a_packaged_recipe_keeps_its_warmup_and_says_it_outlasts_the_run(tmp_path, capsys, monkeypatch):
+    import byol.training.pretrain
+
+    # the cost line's probe steps on a ResNet-50 at 224 px take half a minute here; the warm-up is what is asked
+    monkeypatch.setattr(byol.training.pretrain, "probe_seconds", lambda plan, model: [1.0, 2.0])
     data = write_folder(tmp_path / "imgs", per_class=8, size=(32, 32))
     rc, said, err = run(["pretrain", "--config", "imagenet", "--data.dataset", "folder", "--data.path", str(data),
                          "--train.epochs", "1", "--data.large_images", "resize", "--train.batch_size", "8",

@@ -125,19 +125,26 @@ BAND_OFFSETS = (900.0, 1200.0, 1500.0, 2600.0, 3100.0, 2000.0, 1400.0, 1800.0)
 BAND_GAINS = (400.0, 500.0, 600.0, 1500.0, 1200.0, 900.0, 700.0, 1000.0)
 
 
+BAND_PATTERNS = [CLASSES.index(p) for p in BAND_CLASSES.values()]  # each band class's texture
+
+
 def render_bands(label: int, rng: np.random.Generator, bands: int = 8, size: int = 32) -> np.ndarray:
     """One (bands, size, size) uint16 image of BAND_CLASSES' class `label` (see above)."""
-    patterns = [CLASSES.index(p) for p in BAND_CLASSES.values()]
-    other = patterns[int(rng.integers(len(patterns)))]  # the visible bands' texture: any class's
+    other = BAND_PATTERNS[int(rng.integers(len(BAND_PATTERNS)))]  # the visible bands' texture: any class's
     levels = grey_levels(rng)
     visible, hidden = (np.rot90(render(p, rng, size, levels)[..., 0], int(rng.integers(4))).astype(np.float64) / 255
-                       for p in (other, patterns[label]))
-    out = np.empty((bands, size, size), dtype=np.float64)
-    for b in range(bands):
-        texture = visible if b < 3 else hidden
+                       for p in (other, BAND_PATTERNS[label]))
+    return in_bands([visible if b < 3 else hidden for b in range(bands)], rng)
+
+
+def in_bands(textures: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Band b shows textures[b] (values in [0, 1]) at its offset and gain (BAND_OFFSETS,
+    BAND_GAINS, cycled past 8 bands) with noise of 2 % of the gain: uint16 (bands, H, W)."""
+    out = []
+    for b, texture in enumerate(textures):
         offset, gain = BAND_OFFSETS[b % len(BAND_OFFSETS)], BAND_GAINS[b % len(BAND_GAINS)]
-        out[b] = offset + gain * texture + rng.normal(0, 0.02 * gain, (size, size))
-    return np.clip(np.round(out), 0, 10_000).astype(np.uint16)
+        out.append(offset + gain * texture + rng.normal(0, 0.02 * gain, texture.shape))
+    return np.clip(np.round(np.stack(out)), 0, 10_000).astype(np.uint16)
 
 
 def generate_bands(out: str | Path, bands: int = 8, train_per_class: int = 300, test_per_class: int = 100,

@@ -132,21 +132,35 @@ COST_PROBES = (4, 12)  # images per view the cost line times one BYOL step on, e
 
 
 def cost_line(plan: Plan, model) -> str:
-    """What the run will cost, measured before it starts: one BYOL step (both views through the
-    online network forward and backward, the target's forward) timed here at each size of
-    COST_PROBES images per view at data.image_size, in the run's precision, after one untimed
-    step at that size, on a copy of `model` (its weights and statistics stay as they are); the
-    line through the two times (a step's fixed cost and its cost per image) gives the run's batch.
-    Without augmentation and the optimiser; the progress lines give the real rate once the run goes."""
+    """What the run will cost, measured before it starts: one BYOL step timed at each size of
+    COST_PROBES images per view (probe_seconds); the line through the two times (a step's fixed
+    cost and its cost per image) gives the run's batch (step_seconds). Without augmentation and
+    the optimiser; the progress lines give the real rate once the run goes."""
+    cfg = plan.cfg
+    side, epochs, steps = cfg.data.image_size, cfg.train.epochs, cfg.train.epochs * plan.steps_per_epoch
+    if steps == 0:
+        return "cost: no step (train.epochs 0): the untrained network is evaluated only"
+    batch = cfg.train.batch_size * cfg.train.accumulate
+    step = step_seconds(probe_seconds(plan, model), cfg.train.batch_size, cfg.train.accumulate)
+    small, large = COST_PROBES
+    return (f"cost: about {duration(step)} a step of {batch} images per process here (a step timed on "
+            f"{small} and on {large} images at {side} px, in {plan.precision}), so about {duration(step * steps)} "
+            f"for the run's {steps} steps ({epochs} epochs); without augmentation, data loading and the kNN checks, "
+            "which the progress lines' rate includes")
+
+
+def probe_seconds(plan: Plan, model) -> list[float]:
+    """The seconds of one BYOL step (both views through the online network forward and backward,
+    the target's forward) at each size of COST_PROBES images per view at data.image_size, in the
+    run's precision, each after one untimed step at that size, on a copy of `model` (its weights
+    and statistics stay as they are)."""
     import copy
     import time
 
     import torch
 
     cfg = plan.cfg
-    side, epochs, steps = cfg.data.image_size, cfg.train.epochs, cfg.train.epochs * plan.steps_per_epoch
-    if steps == 0:
-        return "cost: no step (train.epochs 0): the untrained network is evaluated only"
+    side = cfg.data.image_size
     probe = copy.deepcopy(model).train()
     memory = torch.channels_last if cfg.train.channels_last else torch.contiguous_format  # as BatchAugment gives views
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(plan.precision)
@@ -162,13 +176,7 @@ def cost_line(plan: Plan, model) -> str:
                 loss.backward()
                 took = time.perf_counter() - start
             seconds.append(took)
-    batch = cfg.train.batch_size * cfg.train.accumulate
-    step = step_seconds(seconds, cfg.train.batch_size, cfg.train.accumulate)
-    small, large = COST_PROBES
-    return (f"cost: about {duration(step)} a step of {batch} images per process here (a step timed on "
-            f"{small} and on {large} images at {side} px, in {plan.precision}), so about {duration(step * steps)} "
-            f"for the run's {steps} steps ({epochs} epochs); without augmentation, data loading and the kNN checks, "
-            "which the progress lines' rate includes")
+    return seconds
 
 
 def step_seconds(seconds: list[float], batch_size: int, accumulate: int) -> float:

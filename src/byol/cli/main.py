@@ -90,7 +90,7 @@ def cmd_pretrain(args, extra) -> int:
         from byol.training.module import BYOLModule
         from byol.training.pretrain import cost_line
 
-        print(cost_line(plan, BYOLModule(None, plan.cfg).model))  # the network the run would build, a step timed at two sizes
+        print(cost_line(plan, BYOLModule(None, plan.cfg).model))  # the network the run would build
         return 0
     summary = pretrain(cfg, resume=args.resume)
     if summary["global_rank"] == 0:

@@ -38,24 +38,17 @@ MEMORY_LIMIT_IMAGES = 300_000  # below it (and not large_images full), a folder'
 SIZE_SAMPLE = 64  # images whose headers are read to find the typical size
 GRAYSCALE_SIDE = 16  # px: the grayscale sample is decoded this small (equal channels stay equal at any size)
 GRAYSCALE_SAMPLE = 4096  # images whose pixels decide whether the data is grayscale
-
-
-def looks_grayscale(dataset, channels: int = 3, sample: int = GRAYSCALE_SAMPLE) -> bool:
-    """One-channel data, or in-memory RGB images (a data set or a uint8 tensor) whose three
-    channels are equal (the first `sample` images are checked); streamed RGB data is taken to
-    be in colour."""
-    if channels == 1:
-        return True
-    images = dataset if isinstance(dataset, torch.Tensor) else getattr(getattr(dataset, "dataset", dataset),
-                                                                      "images", None)
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        return False
-    x = images[:sample]
-    return bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
-
-
 NAMED_SIZES = {"cifar10": 32, "cifar100": 32, "stl10": 96, "mnist": 28, "emnist": 28}
 BANK_IMAGES = 10_000  # streamed data: the kNN monitor's bank is this many training images, decoded once
+
+
+def looks_grayscale(images: torch.Tensor) -> bool:
+    """Grayscale: uint8 images (N, C, H, W) of one channel, or of three equal ones (the first
+    GRAYSCALE_SAMPLE images are checked)."""
+    if images.shape[1] == 1:
+        return True
+    x = images[:GRAYSCALE_SAMPLE]
+    return images.shape[1] == 3 and bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
 
 
 @dataclass(frozen=True)
@@ -144,7 +137,7 @@ def survey(spec: DataSpec) -> DataFacts:
         raise DataError(f"data.pixels full: {spec.dataset} is a set of 8-bit pictures; read it with data.pixels auto")
     train = named_training_set(spec)
     return DataFacts(spec.dataset, spec.path, len(train), NAMED_SIZES.get(spec.dataset.split("-")[0]),
-                     looks_grayscale(train, spec.picture_channels), "its pixels", None,
+                     looks_grayscale(train.images), "its pixels", None,
                      bool((train.labels >= 0).any()), channels=spec.picture_channels, spec=spec)
 
 
@@ -233,7 +226,7 @@ def survey_folder(spec: DataSpec) -> DataFacts:
     elif in_memory:
         sample = decode_to_memory(images, GRAYSCALE_SIDE, spec.picture_channels, limit=GRAYSCALE_SAMPLE,
                                   decoder=spec.decoder)
-        grayscale, told = looks_grayscale(sample, spec.picture_channels), "the pixels of a sample"
+        grayscale, told = looks_grayscale(sample.images), "the pixels of a sample"
     else:
         grayscale, told = False, "streamed images are taken to be in colour"
     return dataclasses.replace(facts, typical_side=typical_side(listed), grayscale=grayscale, grayscale_from=told)

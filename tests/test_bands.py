@@ -378,3 +378,19 @@ def test_eight_bit_settings_for_band_data_are_one_line(capsys):
             bands.read_tiff(b"II*\0")
         finally:
             bands.need = orig
+
+
+def test_band_data_in_memory_augmented_in_the_workers_gets_band_views(tmp_path):
+    """data.augment_on workers on full-precision data held in memory: each item's views are band
+    views (standardised, never clipped to [0, 1] as 8-bit pixels' are), as on the device."""
+    from byol.config import load_config
+    from byol.training.data import build_data
+    from byol.training.pretrain import plan_run
+
+    data = band_folder(tmp_path / "d", bands=5, per_class=6)
+    cfg = load_config(None, ["--data.path", str(data), "--data.augment_on", "workers", "--train.batch_size", "4",
+                             "--data.num_workers", "0", "--train.out_dir", str(tmp_path / "run")])
+    items = build_data(plan_run(cfg)).loader.dataset
+    view1 = torch.stack([items[0, i].view1 for i in range(len(items))])  # SeededItems: (epoch, index)
+    per_band = view1.transpose(0, 1).flatten(1)  # standardised per band: about mean 0, sd 1 in each
+    assert per_band.std(dim=1).min().item() > 0.3 and per_band.mean(dim=1).abs().max().item() < 3

@@ -37,8 +37,9 @@ class TrainingData:
 def build_data(plan: Plan) -> TrainingData:
     """The TrainingData of the plan: its source, opened as the facts surveyed it, read as the plan
     says, under one loader."""
-    source = open_source(plan.facts.data, reading(plan))
-    data = make_loader(plan, source)
+    read = reading(plan)
+    source = open_source(plan.facts.data, read)
+    data = make_loader(plan, source, read.transform)
     data.grayscale = plan.grayscale
     return data
 
@@ -71,17 +72,18 @@ def enough_images(path: str, n: int, global_batch: int) -> None:
         raise DataError(f"{path!r} has {n} usable images, fewer than one batch (train.batch_size = {global_batch})")
 
 
-def make_loader(plan: Plan, source: Source) -> TrainingData:
+def make_loader(plan: Plan, source: Source, transform: TwoViewTransform | None = None) -> TrainingData:
     """The loader of the source's training images: in-memory images in whole-batch slices (on
-    the training device when the plan keeps them there), everything else per item in
+    the training device when the plan keeps them there), or with `transform` (the reading's, for
+    data.augment_on workers) augmented per image in the workers; everything else per item in
     DataLoader workers, collated into one Batch."""
     cfg = plan.cfg
     t, train = cfg.train, source.train
     enough_images(cfg.data.path, len(train), t.batch_size * plan.world_size)
     memory = isinstance(train, MemoryImages)
     resident = None
-    if memory and cfg.data.augment_on == "workers":  # per image in the workers, as the setting says
-        train, memory = AugmentedImages(train, TwoViewTransform(cfg.augment)), False
+    if memory and transform is not None:  # data.augment_on workers: per image in the workers
+        train, memory = AugmentedImages(train, transform), False
     if memory and plan.data_on_device:
         resident, train = train.images, BatchIndices(train)
     workers = 0 if memory else plan.workers

@@ -8,10 +8,10 @@ training seeds):
   16-bit bands with the multi-band demo's offsets and gains;
 - "textures in 8 bands": the same, in eight bands that all show the class texture.
 
-Training seed 0, 10 epochs, no rotations; band dropout as each row says. A choice made on these
-sets, not a measured optimum for real sensors.
+Training seeds as --seeds says (each candidate run on each), 10 epochs, no rotations; band
+dropout as each row says. A choice made on these sets, not a measured optimum for real sensors.
 
-    python benchmarks/band_defaults.py --out benchmarks/results/band_defaults.jsonl
+    python benchmarks/band_defaults.py --seeds 0,1,2 --out benchmarks/results/band_defaults.jsonl
 """
 from __future__ import annotations
 
@@ -49,25 +49,28 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--per-class", type=int, default=300, help="training images of each class (held out: a third)")
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seeds", default="0", help="comma-separated train.seed values, each candidate run on each")
     p.add_argument("--out", help="append the rows to this JSONL file")
     args = p.parse_args(argv)
     import torch
     from bands import run_one
     from bench import commit, cpu_kind, emit
 
+    seeds = [int(v) for v in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         for name, candidates in CANDIDATES.items():
             data = generate(Path(tmp) / name.replace(" ", "-"), BANDS[name], args.per_class)
             for brightness, contrast, drop in candidates:
-                extra = [a for view in ("view1", "view2") for k, v in (("brightness", brightness), ("contrast", contrast),
-                                                                       ("rot90_p", 0.0), ("band_drop_p", drop))
-                         for a in (f"--augment.{view}.{k}", str(v))]
-                row = {"benchmark": "band-defaults", "set": name, "brightness": brightness, "contrast": contrast,
-                       "band_drop_p": drop, **run_one(data, Path(tmp) / f"run-{len(extra)}-{brightness}-{contrast}",
-                                                      args.epochs, 0, extra),
-                       "data_seed": 1, "cpu_kind": cpu_kind(), "torch": torch.__version__, "commit": commit(),
-                       "benchmark_command": shlex.join(["python", "benchmarks/band_defaults.py", *(argv or sys.argv[1:])])}
-                emit(row, args.out)
+                for seed in seeds:
+                    extra = [a for view in ("view1", "view2") for k, v in (("brightness", brightness), ("contrast", contrast),
+                                                                           ("rot90_p", 0.0), ("band_drop_p", drop))
+                             for a in (f"--augment.{view}.{k}", str(v))]
+                    out = Path(tmp) / f"run-{BANDS[name]}-{brightness}-{contrast}-{drop}-{seed}"
+                    row = {"benchmark": "band-defaults", "set": name, "brightness": brightness, "contrast": contrast,
+                           "band_drop_p": drop, **run_one(data, out, args.epochs, seed, extra),
+                           "data_seed": 1, "cpu_kind": cpu_kind(), "torch": torch.__version__, "commit": commit(),
+                           "benchmark_command": shlex.join(["python", "benchmarks/band_defaults.py", *(argv or sys.argv[1:])])}
+                    emit(row, args.out)
     return 0
 
 

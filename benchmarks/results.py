@@ -24,6 +24,7 @@ No figure in the pages is typed by hand: add rows (benchmarks/quickstart.py --ou
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import statistics
 import sys
@@ -455,18 +456,29 @@ def bands_knn_table(rows: list[dict]) -> str:
 
 
 def band_defaults_table(rows: list[dict]) -> str:
-    """benchmarks/band_defaults.py: kNN top-1 untrained -> final and the verdict for each set and
-    candidate (brightness, contrast, band dropout), the latest row of each."""
-    latest = {(r["set"], r["brightness"], r["contrast"], r["band_drop_p"]): r for r in rows}
-    lines = ["| validation set | brightness, contrast (standard deviations) | band dropout | epochs (steps) | "
-             "kNN top-1 untrained -> final | verdict against the untrained network |", "|---|---|---|---|---|---|"]
-    for (name, brightness, contrast, drop), r in latest.items():
-        lines.append(f"| {name} | {brightness}, {contrast} | {drop} | {r['epochs']} ({r['steps']}) | "
-                     f"{100 * r['knn_untrained_top1']:.1f} % -> **{100 * r['knn_final_top1']:.1f} %** | {r['outcome']} |")
+    """benchmarks/band_defaults.py: for each set and candidate (brightness, contrast, band
+    dropout), kNN top-1 untrained -> final over its training seeds (the mean, and each seed's)
+    and the verdicts; a seed run again counts once, its latest row."""
+    latest = {(r["set"], r["brightness"], r["contrast"], r["band_drop_p"], r["seed"]): r for r in rows}
+    by: dict[tuple, list[dict]] = {}
+    for (*candidate, _), r in latest.items():
+        by.setdefault(tuple(candidate), []).append(r)
+    lines = ["| validation set | brightness, contrast (standard deviations) | band dropout | training seeds | "
+             "epochs (steps) | kNN top-1 untrained -> final (mean; each seed) | verdicts against the untrained network |",
+             "|---|---|---|---|---|---|---|"]
+    for (name, brightness, contrast, drop), runs in by.items():
+        before, after = (statistics.fmean(100 * r[k] for r in runs) for k in ("knn_untrained_top1", "knn_final_top1"))
+        each = "; ".join(f"{100 * r['knn_untrained_top1']:.1f} -> {100 * r['knn_final_top1']:.1f}" for r in runs)
+        verdicts = collections.Counter(r["outcome"] for r in runs)
+        lines.append(f"| {name} | {brightness}, {contrast} | {drop} | {', '.join(str(r['seed']) for r in runs)} | "
+                     f"{runs[0]['epochs']} ({runs[0]['steps']}) | {before:.1f} % -> **{after:.1f} %** ({each}) | "
+                     f"{', '.join(f'{n} {v}' for v, n in verdicts.most_common())} |")
     r = rows[-1]
-    return "\n".join(lines) + (f"\n\n{r['cpu_kind']}, {r['precision']}, torch {r['torch']}; training seed {r['seed']}, data "
-                               f"seed {r['data_seed']}; commit {r['commit']}; `{r['benchmark_command']}`"
-                               + (f" (these rows: {r['runner']})" if r.get("runner") else ""))
+    runners = sorted({x["runner"] for x in rows if x.get("runner")})
+    return "\n".join(lines) + (f"\n\n{r['cpu_kind']}, {r['precision']}, torch {r['torch']}; data seed {r['data_seed']}; "
+                               f"commits {', '.join(sorted({x['commit'] for x in rows}))}; "
+                               + "; ".join(sorted({f"`{x['benchmark_command']}`" for x in rows}))
+                               + "".join(f" (rows of training seed 0: {x})" for x in runners))
 
 
 def bands_loader_table(rows: list[dict]) -> str:

@@ -267,3 +267,21 @@ def test_the_digits_for_the_budget_curves_are_grayscale_and_a_run_takes_them_so(
     cfg = load_config(None, ["--data.path", str(folder), "--train.batch_size", "32"])
     plan = plan_run(cfg)
     assert plan.grayscale is True and build_data(plan).grayscale is True  # what the budget line is told
+
+
+def test_the_band_defaults_table_gives_each_candidate_its_mean_over_seeds_and_each_seed(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import results
+
+    def row(seed, final, outcome, brightness=1.2):
+        return {"set": "textures as 3 bands", "brightness": brightness, "contrast": 0.8, "band_drop_p": 0.0,
+                "seed": seed, "epochs": 10, "steps": 230, "knn_untrained_top1": 0.4, "knn_final_top1": final,
+                "outcome": outcome, "cpu_kind": "AVX2", "precision": "32-true", "torch": "2.13.0", "data_seed": 1,
+                "commit": "abc", "benchmark_command": "python benchmarks/band_defaults.py --seeds 0,1"}
+
+    rows = [row(0, 0.30, "got worse"), row(0, 0.50, "helped"), row(1, 0.60, "helped"), row(0, 0.38, "no clear change", 0.4)]
+    table = results.band_defaults_table(rows)
+    line = next(x for x in table.splitlines() if x.startswith("| textures as 3 bands | 1.2, 0.8 |"))
+    assert "| 0, 1 |" in line and "40.0 % -> **55.0 %** (40.0 -> 50.0; 40.0 -> 60.0)" in line  # seed 0's rerun counts once
+    assert "2 helped" in line and "got worse" not in line
+    assert "| 0.4, 0.8 | 0.0 | 0 |" in table

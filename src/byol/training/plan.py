@@ -60,8 +60,8 @@ BAND_DROP = 0.1  # band_drop_p by default for multi-band data: a choice, not a m
 # the pixel range is about 1.6 standard deviations of photos' pixels, and at 0.4 standard
 # deviations BYOL did not beat the untrained network on the demo's textures saved as 16-bit
 # bands. 1.2 and 0.8 were chosen over (0.4, 0.4), (1.2, 0.4), (1.77, 0.4) and (1.77, 0.8) on
-# a validation copy of the demo data (generated with another seed, 10 epochs, training seed 0):
-# docs/beyond-rgb.md, "How the band defaults were chosen".
+# a validation copy of the demo data (generated with another seed, 10 epochs), by their mean over
+# training seeds 0, 1 and 2: docs/beyond-rgb.md, "How the band defaults were chosen".
 BAND_BRIGHTNESS, BAND_CONTRAST = 1.2, 0.8
 PRECISION_NAMES = {"32-true": "fp32", "bf16-mixed": "bf16 autocast (mixed)", "16-mixed": "fp16 autocast (mixed)"}
 
